@@ -1,0 +1,1 @@
+"""cli-trading: a self-hosted multi-agent automated trading system."""
