@@ -1,0 +1,339 @@
+"""Redis Streams bus: publishing, and the consumer with groups, retries, DLQ, claims and
+idempotency. This is the one piece of plumbing no library does the way we need it.
+
+Consumer semantics (design brief):
+- XREADGROUP in a group shared by every instance of an agent;
+- a message whose stable key (requestId / orderId) was already handled by the group is acked and
+  skipped; the key is written only after success, so a failure is never taken for a duplicate;
+- a failing message stays pending and is retried from the consumer's own pending list with
+  backoff; after `max_failures` it moves to `<stream>.dlq` and is acked, atomically;
+- an undecodable message goes to the DLQ at once;
+- messages left pending by a dead consumer are claimed with XAUTOCLAIM after `claim_idle_ms`;
+- a group lost by Redis (NOGROUP) is recreated;
+- blocking reads use their own connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from pydantic import BaseModel
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError, TimeoutError as RedisTimeoutError
+
+from cli_trading import metrics
+from cli_trading.contracts import dlq_of, iso
+from cli_trading.logs import get_logger
+
+log = get_logger("bus")
+STREAM_MAXLEN = 100_000
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Decimal):
+        return str(obj)
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def encode(payload: BaseModel | dict[str, Any]) -> bytes:
+    if isinstance(payload, BaseModel):
+        payload = payload.model_dump(mode="json", exclude_none=True)
+    return orjson.dumps(payload, default=_default)
+
+
+def connect(url: str, **kw: Any) -> aioredis.Redis:
+    return aioredis.from_url(url, socket_connect_timeout=2, health_check_interval=15, **kw)
+
+
+class Bus:
+    """Publishing side plus the shared command connection."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.redis = connect(url)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self.redis.ping(), 2))
+        except (*REDIS_DOWN, asyncio.TimeoutError):
+            return False
+
+    async def publish(self, stream: str, payload: BaseModel | dict[str, Any]) -> str:
+        eid = await self.redis.xadd(stream, {"data": encode(payload)}, maxlen=STREAM_MAXLEN, approximate=True)
+        return eid.decode()
+
+    async def publish_many(self, items: Sequence[tuple[str, BaseModel | dict[str, Any]]]) -> None:
+        if not items:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream, payload in items:
+                pipe.xadd(stream, {"data": encode(payload)}, maxlen=STREAM_MAXLEN, approximate=True)
+            await pipe.execute()
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+@dataclass(slots=True)
+class Delivery:
+    stream: str
+    id: str
+    payload: dict[str, Any]
+
+
+Outcome = BaseException | None
+BatchHandler = Callable[[list[Delivery]], Awaitable[Sequence[Outcome]]]
+MessageHandler = Callable[[Delivery], Awaitable[None]]
+
+
+def per_message(fn: MessageHandler) -> BatchHandler:
+    """Adapt a one-message handler to the batch interface; each message fails on its own."""
+
+    async def handle(batch: list[Delivery]) -> list[Outcome]:
+        out: list[Outcome] = []
+        for d in batch:
+            try:
+                await fn(d)
+                out.append(None)
+            except Exception as exc:  # noqa: BLE001 - the consumer decides retry or DLQ
+                out.append(exc)
+        return out
+
+    return handle
+
+
+class Consumer:
+    """One consumer in a group. `run()` loops until `stop` is set; `burst()` processes what is
+    there now and returns (for tests and for draining)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        stream: str,
+        group: str,
+        name: str,
+        handler: BatchHandler,
+        *,
+        key: Callable[[dict[str, Any]], str | None] | None = None,
+        batch: int = 200,
+        block_ms: int = 500,
+        max_failures: int = 5,
+        retry_backoff_s: float = 0.2,
+        claim_idle_ms: int = 30_000,
+        idem_ttl_s: int = 86_400,
+        start_id: str = "0",
+    ) -> None:
+        self.bus, self.stream, self.group, self.name = bus, stream, group, name
+        self.handler, self.key = handler, key
+        self.batch, self.block_ms = batch, block_ms
+        self.max_failures, self.retry_backoff_s = max_failures, retry_backoff_s
+        self.claim_idle_ms, self.idem_ttl_s, self.start_id = claim_idle_ms, idem_ttl_s, start_id
+        self.dlq = dlq_of(stream)
+        self._reader = connect(bus.url)  # blocking reads never starve the command connection
+        self._retry_at = 0.0  # own pending list to be re-read at or after this monotonic time
+        self._next_claim = 0.0
+        self._next_gauge = 0.0
+        self.healthy = False
+        self.handled = 0
+
+    # -- keys ------------------------------------------------------------------------------
+    def _idem_key(self, k: str) -> str:
+        return f"cli-trading:idem:{self.stream}:{self.group}:{k}"
+
+    @property
+    def _fail_key(self) -> str:
+        return f"cli-trading:failures:{self.stream}:{self.group}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def ensure_group(self) -> None:
+        try:
+            await self.bus.redis.xgroup_create(self.stream, self.group, id=self.start_id, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                if not self.healthy:
+                    await self.ensure_group()
+                    self.healthy = True
+                    self._retry_at = 0.0  # re-read what we held before the outage
+                await self._step(block=True)
+                backoff = 0.2
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("group lost, recreating", stream=self.stream, group=self.group)
+                self.healthy = False
+            except REDIS_DOWN as exc:
+                if self.healthy:
+                    log.error("redis unreachable", stream=self.stream, error=str(exc))
+                self.healthy = False
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def burst(self) -> int:
+        """Handle everything deliverable now (own pending first, then new); return the count."""
+        await self.ensure_group()
+        self.healthy = True
+        total = 0
+        while True:
+            n = await self._step(block=False)
+            total += n
+            if n == 0:
+                return total
+
+    async def close(self) -> None:
+        await self._reader.aclose()
+
+    # -- one step --------------------------------------------------------------------------
+    async def _step(self, *, block: bool) -> int:
+        now = time.monotonic()
+        if now >= self._next_claim:
+            self._next_claim = now + max(self.claim_idle_ms / 4000, 0.5)
+            if await self._claim():
+                self._retry_at = 0.0
+        if now >= self._next_gauge:
+            self._next_gauge = now + 2.0
+            await self._export_pending()
+        entries: list[tuple[bytes, dict[bytes, bytes] | None]] = []
+        if now >= self._retry_at:
+            entries = await self._read("0")
+            if not entries:
+                self._retry_at = float("inf")
+        if not entries:
+            wait = self.block_ms if block else None
+            if block and self._retry_at != float("inf"):
+                wait = max(1, min(self.block_ms, int((self._retry_at - now) * 1000)))
+            entries = await self._read(">", block_ms=wait)
+        if entries:
+            await self._process(entries)
+        return len(entries)
+
+    async def _read(self, from_id: str, block_ms: int | None = None) -> list[Any]:
+        res = await self._reader.xreadgroup(
+            self.group, self.name, {self.stream: from_id}, count=self.batch, block=block_ms
+        )
+        return res[0][1] if res else []
+
+    async def _claim(self) -> int:
+        _, claimed, *_ = await self.bus.redis.xautoclaim(
+            self.stream, self.group, self.name, min_idle_time=self.claim_idle_ms, count=self.batch
+        )
+        if claimed:
+            log.info("claimed pending messages", stream=self.stream, group=self.group, count=len(claimed))
+        return len(claimed)
+
+    async def _export_pending(self) -> None:
+        info = await self.bus.redis.xpending(self.stream, self.group)
+        metrics.STREAM_PENDING.labels(self.stream, self.group).set(info["pending"])
+
+    async def _process(self, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> None:
+        good: list[Delivery] = []
+        r = self.bus.redis
+        async with r.pipeline(transaction=False) as pipe:
+            for raw_id, fields in entries:
+                eid = raw_id.decode()
+                if not fields:  # trimmed away while pending: nothing to do but ack
+                    pipe.xack(self.stream, self.group, eid)
+                    continue
+                try:
+                    payload = orjson.loads(fields[b"data"])
+                    if not isinstance(payload, dict):
+                        raise ValueError("payload is not a JSON object")
+                except (KeyError, ValueError) as exc:
+                    raw = fields.get(b"data", b"").decode(errors="replace")
+                    self._dead_letter(pipe, eid, raw, f"undecodable: {exc}", 1)
+                    continue
+                good.append(Delivery(self.stream, eid, payload))
+            await pipe.execute()
+        if good:
+            await self._handle(good)
+
+    async def _handle(self, batch: list[Delivery]) -> None:
+        keys = [self.key(d.payload) if self.key else None for d in batch]
+        seen = await self._seen(keys)
+        fresh = [d for d, dup in zip(batch, seen, strict=True) if not dup]
+        results: Sequence[Outcome] = await self.handler(fresh) if fresh else []
+        by_id = {d.id: res for d, res in zip(fresh, results, strict=True)}
+        failed = [(d, by_id[d.id]) for d in fresh if by_id[d.id] is not None]
+        counts = await self._count_failures([d.id for d, _ in failed])
+        r = self.bus.redis
+        async with r.pipeline(transaction=True) as pipe:
+            for d, k, dup in zip(batch, keys, seen, strict=True):
+                if dup or by_id.get(d.id) is None:
+                    pipe.xack(self.stream, self.group, d.id)
+                    if k and not dup:
+                        pipe.set(self._idem_key(k), 1, ex=self.idem_ttl_s)
+            for (d, exc), n in zip(failed, counts, strict=True):
+                if n >= self.max_failures:
+                    self._dead_letter(pipe, d.id, d.payload, f"{type(exc).__name__}: {exc}", n)
+                    pipe.hdel(self._fail_key, d.id)
+            await pipe.execute()
+        self.handled += len(batch)
+        metrics.MESSAGES_HANDLED.labels(self.stream, self.group, "ok").inc(len(batch) - len(failed))
+        if failed:
+            metrics.MESSAGES_HANDLED.labels(self.stream, self.group, "error").inc(len(failed))
+            for d, exc in failed:
+                log.warning("message failed", stream=self.stream, group=self.group, id=d.id, error=repr(exc))
+            self._retry_at = time.monotonic() + self.retry_backoff_s * min(max(counts), 10)
+
+    async def _seen(self, keys: list[str | None]) -> list[bool]:
+        real = [k for k in keys if k]
+        if not real:
+            return [False] * len(keys)
+        found = iter(await self.bus.redis.mget([self._idem_key(k) for k in real]))
+        return [bool(next(found)) if k else False for k in keys]
+
+    async def _count_failures(self, ids: list[str]) -> list[int]:
+        if not ids:
+            return []
+        async with self.bus.redis.pipeline(transaction=False) as pipe:
+            for i in ids:
+                pipe.hincrby(self._fail_key, i, 1)
+            return [int(n) for n in await pipe.execute()]
+
+    def _dead_letter(self, pipe: Any, eid: str, payload: Any, error: str, failures: int) -> None:
+        entry = {
+            "originalStream": self.stream,
+            "group": self.group,
+            "id": eid,
+            "payload": payload,
+            "error": error[:2000],
+            "failures": failures,
+            "ts": iso(),
+        }
+        pipe.xadd(self.dlq, {"data": encode(entry)}, maxlen=STREAM_MAXLEN, approximate=True)
+        pipe.xack(self.stream, self.group, eid)
+        metrics.DLQ_MESSAGES.labels(self.stream).inc()
+        log.error("message dead-lettered", stream=self.stream, group=self.group, id=eid, error=error[:300])
+
+
+async def requeue(r: aioredis.Redis, dlq_stream: str, entry_id: str) -> str | None:
+    """Move one DLQ entry back to its original stream. XADD and XDEL run in one MULTI/EXEC, so a
+    crash can never lose the message between the two. Returns the new id, None if not found."""
+    found = await r.xrange(dlq_stream, entry_id, entry_id)
+    if not found:
+        return None
+    entry = orjson.loads(found[0][1][b"data"])
+    payload = entry["payload"]
+    data = payload.encode() if isinstance(payload, str) else encode(payload)
+    async with r.pipeline(transaction=True) as pipe:
+        pipe.xadd(entry["originalStream"], {"data": data}, maxlen=STREAM_MAXLEN, approximate=True)
+        pipe.xdel(dlq_stream, entry_id)
+        new_id, _ = await pipe.execute()
+    return new_id.decode()

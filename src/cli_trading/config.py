@@ -1,0 +1,177 @@
+"""Settings: environment variables (with *_FILE variants for secrets) and YAML files.
+
+One root settings class; agent-specific knobs are plain fields with a prefix so that a typo in an
+environment variable stays harmless but a typo in a YAML key is an error (extra="forbid").
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cli_trading.contracts import AGENT_PORTS
+
+DEFAULTS_DIR = Path(__file__).parent / "defaults"
+
+
+class ConfigError(ValueError):
+    """Settings that cannot work together; the message says what to change."""
+
+
+def read_secret_file(path: str | Path | None) -> str | None:
+    if not path:
+        return None
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"secret file {p} does not exist")
+    return p.read_text().strip() or None
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept what users write (postgresql://, postgres://, sqlite:///path) and return the
+    SQLAlchemy async form (postgresql+asyncpg://, sqlite+aiosqlite:///)."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("postgresql+") and not url.startswith("postgresql+asyncpg://"):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
+        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        return url
+    raise ConfigError(
+        f"DATABASE_URL scheme not supported: {url.split('://', 1)[0]!r} "
+        "(use postgresql://user:pass@host:5432/db or sqlite:///path/to/file.db)"
+    )
+
+
+def with_password(url: str, password: str | None) -> str:
+    """Insert a password (from DATABASE_PASSWORD_FILE) into a URL that has none."""
+    if not password or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    if "@" not in rest:
+        return url
+    userinfo, host = rest.rsplit("@", 1)
+    if ":" in userinfo:
+        return url
+    return f"{scheme}://{userinfo}:{quote(password, safe='')}@{host}"
+
+
+def redact_url(url: str) -> str:
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    userinfo, host = rest.rsplit("@", 1)
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in userinfo else url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    data_dir: Path = Path("cli-trading-data")
+    log_dir: Path | None = None
+    config_dir: Path | None = None
+    bind_host: str = "127.0.0.1"
+    port_base: int = 7001
+    redis_url: str | None = None
+    database_url: str | None = None
+    database_password_file: str | None = None
+    admin_token: str | None = Field(default=None, repr=False)
+    admin_token_file: str | None = None
+    admin_token_grace_s: float = 300.0
+    admin_allow_cidrs: str = ""
+    auth_fail_limit: int = 10
+    auth_fail_window_s: float = 60.0
+    auth_lockout_s: float = 300.0
+    auth_spike_threshold: int = 20
+    auth_spike_halts: bool = False
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+
+    trading_mode: Literal["paper", "live"] = "paper"
+    symbols: str = "BTC-USD,ETH-USD"
+    speed: float = 1.0
+    starting_cash: Decimal = Decimal("10000")
+    quote_currency: str = "USD"
+    daily_target_pct: Decimal = Decimal("5")
+    daily_loss_limit_pct: Decimal = Decimal("3")
+    risk_fraction: Decimal = Decimal("0.02")
+    fee_bps: Decimal = Decimal("10")
+    slippage_bps: Decimal = Decimal("5")
+
+    max_failures: int = 5
+    claim_idle_ms: int = 30_000
+    idempotency_ttl_s: int = 86_400
+    exec_failure_halt_n: int = 5
+    db_outage_halt_s: float = 30.0
+
+    exchange_id: str = "binance"
+    exchange_api_key: str | None = Field(default=None, repr=False)
+    exchange_api_key_file: str | None = None
+    exchange_api_secret: str | None = Field(default=None, repr=False)
+    exchange_api_secret_file: str | None = None
+    notify_config: str | None = None
+
+    @field_validator("daily_target_pct", "daily_loss_limit_pct")
+    @classmethod
+    def _positive(cls, v: Decimal) -> Decimal:
+        if v <= 0:
+            raise ValueError("must be a positive percentage")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.trading_mode == "live" and not (self.exchange_api_key or self.exchange_api_key_file):
+            raise ValueError("TRADING_MODE=live needs EXCHANGE_API_KEY or EXCHANGE_API_KEY_FILE")
+        return self
+
+    # -- derived -------------------------------------------------------------------------
+    @property
+    def logs_path(self) -> Path:
+        return self.log_dir or self.data_dir / "logs"
+
+    @property
+    def symbol_list(self) -> list[str]:
+        return [s.strip().upper() for s in self.symbols.split(",") if s.strip()]
+
+    @cached_property
+    def db_url(self) -> str:
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'trading.db').resolve()}"
+        return normalize_database_url(with_password(url, read_secret_file(self.database_password_file)))
+
+    def port_of(self, agent: str) -> int:
+        return self.port_base + (AGENT_PORTS[agent] - 7001)
+
+    def config_file(self, name: str) -> Path:
+        """A YAML file from CONFIG_DIR when present there, else the shipped default."""
+        if self.config_dir and (self.config_dir / name).exists():
+            return self.config_dir / name
+        return DEFAULTS_DIR / name
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValueError as exc:  # pydantic ValidationError is a ValueError
+        raise ConfigError(str(exc)) from exc
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def load_yaml(path: Path, model: type[StrictModel]) -> StrictModel:
+    """Parse a YAML file into a strict model; unknown keys are an error naming the file."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        return model.model_validate(raw)
+    except (OSError, yaml.YAMLError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

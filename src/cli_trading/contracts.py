@@ -1,0 +1,229 @@
+"""Everything agents agree on: names, ports, streams, groups, message shapes, halt reasons.
+
+Agents know each other only through this module (no agent imports another agent).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AGENT_PORTS: dict[str, int] = {
+    "orchestrator": 7001,
+    "portfolio-manager": 7002,
+    "market-analyst": 7003,
+    "risk-manager": 7004,
+    "trade-executor": 7005,
+    "notification-manager": 7006,
+    "parameter-optimizer": 7007,
+}
+AGENTS = tuple(AGENT_PORTS)
+
+
+class Stream(StrEnum):
+    COMMANDS = "orchestrator.commands"
+    SIGNALS = "analysis.signals"
+    RISK_REQUESTS = "risk.requests"
+    RISK_RESPONSES = "risk.responses"
+    ORDERS = "exec.orders"
+    STATUS = "exec.status"
+    NOTIFY = "notify.events"
+    OPT_REQUESTS = "opt.requests"
+    OPT_RESULTS = "opt.results"
+    # Not in the original brief: marks for portfolio, PnL and the risk manager.
+    BARS = "market.bars"
+
+
+def dlq_of(stream: str) -> str:
+    return f"{stream}.dlq"
+
+
+class Group(StrEnum):
+    ANALYST = "analyst"
+    ORCHESTRATOR = "orchestrator"
+    RISK = "risk"
+    EXEC = "exec"
+    PORTFOLIO = "portfolio"
+    NOTIFY = "notify"
+    OPTIMIZER = "optimizer"
+
+
+# (stream, group) pairs that exist in a running system: the admin API answers 404 for others.
+SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
+    Stream.COMMANDS: (Group.ANALYST,),
+    Stream.SIGNALS: (Group.ORCHESTRATOR,),
+    Stream.RISK_REQUESTS: (Group.RISK,),
+    Stream.RISK_RESPONSES: (Group.ORCHESTRATOR,),
+    Stream.ORDERS: (Group.EXEC,),
+    Stream.STATUS: (Group.ORCHESTRATOR, Group.PORTFOLIO, Group.RISK),
+    Stream.NOTIFY: (Group.NOTIFY,),
+    Stream.OPT_REQUESTS: (Group.OPTIMIZER,),
+    Stream.OPT_RESULTS: (Group.ORCHESTRATOR,),
+    Stream.BARS: (Group.ORCHESTRATOR, Group.PORTFOLIO, Group.RISK),
+}
+
+# Redis keys shared between agents.
+HALT_KEY = "cli-trading:halt"
+INFLIGHT_KEY = "cli-trading:exec:inflight"
+
+
+class HaltReason(StrEnum):
+    DAILY_TARGET = "daily_target_reached"
+    DAILY_LOSS = "daily_loss_limit"
+    MANUAL = "manual"
+    SYSTEM_ERROR = "system_error"
+    SECURITY = "security_incident"
+    EMERGENCY = "emergency_stop"
+
+
+AUTO_CLEARING_REASONS = frozenset({HaltReason.DAILY_TARGET, HaltReason.DAILY_LOSS})
+
+
+class HaltMode(StrEnum):
+    HALT = "halt"
+    REDUCE_ONLY = "reduce_only"
+    FLATTEN = "flatten"
+
+
+class Outcome(StrEnum):
+    HOLD = "hold"
+    REJECTED = "rejected"
+    FILLED = "filled"
+    FAILED = "failed"
+
+
+Side = Literal["buy", "sell"]
+Severity = Literal["info", "warning", "critical"]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime | None = None) -> str:
+    return (ts or now_utc()).isoformat().replace("+00:00", "Z")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def order_id_for(request_id: str) -> str:
+    """orderId derived from requestId: a redelivered decision maps to the same order."""
+    return f"ord-{request_id}"
+
+
+class Message(BaseModel):
+    """Base of every stream message: ts and traceId travel with it."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    ts: str = Field(default_factory=iso)
+    traceId: str = Field(default_factory=new_id)
+
+
+class AnalyzeCommand(Message):
+    type: Literal["analyze"] = "analyze"
+    requestId: str
+    symbol: str
+
+
+class HaltCommand(Message):
+    type: Literal["halt"] = "halt"
+    reason: str
+
+
+class SignalMsg(Message):
+    requestId: str
+    symbol: str
+    side: Side | None
+    confidence: float = Field(ge=0, le=1)
+    price: Decimal
+    strategy: str
+
+
+class RiskRequest(Message):
+    requestId: str
+    symbol: str
+    side: Side
+    confidence: float = Field(ge=0, le=1)
+    qty: Decimal = Field(gt=0)
+    price: Decimal = Field(gt=0)
+    manual: bool = False
+
+
+class RiskResponse(Message):
+    requestId: str
+    ok: bool
+    reason: str | None = None
+
+
+class OrderMsg(Message):
+    orderId: str
+    requestId: str
+    symbol: str
+    side: Side
+    qty: Decimal = Field(gt=0)
+    type: Literal["market", "limit"] = "market"
+    price: Decimal | None = None
+
+
+class StatusMsg(Message):
+    orderId: str
+    requestId: str
+    status: Literal["filled", "rejected", "failed", "pending"]
+    symbol: str
+    side: Side
+    qty: Decimal
+    price: Decimal | None = None
+    fee: Decimal = Decimal("0")
+    reason: str | None = None
+
+
+class BarMsg(Message):
+    symbol: str
+    barTs: str
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+
+class NotifyEvent(Message):
+    type: str
+    severity: Severity = "info"
+    message: str
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptRequest(Message):
+    requestId: str
+    strategy: str
+    symbol: str
+    reason: str = "loss"
+
+
+class OptResult(Message):
+    requestId: str
+    strategy: str
+    symbol: str
+    proposals: list[dict[str, Any]]
+
+
+def halt_severity(reason: str) -> Severity:
+    """The runbook's severity of a halt notification."""
+    if reason == HaltReason.DAILY_TARGET:
+        return "info"
+    if reason in CRITICAL_HALTS:
+        return "critical"
+    return "warning"  # manual, or a reason string of the operator's own
+
+
+CRITICAL_HALTS = frozenset(
+    {HaltReason.DAILY_LOSS, HaltReason.SYSTEM_ERROR, HaltReason.SECURITY, HaltReason.EMERGENCY}
+)

@@ -1,0 +1,102 @@
+"""Engine creation and migrations (Alembic, applied on start under a lock so that several
+processes starting together migrate once)."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+ADVISORY_LOCK = 7_001_2026
+
+
+class DatabaseUnavailable(RuntimeError):
+    pass
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def make_engine(url: str, **kw: Any) -> AsyncEngine:
+    if is_sqlite(url):
+        path = make_url(url).database
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **kw)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn: Any, _: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    kw.setdefault("pool_size", 10)
+    kw.setdefault("max_overflow", 10)
+    return create_async_engine(url, pool_pre_ping=True, **kw)
+
+
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+@asynccontextmanager
+async def _migration_lock(engine: AsyncEngine, url: str) -> AsyncIterator[None]:
+    if is_sqlite(url):
+        db = make_url(url).database or ":memory:"
+        with open(f"{db}.migrate.lock", "w") as fh:
+            await asyncio.to_thread(fcntl.flock, fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK})
+        try:
+            yield
+        finally:
+            await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK})
+
+
+async def migrate(engine: AsyncEngine, url: str) -> None:
+    """Bring the schema to the newest revision."""
+
+    def upgrade(conn: Any) -> None:
+        cfg = alembic_config(url)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+    async with _migration_lock(engine, url):
+        async with engine.begin() as conn:
+            await conn.run_sync(upgrade)
+
+
+async def check(engine: AsyncEngine) -> bool:
+    try:
+        async with engine.connect() as conn:
+            await asyncio.wait_for(conn.execute(text("SELECT 1")), 3)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not usable now"
+        return False

@@ -1,0 +1,77 @@
+"""Structured JSON logs (structlog over stdlib logging): one line per event on stderr and in
+`<logs>/<agent>.log`, rotated by size. requestId/traceId come from context variables, so every
+line written while handling a request or message carries them. Secret-looking fields are
+redacted before rendering, whatever the caller passed."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+SECRET_WORDS = ("token", "password", "secret", "authorization", "api_key", "apikey", "cookie")
+_configured = False
+
+
+def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    for k in list(event):
+        lk = k.lower()
+        if any(w in lk for w in SECRET_WORDS) and not lk.endswith(("fingerprint", "_name", "header")):
+            event[k] = "***"
+    return event
+
+
+def configure(agent: str, log_dir: Path | None, *, level: str = "INFO", max_bytes: int = 20_000_000) -> None:
+    """Configure logging once per process. `log_dir=None` logs to stderr only."""
+    global _configured
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(
+            logging.handlers.RotatingFileHandler(log_dir / f"{agent}.log", maxBytes=max_bytes, backupCount=5)
+        )
+    for h in handlers:
+        h.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(h)
+    root.setLevel(level)
+    for noisy in ("uvicorn.access", "httpx", "httpcore", "alembic", "aiosqlite", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+            _redact,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(agent=agent)
+    _configured = True
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)
+
+
+def file_logger(path: Path, name: str, max_bytes: int = 20_000_000) -> logging.Logger:
+    """A plain JSON-lines file (the admin access log), rotated by size, not propagated."""
+    lg = logging.getLogger(name)
+    if not lg.handlers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        h = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=5)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        lg.addHandler(h)
+        lg.setLevel(logging.INFO)
+        lg.propagate = False
+    return lg

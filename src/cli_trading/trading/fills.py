@@ -1,0 +1,50 @@
+"""The paper fill model and position sizing: pure functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+
+BPS = Decimal("0.0001")
+QTY_STEP = Decimal("0.00000001")
+PRICE_STEP = Decimal("0.00000001")
+
+
+@dataclass(frozen=True, slots=True)
+class PaperFill:
+    price: Decimal
+    fee: Decimal
+
+
+def paper_fill(side: str, qty: Decimal, market: Decimal, *, slippage_bps: Decimal, fee_bps: Decimal) -> PaperFill:
+    """Fill at the market price moved against the taker by the slippage; fee on the notional."""
+    move = market * slippage_bps * BPS
+    price = (market + move if side == "buy" else market - move).quantize(PRICE_STEP)
+    fee = (qty * price * fee_bps * BPS).quantize(PRICE_STEP)
+    return PaperFill(price, fee)
+
+
+def affordable(side: str, qty: Decimal, fill: PaperFill, *, cash: Decimal, held: Decimal) -> str | None:
+    """Why the paper account cannot take this fill, or None."""
+    if side == "buy" and qty * fill.price + fill.fee > cash:
+        return "insufficient_cash"
+    if side == "sell" and qty > held:
+        return "insufficient_position"
+    return None
+
+
+def size_order(
+    *, side: str, equity: Decimal, price: Decimal, confidence: float, risk_fraction: Decimal, held: Decimal
+) -> Decimal:
+    """Quantity from equity and the risk fraction, scaled by confidence; sells never exceed the
+    holding. Zero means there is nothing sensible to trade."""
+    if price <= 0 or equity <= 0:
+        return Decimal(0)
+    qty = (equity * risk_fraction * Decimal(str(round(confidence, 4))) / price).quantize(QTY_STEP, ROUND_DOWN)
+    if side == "sell":
+        qty = min(qty, held)
+    return max(qty, Decimal(0))
+
+
+def qty_for_notional(notional: Decimal, price: Decimal) -> Decimal:
+    return (notional / price).quantize(QTY_STEP, ROUND_DOWN) if price > 0 else Decimal(0)

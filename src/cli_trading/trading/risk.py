@@ -1,0 +1,120 @@
+"""Pre-trade risk rules: pure, synchronous, one verdict per request with a reason string.
+
+Rules, in order (the first that fails names the rejection):
+halted, halt_state_unknown, min_confidence, trading_window, side_blocked, max_order_notional,
+insufficient_cash, insufficient_position, max_position_notional, max_total_exposure,
+max_orders_per_minute.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from decimal import Decimal
+
+from pydantic import Field
+
+from cli_trading.config import StrictModel
+from cli_trading.trading.halt import HaltState, allows
+from cli_trading.trading.ledger import ZERO, Ledger
+
+
+class RiskRules(StrictModel):
+    min_confidence: float = Field(0.55, ge=0, le=1)
+    trading_window_utc: tuple[time, time] | None = None
+    blocked_sides: list[str] = Field(default_factory=list)
+    max_order_notional: Decimal = Decimal("2500")
+    max_position_notional: Decimal = Decimal("6000")
+    max_total_exposure: Decimal = Decimal("9000")
+    max_orders_per_minute: int = Field(120_000, ge=1)
+    manual_bypasses_confidence: bool = True
+
+
+class RiskFile(StrictModel):
+    risk: RiskRules = RiskRules()
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    request_id: str
+    symbol: str
+    side: str
+    qty: Decimal
+    price: Decimal
+    confidence: float
+    manual: bool = False
+
+
+@dataclass
+class RiskBook:
+    """What the risk manager knows beyond the ledger: reservations for approved orders not yet
+    settled, and the recent approvals for the rate rule."""
+
+    reserved_cash: dict[str, Decimal] = field(default_factory=dict)
+    reserved_qty: dict[str, tuple[str, Decimal]] = field(default_factory=dict)
+    reserved_notional: dict[str, tuple[str, Decimal]] = field(default_factory=dict)
+    recent: deque[datetime] = field(default_factory=deque)
+
+    def reserve(self, r: Request) -> None:
+        notional = r.qty * r.price
+        self.reserved_notional[r.request_id] = (r.symbol, notional if r.side == "buy" else -notional)
+        if r.side == "buy":
+            self.reserved_cash[r.request_id] = notional
+        else:
+            self.reserved_qty[r.request_id] = (r.symbol, r.qty)
+
+    def release(self, request_id: str) -> None:
+        self.reserved_cash.pop(request_id, None)
+        self.reserved_qty.pop(request_id, None)
+        self.reserved_notional.pop(request_id, None)
+
+    def held_qty(self, symbol: str) -> Decimal:
+        return sum((q for s, q in self.reserved_qty.values() if s == symbol), ZERO)
+
+    def pending_notional(self, symbol: str | None = None) -> Decimal:
+        return sum((n for s, n in self.reserved_notional.values() if symbol in (None, s)), ZERO)
+
+
+def evaluate(
+    r: Request, *, rules: RiskRules, halt: HaltState | None, ledger: Ledger, book: RiskBook, now: datetime
+) -> str | None:
+    """The rejection reason, or None to approve. Does not reserve: the caller does on approval."""
+    position = ledger.qty_of(r.symbol) - book.held_qty(r.symbol)
+    if halt is None:
+        return "halt_state_unknown"
+    if not allows(halt, side=r.side, position_qty=position, qty=r.qty):
+        return "halted"
+    if not (r.manual and rules.manual_bypasses_confidence) and r.confidence < rules.min_confidence:
+        return "min_confidence"
+    if rules.trading_window_utc and not _in_window(now.time(), *rules.trading_window_utc):
+        return "trading_window"
+    if r.side in rules.blocked_sides:
+        return "side_blocked"
+    notional = r.qty * r.price
+    if notional > rules.max_order_notional:
+        return "max_order_notional"
+    if r.side == "buy":
+        if ledger.cash - sum(book.reserved_cash.values(), ZERO) < notional:
+            return "insufficient_cash"
+        held = ledger.qty_of(r.symbol) * (ledger.price_of(r.symbol) or r.price)
+        if held + book.pending_notional(r.symbol) + notional > rules.max_position_notional:
+            return "max_position_notional"
+        if ledger.snapshot().exposure + book.pending_notional() + notional > rules.max_total_exposure:
+            return "max_total_exposure"
+    elif position < r.qty:
+        return "insufficient_position"
+    return _rate(book, rules, now)
+
+
+def _rate(book: RiskBook, rules: RiskRules, now: datetime) -> str | None:
+    while book.recent and (now - book.recent[0]).total_seconds() > 60:
+        book.recent.popleft()
+    if len(book.recent) >= rules.max_orders_per_minute:
+        return "max_orders_per_minute"
+    book.recent.append(now)
+    return None
+
+
+def _in_window(t: time, start: time, end: time) -> bool:
+    return start <= t <= end if start <= end else t >= start or t <= end
