@@ -92,6 +92,10 @@ class Delivery:
     payload: dict[str, Any]
 
 
+class PoisonMessage(Exception):
+    """A message that can never succeed (wrong shape): dead-lettered at once, not retried."""
+
+
 Outcome = BaseException | None
 BatchHandler = Callable[[list[Delivery]], Awaitable[Sequence[Outcome]]]
 MessageHandler = Callable[[Delivery], Awaitable[None]]
@@ -280,7 +284,7 @@ class Consumer:
                     if k and not dup:
                         pipe.set(self._idem_key(k), 1, ex=self.idem_ttl_s)
             for (d, exc), n in zip(failed, counts, strict=True):
-                if n >= self.max_failures:
+                if n >= self.max_failures or isinstance(exc, PoisonMessage):
                     self._dead_letter(pipe, d.id, d.payload, f"{type(exc).__name__}: {exc}", n)
                     pipe.hdel(self._fail_key, d.id)
             await pipe.execute()

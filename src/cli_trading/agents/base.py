@@ -1,0 +1,316 @@
+"""The agent component: one fixed lifecycle (connect, migrate, start consumers and loops, serve
+HTTP, stop on SIGTERM within seconds) that every agent shares. Agents supply hooks: what they
+consume, their routes, their loops, their status. No agent overrides `start`/`stop`/`serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+import orjson
+import uvicorn
+from fastapi import FastAPI, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from cli_trading import metrics
+from cli_trading.auth import Lockout, TokenStore, parse_allow_list
+from cli_trading.bus import REDIS_DOWN, BatchHandler, Bus, Consumer
+from cli_trading.config import Settings, redact_url, read_secret_file
+from cli_trading.contracts import NotifyEvent, Stream, now_utc
+from cli_trading.db import engine as dbengine
+from cli_trading.db import repo
+from cli_trading.logs import configure, file_logger, get_logger
+
+Clock = Callable[[], datetime]
+
+
+class StartupError(RuntimeError):
+    """A dependency is missing at start: the message names it and how to fix it."""
+
+
+@dataclass
+class Subscription:
+    stream: str
+    group: str
+    handler: BatchHandler
+    key: Callable[[dict[str, Any]], str | None] | None = None
+    batch: int = 200
+
+
+@dataclass
+class AdminGuard:
+    tokens: TokenStore
+    lockout: Lockout
+    allow: list[Any] = field(default_factory=list)
+    last_spike_alert: float = 0.0
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[override]
+        yield  # the agent owns signal handling
+
+
+class Agent:
+    name: ClassVar[str]
+    uses_db: ClassVar[bool] = True
+
+    def __init__(self, settings: Settings, *, clock: Clock = now_utc, consumer_name: str | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.consumer_name = consumer_name or os.environ.get("CONSUMER_NAME") or f"{self.name}@{socket.gethostname()}"
+        self.log = get_logger(self.name)
+        self.bus: Bus | None = None
+        self.engine: AsyncEngine | None = None
+        self.sessions: async_sessionmaker[AsyncSession] | None = None
+        self.consumers: list[Consumer] = []
+        self.stop_event = asyncio.Event()
+        self.started_at = time.time()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._audit_buffer: list[dict[str, Any]] = []
+        self._db_ok = True
+        token = settings.admin_token or None
+        self.guard = AdminGuard(
+            TokenStore(token=token, token_file=settings.admin_token_file),
+            Lockout(settings.auth_fail_limit, settings.auth_fail_window_s, settings.auth_lockout_s),
+            parse_allow_list(settings.admin_allow_cidrs),
+        )
+        self._access_log = file_logger(settings.logs_path / "admin-access.log", "cli_trading.admin_access")
+
+    # -- hooks -----------------------------------------------------------------------------
+    def subscriptions(self) -> list[Subscription]:
+        return []
+
+    def loops(self) -> list[Callable[[], Awaitable[None]]]:
+        """Coroutines that run until stop (each must watch `self.stop_event`)."""
+        return []
+
+    def add_routes(self, app: FastAPI) -> None:
+        pass
+
+    async def on_start(self) -> None:
+        pass
+
+    async def on_stop(self) -> None:
+        pass
+
+    async def status(self) -> dict[str, Any]:
+        return {}
+
+    def refresh_metrics(self) -> None:
+        pass
+
+    # -- shared services -------------------------------------------------------------------
+    @property
+    def redis(self) -> Any:
+        assert self.bus is not None
+        return self.bus.redis
+
+    def session(self) -> AsyncSession:
+        assert self.sessions is not None
+        return self.sessions()
+
+    def audit(self, action: str, **fields: Any) -> None:
+        """Queue an audit event; a loop writes them in batches (a decision makes several)."""
+        self._audit_buffer.append(
+            {
+                "ts": self.clock(),
+                "agent": self.name,
+                "action": action,
+                "actor": fields.pop("actor", None),
+                "source": fields.pop("source", None),
+                "target": fields.pop("target", None),
+                "result": fields.pop("result", None),
+                "request_id": fields.pop("request_id", None),
+                "detail": fields or None,
+            }
+        )
+
+    async def flush_audit(self) -> None:
+        if not self._audit_buffer or self.sessions is None:
+            return
+        rows, self._audit_buffer = self._audit_buffer, []
+        try:
+            async with self.session() as s, s.begin():
+                await repo.add_audit(s, rows=rows)
+        except Exception as exc:  # noqa: BLE001 - keep them for the next try
+            self._audit_buffer[:0] = rows[-50_000:]
+            self.log.warning("audit write failed, will retry", error=str(exc)[:200])
+
+    async def notify(self, type_: str, severity: str, message: str, **context: Any) -> None:
+        try:
+            await self.bus.publish(Stream.NOTIFY, NotifyEvent(type=type_, severity=severity, message=message,
+                                                              context={"agent": self.name, **context}))  # type: ignore[union-attr]
+        except REDIS_DOWN as exc:
+            self.log.error("could not publish notification", type=type_, error=str(exc))
+
+    async def audit_admin(self, request: Request, *, actor: str | None, addr: str, status: int) -> None:
+        route = request.url.path
+        result = "ok" if status < 400 else str(status)
+        self.audit(f"admin:{request.method} {route}", actor=actor, source=addr, target=route, result=result,
+                   request_id=request.headers.get("x-request-id"))
+        self._access_log.info(orjson.dumps({
+            "ts": self.clock().isoformat(), "agent": self.name, "method": request.method, "route": route,
+            "status": status, "client": addr, "auth": "X-Admin-Token", "actor": actor,
+            "requestId": request.headers.get("x-request-id"),
+        }).decode())
+
+    async def auth_failed(self, addr: str) -> None:
+        """A spike of failed authentications raises a security event (at most once a minute)."""
+        recent = self.guard.lockout.recent_failures()
+        now = time.monotonic()
+        if recent < self.settings.auth_spike_threshold or now - self.guard.last_spike_alert < 60:
+            return
+        self.guard.last_spike_alert = now
+        await self.notify("security.auth_failures", "critical",
+                          f"{recent} failed admin authentications in the last minute on {self.name}",
+                          source=addr, failures=recent, category="security")
+        await self.on_auth_spike(addr)
+
+    async def on_auth_spike(self, addr: str) -> None:
+        """Hook: the orchestrator may halt with security_incident."""
+
+    async def health_checks(self) -> dict[str, dict[str, Any]]:
+        checks: dict[str, dict[str, Any]] = {}
+        redis_ok = await self.bus.ping() if self.bus else False
+        metrics.DEPENDENCY_UP.labels("redis").set(int(redis_ok))
+        checks["redis"] = {"ok": redis_ok}
+        if self.uses_db and self.engine is not None:
+            self._db_ok = await dbengine.check(self.engine)
+            metrics.DEPENDENCY_UP.labels("database").set(int(self._db_ok))
+            checks["database"] = {"ok": self._db_ok}
+        lagging = [f"{c.stream}/{c.group}" for c in self.consumers if not c.healthy]
+        checks["consumers"] = {"ok": not lagging, "unhealthy": lagging}
+        return checks
+
+    def base_status(self) -> dict[str, Any]:
+        usage = shutil.disk_usage(self.settings.data_dir if self.settings.data_dir.exists() else ".")
+        metrics.HOST_DISK_FREE.set(usage.free / usage.total)
+        return {
+            "pid": os.getpid(),
+            "uptimeSeconds": round(time.time() - self.started_at, 1),
+            "mode": self.settings.trading_mode,
+            "consumers": [
+                {"stream": c.stream, "group": c.group, "name": c.name, "healthy": c.healthy, "handled": c.handled}
+                for c in self.consumers
+            ],
+        }
+
+    # -- lifecycle (final) -----------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        if not s.redis_url:
+            raise StartupError("REDIS_URL is not set (cli-trading up starts an embedded Redis; "
+                               "a single agent needs REDIS_URL=redis://host:6379/0)")
+        self.bus = Bus(s.redis_url)
+        if not await self.bus.ping():
+            raise StartupError(f"Redis is not reachable at {redact_url(s.redis_url)}: start it "
+                               "(redis-server) or point REDIS_URL at a running server")
+        if self.uses_db:
+            self.engine = dbengine.make_engine(s.db_url)
+            try:
+                await dbengine.migrate(self.engine, s.db_url)
+            except Exception as exc:  # noqa: BLE001 - turn any connection failure into advice
+                raise StartupError(f"database not usable at {redact_url(s.db_url)}: {str(exc)[:300]} "
+                                   "(check DATABASE_URL, that the server runs and the user may connect)") from exc
+            self.sessions = dbengine.sessionmaker(self.engine)
+        await self.on_start()
+        for sub in self.subscriptions():
+            c = Consumer(self.bus, sub.stream, sub.group, self.consumer_name, sub.handler, key=sub.key,
+                         batch=sub.batch, max_failures=s.max_failures, claim_idle_ms=s.claim_idle_ms,
+                         idem_ttl_s=s.idempotency_ttl_s)
+            await c.ensure_group()
+            self.consumers.append(c)
+        for c in self.consumers:
+            self._spawn(c.run(self.stop_event), f"consume {c.stream}")
+        for loop in [self._audit_loop, *self.loops()]:
+            self._spawn(loop(), getattr(loop, "__name__", "loop"))
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() and not self.stop_event.is_set():
+            self.log.error("background task crashed", task=task.get_name(), error=repr(task.exception()))
+            self.stop_event.set()  # a crashed loop means a broken agent: stop and let supervision restart
+
+    async def _audit_loop(self) -> None:
+        while not self.stop_event.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), 0.05)
+            await self.flush_audit()
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(t), 3)
+            t.cancel()
+        await self.on_stop()
+        await self.flush_audit()
+        for c in self.consumers:
+            await c.close()
+        if self.bus:
+            await self.bus.close()
+        if self.engine:
+            await self.engine.dispose()
+
+    async def serve(self) -> int:
+        from cli_trading.web import create_app
+
+        s = self.settings
+        try:
+            await self.start()
+        except StartupError as exc:
+            self.log.error("cannot start", error=str(exc))
+            print(f"{self.name}: cannot start: {exc}", file=sys.stderr)
+            await self.stop()
+            return 2
+        config = uvicorn.Config(
+            create_app(self), host=s.bind_host, port=s.port_of(self.name), log_config=None, access_log=False,
+            lifespan="off", loop="none", http="httptools", ssl_certfile=s.tls_cert_file,
+            ssl_keyfile=s.tls_key_file, timeout_graceful_shutdown=2,
+        )
+        server = _Server(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        web = asyncio.create_task(server.serve())
+        self.log.info("agent started", port=s.port_of(self.name), host=s.bind_host)
+        await self.stop_event.wait()
+        self.log.info("stopping")
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(web, 3)
+        await self.stop()
+        self.log.info("stopped")
+        return 0 if server.started else 1
+
+
+def run_agent(agent_cls: type[Agent], settings: Settings) -> int:
+    configure(agent_cls.name, settings.logs_path)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(agent_cls(settings).serve())
+
+
+def secret(settings: Settings, name: str) -> str | None:
+    """A secret from the env var or its *_FILE variant."""
+    return getattr(settings, name) or read_secret_file(getattr(settings, f"{name}_file"))

@@ -1,0 +1,177 @@
+"""trade-executor (7005): exec.orders → adapter → orders/fills ledger → exec.status.
+
+Exactly-once effects on at-least-once delivery: an order id is claimed in the orders table
+before anything is sent, so a redelivered order never reaches the adapter again (its recorded
+status is published again instead). The halt gate is the last line of defence."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from cli_trading import metrics
+from cli_trading.agents.base import Agent, Subscription, secret
+from cli_trading.bus import Delivery, Outcome, PoisonMessage
+from cli_trading.contracts import Group, OrderMsg, StatusMsg, Stream
+from cli_trading.db import repo
+from cli_trading.exchanges.base import ExchangeAdapter, ExecResult, OrderRequest
+from cli_trading.exchanges.ccxt_adapter import CcxtExchange
+from cli_trading.exchanges.paper import PaperExchange
+from cli_trading.haltgate import HaltGate
+from cli_trading.trading.halt import HaltState, allows
+from cli_trading.trading.ledger import Ledger, replay
+
+
+class TradeExecutor(Agent):
+    name = "trade-executor"
+
+    adapter: ExchangeAdapter
+    paper_ledger: Ledger | None = None
+
+    async def on_start(self) -> None:
+        self.gate = HaltGate(self.redis)
+        if self.settings.trading_mode == "live":
+            self.adapter = CcxtExchange.create(self.settings.exchange_id, secret(self.settings, "exchange_api_key") or "",
+                                               secret(self.settings, "exchange_api_secret") or "")
+        else:
+            async with self.session() as s:
+                self.paper_ledger = replay(self.settings.starting_cash, await repo.all_fills(s), {})
+            self.adapter = PaperExchange(self.paper_ledger, slippage_bps=self.settings.slippage_bps,
+                                         fee_bps=self.settings.fee_bps)
+
+    async def on_stop(self) -> None:
+        if hasattr(self, "adapter"):
+            await self.adapter.close()
+
+    def subscriptions(self) -> list[Subscription]:
+        return [Subscription(Stream.ORDERS, Group.EXEC, self.handle_orders, key=lambda p: p.get("orderId"))]
+
+    # -- the pipeline step -----------------------------------------------------------------
+    async def handle_orders(self, batch: list[Delivery]) -> list[Outcome]:
+        outcomes: dict[str, Outcome] = {}
+        orders: dict[str, OrderMsg] = {}
+        for d in batch:
+            try:
+                orders[d.id] = OrderMsg.model_validate(d.payload)
+            except ValidationError as exc:
+                outcomes[d.id] = PoisonMessage(f"invalid order: {exc.errors()[0]['msg']}")
+        msgs = list(orders.values())
+        fresh = await self._claim(msgs)
+        replays = [m for m in msgs if m.orderId not in fresh]
+        statuses = await self._replayed_status(replays)
+        statuses += await self._execute([m for m in msgs if m.orderId in fresh])
+        await self.bus.publish_many([(Stream.STATUS, st) for st in statuses])  # type: ignore[union-attr]
+        for st in statuses:
+            metrics.ORDERS.labels(st.status).inc()
+        return [outcomes.get(d.id) for d in batch]
+
+    async def _claim(self, msgs: list[OrderMsg]) -> set[str]:
+        now = self.clock()
+        rows = [
+            {"order_id": m.orderId, "request_id": m.requestId, "created_at": now, "symbol": m.symbol,
+             "side": m.side, "qty": m.qty, "type": m.type, "status": "pending", "updated_at": now}
+            for m in msgs
+        ]
+        async with self.session() as s, s.begin():
+            return await repo.claim_orders(s, rows=rows)
+
+    async def _replayed_status(self, msgs: list[OrderMsg]) -> list[StatusMsg]:
+        """Orders seen before: publish what the ledger says, never send them again."""
+        if not msgs:
+            return []
+        async with self.session() as s:
+            known = {o.order_id: o for o in await repo.get_orders(s, order_ids=[m.orderId for m in msgs])}
+        out = []
+        for m in msgs:
+            o = known[m.orderId]
+            status = o.status if o.status != "pending" else "failed"
+            reason = o.reason if o.status != "pending" else "interrupted before the result was recorded"
+            out.append(self._status(m, ExecResult(status, o.price, o.fee or Decimal(0), reason)))  # type: ignore[arg-type]
+        return out
+
+    async def _execute(self, msgs: list[OrderMsg]) -> list[StatusMsg]:
+        if not msgs:
+            return []
+        results = await self._gated(msgs)
+        now = self.clock()
+        order_rows = [
+            {"order_id": m.orderId, "status": r.status, "price": r.price, "fee": r.fee, "reason": r.reason,
+             "updated_at": now}
+            for m, r in results
+        ]
+        fill_rows = [
+            {"order_id": m.orderId, "ts": now, "day": now.date().isoformat(), "symbol": m.symbol, "side": m.side,
+             "qty": m.qty, "price": r.price, "fee": r.fee}
+            for m, r in results if r.status == "filled"
+        ]
+        await self._settle(order_rows, fill_rows)
+        await self.gate.done([m.orderId for m in msgs])
+        for m, r in results:
+            self.audit("order:" + r.status, request_id=m.requestId, target=m.orderId, result=r.reason)
+        return [self._status(m, r) for m, r in results]
+
+    async def _gated(self, msgs: list[OrderMsg]) -> list[tuple[OrderMsg, ExecResult]]:
+        verdict = await self.gate.gate([m.orderId for m in msgs])
+        if verdict == "ok":
+            return [(m, await self._submit(m)) for m in msgs]
+        if verdict == "unknown":
+            return [(m, ExecResult("rejected", reason="halt_state_unknown")) for m in msgs]
+        # reduce_only / flatten: only orders that shrink a position may pass
+        held = self.paper_ledger.qty_of if self.paper_ledger else (lambda _s: Decimal(0))
+        state = HaltState(halted=True, mode=verdict.split(":", 1)[1])
+        reducing = [m for m in msgs if allows(state, side=m.side, position_qty=held(m.symbol), qty=m.qty)]
+        passed = await self.gate.gate([m.orderId for m in reducing], reducing=True) == "ok" if reducing else False
+        out = []
+        for m in msgs:
+            ok = passed and m in reducing
+            out.append((m, await self._submit(m) if ok else ExecResult("rejected", reason="halted")))
+        return out
+
+    async def _submit(self, m: OrderMsg) -> ExecResult:
+        req = OrderRequest(m.orderId, m.symbol, m.side, m.qty, m.price or Decimal(0))
+        if req.price <= 0 and self.settings.trading_mode == "paper":
+            return ExecResult("rejected", reason="no reference price")
+        try:
+            return await self.adapter.submit(req)
+        except Exception as exc:  # noqa: BLE001 - an adapter failure is an order outcome
+            self.log.error("adapter failed", orderId=m.orderId, error=repr(exc))
+            return ExecResult("failed", reason=f"{type(exc).__name__}: {str(exc)[:200]}")
+
+    async def _settle(self, orders: list[dict[str, Any]], fills: list[dict[str, Any]]) -> None:
+        """The adapter has acted: the ledger write must land, so retry until it does."""
+        delay = 0.1
+        while True:
+            try:
+                async with self.session() as s, s.begin():
+                    await repo.settle_orders(s, orders=orders, fills=fills)
+                return
+            except Exception as exc:  # noqa: BLE001
+                self.log.error("ledger write failed, retrying", error=str(exc)[:200])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    @staticmethod
+    def _status(m: OrderMsg, r: ExecResult) -> StatusMsg:
+        return StatusMsg(orderId=m.orderId, requestId=m.requestId, status=r.status, symbol=m.symbol, side=m.side,
+                         qty=m.qty, price=r.price, fee=r.fee, reason=r.reason, traceId=m.traceId)
+
+    # -- HTTP ------------------------------------------------------------------------------
+    async def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"adapter": self.adapter.name, "received": len(self.adapter.received)}
+        if self.paper_ledger:
+            snap = self.paper_ledger.snapshot()
+            out["paperAccount"] = {"cash": str(snap.cash), "equity": str(snap.equity)}
+        return out
+
+    def add_routes(self, app: FastAPI) -> None:
+        @app.get("/admin/exec/adapter", tags=["admin"])
+        async def adapter_record(since: float = 0.0) -> dict[str, Any]:
+            """Every order that reached the exchange adapter, with its arrival time."""
+            rec = [r for r in self.adapter.received if r.at >= since]
+            return {"adapter": self.adapter.name, "count": len(rec),
+                    "orders": [{"orderId": r.order_id, "at": r.at, "symbol": r.symbol, "side": r.side} for r in rec]}
+

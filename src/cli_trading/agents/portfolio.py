@@ -1,0 +1,81 @@
+"""portfolio-manager (7002): positions, cash and equity from exec.status fills and market.bars
+marks; persists the latest marks so PnL can be recomputed from the database alone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from fastapi import FastAPI
+
+from cli_trading.agents.base import Agent, Subscription
+from cli_trading.bus import Delivery, Outcome
+from cli_trading.contracts import Group, Stream
+from cli_trading.db import repo
+from cli_trading.trading.ledger import FillRecord, replay
+
+
+class PortfolioManager(Agent):
+    name = "portfolio-manager"
+
+    async def on_start(self) -> None:
+        async with self.session() as s:
+            self.ledger = replay(self.settings.starting_cash, await repo.all_fills(s), await repo.load_marks(s))
+        self._dirty_marks: dict[str, tuple[Decimal, datetime]] = {}
+
+    def subscriptions(self) -> list[Subscription]:
+        return [
+            Subscription(Stream.STATUS, Group.PORTFOLIO, self.handle_status, key=lambda p: p.get("orderId")),
+            Subscription(Stream.BARS, Group.PORTFOLIO, self.handle_bars),
+        ]
+
+    def loops(self) -> list[Any]:
+        return [self._save_marks]
+
+    async def handle_status(self, batch: list[Delivery]) -> list[Outcome]:
+        for d in batch:
+            p = d.payload
+            if p.get("status") == "filled":
+                self.ledger.apply(FillRecord(p["orderId"], p["symbol"], p["side"], Decimal(p["qty"]),
+                                             Decimal(p["price"]), Decimal(p.get("fee", "0"))))
+        return [None] * len(batch)
+
+    async def handle_bars(self, batch: list[Delivery]) -> list[Outcome]:
+        for d in batch:
+            price = Decimal(d.payload["close"])
+            self.ledger.mark(d.payload["symbol"], price)
+            self._dirty_marks[d.payload["symbol"]] = (price, self.clock())
+        return [None] * len(batch)
+
+    async def _save_marks(self) -> None:
+        while not self.stop_event.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), 1.0)
+            if not self._dirty_marks:
+                continue
+            marks, self._dirty_marks = self._dirty_marks, {}
+            try:
+                async with self.session() as s, s.begin():
+                    await repo.save_marks(s, marks=marks)
+            except Exception as exc:  # noqa: BLE001
+                self._dirty_marks = {**marks, **self._dirty_marks}
+                self.log.warning("saving marks failed", error=str(exc)[:200])
+
+    def holdings(self) -> dict[str, Any]:
+        snap = self.ledger.snapshot()
+        return {
+            "cash": snap.cash, "equity": snap.equity, "exposure": snap.exposure, "realized": snap.realized,
+            "unrealized": snap.unrealized, "fees": snap.fees, "positions": self.ledger.holdings(),
+        }
+
+    async def status(self) -> dict[str, Any]:
+        snap = self.ledger.snapshot()
+        return {"equity": str(snap.equity), "cash": str(snap.cash), "positions": len(self.ledger.holdings())}
+
+    def add_routes(self, app: FastAPI) -> None:
+        @app.get("/portfolio/holdings", tags=["portfolio"])
+        async def holdings() -> dict[str, Any]:
+            return self.holdings()

@@ -1,0 +1,162 @@
+"""Repository functions: every query the agents run, with keyword-only arguments. No query is
+written inline anywhere else."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Table, bindparam, desc, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cli_trading.db.models import AuditEvent, Fill, HaltEvent, HaltState, Mark, Order, PnlDay, Run
+from cli_trading.trading.halt import HaltState as Halt
+from cli_trading.trading.ledger import FillRecord
+
+
+def _insert(session: AsyncSession, table: Table) -> Any:
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+async def insert_new(session: AsyncSession, *, table: Table, rows: Sequence[dict[str, Any]], key: str) -> set[str]:
+    """Insert rows whose key is not there yet; return the keys actually inserted."""
+    if not rows:
+        return set()
+    stmt = _insert(session, table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+    res = await session.execute(stmt, list(rows))
+    return {r[0] for r in res.all()}
+
+
+# -- audit ----------------------------------------------------------------------------------
+async def add_audit(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(AuditEvent.__table__.insert(), list(rows))
+
+
+async def audit_tail(
+    session: AsyncSession, *, limit: int = 50, since: datetime | None = None, action_prefix: str | None = None
+) -> list[AuditEvent]:
+    q = select(AuditEvent).order_by(desc(AuditEvent.id)).limit(limit)
+    if since:
+        q = q.where(AuditEvent.ts >= since)
+    if action_prefix:
+        q = q.where(AuditEvent.action.startswith(action_prefix))
+    return list((await session.scalars(q)).all())
+
+
+# -- runs -----------------------------------------------------------------------------------
+async def add_runs(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> set[str]:
+    return await insert_new(session, table=Run.__table__, rows=rows, key="request_id")
+
+
+async def _update_many(session: AsyncSession, table: Table, key: str, rows: Sequence[dict[str, Any]]) -> None:
+    """One executemany per set of columns: rows carry the key plus the columns to set."""
+    by_cols: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_cols.setdefault(tuple(sorted(row)), []).append({f"b_{k}": v for k, v in row.items()})
+    for cols, params in by_cols.items():
+        values = {c: bindparam(f"b_{c}") for c in cols if c != key}
+        stmt = update(table).where(table.c[key] == bindparam(f"b_{key}")).values(**values)
+        await session.execute(stmt.execution_options(synchronize_session=False), params)
+
+
+async def update_runs(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> None:
+    """rows: dicts with request_id plus the columns to set."""
+    await _update_many(session, Run.__table__, "request_id", rows)
+
+
+async def get_run(session: AsyncSession, *, request_id: str) -> Run | None:
+    return await session.get(Run, request_id)
+
+
+async def open_runs(session: AsyncSession) -> list[Run]:
+    return list((await session.scalars(select(Run).where(Run.outcome.is_(None)))).all())
+
+
+# -- orders and fills -----------------------------------------------------------------------
+async def claim_orders(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert orders as pending; the ids returned are new (the rest were seen before)."""
+    return await insert_new(session, table=Order.__table__, rows=rows, key="order_id")
+
+
+async def get_orders(session: AsyncSession, *, order_ids: Sequence[str]) -> list[Order]:
+    if not order_ids:
+        return []
+    return list((await session.scalars(select(Order).where(Order.order_id.in_(order_ids)))).all())
+
+
+async def settle_orders(
+    session: AsyncSession, *, orders: Sequence[dict[str, Any]], fills: Sequence[dict[str, Any]]
+) -> None:
+    await _update_many(session, Order.__table__, "order_id", orders)
+    await insert_new(session, table=Fill.__table__, rows=fills, key="order_id")
+
+
+async def stale_pending_orders(session: AsyncSession) -> list[Order]:
+    return list((await session.scalars(select(Order).where(Order.status == "pending"))).all())
+
+
+async def all_fills(session: AsyncSession) -> list[FillRecord]:
+    rows = await session.execute(
+        select(Fill.order_id, Fill.symbol, Fill.side, Fill.qty, Fill.price, Fill.fee).order_by(Fill.id)
+    )
+    return [FillRecord(*r) for r in rows.all()]
+
+
+async def recent_fills(session: AsyncSession, *, limit: int = 50) -> list[Fill]:
+    return list((await session.scalars(select(Fill).order_by(desc(Fill.id)).limit(limit))).all())
+
+
+# -- marks and the trading day --------------------------------------------------------------
+async def save_marks(session: AsyncSession, *, marks: dict[str, tuple[Decimal, datetime]]) -> None:
+    for sym, (price, ts) in marks.items():
+        stmt = _insert(session, Mark.__table__).values(symbol=sym, price=price, ts=ts)
+        stmt = stmt.on_conflict_do_update(index_elements=["symbol"], set_={"price": price, "ts": ts})
+        await session.execute(stmt)
+
+
+async def load_marks(session: AsyncSession) -> dict[str, Decimal]:
+    return {m.symbol: m.price for m in (await session.scalars(select(Mark))).all()}
+
+
+async def get_day(session: AsyncSession, *, day: str) -> PnlDay | None:
+    return await session.get(PnlDay, day)
+
+
+async def save_day(session: AsyncSession, *, row: dict[str, Any]) -> None:
+    stmt = _insert(session, PnlDay.__table__).values(**row)
+    stmt = stmt.on_conflict_do_update(index_elements=["day"], set_={k: v for k, v in row.items() if k != "day"})
+    await session.execute(stmt)
+
+
+# -- halt -----------------------------------------------------------------------------------
+async def load_halt(session: AsyncSession) -> Halt:
+    row = await session.get(HaltState, 1)
+    if row is None:
+        return Halt()
+    return Halt(row.halted, row.reason, row.mode, row.halted_at, row.halted_by, row.note)
+
+
+async def save_halt(session: AsyncSession, *, state: Halt, event: dict[str, Any], now: datetime) -> None:
+    """Write the state and its transition in one transaction (the caller commits)."""
+    values = {
+        "halted": state.halted,
+        "reason": state.reason,
+        "mode": state.mode,
+        "halted_at": state.halted_at,
+        "halted_by": state.halted_by,
+        "note": state.note,
+        "updated_at": now,
+    }
+    stmt = _insert(session, HaltState.__table__).values(id=1, **values)
+    await session.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=values))
+    await session.execute(HaltEvent.__table__.insert().values(ts=now, **event))
+
+
+async def halt_events(session: AsyncSession, *, limit: int = 100) -> list[HaltEvent]:
+    return list((await session.scalars(select(HaltEvent).order_by(desc(HaltEvent.id)).limit(limit))).all())
+

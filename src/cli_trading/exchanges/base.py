@@ -1,0 +1,43 @@
+"""What the trade executor talks to: an exchange adapter. The paper engine and the ccxt adapter
+implement the same protocol, and both keep a record of every order that reached them (the
+record the halt guarantee is checked against)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    order_id: str
+    symbol: str
+    side: Literal["buy", "sell"]
+    qty: Decimal
+    price: Decimal  # the reference (mark) price at decision time
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    status: Literal["filled", "rejected", "failed"]
+    price: Decimal | None = None
+    fee: Decimal = Decimal("0")
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    order_id: str
+    at: float  # time.time() when the order reached the adapter
+    symbol: str
+    side: str
+
+
+class ExchangeAdapter(Protocol):
+    name: str
+    received: list[Received]
+
+    async def submit(self, order: OrderRequest) -> ExecResult: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,161 @@
+"""HTTP app factory shared by every agent: /health, /status, /metrics, the OpenAPI document,
+request ids, latency metrics, JSON errors, JSON bodies whatever the Content-Type says, and the
+admin guard (token, lockout, allow-list, audit) on every /admin/* route."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+import structlog
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, ORJSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+from starlette.routing import Match
+
+from cli_trading import metrics
+from cli_trading.auth import allowed, fingerprint
+from cli_trading.contracts import new_id
+
+if TYPE_CHECKING:
+    from cli_trading.agents.base import Agent
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ApiError(HTTPException):
+    def __init__(self, status: int, error: str, **extra: Any) -> None:
+        super().__init__(status, {"error": error, **extra})
+
+
+def error_body(detail: Any) -> dict[str, Any]:
+    return detail if isinstance(detail, dict) else {"error": str(detail)}
+
+
+def validation_errors(exc: ValidationError | RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]} for e in exc.errors()
+    ]
+
+
+async def json_body(request: Request, model: type[M]) -> M:
+    """Read the body as JSON whatever the Content-Type (the runbook's curl sends form-urlencoded);
+    an empty body is {}. 400 for malformed JSON, 422 naming the fields for a wrong shape."""
+    raw = await request.body()
+    try:
+        data = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "malformed JSON body", detail=str(exc)) from exc
+    if not isinstance(data, dict):
+        raise ApiError(400, "the JSON body must be an object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        field = validation_errors(exc)[0]["field"] if exc.errors() else ""
+        raise ApiError(422, f"invalid field: {field}", fields=validation_errors(exc)) from exc
+
+
+def client_addr(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _route_template(app: FastAPI, request: Request) -> str:
+    for route in app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match == Match.FULL:
+            return getattr(route, "path", "other")
+    return "unmatched"
+
+
+def create_app(agent: Agent) -> FastAPI:
+    app = FastAPI(
+        title=f"cli-trading {agent.name}",
+        version="0.1.0",
+        default_response_class=ORJSONResponse,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        rid = request.headers.get("x-request-id") or new_id()
+        structlog.contextvars.bind_contextvars(requestId=rid, traceId=request.headers.get("x-trace-id") or rid)
+        start = time.perf_counter()
+        path = request.url.path
+        if path.startswith("/admin/"):
+            response = await _admin_guard(agent, request, call_next)
+        else:
+            response = await call_next(request)
+        route = _route_template(app, request)
+        metrics.HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - start)
+        metrics.HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        response.headers["X-Request-Id"] = rid
+        structlog.contextvars.unbind_contextvars("requestId", "traceId")
+        return response
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(error_body(exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = validation_errors(exc)
+        return JSONResponse({"error": f"invalid field: {errs[0]['field']}", "fields": errs}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        structlog.get_logger("web").exception("unhandled error", path=request.url.path)
+        return JSONResponse({"error": "internal error", "type": type(exc).__name__}, status_code=500)
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> JSONResponse:
+        checks = await agent.health_checks()
+        ok = all(c["ok"] for c in checks.values())
+        body = {"status": "ok" if ok else "unavailable", "agent": agent.name, "checks": checks}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/status", tags=["ops"])
+    async def status() -> dict[str, Any]:
+        return {"agent": agent.name, **agent.base_status(), **await agent.status()}
+
+    @app.get("/metrics", tags=["ops"])
+    async def prometheus() -> Response:
+        agent.refresh_metrics()
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    agent.add_routes(app)
+    return app
+
+
+async def _admin_guard(agent: Agent, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Token, lockout and allow-list for /admin/*, and the audit record of every call."""
+    addr = client_addr(request)
+    token = request.headers.get("x-admin-token")
+    actor = fingerprint(token) if token else None
+    guard = agent.guard
+    retry = guard.lockout.retry_after(addr)
+    if retry is not None:
+        response: Response = JSONResponse(
+            {"error": "too many failed authentications from this address", "retryAfter": retry},
+            status_code=429,
+            headers={"Retry-After": str(retry)},
+        )
+    elif not guard.tokens.check(token):
+        metrics.ADMIN_AUTH_FAILURES.inc()
+        guard.lockout.fail(addr)
+        await agent.auth_failed(addr)
+        error = "missing X-Admin-Token header" if not token else "invalid admin token"
+        if not guard.tokens.configured():
+            error = "admin API disabled: set ADMIN_TOKEN or ADMIN_TOKEN_FILE"
+        response = JSONResponse({"error": error}, status_code=401)
+    elif not allowed(addr, guard.allow):
+        response = JSONResponse({"error": f"address {addr} is not in the admin allow-list"}, status_code=403)
+    else:
+        request.state.actor = actor
+        response = await call_next(request)
+    await agent.audit_admin(request, actor=actor, addr=addr, status=response.status_code)
+    return response
