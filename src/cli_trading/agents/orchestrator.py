@@ -1,0 +1,368 @@
+"""orchestrator (7001): the control plane. Schedules analyses on new bars, routes
+signal → risk → order, records exactly one outcome per run, owns the trading day, the PnL view
+and the halt state. Routes live in `orchestrator_api.py`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from decimal import Decimal
+from typing import Any
+
+from fastapi import FastAPI
+
+from cli_trading import metrics
+from cli_trading.agents.base import Agent, Subscription
+from cli_trading.bus import REDIS_DOWN, Delivery, Outcome, per_message
+from cli_trading.contracts import (
+    AnalyzeCommand,
+    Group,
+    HaltMode,
+    HaltReason,
+    OrderMsg,
+    RiskRequest,
+    Stream,
+    dlq_of,
+    iso,
+    new_id,
+    order_id_for,
+)
+from cli_trading.control.halts import HaltController
+from cli_trading.control.runs import Run, RunBook, from_row
+from cli_trading.db import engine as dbengine
+from cli_trading.db import repo
+from cli_trading.haltgate import HaltGate
+from cli_trading.trading import day as tday
+from cli_trading.trading.fills import qty_for_notional, size_order
+from cli_trading.trading.halt import HaltState, Limits, allows, automatic, clears_at_rollover
+from cli_trading.trading.ledger import FillRecord, Ledger, replay
+
+
+class RunRefused(Exception):
+    def __init__(self, status: int, error: str, run: Run | None = None) -> None:
+        super().__init__(error)
+        self.status, self.error, self.run = status, error, run
+
+
+class Orchestrator(Agent):
+    name = "orchestrator"
+
+    async def on_start(self) -> None:
+        s = self.settings
+        self.defaults = Limits(s.daily_target_pct, s.daily_loss_limit_pct)
+        self.runs = RunBook()
+        self.exec_failures = 0
+        self.db_down_since: float | None = None
+        self.dlq_seen: dict[str, int] = {}
+        async with self.session() as sess:
+            self.ledger: Ledger = replay(s.starting_cash, await repo.all_fills(sess), await repo.load_marks(sess))
+            halt_state = await repo.load_halt(sess)
+            row = await repo.get_day(sess, day=tday.day_of(self.clock()))
+            for r in await repo.open_runs(sess):
+                self.runs.adopt(from_row(r))
+        self.day = tday.TradingDay(row.day, row.start_equity, Limits(row.target_pct, row.loss_limit_pct)) if row else None
+        self.halts = HaltController(gate=HaltGate(self.redis), sessions=self.session, notify=self.notify,
+                                    audit=self.audit, clock=self.clock, state=halt_state)
+        await self.halts.restore()  # before any consumer starts: nothing trades on a stale flag
+        for stream in (Stream.ORDERS, Stream.STATUS):
+            self.dlq_seen[dlq_of(stream)] = await self.redis.xlen(dlq_of(stream))
+        await self._roll_day()
+
+    def subscriptions(self) -> list[Subscription]:
+        rid = lambda p: p.get("requestId")  # noqa: E731
+        return [
+            Subscription(Stream.SIGNALS, Group.ORCHESTRATOR, self.on_signals, key=rid),
+            Subscription(Stream.RISK_RESPONSES, Group.ORCHESTRATOR, self.on_risk, key=rid),
+            Subscription(Stream.STATUS, Group.ORCHESTRATOR, self.on_status, key=lambda p: p.get("orderId")),
+            Subscription(Stream.BARS, Group.ORCHESTRATOR, self.on_bars),
+            Subscription(Stream.OPT_RESULTS, Group.ORCHESTRATOR, per_message(self.on_opt_result), key=rid),
+        ]
+
+    def loops(self) -> list[Any]:
+        return [self._flush_loop, self._watch_loop]
+
+    def add_routes(self, app: FastAPI) -> None:
+        from cli_trading.agents.orchestrator_api import add_routes
+
+        add_routes(app, self)
+
+    # -- PnL -------------------------------------------------------------------------------
+    def pnl(self) -> dict[str, Any]:
+        snap = self.ledger.snapshot()
+        day = self.day or tday.TradingDay(tday.day_of(self.clock()), snap.equity, self.defaults)
+        pct = day.percent(snap.equity)
+        return {
+            "date": day.date, "startEquity": day.start_equity, "equity": snap.equity, "cash": snap.cash,
+            "realized": snap.realized, "unrealized": snap.unrealized, "fees": snap.fees,
+            "exposure": snap.exposure, "percent": pct.quantize(Decimal("0.0001")),
+            "dailyTargetPct": day.limits.target_pct, "dailyLossLimitPct": day.limits.loss_limit_pct,
+            **self.halts.state.to_api(), "positions": self.ledger.holdings(), "asOf": iso(self.clock()),
+        }
+
+    def pnl_pct(self) -> Decimal:
+        assert self.day is not None
+        return self.day.percent(self.ledger.snapshot().equity)
+
+    def refresh_metrics(self) -> None:
+        snap = self.ledger.snapshot()
+        metrics.EQUITY.set(float(snap.equity))
+        if self.day:
+            metrics.PNL_PCT.set(float(self.day.percent(snap.equity)))
+
+    async def _save_day(self) -> None:
+        assert self.day is not None
+        d = self.day
+        async with self.session() as s, s.begin():
+            await repo.save_day(s, row={"day": d.date, "start_equity": d.start_equity, "target_pct": d.limits.target_pct,
+                                        "loss_limit_pct": d.limits.loss_limit_pct,
+                                        "last_equity": self.ledger.snapshot().equity, "updated_at": self.clock()})
+
+    async def _roll_day(self) -> None:
+        new = tday.rollover(self.day, now=self.clock(), equity=self.ledger.snapshot().equity, defaults=self.defaults)
+        if new is None:
+            return
+        first = self.day is None
+        self.day = new
+        await self._save_day()
+        self.audit("day:start", target=new.date, start_equity=str(new.start_equity))
+        if not first and clears_at_rollover(self.halts.state):
+            await self.halts.unhalt(actor="system:rollover", source=None, note=f"new trading day {new.date}",
+                                    force=True, pnl_pct=Decimal(0), limits=new.limits, why="rollover_clear")
+
+    async def _check_auto_halt(self) -> None:
+        if self.day is None:
+            return
+        reason = automatic(self.halts.state, pnl_pct=self.pnl_pct(), limits=self.day.limits)
+        if reason:
+            pct = self.pnl_pct().quantize(Decimal("0.01"))
+            await self.halts.halt(reason=reason, mode=HaltMode.HALT, actor="system", source=None,
+                                  note=f"PnL {pct}% against target {self.day.limits.target_pct}% / "
+                                       f"loss limit -{self.day.limits.loss_limit_pct}%")
+            if reason == HaltReason.DAILY_LOSS:
+                from cli_trading.control import params
+
+                await params.request_optimization(self, reason="daily_loss_limit")
+
+    # -- runs ------------------------------------------------------------------------------
+    async def start_run(self, *, symbol: str, side: str | None, qty: Decimal | None, notional: Decimal | None,
+                        request_id: str | None, manual: bool = True, reduce_only: bool = False) -> Run:
+        rid = request_id or new_id()
+        if rid in self.runs:
+            existing = self.runs.get(rid)
+            raise RunRefused(409, f"requestId {rid} already exists", existing)
+        run = Run(rid, symbol, self.clock(), manual=manual and side is not None, side=side)
+        self.runs.add(run)
+        self.audit("run:requested", request_id=rid, target=symbol, side=side, manual=run.manual)
+        if side is None:
+            if self.halts.state.halted:
+                self.runs.finish(run, "rejected", reason="halted", now=self.clock())
+                raise RunRefused(409, "trading is halted", run)
+            self.runs.touch(run, "analyzing")
+            await self.bus.publish(Stream.COMMANDS, AnalyzeCommand(requestId=rid, symbol=symbol))  # type: ignore[union-attr]
+            return run
+        price = self.ledger.price_of(symbol)
+        if price is None:
+            self.runs.finish(run, "rejected", reason="no_market_price", now=self.clock())
+            raise RunRefused(409, f"no market price for {symbol} yet", run)
+        run.price, run.confidence = price, 1.0
+        run.qty = qty if qty is not None else qty_for_notional(notional or Decimal(0), price)
+        if run.qty <= 0:
+            self.runs.finish(run, "rejected", reason="quantity_too_small", now=self.clock())
+            raise RunRefused(422, "quantity rounds to zero", run)
+        if not allows(self.halts.state, side=side, position_qty=self.ledger.qty_of(symbol), qty=run.qty):
+            self.runs.finish(run, "rejected", reason="halted", now=self.clock())
+            raise RunRefused(409, "trading is halted", run)
+        await self._to_risk(run, manual=True)
+        return run
+
+    async def _to_risk(self, run: Run, *, manual: bool) -> None:
+        self.runs.touch(run, "risk")
+        await self.bus.publish(Stream.RISK_REQUESTS, RiskRequest(  # type: ignore[union-attr]
+            requestId=run.request_id, symbol=run.symbol, side=run.side, confidence=run.confidence or 0,
+            qty=run.qty, price=run.price, manual=manual))
+
+    async def _lookup(self, rid: str) -> Run | None:
+        run = self.runs.get(rid)
+        if run is None:
+            async with self.session() as s:
+                row = await repo.get_run(s, request_id=rid)
+            if row is not None:
+                run = from_row(row)
+                if run.outcome is None:
+                    self.runs.adopt(run)
+        return run
+
+    async def on_signals(self, batch: list[Delivery]) -> list[Outcome]:
+        out: list[Outcome] = []
+        for d in batch:
+            p = d.payload
+            run = await self._lookup(p.get("requestId", ""))
+            if run is None or run.outcome is not None:
+                out.append(None)
+                continue
+            run.strategy, run.confidence = p.get("strategy"), float(p.get("confidence") or 0)
+            run.price = Decimal(str(p["price"])) if p.get("price") is not None else self.ledger.price_of(run.symbol)
+            self.audit("run:signal", request_id=run.request_id, side=p.get("side"), confidence=run.confidence,
+                       strategy=run.strategy)
+            await self._size_and_route(run, p.get("side"))
+            out.append(None)
+        return out
+
+    async def _size_and_route(self, run: Run, side: str | None) -> None:
+        now = self.clock()
+        if side is None or not run.price:
+            self.runs.finish(run, "hold", reason="no signal", now=now)
+            return
+        run.side = side
+        run.qty = size_order(side=side, equity=self.ledger.snapshot().equity, price=run.price,
+                             confidence=run.confidence or 0, risk_fraction=self.settings.risk_fraction,
+                             held=self.ledger.qty_of(run.symbol))
+        if run.qty <= 0:
+            self.runs.finish(run, "hold", reason="nothing to sell" if side == "sell" else "size rounds to zero", now=now)
+        elif not allows(self.halts.state, side=side, position_qty=self.ledger.qty_of(run.symbol), qty=run.qty):
+            self.runs.finish(run, "rejected", reason="halted", now=now)
+        else:
+            await self._to_risk(run, manual=False)
+
+    async def on_risk(self, batch: list[Delivery]) -> list[Outcome]:
+        orders = []
+        for d in batch:
+            p = d.payload
+            run = await self._lookup(p.get("requestId", ""))
+            if run is None or run.outcome is not None:
+                continue
+            if not p.get("ok"):
+                self.runs.finish(run, "rejected", reason=p.get("reason") or "risk", now=self.clock())
+                self.audit("run:rejected", request_id=run.request_id, result=p.get("reason"))
+                continue
+            run.order_id = order_id_for(run.request_id)
+            self.runs.touch(run, "ordered")
+            self.audit("run:order", request_id=run.request_id, target=run.order_id)
+            orders.append((Stream.ORDERS, OrderMsg(orderId=run.order_id, requestId=run.request_id, symbol=run.symbol,
+                                                   side=run.side, qty=run.qty, price=run.price,
+                                                   traceId=p.get("traceId") or run.request_id)))
+        await self.bus.publish_many(orders)  # type: ignore[union-attr]
+        return [None] * len(batch)
+
+    async def on_status(self, batch: list[Delivery]) -> list[Outcome]:
+        halt_reason = None
+        for d in batch:
+            p = d.payload
+            status = p.get("status")
+            if status == "filled":
+                self.ledger.apply(FillRecord(p["orderId"], p["symbol"], p["side"], Decimal(p["qty"]),
+                                             Decimal(p["price"]), Decimal(p.get("fee", "0"))))
+                self.exec_failures = 0
+            elif status == "failed":
+                self.exec_failures += 1
+                if self.exec_failures >= self.settings.exec_failure_halt_n:
+                    halt_reason = f"{self.exec_failures} consecutive execution failures"
+            run = await self._lookup(p.get("requestId", ""))
+            if run is not None and status in ("filled", "rejected", "failed"):
+                self.runs.finish(run, status, reason=p.get("reason"), now=self.clock())
+                self.audit(f"run:{status}", request_id=run.request_id, target=p["orderId"], result=p.get("reason"))
+        if halt_reason and not self.halts.state.halted:
+            await self.halts.halt(reason=HaltReason.SYSTEM_ERROR, mode=HaltMode.HALT, actor="system", source=None,
+                                  note=halt_reason)
+        await self._check_auto_halt()
+        return [None] * len(batch)
+
+    async def on_bars(self, batch: list[Delivery]) -> list[Outcome]:
+        latest: dict[str, Decimal] = {}
+        for d in batch:
+            latest[d.payload["symbol"]] = Decimal(d.payload["close"])
+        for sym, px in latest.items():
+            self.ledger.mark(sym, px)
+        await self._roll_day()
+        await self._check_auto_halt()
+        if not self.halts.state.halted:
+            for sym in latest:
+                if sym in self.settings.symbol_list and not self.runs.in_flight(symbol=sym, manual=False):
+                    await self.start_run(symbol=sym, side=None, qty=None, notional=None, request_id=None, manual=False)
+        return [None] * len(batch)
+
+    async def on_opt_result(self, d: Delivery) -> None:
+        from cli_trading.control import params
+
+        await params.store_proposals(self, d.payload)
+
+    # -- loops -----------------------------------------------------------------------------
+    async def _flush_loop(self) -> None:
+        while not self.stop_event.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), 0.02)
+            await self.flush_runs()
+
+    async def flush_runs(self) -> None:
+        if not self.runs.dirty:
+            return
+        try:
+            async with self.session() as s, s.begin():
+                await self.runs.flush(s)
+        except Exception as exc:  # noqa: BLE001 - kept in memory, written on the next tick
+            self.log.warning("runs not written yet", error=str(exc)[:200])
+
+    async def _watch_loop(self) -> None:
+        """Once a second: day rollover, the Redis halt mirror, database and DLQ watchdogs."""
+        while not self.stop_event.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), 1.0)
+            try:
+                await self._roll_day()
+                await self.halts.reconcile()
+                await self._watch_dlq()
+            except REDIS_DOWN:
+                pass
+            except Exception as exc:  # noqa: BLE001 - a watchdog must keep watching
+                self.log.warning("watch step failed", error=str(exc)[:200])
+            await self._watch_db()
+
+    async def _watch_dlq(self) -> None:
+        for dlq, seen in self.dlq_seen.items():
+            n = await self.redis.xlen(dlq)
+            if n > seen and not self.halts.state.halted:
+                await self.halts.halt(reason=HaltReason.SYSTEM_ERROR, mode=HaltMode.HALT, actor="system", source=None,
+                                      note=f"{n - seen} message(s) dead-lettered on {dlq}")
+            self.dlq_seen[dlq] = n
+
+    async def _watch_db(self) -> None:
+        loop = asyncio.get_running_loop()
+        if await dbengine.check(self.engine):  # type: ignore[arg-type]
+            self.db_down_since = None
+            return
+        self.db_down_since = self.db_down_since or loop.time()
+        down_for = loop.time() - self.db_down_since
+        if down_for >= self.settings.db_outage_halt_s and self.runs.in_flight() and not self.halts.state.halted:
+            await self.halts.halt(reason=HaltReason.SYSTEM_ERROR, mode=HaltMode.HALT, actor="system", source=None,
+                                  note=f"database unreachable for {down_for:.0f}s with orders in flight")
+
+    async def on_stop(self) -> None:
+        await self.flush_runs()
+
+    async def on_auth_spike(self, addr: str) -> None:
+        if self.settings.auth_spike_halts and not self.halts.state.halted:
+            await self.halts.halt(reason=HaltReason.SECURITY, mode=HaltMode.HALT, actor="system", source=addr,
+                                  note="failed authentication spike")
+
+    async def status(self) -> dict[str, Any]:
+        return {"halt": self.halts.state.to_api(), "runsInFlight": self.runs.in_flight(),
+                "day": self.day.date if self.day else None, "consecutiveExecFailures": self.exec_failures}
+
+    # -- operator actions (used by the API and, through it, the CLI) ------------------------
+    async def halt(self, *, reason: str, mode: str, note: str | None, actor: str, source: str | None) -> dict[str, Any]:
+        result = await self.halts.halt(reason=reason, mode=mode, actor=actor, source=source, note=note)
+        if mode == HaltMode.FLATTEN:
+            result["flatten"] = await self._flatten()
+        return result
+
+    async def _flatten(self) -> list[str]:
+        rids = []
+        for h in self.ledger.holdings():
+            with contextlib.suppress(RunRefused):
+                run = await self.start_run(symbol=h["symbol"], side="sell", qty=h["qty"], notional=None,
+                                           request_id=f"flatten-{new_id()}")
+                rids.append(run.request_id)
+        return rids
+
+    def current_halt(self) -> HaltState:
+        return self.halts.state

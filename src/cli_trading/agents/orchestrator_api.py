@@ -1,0 +1,216 @@
+"""HTTP routes of the orchestrator (7001): thin, each parses, calls one service, returns."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cli_trading.contracts import HaltMode, HaltReason
+from cli_trading.control import params, streams
+from cli_trading.db import repo
+from cli_trading.trading import day as tday
+from cli_trading.trading.halt import UnhaltRefused
+from cli_trading.web import ApiError, client_addr, json_body
+
+if TYPE_CHECKING:
+    from cli_trading.agents.orchestrator import Orchestrator
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunBody(Body):
+    symbol: str = Field(min_length=1, max_length=20)
+    side: Literal["buy", "sell"] | None = None
+    qty: Decimal | None = Field(default=None, gt=0)
+    notional: Decimal | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_size(self) -> RunBody:
+        if self.qty is not None and self.notional is not None:
+            raise ValueError("give qty or notional, not both")
+        if self.side is not None and self.qty is None and self.notional is None:
+            raise ValueError("a manual order (side) needs qty or notional")
+        return self
+
+
+class HaltBody(Body):
+    reason: str = Field(default=HaltReason.MANUAL, min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.:-]+$")
+    note: str | None = Field(default=None, max_length=1000)
+    mode: HaltMode = HaltMode.HALT
+
+
+class UnhaltBody(Body):
+    note: str | None = Field(default=None, max_length=1000)
+    force: bool = False
+
+
+class LimitsBody(Body):
+    dailyTargetPct: Decimal | None = Field(default=None, gt=0, le=1000)
+    dailyLossLimitPct: Decimal | None = Field(default=None, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _something(self) -> LimitsBody:
+        if self.dailyTargetPct is None and self.dailyLossLimitPct is None:
+            raise ValueError("give dailyTargetPct and/or dailyLossLimitPct")
+        return self
+
+
+class RequeueBody(Body):
+    dlqStream: str = Field(min_length=1)
+    id: str | None = None
+    all: bool = False
+
+    @model_validator(mode="after")
+    def _target(self) -> RequeueBody:
+        if not self.id and not self.all:
+            raise ValueError("give id or all:true")
+        return self
+
+
+class OptimizeBody(Body):
+    strategy: str | None = None
+    symbol: str | None = None
+
+
+def _actor(request: Request) -> str:
+    return getattr(request.state, "actor", None) or "anonymous"
+
+
+def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat list of routes
+    @app.get("/pnl/status", tags=["pnl"])
+    async def pnl_status() -> dict[str, Any]:
+        return orc.pnl()
+
+    @app.post("/orchestrate/run", status_code=202, tags=["runs"])
+    async def run(request: Request) -> JSONResponse:
+        from cli_trading.agents.orchestrator import RunRefused
+
+        body = await json_body(request, RunBody)
+        symbol = body.symbol.upper()
+        if symbol not in orc.settings.symbol_list:
+            raise ApiError(400, f"unknown symbol {body.symbol!r}", symbols=orc.settings.symbol_list)
+        try:
+            r = await orc.start_run(symbol=symbol, side=body.side, qty=body.qty, notional=body.notional,
+                                    request_id=request.headers.get("x-request-id"))
+        except RunRefused as exc:
+            extra = {"requestId": exc.run.request_id, "outcome": exc.run.outcome, "reason": exc.run.reason} if exc.run else {}
+            return JSONResponse({"error": exc.error, **extra, **orc.halts.state.to_api()}, status_code=exc.status)
+        return JSONResponse({"requestId": r.request_id, "status": "accepted", "state": r.to_api()["state"]}, 202)
+
+    @app.get("/orchestrate/run/{request_id}", tags=["runs"])
+    async def run_status(request_id: str) -> dict[str, Any]:
+        r = await orc._lookup(request_id)
+        if r is None:
+            raise ApiError(404, f"no run {request_id!r}")
+        return r.to_api()
+
+    @app.post("/admin/orchestrate/halt", tags=["admin"])
+    async def halt(request: Request) -> dict[str, Any]:
+        body = await json_body(request, HaltBody)
+        return await orc.halt(reason=body.reason, mode=body.mode, note=body.note, actor=_actor(request),
+                              source=client_addr(request))
+
+    @app.post("/admin/orchestrate/unhalt", tags=["admin"])
+    async def unhalt(request: Request) -> dict[str, Any]:
+        body = await json_body(request, UnhaltBody)
+        if not orc.halts.state.halted:
+            return {**orc.halts.state.to_api(), "message": "not halted"}
+        try:
+            return await orc.halts.unhalt(actor=_actor(request), source=client_addr(request), note=body.note,
+                                          force=body.force, pnl_pct=orc.pnl_pct(), limits=orc.day.limits)  # type: ignore[union-attr]
+        except UnhaltRefused as exc:
+            raise ApiError(409, str(exc), **orc.halts.state.to_api(), percent=str(orc.pnl_pct())) from exc
+
+    @app.get("/admin/halts", tags=["admin"])
+    async def halts(limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        async with orc.session() as s:
+            rows = await repo.halt_events(s, limit=limit)
+        return {"current": orc.halts.state.to_api(), "events": [
+            {"id": e.id, "ts": e.ts.isoformat(), "action": e.action, "reason": e.reason, "mode": e.mode,
+             "actor": e.actor, "source": e.source, "note": e.note, "detail": e.detail} for e in rows]}
+
+    @app.post("/admin/pnl/limits", tags=["admin"])
+    async def limits(request: Request) -> dict[str, Any]:
+        body = await json_body(request, LimitsBody)
+        orc.day = tday.with_limits(orc.day, target_pct=body.dailyTargetPct, loss_limit_pct=body.dailyLossLimitPct)  # type: ignore[arg-type]
+        await orc._save_day()
+        orc.audit("pnl:limits", actor=_actor(request), source=client_addr(request),
+                  target=str(body.dailyTargetPct), result=str(body.dailyLossLimitPct))
+        return orc.pnl()
+
+    @app.post("/admin/pnl/reset", tags=["admin"])
+    async def reset(request: Request) -> dict[str, Any]:
+        before = orc.day.start_equity  # type: ignore[union-attr]
+        orc.day = tday.reset(orc.day, equity=orc.ledger.snapshot().equity)  # type: ignore[arg-type]
+        await orc._save_day()
+        orc.audit("pnl:reset", actor=_actor(request), source=client_addr(request), previous=str(before),
+                  start_equity=str(orc.day.start_equity))
+        return orc.pnl()
+
+    @app.get("/admin/streams", tags=["admin"])
+    async def all_streams() -> dict[str, Any]:
+        return {"streams": await streams.overview(orc.redis)}
+
+    @app.get("/admin/streams/pending", tags=["admin"])
+    async def pending(stream: str = Query(min_length=1), group: str = Query(min_length=1)) -> dict[str, Any]:
+        try:
+            return await streams.pending(orc.redis, stream=stream, group=group)
+        except streams.NotFound as exc:
+            raise ApiError(404, str(exc)) from exc
+
+    @app.get("/admin/streams/dlq", tags=["admin"])
+    async def dlq(stream: str = Query(min_length=1), count: int = Query(50, ge=1, le=1000),
+                  start: str = Query("-", pattern=r"^(-|\(?\d+(-\d+)?)$")) -> dict[str, Any]:
+        try:
+            return await streams.dlq_entries(orc.redis, stream=stream, count=count, start=start)
+        except streams.NotFound as exc:
+            raise ApiError(404, str(exc)) from exc
+
+    @app.post("/admin/streams/dlq/requeue", tags=["admin"])
+    async def requeue(request: Request) -> dict[str, Any]:
+        body = await json_body(request, RequeueBody)
+        try:
+            done = await streams.requeue_entries(orc.redis, dlq_stream=body.dlqStream, entry_id=body.id, all_=body.all)
+        except streams.NotFound as exc:
+            raise ApiError(404, str(exc)) from exc
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from exc
+        orc.audit("streams:requeue", actor=_actor(request), source=client_addr(request), target=body.dlqStream,
+                  ids=[d["id"] for d in done])
+        return {"requeued": done, "count": len(done)}
+
+    @app.get("/admin/audit", tags=["admin"])
+    async def audit(limit: int = Query(50, ge=1, le=1000), action: str | None = None) -> dict[str, Any]:
+        await orc.flush_audit()
+        async with orc.session() as s:
+            rows = await repo.audit_tail(s, limit=limit, action_prefix=action)
+        return {"events": [
+            {"id": e.id, "ts": e.ts.isoformat(), "agent": e.agent, "action": e.action, "actor": e.actor,
+             "source": e.source, "target": e.target, "result": e.result, "requestId": e.request_id,
+             "detail": e.detail} for e in rows]}
+
+    @app.get("/admin/params", tags=["admin"])
+    async def list_params(status: str | None = None) -> dict[str, Any]:
+        return {"params": await params.list_params(orc, status=status)}
+
+    @app.post("/admin/params/{param_id}/{decision}", tags=["admin"])
+    async def decide(param_id: int, decision: Literal["approve", "reject"], request: Request) -> dict[str, Any]:
+        try:
+            res = await params.decide(orc, param_id=param_id, approve=decision == "approve", actor=_actor(request))
+        except ValueError as exc:
+            raise ApiError(409, str(exc)) from exc
+        if res is None:
+            raise ApiError(404, f"no parameter set {param_id}")
+        return res
+
+    @app.post("/admin/optimize", status_code=202, tags=["admin"])
+    async def optimize(request: Request) -> dict[str, Any]:
+        body = await json_body(request, OptimizeBody)
+        return {"requests": await params.request_optimization(orc, reason="operator", strategy=body.strategy,
+                                                              symbol=body.symbol)}

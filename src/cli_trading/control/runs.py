@@ -1,0 +1,123 @@
+"""Runs: one decision from analysis (or a manual order) to exactly one outcome. Kept in memory
+while in flight and for a while after, written to the `runs` table in batches."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from cli_trading import metrics
+from cli_trading.contracts import iso
+from cli_trading.db import repo
+
+KEEP_FINISHED = 20_000
+
+
+@dataclass(slots=True)
+class Run:
+    request_id: str
+    symbol: str
+    created_at: datetime
+    manual: bool = False
+    side: str | None = None
+    qty: Decimal | None = None
+    price: Decimal | None = None
+    strategy: str | None = None
+    confidence: float | None = None
+    outcome: str | None = None
+    reason: str | None = None
+    order_id: str | None = None
+    finished_at: datetime | None = None
+    trace_id: str | None = None
+    steps: list[str] = field(default_factory=list)
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "requestId": self.request_id, "symbol": self.symbol, "manual": self.manual, "side": self.side,
+            "qty": self.qty, "price": self.price, "strategy": self.strategy, "confidence": self.confidence,
+            "outcome": self.outcome, "reason": self.reason, "orderId": self.order_id,
+            "createdAt": iso(self.created_at), "finishedAt": iso(self.finished_at) if self.finished_at else None,
+            "state": self.outcome or (self.steps[-1] if self.steps else "created"),
+        }
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id, "created_at": self.created_at, "symbol": self.symbol,
+            "manual": self.manual, "side": self.side, "qty": self.qty, "price": self.price,
+            "strategy": self.strategy, "confidence": self.confidence, "outcome": self.outcome,
+            "reason": self.reason, "order_id": self.order_id, "finished_at": self.finished_at,
+        }
+
+
+def from_row(r: Any) -> Run:
+    return Run(r.request_id, r.symbol, r.created_at, r.manual, r.side, r.qty, r.price, r.strategy, r.confidence,
+               r.outcome, r.reason, r.order_id, r.finished_at)
+
+
+class RunBook:
+    def __init__(self) -> None:
+        self.active: dict[str, Run] = {}
+        self.finished: OrderedDict[str, Run] = OrderedDict()
+        self._new: dict[str, Run] = {}
+        self._changed: dict[str, Run] = {}
+
+    def __contains__(self, rid: str) -> bool:
+        return rid in self.active or rid in self.finished
+
+    def get(self, rid: str) -> Run | None:
+        return self.active.get(rid) or self.finished.get(rid)
+
+    def add(self, run: Run) -> None:
+        self.active[run.request_id] = run
+        self._new[run.request_id] = run
+
+    def adopt(self, run: Run) -> None:
+        """A run loaded from the database (after a restart): active again, nothing to write."""
+        self.active[run.request_id] = run
+
+    def touch(self, run: Run, step: str) -> None:
+        run.steps.append(step)
+        if run.request_id not in self._new:
+            self._changed[run.request_id] = run
+
+    def finish(self, run: Run, outcome: str, *, reason: str | None, now: datetime) -> None:
+        if run.outcome is not None:
+            return  # exactly one outcome per run
+        run.outcome, run.reason, run.finished_at = outcome, reason, now
+        metrics.DECISIONS.labels(outcome).inc()
+        self.touch(run, outcome)
+        self.active.pop(run.request_id, None)
+        self.finished[run.request_id] = run
+        while len(self.finished) > KEEP_FINISHED:
+            self.finished.popitem(last=False)
+
+    def in_flight(self, *, symbol: str | None = None, manual: bool | None = None) -> int:
+        return sum(1 for r in self.active.values()
+                   if (symbol is None or r.symbol == symbol) and (manual is None or r.manual == manual))
+
+    async def flush(self, session: Any) -> None:
+        """Write new runs and changes since the last flush (the caller commits)."""
+        new, changed = list(self._new.values()), list(self._changed.values())
+        self._new, self._changed = {}, {}
+        try:
+            await repo.add_runs(session, rows=[r.row() for r in new])
+            await repo.update_runs(session, rows=[_changes(r) for r in changed])
+        except Exception:
+            for r in new:
+                self._new.setdefault(r.request_id, r)
+            for r in changed:
+                self._changed.setdefault(r.request_id, r)
+            raise
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._new or self._changed)
+
+
+def _changes(r: Run) -> dict[str, Any]:
+    row = r.row()
+    del row["created_at"], row["symbol"], row["manual"]
+    return row

@@ -1,0 +1,103 @@
+"""Stream operations behind the admin API and the CLI: pending summaries, DLQ listing and
+requeue, and an overview of every stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from redis.exceptions import ResponseError
+
+from cli_trading.bus import requeue
+from cli_trading.contracts import SUBSCRIPTIONS, dlq_of
+
+
+class NotFound(LookupError):
+    pass
+
+
+KNOWN = {str(s) for s in SUBSCRIPTIONS} | {dlq_of(str(s)) for s in SUBSCRIPTIONS}
+
+
+def _s(v: Any) -> Any:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+async def _exists(r: Any, stream: str) -> bool:
+    return bool(await r.exists(stream)) and _s(await r.type(stream)) == "stream"
+
+
+async def require_stream(r: Any, stream: str) -> None:
+    if stream not in KNOWN and not await _exists(r, stream):
+        raise NotFound(f"unknown stream {stream!r}")
+
+
+async def pending(r: Any, *, stream: str, group: str) -> dict[str, Any]:
+    await require_stream(r, stream)
+    try:
+        raw = await r.execute_command("XPENDING", stream, group)
+    except ResponseError as exc:
+        if "NOGROUP" in str(exc):
+            raise NotFound(f"no group {group!r} on stream {stream!r}") from exc
+        raise
+    count, lo, hi, consumers = raw[0], _s(raw[1]), _s(raw[2]), raw[3] or []
+    per = [[_s(c), int(_s(n))] for c, n in consumers]
+    oldest_idle_ms = None
+    if count:
+        first = await r.xpending_range(stream, group, min="-", max="+", count=1)
+        oldest_idle_ms = first[0]["time_since_delivered"] if first else None
+    return {
+        "stream": stream,
+        "group": group,
+        "summary": [count, lo, hi, per],
+        "count": count,
+        "consumers": {c: n for c, n in per},
+        "oldestIdleMs": oldest_idle_ms,
+    }
+
+
+async def dlq_entries(r: Any, *, stream: str, count: int = 50, start: str = "-") -> dict[str, Any]:
+    await require_stream(r, stream)
+    rows = await r.xrange(stream, min=start, max="+", count=count + 1)
+    entries = []
+    for eid, fields in rows[:count]:
+        try:
+            entry = orjson.loads(fields[b"data"])
+        except (KeyError, ValueError):
+            entry = {"raw": {_s(k): _s(v) for k, v in fields.items()}}
+        entries.append({"id": _s(eid), **entry})
+    nxt = _s(rows[count][0]) if len(rows) > count else None
+    return {"stream": stream, "length": await r.xlen(stream), "entries": entries, "next": nxt}
+
+
+async def requeue_entries(r: Any, *, dlq_stream: str, entry_id: str | None, all_: bool) -> list[dict[str, str]]:
+    await require_stream(r, dlq_stream)
+    if not dlq_stream.endswith(".dlq"):
+        raise ValueError(f"{dlq_stream!r} is not a dead-letter stream (names end in .dlq)")
+    ids = [entry_id] if entry_id else []
+    if all_:
+        ids = [_s(eid) for eid, _ in await r.xrange(dlq_stream, "-", "+")]
+    out = []
+    for eid in ids:
+        new = await requeue(r, dlq_stream, eid)
+        if new is None:
+            raise NotFound(f"no entry {eid!r} in {dlq_stream!r}")
+        out.append({"id": eid, "newId": new})
+    return out
+
+
+async def overview(r: Any) -> list[dict[str, Any]]:
+    out = []
+    for stream, groups in SUBSCRIPTIONS.items():
+        exists = await _exists(r, stream)
+        info_groups = await r.xinfo_groups(stream) if exists else []
+        out.append({
+            "stream": str(stream),
+            "length": await r.xlen(stream) if exists else 0,
+            "groups": [{"name": _s(g["name"]), "pending": g["pending"], "consumers": g["consumers"],
+                        "lag": g.get("lag")} for g in info_groups],
+            "expectedGroups": [str(g) for g in groups],
+            "dlq": dlq_of(stream),
+            "dlqLength": await r.xlen(dlq_of(stream)),
+        })
+    return out
