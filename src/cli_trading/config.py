@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("cli-trading-data")
     log_dir: Path | None = None
     config_dir: Path | None = None
+    log_stderr: bool = True
+    log_level: str = "INFO"
     bind_host: str = "127.0.0.1"
     port_base: int = 7001
     redis_url: str | None = None

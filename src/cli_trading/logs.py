@@ -14,7 +14,6 @@ from typing import Any
 import structlog
 
 SECRET_WORDS = ("token", "password", "secret", "authorization", "api_key", "apikey", "cookie")
-_configured = False
 
 
 def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -25,13 +24,15 @@ def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def configure(agent: str, log_dir: Path | None, *, level: str = "INFO", max_bytes: int = 20_000_000) -> None:
-    """Configure logging once per process. `log_dir=None` logs to stderr only."""
-    global _configured
+def configure(
+    agent: str, log_dir: Path | None, *, level: str = "INFO", stderr: bool = True, max_bytes: int = 20_000_000
+) -> None:
+    """Configure logging for this process: stderr (unless a supervisor already keeps the file)
+    and `<log_dir>/<agent>.log`."""
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)] if stderr or log_dir is None else []
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         handlers.append(
@@ -57,7 +58,6 @@ def configure(agent: str, log_dir: Path | None, *, level: str = "INFO", max_byte
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(agent=agent)
-    _configured = True
 
 
 def get_logger(name: str) -> Any:

@@ -121,7 +121,11 @@ class Agent:
         return self.sessions()
 
     def audit(self, action: str, **fields: Any) -> None:
-        """Queue an audit event; a loop writes them in batches (a decision makes several)."""
+        """Queue an audit event; a loop writes them in batches (a decision makes several).
+        An agent without a database logs it instead."""
+        if not self.uses_db:
+            self.log.info("audit", action=action, **fields)
+            return
         self._audit_buffer.append(
             {
                 "ts": self.clock(),
@@ -289,6 +293,7 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
         web = asyncio.create_task(server.serve())
+        web.add_done_callback(lambda _: self.stop_event.set())  # e.g. the port was taken
         self.log.info("agent started", port=s.port_of(self.name), host=s.bind_host)
         await self.stop_event.wait()
         self.log.info("stopping")
@@ -301,7 +306,7 @@ class Agent:
 
 
 def run_agent(agent_cls: type[Agent], settings: Settings) -> int:
-    configure(agent_cls.name, settings.logs_path)
+    configure(agent_cls.name, settings.logs_path, level=settings.log_level, stderr=settings.log_stderr)
     try:
         import uvloop
 

@@ -1,0 +1,3 @@
+from cli_trading.cli import app
+
+app()

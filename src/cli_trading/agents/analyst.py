@@ -1,0 +1,79 @@
+"""market-analyst (7003): owns the market data feed (replay of shipped candles, or ccxt),
+publishes every bar on market.bars, and answers analyze commands with a signal from the
+configured strategies."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from cli_trading.agents.base import Agent, Subscription
+from cli_trading.bus import Delivery, Outcome
+from cli_trading.contracts import BarMsg, Group, SignalMsg, Stream
+from cli_trading.market.bars import Bar
+from cli_trading.market.replay import ReplayFeed
+from cli_trading.trading.strategies import build_strategy, combine
+from cli_trading.trading.strategy_config import load_strategy_config
+
+WINDOW = 300
+
+
+class MarketAnalyst(Agent):
+    name = "market-analyst"
+    uses_db = False
+
+    async def on_start(self) -> None:
+        self.config = load_strategy_config(self.settings.config_file("strategies.yaml"))
+        self.strategies = {e.name: build_strategy(e.name, e.params) for e in self.config.strategies}
+        self.windows: dict[str, deque[Bar]] = {s: deque(maxlen=WINDOW) for s in self.settings.symbol_list}
+        self.feed = ReplayFeed(self.settings.symbol_list, speed=self.settings.speed)
+        self.bars_published = 0
+        self.halted_reason: str | None = None
+
+    def subscriptions(self) -> list[Subscription]:
+        return [Subscription(Stream.COMMANDS, Group.ANALYST, self.on_commands, key=lambda p: p.get("requestId"))]
+
+    def loops(self) -> list[Any]:
+        return [self._feed_loop]
+
+    async def _feed_loop(self) -> None:
+        async for bar in self.feed.stream():
+            if self.stop_event.is_set():
+                return
+            self.windows[bar.symbol].append(bar)
+            await self.bus.publish(Stream.BARS, BarMsg(  # type: ignore[union-attr]
+                symbol=bar.symbol, barTs=bar.ts.isoformat(), open=bar.open, high=bar.high, low=bar.low,
+                close=bar.close, volume=bar.volume))
+            self.bars_published += 1
+
+    def analyze(self, symbol: str) -> tuple[Any, Bar | None]:
+        window = list(self.windows.get(symbol, ()))
+        signals = [
+            strat.decide(window)
+            for e in self.config.strategies
+            if (strat := self.strategies[e.name]) and ("*" in e.symbols or symbol in e.symbols)
+        ]
+        return combine(signals), (window[-1] if window else None)
+
+    async def on_commands(self, batch: list[Delivery]) -> list[Outcome]:
+        out = []
+        for d in batch:
+            p = d.payload
+            kind = p.get("type")
+            if kind == "analyze":
+                sig, last = self.analyze(p["symbol"])
+                await self.bus.publish(Stream.SIGNALS, SignalMsg(  # type: ignore[union-attr]
+                    requestId=p["requestId"], symbol=p["symbol"], side=sig.side if last else None,
+                    confidence=sig.confidence, price=last.close if last else 0, strategy=sig.strategy,
+                    traceId=p.get("traceId") or p["requestId"]))
+            elif kind == "halt":
+                self.halted_reason = p.get("reason")
+            elif kind == "params":
+                self.strategies[p["strategy"]] = build_strategy(p["strategy"], p["params"])
+                self.audit("params:applied", target=p["strategy"], params=p["params"])
+            out.append(None)
+        return out
+
+    async def status(self) -> dict[str, Any]:
+        return {"feed": self.feed.state(), "barsPublished": self.bars_published,
+                "strategies": list(self.strategies), "symbols": self.settings.symbol_list}

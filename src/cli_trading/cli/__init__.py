@@ -1,0 +1,10 @@
+"""The command line: `cli-trading …`. Each area registers its commands from its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from cli_trading.cli import system
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="cli-trading: a self-hosted trading system you can stop, understand and recover.")
+system.register(app)

