@@ -27,7 +27,8 @@ import orjson
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError, TimeoutError as RedisTimeoutError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cli_trading import metrics
 from cli_trading.contracts import dlq_of, iso
@@ -66,7 +67,7 @@ class Bus:
     async def ping(self) -> bool:
         try:
             return bool(await asyncio.wait_for(self.redis.ping(), 2))
-        except (*REDIS_DOWN, asyncio.TimeoutError):
+        except (TimeoutError, *REDIS_DOWN):
             return False
 
     async def publish(self, stream: str, payload: BaseModel | dict[str, Any]) -> str:

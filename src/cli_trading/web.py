@@ -87,7 +87,7 @@ def create_app(agent: Agent) -> FastAPI:
         start = time.perf_counter()
         path = request.url.path
         if path.startswith("/admin/"):
-            response = await _admin_guard(agent, request, call_next)
+            response = await _admin_guard(agent, request, call_next, rid)
         else:
             response = await call_next(request)
         route = _route_template(app, request)
@@ -131,7 +131,9 @@ def create_app(agent: Agent) -> FastAPI:
     return app
 
 
-async def _admin_guard(agent: Agent, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+async def _admin_guard(
+    agent: Agent, request: Request, call_next: Callable[[Request], Awaitable[Response]], rid: str
+) -> Response:
     """Token, lockout and allow-list for /admin/*, and the audit record of every call."""
     addr = client_addr(request)
     token = request.headers.get("x-admin-token")
@@ -157,5 +159,5 @@ async def _admin_guard(agent: Agent, request: Request, call_next: Callable[[Requ
     else:
         request.state.actor = actor
         response = await call_next(request)
-    await agent.audit_admin(request, actor=actor, addr=addr, status=response.status_code)
+    await agent.audit_admin(request, actor=actor, addr=addr, status=response.status_code, request_id=rid)
     return response

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from cli_trading import metrics
 from cli_trading.auth import Lockout, TokenStore, parse_allow_list
 from cli_trading.bus import REDIS_DOWN, BatchHandler, Bus, Consumer
-from cli_trading.config import Settings, redact_url, read_secret_file
+from cli_trading.config import Settings, read_secret_file, redact_url
 from cli_trading.contracts import NotifyEvent, Stream, now_utc
 from cli_trading.db import engine as dbengine
 from cli_trading.db import repo
@@ -158,15 +158,15 @@ class Agent:
         except REDIS_DOWN as exc:
             self.log.error("could not publish notification", type=type_, error=str(exc))
 
-    async def audit_admin(self, request: Request, *, actor: str | None, addr: str, status: int) -> None:
+    async def audit_admin(self, request: Request, *, actor: str | None, addr: str, status: int, request_id: str) -> None:
         route = request.url.path
         result = "ok" if status < 400 else str(status)
         self.audit(f"admin:{request.method} {route}", actor=actor, source=addr, target=route, result=result,
-                   request_id=request.headers.get("x-request-id"))
+                   request_id=request_id)
         self._access_log.info(orjson.dumps({
             "ts": self.clock().isoformat(), "agent": self.name, "method": request.method, "route": route,
             "status": status, "client": addr, "auth": "X-Admin-Token", "actor": actor,
-            "requestId": request.headers.get("x-request-id"),
+            "requestId": request_id,
         }).decode())
 
     async def auth_failed(self, addr: str) -> None:

@@ -88,9 +88,8 @@ async def migrate(engine: AsyncEngine, url: str) -> None:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
-    async with _migration_lock(engine, url):
-        async with engine.begin() as conn:
-            await conn.run_sync(upgrade)
+    async with _migration_lock(engine, url), engine.begin() as conn:
+        await conn.run_sync(upgrade)
 
 
 async def check(engine: AsyncEngine) -> bool:

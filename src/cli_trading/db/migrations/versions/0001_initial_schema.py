@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-11-26 20:25:51.884112
 """
 
-from alembic import op
 import sqlalchemy as sa
-import cli_trading.db.models
+from alembic import op
 
+import cli_trading.db.models
 
 revision = "0001"
 down_revision = None
