@@ -224,6 +224,4 @@ def halt_severity(reason: str) -> Severity:
     return "warning"  # manual, or a reason string of the operator's own
 
 
-CRITICAL_HALTS = frozenset(
-    {HaltReason.DAILY_LOSS, HaltReason.SYSTEM_ERROR, HaltReason.SECURITY, HaltReason.EMERGENCY}
-)
+CRITICAL_HALTS = frozenset({HaltReason.DAILY_LOSS, HaltReason.SYSTEM_ERROR, HaltReason.SECURITY, HaltReason.EMERGENCY})

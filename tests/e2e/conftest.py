@@ -69,15 +69,32 @@ def wait_healthy(sys_: System, timeout: float = 90) -> None:
     raise AssertionError(f"agents not healthy after {timeout}s:\n{sys_.output()[-3000:]}")
 
 
-def start_system(tmp: Path, *, port_base: int, extra_env: dict[str, str] | None = None,
-                 args: list[str] | None = None, data_dir: Path | None = None) -> System:
+def start_system(
+    tmp: Path,
+    *,
+    port_base: int,
+    extra_env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+    data_dir: Path | None = None,
+) -> System:
     data = data_dir or tmp / "data"
     data.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "ADMIN_TOKEN_FILE")}
     env.update({"ADMIN_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1", **(extra_env or {})})
     out = open(data / "up.out", "ab")
-    cmd = [sys.executable, "-m", "cli_trading", "up", "--data-dir", str(data), "--port-base", str(port_base),
-           "--speed", "50", *(args or [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cli_trading",
+        "up",
+        "--data-dir",
+        str(data),
+        "--port-base",
+        str(port_base),
+        "--speed",
+        "50",
+        *(args or []),
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     s = System(data, port_base, proc, env)
     try:

@@ -173,9 +173,7 @@ def test_rollover_same_utc_date_is_none() -> None:
 
 
 def test_rollover_at_utc_midnight_and_limits_do_not_carry_over() -> None:
-    custom = tday.with_limits(
-        tday.TradingDay("2026-03-14", D("10000"), LIMITS), target_pct=D("8"), loss_limit_pct=None
-    )
+    custom = tday.with_limits(tday.TradingDay("2026-03-14", D("10000"), LIMITS), target_pct=D("8"), loss_limit_pct=None)
     assert custom.limits == Limits(D("8"), D("3"))
     midnight = datetime(2026, 3, 15, 0, 0, 0, tzinfo=UTC)
     new = tday.rollover(custom, now=midnight, equity=D("10400"), defaults=LIMITS)

@@ -41,9 +41,18 @@ class MarketAnalyst(Agent):
             if self.stop_event.is_set():
                 return
             self.windows[bar.symbol].append(bar)
-            await self.bus.publish(Stream.BARS, BarMsg(  # type: ignore[union-attr]
-                symbol=bar.symbol, barTs=bar.ts.isoformat(), open=bar.open, high=bar.high, low=bar.low,
-                close=bar.close, volume=bar.volume))
+            await self.bus.publish(
+                Stream.BARS,
+                BarMsg(  # type: ignore[union-attr]
+                    symbol=bar.symbol,
+                    barTs=bar.ts.isoformat(),
+                    open=bar.open,
+                    high=bar.high,
+                    low=bar.low,
+                    close=bar.close,
+                    volume=bar.volume,
+                ),
+            )
             self.bars_published += 1
 
     def analyze(self, symbol: str) -> tuple[Any, Bar | None]:
@@ -62,10 +71,18 @@ class MarketAnalyst(Agent):
             kind = p.get("type")
             if kind == "analyze":
                 sig, last = self.analyze(p["symbol"])
-                await self.bus.publish(Stream.SIGNALS, SignalMsg(  # type: ignore[union-attr]
-                    requestId=p["requestId"], symbol=p["symbol"], side=sig.side if last else None,
-                    confidence=sig.confidence, price=last.close if last else 0, strategy=sig.strategy,
-                    traceId=p.get("traceId") or p["requestId"]))
+                await self.bus.publish(
+                    Stream.SIGNALS,
+                    SignalMsg(  # type: ignore[union-attr]
+                        requestId=p["requestId"],
+                        symbol=p["symbol"],
+                        side=sig.side if last else None,
+                        confidence=sig.confidence,
+                        price=last.close if last else 0,
+                        strategy=sig.strategy,
+                        traceId=p.get("traceId") or p["requestId"],
+                    ),
+                )
             elif kind == "halt":
                 self.halted_reason = p.get("reason")
             elif kind == "params":
@@ -75,5 +92,9 @@ class MarketAnalyst(Agent):
         return out
 
     async def status(self) -> dict[str, Any]:
-        return {"feed": self.feed.state(), "barsPublished": self.bars_published,
-                "strategies": list(self.strategies), "symbols": self.settings.symbol_list}
+        return {
+            "feed": self.feed.state(),
+            "barsPublished": self.bars_published,
+            "strategies": list(self.strategies),
+            "symbols": self.settings.symbol_list,
+        }

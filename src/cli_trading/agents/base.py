@@ -153,21 +153,41 @@ class Agent:
 
     async def notify(self, type_: str, severity: str, message: str, **context: Any) -> None:
         try:
-            await self.bus.publish(Stream.NOTIFY, NotifyEvent(type=type_, severity=severity, message=message,
-                                                              context={"agent": self.name, **context}))  # type: ignore[union-attr]
+            await self.bus.publish(
+                Stream.NOTIFY,
+                NotifyEvent(type=type_, severity=severity, message=message, context={"agent": self.name, **context}),
+            )  # type: ignore[union-attr]
         except REDIS_DOWN as exc:
             self.log.error("could not publish notification", type=type_, error=str(exc))
 
-    async def audit_admin(self, request: Request, *, actor: str | None, addr: str, status: int, request_id: str) -> None:
+    async def audit_admin(
+        self, request: Request, *, actor: str | None, addr: str, status: int, request_id: str
+    ) -> None:
         route = request.url.path
         result = "ok" if status < 400 else str(status)
-        self.audit(f"admin:{request.method} {route}", actor=actor, source=addr, target=route, result=result,
-                   request_id=request_id)
-        self._access_log.info(orjson.dumps({
-            "ts": self.clock().isoformat(), "agent": self.name, "method": request.method, "route": route,
-            "status": status, "client": addr, "auth": "X-Admin-Token", "actor": actor,
-            "requestId": request_id,
-        }).decode())
+        self.audit(
+            f"admin:{request.method} {route}",
+            actor=actor,
+            source=addr,
+            target=route,
+            result=result,
+            request_id=request_id,
+        )
+        self._access_log.info(
+            orjson.dumps(
+                {
+                    "ts": self.clock().isoformat(),
+                    "agent": self.name,
+                    "method": request.method,
+                    "route": route,
+                    "status": status,
+                    "client": addr,
+                    "auth": "X-Admin-Token",
+                    "actor": actor,
+                    "requestId": request_id,
+                }
+            ).decode()
+        )
 
     async def auth_failed(self, addr: str) -> None:
         """A spike of failed authentications raises a security event (at most once a minute)."""
@@ -176,9 +196,14 @@ class Agent:
         if recent < self.settings.auth_spike_threshold or now - self.guard.last_spike_alert < 60:
             return
         self.guard.last_spike_alert = now
-        await self.notify("security.auth_failures", "critical",
-                          f"{recent} failed admin authentications in the last minute on {self.name}",
-                          source=addr, failures=recent, category="security")
+        await self.notify(
+            "security.auth_failures",
+            "critical",
+            f"{recent} failed admin authentications in the last minute on {self.name}",
+            source=addr,
+            failures=recent,
+            category="security",
+        )
         await self.on_auth_spike(addr)
 
     async def on_auth_spike(self, addr: str) -> None:
@@ -214,25 +239,40 @@ class Agent:
     async def start(self) -> None:
         s = self.settings
         if not s.redis_url:
-            raise StartupError("REDIS_URL is not set (cli-trading up starts an embedded Redis; "
-                               "a single agent needs REDIS_URL=redis://host:6379/0)")
+            raise StartupError(
+                "REDIS_URL is not set (cli-trading up starts an embedded Redis; "
+                "a single agent needs REDIS_URL=redis://host:6379/0)"
+            )
         self.bus = Bus(s.redis_url)
         if not await self.bus.ping():
-            raise StartupError(f"Redis is not reachable at {redact_url(s.redis_url)}: start it "
-                               "(redis-server) or point REDIS_URL at a running server")
+            raise StartupError(
+                f"Redis is not reachable at {redact_url(s.redis_url)}: start it "
+                "(redis-server) or point REDIS_URL at a running server"
+            )
         if self.uses_db:
             self.engine = dbengine.make_engine(s.db_url)
             try:
                 await dbengine.migrate(self.engine, s.db_url)
             except Exception as exc:  # noqa: BLE001 - turn any connection failure into advice
-                raise StartupError(f"database not usable at {redact_url(s.db_url)}: {str(exc)[:300]} "
-                                   "(check DATABASE_URL, that the server runs and the user may connect)") from exc
+                raise StartupError(
+                    f"database not usable at {redact_url(s.db_url)}: {str(exc)[:300]} "
+                    "(check DATABASE_URL, that the server runs and the user may connect)"
+                ) from exc
             self.sessions = dbengine.sessionmaker(self.engine)
         await self.on_start()
         for sub in self.subscriptions():
-            c = Consumer(self.bus, sub.stream, sub.group, self.consumer_name, sub.handler, key=sub.key,
-                         batch=sub.batch, max_failures=s.max_failures, claim_idle_ms=s.claim_idle_ms,
-                         idem_ttl_s=s.idempotency_ttl_s)
+            c = Consumer(
+                self.bus,
+                sub.stream,
+                sub.group,
+                self.consumer_name,
+                sub.handler,
+                key=sub.key,
+                batch=sub.batch,
+                max_failures=s.max_failures,
+                claim_idle_ms=s.claim_idle_ms,
+                idem_ttl_s=s.idempotency_ttl_s,
+            )
             await c.ensure_group()
             self.consumers.append(c)
         for c in self.consumers:
@@ -284,9 +324,17 @@ class Agent:
             await self.stop()
             return 2
         config = uvicorn.Config(
-            create_app(self), host=s.bind_host, port=s.port_of(self.name), log_config=None, access_log=False,
-            lifespan="off", loop="none", http="httptools", ssl_certfile=s.tls_cert_file,
-            ssl_keyfile=s.tls_key_file, timeout_graceful_shutdown=2,
+            create_app(self),
+            host=s.bind_host,
+            port=s.port_of(self.name),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            loop="none",
+            http="httptools",
+            ssl_certfile=s.tls_cert_file,
+            ssl_keyfile=s.tls_key_file,
+            timeout_graceful_shutdown=2,
         )
         server = _Server(config)
         loop = asyncio.get_running_loop()

@@ -35,13 +35,17 @@ class TradeExecutor(Agent):
     async def on_start(self) -> None:
         self.gate = HaltGate(self.redis)
         if self.settings.trading_mode == "live":
-            self.adapter = CcxtExchange.create(self.settings.exchange_id, secret(self.settings, "exchange_api_key") or "",
-                                               secret(self.settings, "exchange_api_secret") or "")
+            self.adapter = CcxtExchange.create(
+                self.settings.exchange_id,
+                secret(self.settings, "exchange_api_key") or "",
+                secret(self.settings, "exchange_api_secret") or "",
+            )
         else:
             async with self.session() as s:
                 self.paper_ledger = replay(self.settings.starting_cash, await repo.all_fills(s), {})
-            self.adapter = PaperExchange(self.paper_ledger, slippage_bps=self.settings.slippage_bps,
-                                         fee_bps=self.settings.fee_bps)
+            self.adapter = PaperExchange(
+                self.paper_ledger, slippage_bps=self.settings.slippage_bps, fee_bps=self.settings.fee_bps
+            )
 
     async def on_stop(self) -> None:
         if hasattr(self, "adapter"):
@@ -72,8 +76,17 @@ class TradeExecutor(Agent):
     async def _claim(self, msgs: list[OrderMsg]) -> set[str]:
         now = self.clock()
         rows = [
-            {"order_id": m.orderId, "request_id": m.requestId, "created_at": now, "symbol": m.symbol,
-             "side": m.side, "qty": m.qty, "type": m.type, "status": "pending", "updated_at": now}
+            {
+                "order_id": m.orderId,
+                "request_id": m.requestId,
+                "created_at": now,
+                "symbol": m.symbol,
+                "side": m.side,
+                "qty": m.qty,
+                "type": m.type,
+                "status": "pending",
+                "updated_at": now,
+            }
             for m in msgs
         ]
         async with self.session() as s, s.begin():
@@ -99,14 +112,29 @@ class TradeExecutor(Agent):
         results = await self._gated(msgs)
         now = self.clock()
         order_rows = [
-            {"order_id": m.orderId, "status": r.status, "price": r.price, "fee": r.fee, "reason": r.reason,
-             "updated_at": now}
+            {
+                "order_id": m.orderId,
+                "status": r.status,
+                "price": r.price,
+                "fee": r.fee,
+                "reason": r.reason,
+                "updated_at": now,
+            }
             for m, r in results
         ]
         fill_rows = [
-            {"order_id": m.orderId, "ts": now, "day": now.date().isoformat(), "symbol": m.symbol, "side": m.side,
-             "qty": m.qty, "price": r.price, "fee": r.fee}
-            for m, r in results if r.status == "filled"
+            {
+                "order_id": m.orderId,
+                "ts": now,
+                "day": now.date().isoformat(),
+                "symbol": m.symbol,
+                "side": m.side,
+                "qty": m.qty,
+                "price": r.price,
+                "fee": r.fee,
+            }
+            for m, r in results
+            if r.status == "filled"
         ]
         await self._settle(order_rows, fill_rows)
         await self.gate.done([m.orderId for m in msgs])
@@ -156,8 +184,18 @@ class TradeExecutor(Agent):
 
     @staticmethod
     def _status(m: OrderMsg, r: ExecResult) -> StatusMsg:
-        return StatusMsg(orderId=m.orderId, requestId=m.requestId, status=r.status, symbol=m.symbol, side=m.side,
-                         qty=m.qty, price=r.price, fee=r.fee, reason=r.reason, traceId=m.traceId)
+        return StatusMsg(
+            orderId=m.orderId,
+            requestId=m.requestId,
+            status=r.status,
+            symbol=m.symbol,
+            side=m.side,
+            qty=m.qty,
+            price=r.price,
+            fee=r.fee,
+            reason=r.reason,
+            traceId=m.traceId,
+        )
 
     # -- HTTP ------------------------------------------------------------------------------
     async def status(self) -> dict[str, Any]:
@@ -172,6 +210,8 @@ class TradeExecutor(Agent):
         async def adapter_record(since: float = 0.0) -> dict[str, Any]:
             """Every order that reached the exchange adapter, with its arrival time."""
             rec = [r for r in self.adapter.received if r.at >= since]
-            return {"adapter": self.adapter.name, "count": len(rec),
-                    "orders": [{"orderId": r.order_id, "at": r.at, "symbol": r.symbol, "side": r.side} for r in rec]}
-
+            return {
+                "adapter": self.adapter.name,
+                "count": len(rec),
+                "orders": [{"orderId": r.order_id, "at": r.at, "symbol": r.symbol, "side": r.side} for r in rec],
+            }

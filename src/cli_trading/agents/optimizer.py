@@ -24,17 +24,32 @@ class ParameterOptimizer(Agent):
         self.completed = 0
 
     def subscriptions(self) -> list[Subscription]:
-        return [Subscription(Stream.OPT_REQUESTS, Group.OPTIMIZER, per_message(self.on_request),
-                             key=lambda p: p.get("requestId"), batch=5)]
+        return [
+            Subscription(
+                Stream.OPT_REQUESTS,
+                Group.OPTIMIZER,
+                per_message(self.on_request),
+                key=lambda p: p.get("requestId"),
+                batch=5,
+            )
+        ]
 
     async def on_request(self, d: Delivery) -> None:
         req = OptRequest.model_validate(d.payload)
         bars = load_bars(req.symbol)[-LOOKBACK:]
-        proposals = await asyncio.to_thread(grid_search, req.strategy, {}, default_grid(req.strategy), bars,
-                                            fee_bps=float(self.settings.fee_bps))
-        await self.bus.publish(Stream.OPT_RESULTS, OptResult(  # type: ignore[union-attr]
-            requestId=req.requestId, strategy=req.strategy, symbol=req.symbol, traceId=req.traceId,
-            proposals=[{"params": p.params, "score": p.score, "result": vars(p.result)} for p in proposals[:5]]))
+        proposals = await asyncio.to_thread(
+            grid_search, req.strategy, {}, default_grid(req.strategy), bars, fee_bps=float(self.settings.fee_bps)
+        )
+        await self.bus.publish(
+            Stream.OPT_RESULTS,
+            OptResult(  # type: ignore[union-attr]
+                requestId=req.requestId,
+                strategy=req.strategy,
+                symbol=req.symbol,
+                traceId=req.traceId,
+                proposals=[{"params": p.params, "score": p.score, "result": vars(p.result)} for p in proposals[:5]],
+            ),
+        )
         self.completed += 1
 
     async def status(self) -> dict[str, Any]:

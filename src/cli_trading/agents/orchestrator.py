@@ -60,9 +60,17 @@ class Orchestrator(Agent):
             row = await repo.get_day(sess, day=tday.day_of(self.clock()))
             for r in await repo.open_runs(sess):
                 self.runs.adopt(from_row(r))
-        self.day = tday.TradingDay(row.day, row.start_equity, Limits(row.target_pct, row.loss_limit_pct)) if row else None
-        self.halts = HaltController(gate=HaltGate(self.redis), sessions=self.session, notify=self.notify,
-                                    audit=self.audit, clock=self.clock, state=halt_state)
+        self.day = (
+            tday.TradingDay(row.day, row.start_equity, Limits(row.target_pct, row.loss_limit_pct)) if row else None
+        )
+        self.halts = HaltController(
+            gate=HaltGate(self.redis),
+            sessions=self.session,
+            notify=self.notify,
+            audit=self.audit,
+            clock=self.clock,
+            state=halt_state,
+        )
         await self.halts.restore()  # before any consumer starts: nothing trades on a stale flag
         for stream in (Stream.ORDERS, Stream.STATUS):
             self.dlq_seen[dlq_of(stream)] = await self.redis.xlen(dlq_of(stream))
@@ -92,11 +100,20 @@ class Orchestrator(Agent):
         day = self.day or tday.TradingDay(tday.day_of(self.clock()), snap.equity, self.defaults)
         pct = day.percent(snap.equity)
         return {
-            "date": day.date, "startEquity": day.start_equity, "equity": snap.equity, "cash": snap.cash,
-            "realized": snap.realized, "unrealized": snap.unrealized, "fees": snap.fees,
-            "exposure": snap.exposure, "percent": pct.quantize(Decimal("0.0001")),
-            "dailyTargetPct": day.limits.target_pct, "dailyLossLimitPct": day.limits.loss_limit_pct,
-            **self.halts.state.to_api(), "positions": self.ledger.holdings(), "asOf": iso(self.clock()),
+            "date": day.date,
+            "startEquity": day.start_equity,
+            "equity": snap.equity,
+            "cash": snap.cash,
+            "realized": snap.realized,
+            "unrealized": snap.unrealized,
+            "fees": snap.fees,
+            "exposure": snap.exposure,
+            "percent": pct.quantize(Decimal("0.0001")),
+            "dailyTargetPct": day.limits.target_pct,
+            "dailyLossLimitPct": day.limits.loss_limit_pct,
+            **self.halts.state.to_api(),
+            "positions": self.ledger.holdings(),
+            "asOf": iso(self.clock()),
         }
 
     def pnl_pct(self) -> Decimal:
@@ -113,9 +130,17 @@ class Orchestrator(Agent):
         assert self.day is not None
         d = self.day
         async with self.session() as s, s.begin():
-            await repo.save_day(s, row={"day": d.date, "start_equity": d.start_equity, "target_pct": d.limits.target_pct,
-                                        "loss_limit_pct": d.limits.loss_limit_pct,
-                                        "last_equity": self.ledger.snapshot().equity, "updated_at": self.clock()})
+            await repo.save_day(
+                s,
+                row={
+                    "day": d.date,
+                    "start_equity": d.start_equity,
+                    "target_pct": d.limits.target_pct,
+                    "loss_limit_pct": d.limits.loss_limit_pct,
+                    "last_equity": self.ledger.snapshot().equity,
+                    "updated_at": self.clock(),
+                },
+            )
 
     async def _roll_day(self) -> None:
         new = tday.rollover(self.day, now=self.clock(), equity=self.ledger.snapshot().equity, defaults=self.defaults)
@@ -126,8 +151,15 @@ class Orchestrator(Agent):
         await self._save_day()
         self.audit("day:start", target=new.date, start_equity=str(new.start_equity))
         if not first and clears_at_rollover(self.halts.state):
-            await self.halts.unhalt(actor="system:rollover", source=None, note=f"new trading day {new.date}",
-                                    force=True, pnl_pct=Decimal(0), limits=new.limits, why="rollover_clear")
+            await self.halts.unhalt(
+                actor="system:rollover",
+                source=None,
+                note=f"new trading day {new.date}",
+                force=True,
+                pnl_pct=Decimal(0),
+                limits=new.limits,
+                why="rollover_clear",
+            )
 
     async def _check_auto_halt(self) -> None:
         if self.day is None:
@@ -135,17 +167,31 @@ class Orchestrator(Agent):
         reason = automatic(self.halts.state, pnl_pct=self.pnl_pct(), limits=self.day.limits)
         if reason:
             pct = self.pnl_pct().quantize(Decimal("0.01"))
-            await self.halts.halt(reason=reason, mode=HaltMode.HALT, actor="system", source=None,
-                                  note=f"PnL {pct}% against target {self.day.limits.target_pct}% / "
-                                       f"loss limit -{self.day.limits.loss_limit_pct}%")
+            await self.halts.halt(
+                reason=reason,
+                mode=HaltMode.HALT,
+                actor="system",
+                source=None,
+                note=f"PnL {pct}% against target {self.day.limits.target_pct}% / "
+                f"loss limit -{self.day.limits.loss_limit_pct}%",
+            )
             if reason == HaltReason.DAILY_LOSS:
                 from cli_trading.control import params
 
                 await params.request_optimization(self, reason="daily_loss_limit")
 
     # -- runs ------------------------------------------------------------------------------
-    async def start_run(self, *, symbol: str, side: str | None, qty: Decimal | None, notional: Decimal | None,
-                        request_id: str | None, manual: bool = True, reduce_only: bool = False) -> Run:
+    async def start_run(
+        self,
+        *,
+        symbol: str,
+        side: str | None,
+        qty: Decimal | None,
+        notional: Decimal | None,
+        request_id: str | None,
+        manual: bool = True,
+        reduce_only: bool = False,
+    ) -> Run:
         rid = request_id or new_id()
         if rid in self.runs:
             existing = self.runs.get(rid)
@@ -177,9 +223,18 @@ class Orchestrator(Agent):
 
     async def _to_risk(self, run: Run, *, manual: bool) -> None:
         self.runs.touch(run, "risk")
-        await self.bus.publish(Stream.RISK_REQUESTS, RiskRequest(  # type: ignore[union-attr]
-            requestId=run.request_id, symbol=run.symbol, side=run.side, confidence=run.confidence or 0,
-            qty=run.qty, price=run.price, manual=manual))
+        await self.bus.publish(
+            Stream.RISK_REQUESTS,
+            RiskRequest(  # type: ignore[union-attr]
+                requestId=run.request_id,
+                symbol=run.symbol,
+                side=run.side,
+                confidence=run.confidence or 0,
+                qty=run.qty,
+                price=run.price,
+                manual=manual,
+            ),
+        )
 
     async def _lookup(self, rid: str) -> Run | None:
         run = self.runs.get(rid)
@@ -202,8 +257,13 @@ class Orchestrator(Agent):
                 continue
             run.strategy, run.confidence = p.get("strategy"), float(p.get("confidence") or 0)
             run.price = Decimal(str(p["price"])) if p.get("price") is not None else self.ledger.price_of(run.symbol)
-            self.audit("run:signal", request_id=run.request_id, side=p.get("side"), confidence=run.confidence,
-                       strategy=run.strategy)
+            self.audit(
+                "run:signal",
+                request_id=run.request_id,
+                side=p.get("side"),
+                confidence=run.confidence,
+                strategy=run.strategy,
+            )
             await self._size_and_route(run, p.get("side"))
             out.append(None)
         return out
@@ -214,11 +274,18 @@ class Orchestrator(Agent):
             self.runs.finish(run, "hold", reason="no signal", now=now)
             return
         run.side = side
-        run.qty = size_order(side=side, equity=self.ledger.snapshot().equity, price=run.price,
-                             confidence=run.confidence or 0, risk_fraction=self.settings.risk_fraction,
-                             held=self.ledger.qty_of(run.symbol))
+        run.qty = size_order(
+            side=side,
+            equity=self.ledger.snapshot().equity,
+            price=run.price,
+            confidence=run.confidence or 0,
+            risk_fraction=self.settings.risk_fraction,
+            held=self.ledger.qty_of(run.symbol),
+        )
         if run.qty <= 0:
-            self.runs.finish(run, "hold", reason="nothing to sell" if side == "sell" else "size rounds to zero", now=now)
+            self.runs.finish(
+                run, "hold", reason="nothing to sell" if side == "sell" else "size rounds to zero", now=now
+            )
         elif not allows(self.halts.state, side=side, position_qty=self.ledger.qty_of(run.symbol), qty=run.qty):
             self.runs.finish(run, "rejected", reason="halted", now=now)
         else:
@@ -238,9 +305,20 @@ class Orchestrator(Agent):
             run.order_id = order_id_for(run.request_id)
             self.runs.touch(run, "ordered")
             self.audit("run:order", request_id=run.request_id, target=run.order_id)
-            orders.append((Stream.ORDERS, OrderMsg(orderId=run.order_id, requestId=run.request_id, symbol=run.symbol,
-                                                   side=run.side, qty=run.qty, price=run.price,
-                                                   traceId=p.get("traceId") or run.request_id)))
+            orders.append(
+                (
+                    Stream.ORDERS,
+                    OrderMsg(
+                        orderId=run.order_id,
+                        requestId=run.request_id,
+                        symbol=run.symbol,
+                        side=run.side,
+                        qty=run.qty,
+                        price=run.price,
+                        traceId=p.get("traceId") or run.request_id,
+                    ),
+                )
+            )
         await self.bus.publish_many(orders)  # type: ignore[union-attr]
         return [None] * len(batch)
 
@@ -250,8 +328,16 @@ class Orchestrator(Agent):
             p = d.payload
             status = p.get("status")
             if status == "filled":
-                self.ledger.apply(FillRecord(p["orderId"], p["symbol"], p["side"], Decimal(p["qty"]),
-                                             Decimal(p["price"]), Decimal(p.get("fee", "0"))))
+                self.ledger.apply(
+                    FillRecord(
+                        p["orderId"],
+                        p["symbol"],
+                        p["side"],
+                        Decimal(p["qty"]),
+                        Decimal(p["price"]),
+                        Decimal(p.get("fee", "0")),
+                    )
+                )
                 self.exec_failures = 0
             elif status == "failed":
                 self.exec_failures += 1
@@ -262,8 +348,9 @@ class Orchestrator(Agent):
                 self.runs.finish(run, status, reason=p.get("reason"), now=self.clock())
                 self.audit(f"run:{status}", request_id=run.request_id, target=p["orderId"], result=p.get("reason"))
         if halt_reason and not self.halts.state.halted:
-            await self.halts.halt(reason=HaltReason.SYSTEM_ERROR, mode=HaltMode.HALT, actor="system", source=None,
-                                  note=halt_reason)
+            await self.halts.halt(
+                reason=HaltReason.SYSTEM_ERROR, mode=HaltMode.HALT, actor="system", source=None, note=halt_reason
+            )
         await self._check_auto_halt()
         return [None] * len(batch)
 
@@ -321,8 +408,13 @@ class Orchestrator(Agent):
         for dlq, seen in self.dlq_seen.items():
             n = await self.redis.xlen(dlq)
             if n > seen and not self.halts.state.halted:
-                await self.halts.halt(reason=HaltReason.SYSTEM_ERROR, mode=HaltMode.HALT, actor="system", source=None,
-                                      note=f"{n - seen} message(s) dead-lettered on {dlq}")
+                await self.halts.halt(
+                    reason=HaltReason.SYSTEM_ERROR,
+                    mode=HaltMode.HALT,
+                    actor="system",
+                    source=None,
+                    note=f"{n - seen} message(s) dead-lettered on {dlq}",
+                )
             self.dlq_seen[dlq] = n
 
     async def _watch_db(self) -> None:
@@ -333,20 +425,34 @@ class Orchestrator(Agent):
         self.db_down_since = self.db_down_since or loop.time()
         down_for = loop.time() - self.db_down_since
         if down_for >= self.settings.db_outage_halt_s and self.runs.in_flight() and not self.halts.state.halted:
-            await self.halts.halt(reason=HaltReason.SYSTEM_ERROR, mode=HaltMode.HALT, actor="system", source=None,
-                                  note=f"database unreachable for {down_for:.0f}s with orders in flight")
+            await self.halts.halt(
+                reason=HaltReason.SYSTEM_ERROR,
+                mode=HaltMode.HALT,
+                actor="system",
+                source=None,
+                note=f"database unreachable for {down_for:.0f}s with orders in flight",
+            )
 
     async def on_stop(self) -> None:
         await self.flush_runs()
 
     async def on_auth_spike(self, addr: str) -> None:
         if self.settings.auth_spike_halts and not self.halts.state.halted:
-            await self.halts.halt(reason=HaltReason.SECURITY, mode=HaltMode.HALT, actor="system", source=addr,
-                                  note="failed authentication spike")
+            await self.halts.halt(
+                reason=HaltReason.SECURITY,
+                mode=HaltMode.HALT,
+                actor="system",
+                source=addr,
+                note="failed authentication spike",
+            )
 
     async def status(self) -> dict[str, Any]:
-        return {"halt": self.halts.state.to_api(), "runsInFlight": self.runs.in_flight(),
-                "day": self.day.date if self.day else None, "consecutiveExecFailures": self.exec_failures}
+        return {
+            "halt": self.halts.state.to_api(),
+            "runsInFlight": self.runs.in_flight(),
+            "day": self.day.date if self.day else None,
+            "consecutiveExecFailures": self.exec_failures,
+        }
 
     # -- operator actions (used by the API and, through it, the CLI) ------------------------
     async def halt(self, *, reason: str, mode: str, note: str | None, actor: str, source: str | None) -> dict[str, Any]:
@@ -359,8 +465,9 @@ class Orchestrator(Agent):
         rids = []
         for h in self.ledger.holdings():
             with contextlib.suppress(RunRefused):
-                run = await self.start_run(symbol=h["symbol"], side="sell", qty=h["qty"], notional=None,
-                                           request_id=f"flatten-{new_id()}")
+                run = await self.start_run(
+                    symbol=h["symbol"], side="sell", qty=h["qty"], notional=None, request_id=f"flatten-{new_id()}"
+                )
                 rids.append(run.request_id)
         return rids
 

@@ -96,10 +96,19 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
         if symbol not in orc.settings.symbol_list:
             raise ApiError(400, f"unknown symbol {body.symbol!r}", symbols=orc.settings.symbol_list)
         try:
-            r = await orc.start_run(symbol=symbol, side=body.side, qty=body.qty, notional=body.notional,
-                                    request_id=request.headers.get("x-request-id"))
+            r = await orc.start_run(
+                symbol=symbol,
+                side=body.side,
+                qty=body.qty,
+                notional=body.notional,
+                request_id=request.headers.get("x-request-id"),
+            )
         except RunRefused as exc:
-            extra = {"requestId": exc.run.request_id, "outcome": exc.run.outcome, "reason": exc.run.reason} if exc.run else {}
+            extra = (
+                {"requestId": exc.run.request_id, "outcome": exc.run.outcome, "reason": exc.run.reason}
+                if exc.run
+                else {}
+            )
             return JSONResponse({"error": exc.error, **extra, **orc.halts.state.to_api()}, status_code=exc.status)
         return JSONResponse({"requestId": r.request_id, "status": "accepted", "state": r.to_api()["state"]}, 202)
 
@@ -113,8 +122,9 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
     @app.post("/admin/orchestrate/halt", tags=["admin"])
     async def halt(request: Request) -> dict[str, Any]:
         body = await json_body(request, HaltBody)
-        return await orc.halt(reason=body.reason, mode=body.mode, note=body.note, actor=_actor(request),
-                              source=client_addr(request))
+        return await orc.halt(
+            reason=body.reason, mode=body.mode, note=body.note, actor=_actor(request), source=client_addr(request)
+        )
 
     @app.post("/admin/orchestrate/unhalt", tags=["admin"])
     async def unhalt(request: Request) -> dict[str, Any]:
@@ -122,8 +132,14 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
         if not orc.halts.state.halted:
             return {**orc.halts.state.to_api(), "message": "not halted"}
         try:
-            return await orc.halts.unhalt(actor=_actor(request), source=client_addr(request), note=body.note,
-                                          force=body.force, pnl_pct=orc.pnl_pct(), limits=orc.day.limits)  # type: ignore[union-attr]
+            return await orc.halts.unhalt(
+                actor=_actor(request),
+                source=client_addr(request),
+                note=body.note,
+                force=body.force,
+                pnl_pct=orc.pnl_pct(),
+                limits=orc.day.limits,
+            )  # type: ignore[union-attr]
         except UnhaltRefused as exc:
             raise ApiError(409, str(exc), **orc.halts.state.to_api(), percent=str(orc.pnl_pct())) from exc
 
@@ -131,17 +147,36 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
     async def halts(limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         async with orc.session() as s:
             rows = await repo.halt_events(s, limit=limit)
-        return {"current": orc.halts.state.to_api(), "events": [
-            {"id": e.id, "ts": e.ts.isoformat(), "action": e.action, "reason": e.reason, "mode": e.mode,
-             "actor": e.actor, "source": e.source, "note": e.note, "detail": e.detail} for e in rows]}
+        return {
+            "current": orc.halts.state.to_api(),
+            "events": [
+                {
+                    "id": e.id,
+                    "ts": e.ts.isoformat(),
+                    "action": e.action,
+                    "reason": e.reason,
+                    "mode": e.mode,
+                    "actor": e.actor,
+                    "source": e.source,
+                    "note": e.note,
+                    "detail": e.detail,
+                }
+                for e in rows
+            ],
+        }
 
     @app.post("/admin/pnl/limits", tags=["admin"])
     async def limits(request: Request) -> dict[str, Any]:
         body = await json_body(request, LimitsBody)
         orc.day = tday.with_limits(orc.day, target_pct=body.dailyTargetPct, loss_limit_pct=body.dailyLossLimitPct)  # type: ignore[arg-type]
         await orc._save_day()
-        orc.audit("pnl:limits", actor=_actor(request), source=client_addr(request),
-                  target=str(body.dailyTargetPct), result=str(body.dailyLossLimitPct))
+        orc.audit(
+            "pnl:limits",
+            actor=_actor(request),
+            source=client_addr(request),
+            target=str(body.dailyTargetPct),
+            result=str(body.dailyLossLimitPct),
+        )
         return orc.pnl()
 
     @app.post("/admin/pnl/reset", tags=["admin"])
@@ -149,8 +184,13 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
         before = orc.day.start_equity  # type: ignore[union-attr]
         orc.day = tday.reset(orc.day, equity=orc.ledger.snapshot().equity)  # type: ignore[arg-type]
         await orc._save_day()
-        orc.audit("pnl:reset", actor=_actor(request), source=client_addr(request), previous=str(before),
-                  start_equity=str(orc.day.start_equity))
+        orc.audit(
+            "pnl:reset",
+            actor=_actor(request),
+            source=client_addr(request),
+            previous=str(before),
+            start_equity=str(orc.day.start_equity),
+        )
         return orc.pnl()
 
     @app.get("/admin/streams", tags=["admin"])
@@ -165,8 +205,11 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
             raise ApiError(404, str(exc)) from exc
 
     @app.get("/admin/streams/dlq", tags=["admin"])
-    async def dlq(stream: str = Query(min_length=1), count: int = Query(50, ge=1, le=1000),
-                  start: str = Query("-", pattern=r"^(-|\(?\d+(-\d+)?)$")) -> dict[str, Any]:
+    async def dlq(
+        stream: str = Query(min_length=1),
+        count: int = Query(50, ge=1, le=1000),
+        start: str = Query("-", pattern=r"^(-|\(?\d+(-\d+)?)$"),
+    ) -> dict[str, Any]:
         try:
             return await streams.dlq_entries(orc.redis, stream=stream, count=count, start=start)
         except streams.NotFound as exc:
@@ -181,8 +224,13 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
             raise ApiError(404, str(exc)) from exc
         except ValueError as exc:
             raise ApiError(400, str(exc)) from exc
-        orc.audit("streams:requeue", actor=_actor(request), source=client_addr(request), target=body.dlqStream,
-                  ids=[d["id"] for d in done])
+        orc.audit(
+            "streams:requeue",
+            actor=_actor(request),
+            source=client_addr(request),
+            target=body.dlqStream,
+            ids=[d["id"] for d in done],
+        )
         return {"requeued": done, "count": len(done)}
 
     @app.get("/admin/audit", tags=["admin"])
@@ -190,10 +238,23 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
         await orc.flush_audit()
         async with orc.session() as s:
             rows = await repo.audit_tail(s, limit=limit, action_prefix=action)
-        return {"events": [
-            {"id": e.id, "ts": e.ts.isoformat(), "agent": e.agent, "action": e.action, "actor": e.actor,
-             "source": e.source, "target": e.target, "result": e.result, "requestId": e.request_id,
-             "detail": e.detail} for e in rows]}
+        return {
+            "events": [
+                {
+                    "id": e.id,
+                    "ts": e.ts.isoformat(),
+                    "agent": e.agent,
+                    "action": e.action,
+                    "actor": e.actor,
+                    "source": e.source,
+                    "target": e.target,
+                    "result": e.result,
+                    "requestId": e.request_id,
+                    "detail": e.detail,
+                }
+                for e in rows
+            ]
+        }
 
     @app.get("/admin/params", tags=["admin"])
     async def list_params(status: str | None = None) -> dict[str, Any]:
@@ -212,5 +273,8 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
     @app.post("/admin/optimize", status_code=202, tags=["admin"])
     async def optimize(request: Request) -> dict[str, Any]:
         body = await json_body(request, OptimizeBody)
-        return {"requests": await params.request_optimization(orc, reason="operator", strategy=body.strategy,
-                                                              symbol=body.symbol)}
+        return {
+            "requests": await params.request_optimization(
+                orc, reason="operator", strategy=body.strategy, symbol=body.symbol
+            )
+        }

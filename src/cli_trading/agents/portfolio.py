@@ -39,8 +39,16 @@ class PortfolioManager(Agent):
         for d in batch:
             p = d.payload
             if p.get("status") == "filled":
-                self.ledger.apply(FillRecord(p["orderId"], p["symbol"], p["side"], Decimal(p["qty"]),
-                                             Decimal(p["price"]), Decimal(p.get("fee", "0"))))
+                self.ledger.apply(
+                    FillRecord(
+                        p["orderId"],
+                        p["symbol"],
+                        p["side"],
+                        Decimal(p["qty"]),
+                        Decimal(p["price"]),
+                        Decimal(p.get("fee", "0")),
+                    )
+                )
         return [None] * len(batch)
 
     async def handle_bars(self, batch: list[Delivery]) -> list[Outcome]:
@@ -67,8 +75,13 @@ class PortfolioManager(Agent):
     def holdings(self) -> dict[str, Any]:
         snap = self.ledger.snapshot()
         return {
-            "cash": snap.cash, "equity": snap.equity, "exposure": snap.exposure, "realized": snap.realized,
-            "unrealized": snap.unrealized, "fees": snap.fees, "positions": self.ledger.holdings(),
+            "cash": snap.cash,
+            "equity": snap.equity,
+            "exposure": snap.exposure,
+            "realized": snap.realized,
+            "unrealized": snap.unrealized,
+            "fees": snap.fees,
+            "positions": self.ledger.holdings(),
         }
 
     async def status(self) -> dict[str, Any]:

@@ -60,10 +60,18 @@ class RiskManager(Agent):
             else:
                 metrics.RISK_REJECTIONS.labels(reason).inc()
                 self.decisions["rejected"] += 1
-            self.audit("risk:" + ("approved" if reason is None else "rejected"), request_id=msg.requestId,
-                       result=reason, target=msg.symbol)
-            responses.append((Stream.RISK_RESPONSES,
-                              RiskResponse(requestId=msg.requestId, ok=reason is None, reason=reason, traceId=msg.traceId)))
+            self.audit(
+                "risk:" + ("approved" if reason is None else "rejected"),
+                request_id=msg.requestId,
+                result=reason,
+                target=msg.symbol,
+            )
+            responses.append(
+                (
+                    Stream.RISK_RESPONSES,
+                    RiskResponse(requestId=msg.requestId, ok=reason is None, reason=reason, traceId=msg.traceId),
+                )
+            )
             out.append(None)
         await self.bus.publish_many(responses)  # type: ignore[union-attr]
         return out
@@ -75,8 +83,16 @@ class RiskManager(Agent):
                 continue
             self.book.release(p.get("requestId", ""))
             if p.get("status") == "filled":
-                self.ledger.apply(FillRecord(p["orderId"], p["symbol"], p["side"], Decimal(p["qty"]),
-                                             Decimal(p["price"]), Decimal(p.get("fee", "0"))))
+                self.ledger.apply(
+                    FillRecord(
+                        p["orderId"],
+                        p["symbol"],
+                        p["side"],
+                        Decimal(p["qty"]),
+                        Decimal(p["price"]),
+                        Decimal(p.get("fee", "0")),
+                    )
+                )
         return [None] * len(batch)
 
     async def handle_bars(self, batch: list[Delivery]) -> list[Outcome]:
@@ -85,5 +101,8 @@ class RiskManager(Agent):
         return [None] * len(batch)
 
     async def status(self) -> dict[str, Any]:
-        return {"rules": self.rules.model_dump(mode="json"), "decisions": self.decisions,
-                "reservations": len(self.book.reserved_notional)}
+        return {
+            "rules": self.rules.model_dump(mode="json"),
+            "decisions": self.decisions,
+            "reservations": len(self.book.reserved_notional),
+        }

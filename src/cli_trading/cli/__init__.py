@@ -6,5 +6,9 @@ import typer
 
 from cli_trading.cli import system
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="cli-trading: a self-hosted trading system you can stop, understand and recover.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="cli-trading: a self-hosted trading system you can stop, understand and recover.",
+)
 system.register(app)

@@ -21,7 +21,9 @@ def up(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="where data and logs live")] = Path("cli-trading-data"),
     speed: Annotated[float, typer.Option(help="bars per second of replay")] = 1.0,
     symbols: Annotated[str | None, typer.Option(help="comma-separated, e.g. BTC-USD,ETH-USD")] = None,  # noqa: UP007
-    config: Annotated[Path | None, typer.Option("--config", help="folder with risk.yaml, strategies.yaml, notifications.yaml")] = None,  # noqa: UP007,E501
+    config: Annotated[
+        Path | None, typer.Option("--config", help="folder with risk.yaml, strategies.yaml, notifications.yaml")
+    ] = None,  # noqa: UP007,E501
     port_base: Annotated[int, typer.Option(help="first agent port (7001..7007 by default)")] = 7001,
     bind: Annotated[str | None, typer.Option(help="address to bind (default 127.0.0.1)")] = None,  # noqa: UP007
     monitoring: Annotated[bool, typer.Option(help="also run Prometheus (and Alertmanager) locally")] = False,

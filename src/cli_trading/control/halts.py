@@ -52,21 +52,51 @@ class HaltController:
         inflight = await self._publish()
         await self._record("halt", actor=actor, source=source, note=note, now=now, detail={"inFlight": inflight})
         metrics.HALTS.labels(reason).inc()
-        await self.notify(f"halt.{reason}", halt_severity(reason), f"Trading halted: {reason}" + (f" ({note})" if note else ""),
-                          reason=reason, mode=mode, actor=actor, note=note)
+        await self.notify(
+            f"halt.{reason}",
+            halt_severity(reason),
+            f"Trading halted: {reason}" + (f" ({note})" if note else ""),
+            reason=reason,
+            mode=mode,
+            actor=actor,
+            note=note,
+        )
         return {**self.state.to_api(), "inFlight": inflight}
 
-    async def unhalt(self, *, actor: str, source: str | None, note: str | None, force: bool, pnl_pct: Decimal,
-                     limits: Limits, why: str = "unhalt") -> dict[str, Any]:
+    async def unhalt(
+        self,
+        *,
+        actor: str,
+        source: str | None,
+        note: str | None,
+        force: bool,
+        pnl_pct: Decimal,
+        limits: Limits,
+        why: str = "unhalt",
+    ) -> dict[str, Any]:
         before = self.state
         self.state = policy.unhalt(before, pnl_pct=pnl_pct, limits=limits, force=force)  # may raise UnhaltRefused
         now = self.clock()
         await self._publish()
-        await self._record(why, actor=actor, source=source, note=note, now=now,
-                           detail={"previousReason": before.reason, "force": force}, reason=before.reason)
+        await self._record(
+            why,
+            actor=actor,
+            source=source,
+            note=note,
+            now=now,
+            detail={"previousReason": before.reason, "force": force},
+            reason=before.reason,
+        )
         msg = f"Trading resumed ({why}) after {before.reason}" + (f": {note}" if note else "")
-        await self.notify(f"unhalt.{why}", "info" if why != "unhalt" or not force else "warning", msg,
-                          previousReason=before.reason, actor=actor, force=force, note=note)
+        await self.notify(
+            f"unhalt.{why}",
+            "info" if why != "unhalt" or not force else "warning",
+            msg,
+            previousReason=before.reason,
+            actor=actor,
+            force=force,
+            note=note,
+        )
         return self.state.to_api()
 
     async def _publish(self) -> list[str]:
@@ -77,10 +107,26 @@ class HaltController:
             log.error("halt flag not published to redis", error=str(exc))
             return []
 
-    async def _record(self, action: str, *, actor: str, source: str | None, note: str | None, now: datetime,
-                      detail: dict[str, Any], reason: str | None = None) -> None:
-        event = {"action": action, "reason": reason or self.state.reason, "mode": self.state.mode, "actor": actor,
-                 "source": source, "note": note, "detail": detail}
+    async def _record(
+        self,
+        action: str,
+        *,
+        actor: str,
+        source: str | None,
+        note: str | None,
+        now: datetime,
+        detail: dict[str, Any],
+        reason: str | None = None,
+    ) -> None:
+        event = {
+            "action": action,
+            "reason": reason or self.state.reason,
+            "mode": self.state.mode,
+            "actor": actor,
+            "source": source,
+            "note": note,
+            "detail": detail,
+        }
         self.audit(f"halt:{action}", actor=actor, source=source, result=event["reason"], note=note)
         try:
             async with self.sessions() as s, s.begin():
@@ -103,10 +149,20 @@ class HaltController:
         if self.unsaved:
             try:
                 async with self.sessions() as s, s.begin():
-                    await repo.save_halt(s, state=self.state, now=self.clock(),
-                                         event={"action": "resync", "reason": self.state.reason, "mode": self.state.mode,
-                                                "actor": "system", "source": None, "note": "saved after a database outage",
-                                                "detail": None})
+                    await repo.save_halt(
+                        s,
+                        state=self.state,
+                        now=self.clock(),
+                        event={
+                            "action": "resync",
+                            "reason": self.state.reason,
+                            "mode": self.state.mode,
+                            "actor": "system",
+                            "source": None,
+                            "note": "saved after a database outage",
+                            "detail": None,
+                        },
+                    )
                 self.unsaved = False
             except Exception:  # noqa: BLE001
                 pass

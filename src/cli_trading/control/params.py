@@ -16,13 +16,16 @@ if TYPE_CHECKING:
 STRATEGY_NAMES = ("trend", "mean_reversion")
 
 
-async def request_optimization(orc: Orchestrator, *, reason: str, strategy: str | None = None,
-                               symbol: str | None = None) -> list[str]:
+async def request_optimization(
+    orc: Orchestrator, *, reason: str, strategy: str | None = None, symbol: str | None = None
+) -> list[str]:
     rids = []
     for sym in [symbol] if symbol else orc.settings.symbol_list:
         for strat in [strategy] if strategy else STRATEGY_NAMES:
             rid = new_id()
-            await orc.bus.publish(Stream.OPT_REQUESTS, OptRequest(requestId=rid, strategy=strat, symbol=sym, reason=reason))  # type: ignore[union-attr]
+            await orc.bus.publish(
+                Stream.OPT_REQUESTS, OptRequest(requestId=rid, strategy=strat, symbol=sym, reason=reason)
+            )  # type: ignore[union-attr]
             rids.append(rid)
     orc.audit("optimize:requested", reason=reason, requests=len(rids))
     return rids
@@ -31,15 +34,25 @@ async def request_optimization(orc: Orchestrator, *, reason: str, strategy: str 
 async def store_proposals(orc: Orchestrator, payload: dict[str, Any]) -> None:
     now = orc.clock()
     rows = [
-        Param(ts=now, request_id=payload["requestId"], strategy=payload["strategy"], symbol=payload["symbol"],
-              params=p.get("params", {}), score=p.get("score"), status="proposed")
+        Param(
+            ts=now,
+            request_id=payload["requestId"],
+            strategy=payload["strategy"],
+            symbol=payload["symbol"],
+            params=p.get("params", {}),
+            score=p.get("score"),
+            status="proposed",
+        )
         for p in payload.get("proposals", [])[:5]
     ]
     async with orc.session() as s, s.begin():
         s.add_all(rows)
-    await orc.notify("optimizer.proposals", "info",
-                     f"{len(rows)} parameter proposal(s) for {payload['strategy']} on {payload['symbol']} await approval",
-                     requestId=payload["requestId"])
+    await orc.notify(
+        "optimizer.proposals",
+        "info",
+        f"{len(rows)} parameter proposal(s) for {payload['strategy']} on {payload['symbol']} await approval",
+        requestId=payload["requestId"],
+    )
 
 
 async def list_params(orc: Orchestrator, *, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -48,8 +61,19 @@ async def list_params(orc: Orchestrator, *, status: str | None = None, limit: in
         q = q.where(Param.status == status)
     async with orc.session() as s:
         rows = (await s.scalars(q)).all()
-    return [{"id": r.id, "ts": r.ts.isoformat(), "strategy": r.strategy, "symbol": r.symbol, "params": r.params,
-             "score": r.score, "status": r.status, "decidedBy": r.decided_by} for r in rows]
+    return [
+        {
+            "id": r.id,
+            "ts": r.ts.isoformat(),
+            "strategy": r.strategy,
+            "symbol": r.symbol,
+            "params": r.params,
+            "score": r.score,
+            "status": r.status,
+            "decidedBy": r.decided_by,
+        }
+        for r in rows
+    ]
 
 
 async def decide(orc: Orchestrator, *, param_id: int, approve: bool, actor: str) -> dict[str, Any] | None:
@@ -60,10 +84,23 @@ async def decide(orc: Orchestrator, *, param_id: int, approve: bool, actor: str)
         if row.status != "proposed":
             raise ValueError(f"parameter set {param_id} is already {row.status}")
         row.status, row.decided_by, row.decided_at = ("approved" if approve else "rejected"), actor, orc.clock()
-        result = {"id": row.id, "status": row.status, "strategy": row.strategy, "symbol": row.symbol, "params": row.params}
+        result = {
+            "id": row.id,
+            "status": row.status,
+            "strategy": row.strategy,
+            "symbol": row.symbol,
+            "params": row.params,
+        }
     if approve:
-        await orc.bus.publish(Stream.COMMANDS, {"type": "params", "strategy": result["strategy"],  # type: ignore[union-attr]
-                                                "symbol": result["symbol"], "params": result["params"],
-                                                "requestId": f"params-{param_id}"})
+        await orc.bus.publish(
+            Stream.COMMANDS,
+            {
+                "type": "params",
+                "strategy": result["strategy"],  # type: ignore[union-attr]
+                "symbol": result["symbol"],
+                "params": result["params"],
+                "requestId": f"params-{param_id}",
+            },
+        )
     orc.audit("params:" + result["status"], actor=actor, target=str(param_id))
     return result

@@ -36,25 +36,56 @@ class Run:
 
     def to_api(self) -> dict[str, Any]:
         return {
-            "requestId": self.request_id, "symbol": self.symbol, "manual": self.manual, "side": self.side,
-            "qty": self.qty, "price": self.price, "strategy": self.strategy, "confidence": self.confidence,
-            "outcome": self.outcome, "reason": self.reason, "orderId": self.order_id,
-            "createdAt": iso(self.created_at), "finishedAt": iso(self.finished_at) if self.finished_at else None,
+            "requestId": self.request_id,
+            "symbol": self.symbol,
+            "manual": self.manual,
+            "side": self.side,
+            "qty": self.qty,
+            "price": self.price,
+            "strategy": self.strategy,
+            "confidence": self.confidence,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "orderId": self.order_id,
+            "createdAt": iso(self.created_at),
+            "finishedAt": iso(self.finished_at) if self.finished_at else None,
             "state": self.outcome or (self.steps[-1] if self.steps else "created"),
         }
 
     def row(self) -> dict[str, Any]:
         return {
-            "request_id": self.request_id, "created_at": self.created_at, "symbol": self.symbol,
-            "manual": self.manual, "side": self.side, "qty": self.qty, "price": self.price,
-            "strategy": self.strategy, "confidence": self.confidence, "outcome": self.outcome,
-            "reason": self.reason, "order_id": self.order_id, "finished_at": self.finished_at,
+            "request_id": self.request_id,
+            "created_at": self.created_at,
+            "symbol": self.symbol,
+            "manual": self.manual,
+            "side": self.side,
+            "qty": self.qty,
+            "price": self.price,
+            "strategy": self.strategy,
+            "confidence": self.confidence,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "order_id": self.order_id,
+            "finished_at": self.finished_at,
         }
 
 
 def from_row(r: Any) -> Run:
-    return Run(r.request_id, r.symbol, r.created_at, r.manual, r.side, r.qty, r.price, r.strategy, r.confidence,
-               r.outcome, r.reason, r.order_id, r.finished_at)
+    return Run(
+        r.request_id,
+        r.symbol,
+        r.created_at,
+        r.manual,
+        r.side,
+        r.qty,
+        r.price,
+        r.strategy,
+        r.confidence,
+        r.outcome,
+        r.reason,
+        r.order_id,
+        r.finished_at,
+    )
 
 
 class RunBook:
@@ -95,8 +126,11 @@ class RunBook:
             self.finished.popitem(last=False)
 
     def in_flight(self, *, symbol: str | None = None, manual: bool | None = None) -> int:
-        return sum(1 for r in self.active.values()
-                   if (symbol is None or r.symbol == symbol) and (manual is None or r.manual == manual))
+        return sum(
+            1
+            for r in self.active.values()
+            if (symbol is None or r.symbol == symbol) and (manual is None or r.manual == manual)
+        )
 
     async def flush(self, session: Any) -> None:
         """Write new runs and changes since the last flush (the caller commits)."""

@@ -91,13 +91,17 @@ async def overview(r: Any) -> list[dict[str, Any]]:
     for stream, groups in SUBSCRIPTIONS.items():
         exists = await _exists(r, stream)
         info_groups = await r.xinfo_groups(stream) if exists else []
-        out.append({
-            "stream": str(stream),
-            "length": await r.xlen(stream) if exists else 0,
-            "groups": [{"name": _s(g["name"]), "pending": g["pending"], "consumers": g["consumers"],
-                        "lag": g.get("lag")} for g in info_groups],
-            "expectedGroups": [str(g) for g in groups],
-            "dlq": dlq_of(stream),
-            "dlqLength": await r.xlen(dlq_of(stream)),
-        })
+        out.append(
+            {
+                "stream": str(stream),
+                "length": await r.xlen(stream) if exists else 0,
+                "groups": [
+                    {"name": _s(g["name"]), "pending": g["pending"], "consumers": g["consumers"], "lag": g.get("lag")}
+                    for g in info_groups
+                ],
+                "expectedGroups": [str(g) for g in groups],
+                "dlq": dlq_of(stream),
+                "dlqLength": await r.xlen(dlq_of(stream)),
+            }
+        )
     return out

@@ -159,4 +159,3 @@ async def save_halt(session: AsyncSession, *, state: Halt, event: dict[str, Any]
 
 async def halt_events(session: AsyncSession, *, limit: int = 100) -> list[HaltEvent]:
     return list((await session.scalars(select(HaltEvent).order_by(desc(HaltEvent.id)).limit(limit))).all())
-

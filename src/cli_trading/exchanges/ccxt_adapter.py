@@ -34,7 +34,10 @@ class CcxtExchange:
         self.received.append(Received(order.order_id, time.time(), order.symbol, order.side))
         try:
             res = await self.exchange.create_order(
-                ccxt_symbol(order.symbol), "market", order.side, float(order.qty),
+                ccxt_symbol(order.symbol),
+                "market",
+                order.side,
+                float(order.qty),
                 params={"clientOrderId": order.order_id},
             )
         except Exception as exc:  # noqa: BLE001 - ccxt raises many types; all mean "not filled"

@@ -96,7 +96,9 @@ def from_redis(raw: dict[bytes, bytes] | dict[str, str]) -> HaltState | None:
     """Decode the Redis mirror; None when it is missing (fail safe: callers refuse)."""
     if not raw:
         return None
-    d = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()}
+    d = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()
+    }
     return HaltState(
         halted=d.get("halted") == "1",
         reason=d.get("reason") or None,
