@@ -15,7 +15,7 @@ import json
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cli_trading.contracts import now_utc
@@ -59,8 +59,13 @@ class TokenStore:
             self._prev_mtime = pm
             try:
                 d = json.loads(prev.read_text())
-                self._previous = (d["token"], datetime.fromisoformat(d["validUntil"].replace("Z", "+00:00")))
-            except (ValueError, KeyError):
+                token, until = d["token"], datetime.fromisoformat(d["validUntil"].replace("Z", "+00:00"))
+                if not isinstance(token, str):
+                    raise ValueError("token is not a string")
+                # A hand-written validUntil without a zone is UTC; never let a bad grace file
+                # break the check of the current token.
+                self._previous = (token, until if until.tzinfo else until.replace(tzinfo=UTC))
+            except (ValueError, KeyError, TypeError, AttributeError):
                 self._previous = None
 
     def configured(self) -> bool:
