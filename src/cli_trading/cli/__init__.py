@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from cli_trading.cli import system
+from cli_trading.cli import incidents, operator, ops, system
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="cli-trading: a self-hosted trading system you can stop, understand and recover.",
 )
-system.register(app)
+for area in (system, operator, incidents, ops):
+    area.register(app)
