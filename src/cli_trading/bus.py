@@ -179,7 +179,9 @@ class Consumer:
                 await self._step(block=True)
                 backoff = 0.2
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                # NOGROUP: the group was destroyed; UNBLOCKED: the stream key was deleted (FLUSHDB,
+                # DEL) while we were blocked in XREADGROUP. Either way: recreate and carry on.
+                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                     raise
                 log.warning("group lost, recreating", stream=self.stream, group=self.group)
                 self.healthy = False
@@ -272,6 +274,11 @@ class Consumer:
     async def _handle(self, batch: list[Delivery]) -> None:
         keys = [self.key(d.payload) if self.key else None for d in batch]
         seen = await self._seen(keys)
+        first: set[str] = set()  # a key twice in one batch: only its first occurrence is handled
+        for i, k in enumerate(keys):
+            if k and not seen[i]:
+                seen[i] = k in first
+                first.add(k)
         fresh = [d for d, dup in zip(batch, seen, strict=True) if not dup]
         results: Sequence[Outcome] = await self.handler(fresh) if fresh else []
         by_id = {d.id: res for d, res in zip(fresh, results, strict=True)}
@@ -284,6 +291,8 @@ class Consumer:
                     pipe.xack(self.stream, self.group, d.id)
                     if k and not dup:
                         pipe.set(self._idem_key(k), 1, ex=self.idem_ttl_s)
+            if ok_ids := [d.id for d in fresh if by_id[d.id] is None]:
+                pipe.hdel(self._fail_key, *ok_ids)  # failure counts of earlier attempts: done with
             for (d, exc), n in zip(failed, counts, strict=True):
                 if n >= self.max_failures or isinstance(exc, PoisonMessage):
                     self._dead_letter(pipe, d.id, d.payload, f"{type(exc).__name__}: {exc}", n)

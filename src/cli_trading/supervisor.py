@@ -204,6 +204,8 @@ def prepare_env(settings: Settings, *, redis_url: str, token_file: Path | None) 
     )
     if settings.config_dir:
         env["CONFIG_DIR"] = str(settings.config_dir.resolve())
+    if settings.market_data_dir:
+        env["MARKET_DATA_DIR"] = str(settings.market_data_dir.resolve())
     if token_file:
         env["ADMIN_TOKEN_FILE"] = str(token_file.resolve())
         env.pop("ADMIN_TOKEN", None)

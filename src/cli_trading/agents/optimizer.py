@@ -36,7 +36,7 @@ class ParameterOptimizer(Agent):
 
     async def on_request(self, d: Delivery) -> None:
         req = OptRequest.model_validate(d.payload)
-        bars = load_bars(req.symbol)[-LOOKBACK:]
+        bars = load_bars(req.symbol, self.settings.market_data_dir)[-LOOKBACK:]
         proposals = await asyncio.to_thread(
             grid_search, req.strategy, {}, default_grid(req.strategy), bars, fee_bps=float(self.settings.fee_bps)
         )

@@ -35,13 +35,13 @@ async def require_stream(r: Any, stream: str) -> None:
 async def pending(r: Any, *, stream: str, group: str) -> dict[str, Any]:
     await require_stream(r, stream)
     try:
-        raw = await r.execute_command("XPENDING", stream, group)
+        info = await r.xpending(stream, group)
     except ResponseError as exc:
         if "NOGROUP" in str(exc):
             raise NotFound(f"no group {group!r} on stream {stream!r}") from exc
         raise
-    count, lo, hi, consumers = raw[0], _s(raw[1]), _s(raw[2]), raw[3] or []
-    per = [[_s(c), int(_s(n))] for c, n in consumers]
+    count, lo, hi = info["pending"], _s(info["min"]), _s(info["max"])
+    per = [[_s(c["name"]), int(c["pending"])] for c in info["consumers"] or []]
     oldest_idle_ms = None
     if count:
         first = await r.xpending_range(stream, group, min="-", max="+", count=1)

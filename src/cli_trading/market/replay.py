@@ -1,15 +1,48 @@
-"""The replay feed: shipped candles played back at `speed` steps per second. Each step emits
-the next bar of every symbol (symbols with different bar lengths, hourly BTC and daily ETH,
-advance together). At the end of the data it starts again from the beginning (`loop`); bar
-timestamps then jump back, which consumers treat as ordinary new bars."""
+"""The replay feed: shipped candles played back as if they were arriving live.
+
+The bars of all symbols are merged into one timeline of *steps* ordered by bar close time
+(`ts + bar length`): a bar is released once it has closed, so an hourly BTC bar and the daily
+ETH bar of the same day come out in the step at midnight that ends both, with no look-ahead
+across symbols. Bars closing at the same time form one step and come out together, in the
+order the symbols were given. The timeline covers only the stretch where every requested symbol
+has data (from the latest first close to the earliest last close); with one symbol, all of it.
+
+Pacing: `speed` steps per second of wall time (one step = one distinct close time), the first
+step at once, then `sleep(1 / speed)` before each next one; `speed <= 0` means as fast as
+possible (`sleep(0)`, which only yields to the event loop).
+
+Looping: at the end of the timeline, with `loop`, the replay starts again from step 0 and
+`laps` goes up by one. Bar timestamps then jump back to the start of the data: they are
+monotonic within a lap, not across laps, and consumers see the old bars again as new bars.
+
+One feed is one cursor: a later call of `stream()` goes on from `position`."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from cli_trading.market.bars import Bar, load_bars
+from cli_trading.market.bars import Bar, bar_interval, load_bars
+
+Step = tuple[datetime, tuple[Bar, ...]]
+
+
+def build_timeline(symbols: list[str]) -> list[Step]:
+    """Steps (close time, bars closing then) over the window all `symbols` cover."""
+    series = {s: (load_bars(s), bar_interval(s)) for s in symbols}  # raises UnknownSymbol
+    start = max(bars[0].ts + iv for bars, iv in series.values())
+    end = min(bars[-1].ts + iv for bars, iv in series.values())
+    steps: dict[datetime, list[Bar]] = {}
+    for bars, iv in series.values():
+        for bar in bars:
+            if start <= bar.ts + iv <= end:
+                steps.setdefault(bar.ts + iv, []).append(bar)
+    if not steps:
+        raise ValueError(f"the market data of {', '.join(symbols)} has no time span in common")
+    return [(t, tuple(steps[t])) for t in sorted(steps)]
 
 
 class ReplayFeed:
@@ -22,30 +55,46 @@ class ReplayFeed:
         loop: bool = True,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
-        self.series = {s: load_bars(s) for s in symbols}  # raises UnknownSymbol early
+        self.symbols = list(dict.fromkeys(symbols))
+        if not self.symbols:
+            raise ValueError("ReplayFeed needs at least one symbol")
+        self.steps = build_timeline(self.symbols)
+        if not 0 <= start_index < len(self.steps):
+            raise ValueError(f"start_index {start_index} outside 0..{len(self.steps) - 1}")
         self.speed, self.loop, self.sleep = speed, loop, sleep
-        self.index = start_index
-        self.last: dict[str, Bar] = {}
+        self.index = start_index  # the next step to emit
         self.laps = 0
+        self.time: datetime | None = None  # close time of the last step emitted
+        self.last: dict[str, Bar] = {}
+
+    @property
+    def position(self) -> int:
+        return self.index
 
     async def stream(self) -> AsyncIterator[Bar]:
-        longest = max(len(b) for b in self.series.values())
+        delay = 1.0 / self.speed if self.speed > 0 else 0.0
+        first = True
         while True:
-            if self.index >= longest:
+            if self.index >= len(self.steps):
                 if not self.loop:
                     return
                 self.index, self.laps = 0, self.laps + 1
-            for sym, bars in self.series.items():
-                bar = bars[self.index % len(bars)]
-                self.last[sym] = bar
-                yield bar
+            if not first:
+                await self.sleep(delay)
+            first = False
+            self.time, bars = self.steps[self.index]
             self.index += 1
-            await self.sleep(1.0 / self.speed if self.speed > 0 else 0)
+            for bar in bars:
+                self.last[bar.symbol] = bar
+                yield bar
 
     def state(self) -> dict[str, Any]:
         return {
+            "source": "replay",
             "index": self.index,
+            "steps": len(self.steps),
             "laps": self.laps,
             "speed": self.speed,
+            "time": self.time.isoformat() if self.time else None,
             "lastBar": {s: b.ts.isoformat() for s, b in self.last.items()},
         }
