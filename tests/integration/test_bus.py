@@ -1,0 +1,459 @@
+"""The Redis Streams bus against a REAL Redis: groups, retries, DLQ, claims, idempotency, NOGROUP
+recovery, requeue and the pending gauge."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from prometheus_client import REGISTRY, generate_latest
+
+from cli_trading.bus import Bus, Consumer, Delivery, PoisonMessage, per_message, requeue
+from cli_trading.contracts import NotifyEvent, dlq_of
+
+pytestmark = pytest.mark.integration
+
+GROUP = "testers"
+
+
+@pytest.fixture
+def stream() -> str:
+    """A stream name of this test's own (metrics are process-wide, labelled by stream)."""
+    return f"test.{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def bus(redis_url: str, redis_client: aioredis.Redis) -> AsyncIterator[Bus]:
+    b = Bus(redis_url)
+    try:
+        yield b
+    finally:
+        await b.close()
+
+
+@pytest.fixture
+async def make_consumer(bus: Bus, stream: str) -> AsyncIterator[Callable[..., Consumer]]:
+    made: list[Consumer] = []
+
+    def make(handler: Callable[[Delivery], Awaitable[None]], name: str = "c1", **kw: Any) -> Consumer:
+        kw.setdefault("retry_backoff_s", 0.0)
+        c = Consumer(bus, kw.pop("stream", stream), kw.pop("group", GROUP), name, per_message(handler), **kw)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        await c.close()
+
+
+class Recorder:
+    """A handler that records what it saw; `fail` decides per delivery whether to raise."""
+
+    def __init__(self, fail: Callable[[Delivery, int], BaseException | None] | None = None,
+                 delay: float = 0.0) -> None:
+        self.seen: list[Delivery] = []
+        self.ok: list[Delivery] = []
+        self.attempts: Counter[str] = Counter()
+        self.fail, self.delay = fail, delay
+
+    async def __call__(self, d: Delivery) -> None:
+        self.seen.append(d)
+        self.attempts[d.id] += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail:
+            exc = self.fail(d, self.attempts[d.id])
+            if exc is not None:
+                raise exc
+        self.ok.append(d)
+
+    def ok_payloads(self, field: str = "n") -> list[Any]:
+        return [d.payload[field] for d in self.ok]
+
+
+async def dlq_entries(r: aioredis.Redis, stream: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(eid.decode(), orjson.loads(f[b"data"])) for eid, f in await r.xrange(dlq_of(stream))]
+
+
+async def pending(r: aioredis.Redis, stream: str, group: str = GROUP) -> int:
+    return int((await r.xpending(stream, group))["pending"])
+
+
+async def wait_for(cond: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def by_request_id(p: dict[str, Any]) -> str | None:
+    return p.get("requestId")
+
+
+# -- publishing ------------------------------------------------------------------------------
+async def test_publish_and_publish_many(bus: Bus, redis_client: aioredis.Redis, stream: str) -> None:
+    eid = await bus.publish(stream, {"requestId": "r1", "qty": Decimal("0.123456789012"), "side": "buy"})
+    assert isinstance(eid, str) and "-" in eid
+    [(got_id, fields)] = await redis_client.xrange(stream)
+    assert got_id.decode() == eid
+    assert orjson.loads(fields[b"data"]) == {"requestId": "r1", "qty": "0.123456789012", "side": "buy"}
+
+    other = f"{stream}.other"
+    await bus.publish_many([(stream, {"n": 1}), (other, NotifyEvent(type="t", message="m")), (stream, {"n": 2})])
+    await bus.publish_many([])
+    assert await redis_client.xlen(stream) == 3
+    [(_, f)] = await redis_client.xrange(other)
+    msg = orjson.loads(f[b"data"])
+    assert msg["type"] == "t" and msg["severity"] == "info" and msg["message"] == "m"
+    assert "ts" in msg and "traceId" in msg
+    assert await bus.ping() is True
+
+
+async def test_ping_false_when_redis_unreachable() -> None:
+    b = Bus("redis://127.0.0.1:1/0")
+    try:
+        assert await b.ping() is False
+    finally:
+        await b.close()
+
+
+# -- groups ----------------------------------------------------------------------------------
+async def test_two_consumers_in_one_group_share_the_messages(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
+) -> None:
+    rec_a, rec_b = Recorder(delay=0.002), Recorder(delay=0.002)
+    a = make_consumer(rec_a, "agent-1", batch=5)
+    b = make_consumer(rec_b, "agent-2", batch=5)
+    await asyncio.gather(a.ensure_group(), b.ensure_group())
+    await bus.publish_many([(stream, {"n": i}) for i in range(40)])
+    await asyncio.gather(a.burst(), b.burst())
+    got = rec_a.ok_payloads() + rec_b.ok_payloads()
+    assert sorted(got) == list(range(40))  # each message handled exactly once in total
+    assert rec_a.ok and rec_b.ok  # and both instances took a share
+    assert await pending(redis_client, stream) == 0
+
+
+async def test_two_consumers_share_in_run_loops(
+    bus: Bus, make_consumer: Callable[..., Consumer], stream: str
+) -> None:
+    rec_a, rec_b = Recorder(delay=0.001), Recorder(delay=0.001)
+    a = make_consumer(rec_a, "agent-1", batch=10, block_ms=50)
+    b = make_consumer(rec_b, "agent-2", batch=10, block_ms=50)
+    await a.ensure_group()
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(c.run(stop)) for c in (a, b)]
+    try:
+        await asyncio.sleep(0.05)
+        await bus.publish_many([(stream, {"n": i}) for i in range(100)])
+        await wait_for(lambda: len(rec_a.ok) + len(rec_b.ok) >= 100)
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert sorted(rec_a.ok_payloads() + rec_b.ok_payloads()) == list(range(100))
+
+
+async def test_new_group_reads_from_start_by_default(
+    bus: Bus, make_consumer: Callable[..., Consumer], stream: str
+) -> None:
+    await bus.publish(stream, {"n": 1})
+    rec = Recorder()
+    assert await make_consumer(rec).burst() == 1
+    assert rec.ok_payloads() == [1]
+    # Another group on the same stream gets its own copy.
+    rec2 = Recorder()
+    assert await make_consumer(rec2, group="others").burst() == 1
+    assert rec2.ok_payloads() == [1]
+
+
+# -- failures, retries, DLQ ------------------------------------------------------------------
+async def test_failing_message_retried_then_dead_lettered(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
+) -> None:
+    rec = Recorder(fail=lambda d, n: RuntimeError("boom") if d.payload["n"] == 2 else None)
+    c = make_consumer(rec, max_failures=3)
+    ids = [await bus.publish(stream, {"n": i, "requestId": f"r{i}"}) for i in range(1, 4)]
+    await c.burst()
+    assert sorted(rec.ok_payloads()) == [1, 3]
+    assert rec.attempts[ids[1]] == 3  # tried max_failures times
+    [(_, entry)] = await dlq_entries(redis_client, stream)
+    assert set(entry) == {"originalStream", "group", "id", "payload", "error", "failures", "ts"}
+    assert entry["originalStream"] == stream and entry["group"] == GROUP and entry["id"] == ids[1]
+    assert entry["payload"] == {"n": 2, "requestId": "r2"}
+    assert entry["error"] == "RuntimeError: boom"
+    assert entry["failures"] == 3
+    assert entry["ts"].endswith("Z")
+    assert await pending(redis_client, stream) == 0  # acked
+    assert not await redis_client.hexists(c._fail_key, ids[1])  # failure count cleaned up
+    assert REGISTRY.get_sample_value("trading_dlq_messages_total", {"stream": stream}) == 1
+    # Nothing more to do.
+    assert await c.burst() == 0 and rec.attempts[ids[1]] == 3
+
+
+async def test_transient_failure_recovers_without_dlq(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
+) -> None:
+    rec = Recorder(fail=lambda d, n: ConnectionError("flaky") if n <= 2 else None)
+    c = make_consumer(rec, max_failures=5)
+    eid = await bus.publish(stream, {"n": 1})
+    await c.burst()
+    assert rec.attempts[eid] == 3 and rec.ok_payloads() == [1]
+    assert await dlq_entries(redis_client, stream) == []
+    assert await pending(redis_client, stream) == 0
+    assert await redis_client.exists(c._fail_key) == 0  # no failure count left behind
+
+
+async def test_retry_waits_for_backoff(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
+) -> None:
+    rec = Recorder(fail=lambda d, n: RuntimeError("once") if n == 1 else None)
+    c = make_consumer(rec, retry_backoff_s=0.3)
+    eid = await bus.publish(stream, {"n": 1})
+    await c.burst()
+    assert rec.attempts[eid] == 1 and rec.ok == []
+    assert await pending(redis_client, stream) == 1  # stays pending, not lost
+    await asyncio.sleep(0.35)
+    await c.burst()
+    assert rec.attempts[eid] == 2 and rec.ok_payloads() == [1]
+    assert await pending(redis_client, stream) == 0
+
+
+async def test_poison_message_dead_lettered_at_once(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
+) -> None:
+    rec = Recorder(fail=lambda d, n: PoisonMessage("wrong shape") if d.payload["n"] == 1 else None)
+    c = make_consumer(rec, max_failures=5)
+    eid = await bus.publish(stream, {"n": 1})
+    await bus.publish(stream, {"n": 2})
+    await c.burst()
+    assert rec.attempts[eid] == 1
+    assert rec.ok_payloads() == [2]
+    [(_, entry)] = await dlq_entries(redis_client, stream)
+    assert entry["id"] == eid and entry["failures"] == 1 and entry["error"] == "PoisonMessage: wrong shape"
+    assert await pending(redis_client, stream) == 0
+
+
+@pytest.mark.parametrize(
+    "fields", [{"data": b"not json"}, {"data": b"[1, 2]"}, {"other": b"{}"}], ids=["not-json", "not-object", "no-data"]
+)
+async def test_undecodable_entry_dead_lettered_and_consumer_carries_on(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str,
+    fields: dict[str, bytes],
+) -> None:
+    rec = Recorder()
+    c = make_consumer(rec)
+    await bus.publish(stream, {"n": 1})
+    bad = (await redis_client.xadd(stream, fields)).decode()
+    await bus.publish(stream, {"n": 2})
+    await c.burst()
+    assert rec.ok_payloads() == [1, 2]
+    [(_, entry)] = await dlq_entries(redis_client, stream)
+    assert entry["id"] == bad and entry["failures"] == 1 and entry["error"].startswith("undecodable")
+    assert entry["originalStream"] == stream and entry["group"] == GROUP
+    assert entry["payload"] == fields.get("data", b"").decode()
+    assert await pending(redis_client, stream) == 0
+    await bus.publish(stream, {"n": 3})
+    await c.burst()
+    assert rec.ok_payloads() == [1, 2, 3]
+
+
+# -- idempotency -----------------------------------------------------------------------------
+async def test_duplicate_key_handled_once_across_reads(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
+) -> None:
+    rec = Recorder()
+    c = make_consumer(rec, key=by_request_id)
+    await bus.publish(stream, {"requestId": "r1", "n": 1})
+    await c.burst()
+    await bus.publish(stream, {"requestId": "r1", "n": 2})  # redelivered decision
+    await bus.publish(stream, {"requestId": "r2", "n": 3})
+    await c.burst()
+    assert rec.ok_payloads() == [1, 3]
+    assert await pending(redis_client, stream) == 0
+    assert await redis_client.ttl(c._idem_key("r1")) > 0  # keys expire
+
+
+async def test_duplicate_key_in_one_batch_handled_once(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
+) -> None:
+    rec = Recorder()
+    c = make_consumer(rec, key=by_request_id)
+    await bus.publish_many([(stream, {"requestId": "r1", "n": 1}), (stream, {"requestId": "r1", "n": 2}),
+                            (stream, {"requestId": "r2", "n": 3}), (stream, {"requestId": "r1", "n": 4})])
+    await c.burst()
+    assert rec.ok_payloads() == [1, 3]
+    assert await pending(redis_client, stream) == 0
+
+
+async def test_duplicate_suppression_is_per_group(
+    bus: Bus, make_consumer: Callable[..., Consumer], stream: str
+) -> None:
+    rec1, rec2 = Recorder(), Recorder()
+    await bus.publish(stream, {"requestId": "r1", "n": 1})
+    await make_consumer(rec1, key=by_request_id).burst()
+    await make_consumer(rec2, key=by_request_id, group="portfolio").burst()
+    assert rec1.ok_payloads() == [1] and rec2.ok_payloads() == [1]
+
+
+async def test_failed_message_not_taken_for_a_duplicate_on_retry(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
+) -> None:
+    rec = Recorder(fail=lambda d, n: RuntimeError("db down") if n == 1 else None)
+    c = make_consumer(rec, key=by_request_id, max_failures=5)
+    eid = await bus.publish(stream, {"requestId": "r1", "n": 1})
+    await c.burst()
+    assert rec.attempts[eid] == 2 and rec.ok_payloads() == [1]
+    assert await redis_client.exists(c._idem_key("r1")) == 1
+    assert await dlq_entries(redis_client, stream) == []
+
+
+async def test_dead_lettered_message_key_not_marked_seen(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
+) -> None:
+    rec = Recorder(fail=lambda d, n: PoisonMessage("bad") if d.payload["n"] == 1 else None)
+    c = make_consumer(rec, key=by_request_id)
+    await bus.publish(stream, {"requestId": "r1", "n": 1})
+    await c.burst()
+    assert await redis_client.exists(c._idem_key("r1")) == 0
+    await bus.publish(stream, {"requestId": "r1", "n": 2})  # a corrected resend is handled
+    await c.burst()
+    assert rec.ok_payloads() == [2]
+
+
+# -- claims ----------------------------------------------------------------------------------
+async def test_claims_messages_of_a_dead_consumer(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
+) -> None:
+    patient = make_consumer(Recorder(), "patient")  # default claim_idle_ms: 30 s
+    await patient.ensure_group()
+    eid = await bus.publish(stream, {"n": 1})
+    # Consumer "dead" reads the message and dies without acking it.
+    got = await redis_client.xreadgroup(GROUP, "dead", {stream: ">"}, count=10)
+    assert [e[0].decode() for e in got[0][1]] == [eid]
+    assert await pending(redis_client, stream) == 1
+    assert await patient.burst() == 0  # not idle long enough for it
+    await asyncio.sleep(0.15)
+    rec = Recorder()
+    b = make_consumer(rec, "survivor", claim_idle_ms=100)
+    assert await b.burst() == 1
+    assert rec.ok_payloads() == [1] and rec.seen[0].id == eid
+    assert await pending(redis_client, stream) == 0
+
+
+async def test_claim_in_run_loop(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
+) -> None:
+    rec = Recorder()
+    c = make_consumer(rec, "survivor", claim_idle_ms=100, block_ms=50)
+    await c.ensure_group()
+    await bus.publish(stream, {"n": 1})
+    await redis_client.xreadgroup(GROUP, "dead", {stream: ">"}, count=10)
+    stop = asyncio.Event()
+    task = asyncio.create_task(c.run(stop))
+    try:
+        await wait_for(lambda: rec.ok_payloads() == [1], within=5)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    assert await pending(redis_client, stream) == 0
+
+
+# -- the run loop and NOGROUP recovery -------------------------------------------------------
+async def _run_loop_recovers(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str,
+    lose_group: Callable[[], Awaitable[Any]],
+) -> Recorder:
+    rec = Recorder()
+    c = make_consumer(rec, key=by_request_id, block_ms=100)
+    stop = asyncio.Event()
+    task = asyncio.create_task(c.run(stop))
+    try:
+        await bus.publish(stream, {"requestId": "r1", "n": 1})
+        await wait_for(lambda: rec.ok_payloads() == [1])
+        await asyncio.sleep(0.05)  # the loop is blocked in XREADGROUP now
+        await lose_group()
+        await asyncio.sleep(0.2)
+        assert not task.done(), task.exception() if task.done() else None
+        await bus.publish(stream, {"requestId": "r2", "n": 2})
+        await wait_for(lambda: 2 in rec.ok_payloads())
+        assert not task.done()
+        assert c.healthy
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    groups = {g["name"].decode() for g in await redis_client.xinfo_groups(stream)}
+    assert GROUP in groups
+    return rec
+
+
+async def test_run_loop_recreates_destroyed_group(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
+) -> None:
+    rec = await _run_loop_recovers(
+        bus, make_consumer, redis_client, stream, lambda: redis_client.xgroup_destroy(stream, GROUP)
+    )
+    # The recreated group starts from 0; the idempotency key keeps r1 from being handled twice.
+    assert rec.ok_payloads() == [1, 2]
+
+
+async def test_run_loop_survives_flushdb(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
+) -> None:
+    rec = await _run_loop_recovers(bus, make_consumer, redis_client, stream, redis_client.flushdb)
+    assert rec.ok_payloads() == [1, 2]
+
+
+async def test_run_loop_stops_promptly(make_consumer: Callable[..., Consumer]) -> None:
+    c = make_consumer(Recorder(), block_ms=100)
+    stop = asyncio.Event()
+    task = asyncio.create_task(c.run(stop))
+    await asyncio.sleep(0.1)
+    stop.set()
+    await asyncio.wait_for(task, 2)
+
+
+# -- requeue ---------------------------------------------------------------------------------
+async def test_requeue_moves_dlq_entry_back_and_it_is_handled(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
+) -> None:
+    broken = [True]
+    rec = Recorder(fail=lambda d, n: PoisonMessage("dependency missing") if broken[0] else None)
+    c = make_consumer(rec, key=by_request_id)
+    await bus.publish(stream, {"requestId": "r1", "n": 1, "qty": "0.5"})
+    await c.burst()
+    [(dlq_id, entry)] = await dlq_entries(redis_client, stream)
+    broken[0] = False  # the operator fixed the cause
+    new_id = await requeue(redis_client, dlq_of(stream), dlq_id)
+    assert new_id is not None and new_id != entry["id"]
+    assert await redis_client.xlen(dlq_of(stream)) == 0
+    await c.burst()
+    assert [d.payload for d in rec.ok] == [{"requestId": "r1", "n": 1, "qty": "0.5"}]
+    assert rec.ok[0].id == new_id
+    assert await pending(redis_client, stream) == 0
+    assert await requeue(redis_client, dlq_of(stream), dlq_id) is None  # gone
+
+
+async def test_requeue_unknown_id(redis_client: aioredis.Redis, stream: str) -> None:
+    assert await requeue(redis_client, dlq_of(stream), "1-0") is None
+
+
+# -- metrics ---------------------------------------------------------------------------------
+async def test_stream_pending_count_exported(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
+) -> None:
+    c = make_consumer(Recorder())  # default claim_idle_ms: won't claim the dead consumer's messages
+    await c.ensure_group()
+    await bus.publish_many([(stream, {"n": i}) for i in range(3)])
+    await redis_client.xreadgroup(GROUP, "dead", {stream: ">"}, count=10)
+    await c.burst()
+    labels = {"stream": stream, "group": GROUP}
+    assert REGISTRY.get_sample_value("stream_pending_count", labels) == 3
+    text = generate_latest(REGISTRY).decode()
+    assert f'stream_pending_count{{group="{GROUP}",stream="{stream}"}} 3.0' in text
