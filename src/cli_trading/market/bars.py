@@ -2,12 +2,15 @@
 
 Each shipped file is `data/<SYMBOL>_<timeframe>.csv.gz` (e.g. `BTC-USD_1h.csv.gz`) with columns
 ts (ISO-8601 UTC, the bar's open time), open, high, low, close, volume (in the base currency),
-sorted ascending. See `data/SOURCE.md` for where the data comes from."""
+sorted ascending. See `data/SOURCE.md` for where the data comes from. Every function takes an
+optional `folder` of your own files, `<SYMBOL>_<label>.csv` or `.csv.gz`, laid out the same way,
+which then replaces the shipped data."""
 
 from __future__ import annotations
 
 import csv
 import gzip
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -68,39 +71,59 @@ class Bar:
 
 
 @cache
-def _files() -> dict[str, tuple[Path, str]]:
+def _files(folder: Path) -> dict[str, tuple[Path, str]]:
     out: dict[str, tuple[Path, str]] = {}
-    for p in sorted(DATA_DIR.glob("*_*.csv.gz")):
-        symbol, timeframe = p.name.removesuffix(".csv.gz").rsplit("_", 1)
-        out[symbol] = (p, timeframe)
+    for p in sorted(folder.glob("*_*.csv*")):
+        stem = p.name.removesuffix(".gz").removesuffix(".csv")
+        if p.name.endswith((".csv", ".csv.gz")):
+            symbol, label = stem.rsplit("_", 1)
+            out[symbol] = (p, label)
     return out
 
 
-def available_symbols() -> list[str]:
-    return list(_files())
+def _folder(folder: str | Path | None) -> Path:
+    return DATA_DIR if folder is None else Path(folder).resolve()
 
 
-def _entry(symbol: str) -> tuple[Path, str]:
+def available_symbols(folder: str | Path | None = None) -> list[str]:
+    """Symbols with data: the shipped files, or those in `folder` (files `<SYMBOL>_<label>.csv[.gz]`)."""
+    return list(_files(_folder(folder)))
+
+
+def _entry(symbol: str, folder: str | Path | None) -> tuple[Path, str]:
     try:
-        return _files()[symbol]
+        return _files(_folder(folder))[symbol]
     except KeyError:
         raise UnknownSymbol(
-            f"no market data for {symbol!r}; available symbols: {', '.join(available_symbols())}"
+            f"no market data for {symbol!r} in {_folder(folder)}; "
+            f"available symbols: {', '.join(available_symbols(folder)) or 'none'}"
         ) from None
 
 
-def bar_interval(symbol: str) -> timedelta:
-    """The length of one bar of the shipped series (1 hour for BTC-USD, 1 day for ETH-USD)."""
-    return parse_timeframe(_entry(symbol)[1])
-
-
 @cache
-def _load(symbol: str) -> tuple[Bar, ...]:
-    path, _ = _entry(symbol)
-    with gzip.open(path, "rt", newline="") as fh:
-        return tuple(Bar.from_dict({"symbol": symbol, **row}) for row in csv.DictReader(fh))
+def _load(symbol: str, folder: Path) -> tuple[Bar, ...]:
+    path, _ = _entry(symbol, folder)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", newline="") as fh:
+        bars = tuple(Bar.from_dict({"symbol": symbol, **row}) for row in csv.DictReader(fh))
+    if not bars:
+        raise ValueError(f"{path} holds no bars")
+    return tuple(sorted({b.ts: b for b in bars}.values(), key=lambda b: b.ts))
 
 
-def load_bars(symbol: str) -> list[Bar]:
-    """All shipped bars of `symbol`, oldest first (parsed once, then a fresh list per call)."""
-    return list(_load(symbol))
+def load_bars(symbol: str, folder: str | Path | None = None) -> list[Bar]:
+    """All bars of `symbol`, oldest first (parsed once, then a fresh list per call). `folder`:
+    your own files instead of the shipped ones; they are sorted and de-duplicated on load."""
+    return list(_load(symbol, _folder(folder)))
+
+
+def bar_interval(symbol: str, folder: str | Path | None = None) -> timedelta:
+    """The length of one bar: from the file name's label ('1h', '1d'), else the most common
+    spacing of the data (1 hour for the shipped BTC-USD, 1 day for ETH-USD)."""
+    label = _entry(symbol, folder)[1]
+    try:
+        return parse_timeframe(label)
+    except ValueError:
+        ts = [b.ts for b in _load(symbol, _folder(folder))]
+        gaps = Counter(b - a for a, b in zip(ts, ts[1:], strict=False))
+        return gaps.most_common(1)[0][0] if gaps else timedelta(0)

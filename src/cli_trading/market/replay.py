@@ -15,7 +15,8 @@ Looping: at the end of the timeline, with `loop`, the replay starts again from s
 `laps` goes up by one. Bar timestamps then jump back to the start of the data: they are
 monotonic within a lap, not across laps, and consumers see the old bars again as new bars.
 
-One feed is one cursor: a later call of `stream()` goes on from `position`."""
+One feed is one cursor: a later call of `stream()` goes on from `position`. `folder`: your own
+candle files instead of the shipped ones (see `bars`)."""
 
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ from cli_trading.market.bars import Bar, bar_interval, load_bars
 Step = tuple[datetime, tuple[Bar, ...]]
 
 
-def build_timeline(symbols: list[str]) -> list[Step]:
+def build_timeline(symbols: list[str], folder: str | Path | None = None) -> list[Step]:
     """Steps (close time, bars closing then) over the window all `symbols` cover."""
-    series = {s: (load_bars(s), bar_interval(s)) for s in symbols}  # raises UnknownSymbol
+    series = {s: (load_bars(s, folder), bar_interval(s, folder)) for s in symbols}  # raises UnknownSymbol
     start = max(bars[0].ts + iv for bars, iv in series.values())
     end = min(bars[-1].ts + iv for bars, iv in series.values())
     steps: dict[datetime, list[Bar]] = {}
@@ -54,11 +55,12 @@ class ReplayFeed:
         start_index: int = 0,
         loop: bool = True,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        folder: str | Path | None = None,
     ) -> None:
         self.symbols = list(dict.fromkeys(symbols))
         if not self.symbols:
             raise ValueError("ReplayFeed needs at least one symbol")
-        self.steps = build_timeline(self.symbols)
+        self.steps = build_timeline(self.symbols, folder)
         if not 0 <= start_index < len(self.steps):
             raise ValueError(f"start_index {start_index} outside 0..{len(self.steps) - 1}")
         self.speed, self.loop, self.sleep = speed, loop, sleep
