@@ -15,6 +15,7 @@ from cli_trading import metrics
 from cli_trading.agents.base import Agent, Subscription
 from cli_trading.bus import REDIS_DOWN, Delivery, Outcome, per_message
 from cli_trading.contracts import (
+    AUTO_CLEARING_REASONS,
     AnalyzeCommand,
     Group,
     HaltMode,
@@ -34,7 +35,7 @@ from cli_trading.db import repo
 from cli_trading.haltgate import HaltGate
 from cli_trading.trading import day as tday
 from cli_trading.trading.fills import qty_for_notional, size_order
-from cli_trading.trading.halt import HaltState, Limits, allows, automatic, clears_at_rollover
+from cli_trading.trading.halt import Limits, allows, automatic, clears_at_rollover
 from cli_trading.trading.ledger import FillRecord, Ledger, replay
 
 
@@ -52,6 +53,7 @@ class Orchestrator(Agent):
         self.defaults = Limits(s.daily_target_pct, s.daily_loss_limit_pct)
         self.runs = RunBook()
         self.exec_failures = 0
+        self.overridden: set[str] = set()  # automatic halts force-unhalted today
         self.db_down_since: float | None = None
         self.dlq_seen: dict[str, int] = {}
         async with self.session() as sess:
@@ -148,6 +150,7 @@ class Orchestrator(Agent):
             return
         first = self.day is None
         self.day = new
+        self.overridden.clear()
         await self._save_day()
         self.audit("day:start", target=new.date, start_equity=str(new.start_equity))
         if not first and clears_at_rollover(self.halts.state):
@@ -164,7 +167,8 @@ class Orchestrator(Agent):
     async def _check_auto_halt(self) -> None:
         if self.day is None:
             return
-        reason = automatic(self.halts.state, pnl_pct=self.pnl_pct(), limits=self.day.limits)
+        reason = automatic(self.halts.state, pnl_pct=self.pnl_pct(), limits=self.day.limits,
+                           overridden=frozenset(self.overridden))
         if reason:
             pct = self.pnl_pct().quantize(Decimal("0.01"))
             await self.halts.halt(
@@ -471,5 +475,12 @@ class Orchestrator(Agent):
                 rids.append(run.request_id)
         return rids
 
-    def current_halt(self) -> HaltState:
-        return self.halts.state
+    async def unhalt(self, *, actor: str, source: str | None, note: str | None, force: bool) -> dict[str, Any]:
+        """Resume trading. A forced unhalt of an automatic PnL halt keeps that halt from firing
+        again until the next trading day: the operator has accepted today's PnL."""
+        reason = self.halts.state.reason
+        result = await self.halts.unhalt(actor=actor, source=source, note=note, force=force, pnl_pct=self.pnl_pct(),
+                                         limits=self.day.limits)  # type: ignore[union-attr]
+        if force and reason in AUTO_CLEARING_REASONS:
+            self.overridden.add(reason)
+        return result

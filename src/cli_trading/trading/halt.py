@@ -63,13 +63,16 @@ def unhalt(state: HaltState, *, pnl_pct: Decimal, limits: Limits, force: bool) -
     return HaltState()
 
 
-def automatic(state: HaltState, *, pnl_pct: Decimal, limits: Limits) -> str | None:
-    """The automatic halt reason that today's PnL calls for, if trading is not halted yet."""
+def automatic(
+    state: HaltState, *, pnl_pct: Decimal, limits: Limits, overridden: frozenset[str] = frozenset()
+) -> str | None:
+    """The automatic halt reason that today's PnL calls for, if trading is not halted yet.
+    `overridden`: reasons an operator force-unhalted today; they do not fire again until rollover."""
     if state.halted:
         return None
-    if pnl_pct <= -limits.loss_limit_pct:
+    if pnl_pct <= -limits.loss_limit_pct and HaltReason.DAILY_LOSS not in overridden:
         return HaltReason.DAILY_LOSS
-    if pnl_pct >= limits.target_pct:
+    if pnl_pct >= limits.target_pct and HaltReason.DAILY_TARGET not in overridden:
         return HaltReason.DAILY_TARGET
     return None
 
