@@ -101,7 +101,9 @@ class Settings(BaseSettings):
     trading_mode: Literal["paper", "live"] = "paper"
     symbols: str = "BTC-USD,ETH-USD"
     speed: float = 1.0
-    market_data_dir: Path | None = None  # your own candles: <SYMBOL>_<label>.csv[.gz], columns ts,open,high,low,close,volume
+    market_data_dir: Path | None = (
+        None  # your own candles: <SYMBOL>_<label>.csv[.gz], columns ts,open,high,low,close,volume
+    )
     starting_cash: Decimal = Decimal("10000")
     quote_currency: str = "USD"
     daily_target_pct: Decimal = Decimal("5")

@@ -125,7 +125,7 @@ class Supervisor:
         self.stopping = False
 
     def spawn(self, child: Child) -> None:
-        out = open(self.settings.logs_path / f"{child.name}.out", "ab")  # crash output only; JSON goes to .log
+        out = open(self.settings.logs_path / f"{child.name}.out", "ab")  # noqa: SIM115 - handed to the child  # crash output only; JSON goes to .log
         child.proc = subprocess.Popen(
             [sys.executable, "-m", "cli_trading", "agent", child.name],
             env={**self.env, "CONSUMER_NAME": f"{child.name}-1", "LOG_STDERR": "0"},

@@ -3,6 +3,7 @@ ports of its own, and stop it with Ctrl-C (SIGINT) afterwards."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -59,10 +60,8 @@ def wait_healthy(sys_: System, timeout: float = 90) -> None:
             raise AssertionError(f"cli-trading up exited early:\n{sys_.output()[-3000:]}")
         ok = 0
         for agent in AGENT_PORTS:
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 ok += httpx.get(sys_.url(agent) + "/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                pass
         if ok == len(AGENT_PORTS):
             return
         time.sleep(0.5)
@@ -81,7 +80,7 @@ def start_system(
     data.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "ADMIN_TOKEN_FILE")}
     env.update({"ADMIN_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1", **(extra_env or {})})
-    out = open(data / "up.out", "ab")
+    out = open(data / "up.out", "ab")  # noqa: SIM115 - handed to the child
     cmd = [
         sys.executable,
         "-m",

@@ -22,7 +22,12 @@ def commands(containing: str) -> list[str]:
 
 def run(cmd: str, *, port: int, token: str) -> str:
     cmd = cmd.replace("localhost:7001", f"127.0.0.1:{port}")
-    res = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=30,
-                         env={"ADMIN_TOKEN": token, "PATH": "/usr/bin:/bin:/usr/local/bin"})
+    res = subprocess.run(
+        ["bash", "-c", cmd],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"ADMIN_TOKEN": token, "PATH": "/usr/bin:/bin:/usr/local/bin"},
+    )
     assert res.returncode == 0, f"{cmd!r} failed: {res.stderr}"
     return res.stdout

@@ -69,7 +69,19 @@ def test_paper_trading_fills_and_pnl_matches_the_ledger(system) -> None:
     assert Decimal(pnl["realized"]) == snap.realized
     assert Decimal(pnl["fees"]) == snap.fees
     assert Decimal(pnl["equity"]) == snap.equity
-    for key in "date startEquity equity realized unrealized fees percent dailyTargetPct dailyLossLimitPct halted haltReason".split():
+    for key in [
+        "date",
+        "startEquity",
+        "equity",
+        "realized",
+        "unrealized",
+        "fees",
+        "percent",
+        "dailyTargetPct",
+        "dailyLossLimitPct",
+        "halted",
+        "haltReason",
+    ]:
         assert key in pnl
 
 

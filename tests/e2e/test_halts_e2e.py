@@ -85,8 +85,11 @@ def test_flatten_closes_positions_then_stays_halted(system: System) -> None:
     rid = order(system, notional=300).json()["requestId"]
     until(lambda: filled(system, rid))
     until(lambda: any(p["symbol"] == "BTC-USD" for p in pnl(system)["positions"]))
-    r = httpx.post(system.url() + "/admin/orchestrate/halt", headers=system.admin,
-                   json={"reason": "emergency_stop", "mode": "flatten", "note": "close everything"})
+    r = httpx.post(
+        system.url() + "/admin/orchestrate/halt",
+        headers=system.admin,
+        json={"reason": "emergency_stop", "mode": "flatten", "note": "close everything"},
+    )
     assert r.status_code == 200 and r.json()["flatten"]
     until(lambda: not pnl(system)["positions"])
     p = pnl(system)
@@ -96,10 +99,13 @@ def test_flatten_closes_positions_then_stays_halted(system: System) -> None:
 
 def test_target_reached_from_real_fills(tmp_path: Path) -> None:
     data = candles(tmp_path / "candles", 100.0, 0.5)
-    s = start_system(tmp_path, port_base=17001, extra_env={"MARKET_DATA_DIR": str(data), "SYMBOLS": "BTC-USD"},
-                     args=["--speed", "5"])
+    s = start_system(
+        tmp_path, port_base=17001, extra_env={"MARKET_DATA_DIR": str(data), "SYMBOLS": "BTC-USD"}, args=["--speed", "5"]
+    )
     try:
-        httpx.post(s.url() + "/admin/pnl/limits", headers=s.admin, json={"dailyTargetPct": 0.2, "dailyLossLimitPct": 20})
+        httpx.post(
+            s.url() + "/admin/pnl/limits", headers=s.admin, json={"dailyTargetPct": 0.2, "dailyLossLimitPct": 20}
+        )
         rid = order(s, notional=2000).json()["requestId"]
         until(lambda: filled(s, rid))
         p = until(lambda: (q := pnl(s))["halted"] and q)
@@ -113,10 +119,13 @@ def test_target_reached_from_real_fills(tmp_path: Path) -> None:
 
 def test_loss_limit_from_real_fills_refuses_plain_unhalt(tmp_path: Path) -> None:
     data = candles(tmp_path / "candles", 100.0, -0.5)
-    s = start_system(tmp_path, port_base=17001, extra_env={"MARKET_DATA_DIR": str(data), "SYMBOLS": "BTC-USD"},
-                     args=["--speed", "5"])
+    s = start_system(
+        tmp_path, port_base=17001, extra_env={"MARKET_DATA_DIR": str(data), "SYMBOLS": "BTC-USD"}, args=["--speed", "5"]
+    )
     try:
-        httpx.post(s.url() + "/admin/pnl/limits", headers=s.admin, json={"dailyTargetPct": 50, "dailyLossLimitPct": 0.2})
+        httpx.post(
+            s.url() + "/admin/pnl/limits", headers=s.admin, json={"dailyTargetPct": 50, "dailyLossLimitPct": 0.2}
+        )
         rid = order(s, notional=2000).json()["requestId"]
         until(lambda: filled(s, rid))
         p = until(lambda: (q := pnl(s))["halted"] and q)
@@ -146,11 +155,24 @@ def test_halt_survives_redis_flush_and_restart(tmp_path: Path) -> None:
         assert order(s).status_code == 409
         # the executor refuses on its own too: an order injected straight into exec.orders
         before = httpx.get(s.url("trade-executor") + "/admin/exec/adapter", headers=s.admin).json()["count"]
-        r.xadd("exec.orders", {"data": json.dumps({"orderId": "ord-injected", "requestId": "injected",
-                                                   "symbol": "BTC-USD", "side": "buy", "qty": "0.001",
-                                                   "price": "100"})})
-        status = until(lambda: [json.loads(f[b"data"]) for _, f in r.xrange("exec.status")
-                                if b"ord-injected" in f[b"data"]])
+        r.xadd(
+            "exec.orders",
+            {
+                "data": json.dumps(
+                    {
+                        "orderId": "ord-injected",
+                        "requestId": "injected",
+                        "symbol": "BTC-USD",
+                        "side": "buy",
+                        "qty": "0.001",
+                        "price": "100",
+                    }
+                )
+            },
+        )
+        status = until(
+            lambda: [json.loads(f[b"data"]) for _, f in r.xrange("exec.status") if b"ord-injected" in f[b"data"]]
+        )
         assert status[0]["status"] == "rejected" and status[0]["reason"] == "halted"
         assert httpx.get(s.url("trade-executor") + "/admin/exec/adapter", headers=s.admin).json()["count"] == before
     finally:

@@ -26,8 +26,9 @@ class MarketAnalyst(Agent):
         self.config = load_strategy_config(self.settings.config_file("strategies.yaml"))
         self.strategies = {e.name: build_strategy(e.name, e.params) for e in self.config.strategies}
         self.windows: dict[str, deque[Bar]] = {s: deque(maxlen=WINDOW) for s in self.settings.symbol_list}
-        self.feed = ReplayFeed(self.settings.symbol_list, speed=self.settings.speed,
-                               folder=self.settings.market_data_dir)
+        self.feed = ReplayFeed(
+            self.settings.symbol_list, speed=self.settings.speed, folder=self.settings.market_data_dir
+        )
         self.bars_published = 0
         self.halted_reason: str | None = None
 

@@ -167,8 +167,9 @@ class Orchestrator(Agent):
     async def _check_auto_halt(self) -> None:
         if self.day is None:
             return
-        reason = automatic(self.halts.state, pnl_pct=self.pnl_pct(), limits=self.day.limits,
-                           overridden=frozenset(self.overridden))
+        reason = automatic(
+            self.halts.state, pnl_pct=self.pnl_pct(), limits=self.day.limits, overridden=frozenset(self.overridden)
+        )
         if reason:
             pct = self.pnl_pct().quantize(Decimal("0.01"))
             await self.halts.halt(
@@ -479,8 +480,9 @@ class Orchestrator(Agent):
         """Resume trading. A forced unhalt of an automatic PnL halt keeps that halt from firing
         again until the next trading day: the operator has accepted today's PnL."""
         reason = self.halts.state.reason
-        result = await self.halts.unhalt(actor=actor, source=source, note=note, force=force, pnl_pct=self.pnl_pct(),
-                                         limits=self.day.limits)  # type: ignore[union-attr]
+        result = await self.halts.unhalt(
+            actor=actor, source=source, note=note, force=force, pnl_pct=self.pnl_pct(), limits=self.day.limits
+        )  # type: ignore[union-attr]
         if force and reason in AUTO_CLEARING_REASONS:
             self.overridden.add(reason)
         return result

@@ -3,6 +3,7 @@ clear messages with exit codes scripts can trust (0 ok, 1 refused/failed, 2 usag
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -37,10 +38,8 @@ def target(token: str | None = None, data_dir: Path | None = None) -> Target:
     then the runtime file of a local `cli-trading up` (DATA_DIR or ./cli-trading-data)."""
     runtime: dict[str, Any] = {}
     folder = data_dir or Path(os.environ.get("DATA_DIR", "cli-trading-data"))
-    try:
+    with contextlib.suppress(OSError, ValueError):
         runtime = json.loads((folder / "runtime.json").read_text())
-    except (OSError, ValueError):
-        pass
     tok = token or os.environ.get("ADMIN_TOKEN")
     token_file = os.environ.get("ADMIN_TOKEN_FILE") or runtime.get("adminTokenFile")
     if not tok and token_file and Path(token_file).exists():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -16,7 +16,7 @@ from cli_trading.cli.client import NOT_RUNNING, Target, call, console, err, prin
 from cli_trading.contracts import AGENTS
 
 Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
-Token = Annotated[Optional[str], typer.Option("--token", help="admin token (default: ADMIN_TOKEN / ADMIN_TOKEN_FILE)")]  # noqa: UP007
+Token = Annotated[str | None, typer.Option("--token", help="admin token (default: ADMIN_TOKEN / ADMIN_TOKEN_FILE)")]  # noqa: UP007
 
 streams_app = typer.Typer(help="Redis stream backlog and dead-letter queues.", invoke_without_command=True)
 audit_app = typer.Typer(help="The audit trail.")
@@ -36,8 +36,11 @@ def _health(t: Target) -> dict[str, Any]:
     for agent in AGENTS:
         try:
             r = httpx.get(t.url(agent) + "/health", timeout=2)
-            out[agent] = {"url": t.url(agent), "status": "healthy" if r.status_code == 200 else "unhealthy",
-                          "checks": r.json().get("checks")}
+            out[agent] = {
+                "url": t.url(agent),
+                "status": "healthy" if r.status_code == 200 else "unhealthy",
+                "checks": r.json().get("checks"),
+            }
         except (httpx.HTTPError, ValueError):
             out[agent] = {"url": t.url(agent), "status": "down"}
     return out
@@ -83,11 +86,17 @@ def _streams_or_none(t: Target) -> list[dict[str, Any]] | None:
 
 
 def _print_pnl(p: dict[str, Any]) -> None:
-    halt = (f"[red]HALTED[/red] {p.get('haltReason')} ({p.get('haltMode')}) since {p.get('haltedAt')} by "
-            f"{p.get('haltedBy')}" if p.get("halted") else "[green]trading[/green]")
-    console.print(f"{halt}\nPnL {p['date']}: {p['percent']}% | equity {p['equity']} (start {p['startEquity']}) | "
-                  f"realized {p['realized']} unrealized {p['unrealized']} fees {p['fees']} | "
-                  f"target +{p['dailyTargetPct']}% loss limit -{p['dailyLossLimitPct']}%")
+    halt = (
+        f"[red]HALTED[/red] {p.get('haltReason')} ({p.get('haltMode')}) since {p.get('haltedAt')} by "
+        f"{p.get('haltedBy')}"
+        if p.get("halted")
+        else "[green]trading[/green]"
+    )
+    console.print(
+        f"{halt}\nPnL {p['date']}: {p['percent']}% | equity {p['equity']} (start {p['startEquity']}) | "
+        f"realized {p['realized']} unrealized {p['unrealized']} fees {p['fees']} | "
+        f"target +{p['dailyTargetPct']}% loss limit -{p['dailyLossLimitPct']}%"
+    )
 
 
 def _print_streams(streams: list[dict[str, Any]]) -> None:
@@ -110,7 +119,7 @@ def pnl(json_: Json = False) -> None:
 def halt(
     reason: Annotated[str, typer.Option(help="manual, emergency_stop, security_incident, … or your own")] = "manual",
     mode: Annotated[str, typer.Option(help="halt | reduce_only | flatten")] = "halt",
-    note: Annotated[Optional[str], typer.Option(help="why, for the halt ledger")] = None,  # noqa: UP007
+    note: Annotated[str | None, typer.Option(help="why, for the halt ledger")] = None,  # noqa: UP007
     json_: Json = False,
     token: Token = None,
 ) -> None:
@@ -118,13 +127,15 @@ def halt(
     res = call(target(token), "POST", "/admin/orchestrate/halt", body={"reason": reason, "mode": mode, "note": note})
     if json_:
         return print_json(res)
-    console.print(f"[red]halted[/red]: {res['haltReason']} ({res['haltMode']}); "
-                  f"{len(res.get('inFlight', []))} order(s) were already at the exchange adapter")
+    console.print(
+        f"[red]halted[/red]: {res['haltReason']} ({res['haltMode']}); "
+        f"{len(res.get('inFlight', []))} order(s) were already at the exchange adapter"
+    )
 
 
 def unhalt(
     force: Annotated[bool, typer.Option(help="resume even while the daily loss limit is breached")] = False,
-    note: Annotated[Optional[str], typer.Option(help="why, for the halt ledger")] = None,  # noqa: UP007
+    note: Annotated[str | None, typer.Option(help="why, for the halt ledger")] = None,  # noqa: UP007
     json_: Json = False,
     token: Token = None,
 ) -> None:
@@ -143,13 +154,17 @@ def streams(ctx: typer.Context, json_: Json = False, token: Token = None) -> Non
 
 
 @streams_app.command("pending")
-def streams_pending(stream: str = "notify.events", group: str = "notify", json_: Json = False, token: Token = None) -> None:
+def streams_pending(
+    stream: str = "notify.events", group: str = "notify", json_: Json = False, token: Token = None
+) -> None:
     """XPENDING summary of one group."""
     res = call(target(token), "GET", "/admin/streams/pending", params={"stream": stream, "group": group})
     if json_:
         return print_json(res)
-    console.print(f"{stream}/{group}: {res['count']} pending, oldest idle {res['oldestIdleMs']} ms, "
-                  f"per consumer {res['consumers']}")
+    console.print(
+        f"{stream}/{group}: {res['count']} pending, oldest idle {res['oldestIdleMs']} ms, "
+        f"per consumer {res['consumers']}"
+    )
 
 
 @streams_app.command("dlq")
@@ -162,14 +177,15 @@ def streams_dlq(stream: str = "notify.events.dlq", count: int = 50, json_: Json 
     for col in ("id", "from", "failures", "error"):
         table.add_column(col)
     for e in res["entries"]:
-        table.add_row(e["id"], f"{e.get('originalStream')}/{e.get('group')}", str(e.get("failures")),
-                      str(e.get("error"))[:80])
+        table.add_row(
+            e["id"], f"{e.get('originalStream')}/{e.get('group')}", str(e.get("failures")), str(e.get("error"))[:80]
+        )
     console.print(table)
 
 
 @streams_app.command("requeue")
 def streams_requeue(
-    entry_id: Annotated[Optional[str], typer.Argument(help="DLQ entry id")] = None,  # noqa: UP007
+    entry_id: Annotated[str | None, typer.Argument(help="DLQ entry id")] = None,  # noqa: UP007
     all_: Annotated[bool, typer.Option("--all", help="requeue every entry")] = False,
     stream: str = "notify.events.dlq",
     json_: Json = False,
@@ -179,12 +195,14 @@ def streams_requeue(
     if not entry_id and not all_:
         err.print("[red]give an entry id or --all[/red]")
         raise typer.Exit(2)
-    res = call(target(token), "POST", "/admin/streams/dlq/requeue", body={"dlqStream": stream, "id": entry_id, "all": all_})
+    res = call(
+        target(token), "POST", "/admin/streams/dlq/requeue", body={"dlqStream": stream, "id": entry_id, "all": all_}
+    )
     print_json(res) if json_ else console.print(f"requeued {res['count']} message(s)")
 
 
 @audit_app.command("tail")
-def audit_tail(limit: int = 30, action: Optional[str] = None, json_: Json = False, token: Token = None) -> None:  # noqa: UP007
+def audit_tail(limit: int = 30, action: str | None = None, json_: Json = False, token: Token = None) -> None:  # noqa: UP007
     """The latest audit events (who did what, from where, with what result)."""
     res = call(target(token), "GET", "/admin/audit", params={"limit": limit, **({"action": action} if action else {})})
     if json_:
@@ -193,8 +211,15 @@ def audit_tail(limit: int = 30, action: Optional[str] = None, json_: Json = Fals
     for col in ("time", "agent", "action", "actor", "from", "result", "requestId"):
         table.add_column(col)
     for e in reversed(res["events"]):
-        table.add_row(e["ts"][:19], e["agent"], e["action"], e.get("actor") or "", e.get("source") or "",
-                      e.get("result") or "", (e.get("requestId") or "")[:12])
+        table.add_row(
+            e["ts"][:19],
+            e["agent"],
+            e["action"],
+            e.get("actor") or "",
+            e.get("source") or "",
+            e.get("result") or "",
+            (e.get("requestId") or "")[:12],
+        )
     console.print(table)
 
 

@@ -65,7 +65,7 @@ def alembic_config(url: str) -> Config:
 async def _migration_lock(engine: AsyncEngine, url: str) -> AsyncIterator[None]:
     if is_sqlite(url):
         db = make_url(url).database or ":memory:"
-        with open(f"{db}.migrate.lock", "w") as fh:
+        with open(f"{db}.migrate.lock", "w") as fh:  # noqa: ASYNC230 - a tiny lock file
             await asyncio.to_thread(fcntl.flock, fh, fcntl.LOCK_EX)
             try:
                 yield
