@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runbook wrapper: `cli-trading security-audit` does the work (see docs/operations-scripts.md).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if command -v cli-trading >/dev/null 2>&1; then
+  exec cli-trading security-audit "$@"
+elif [ -x "$root/.venv/bin/cli-trading" ]; then
+  exec "$root/.venv/bin/cli-trading" security-audit "$@"
+fi
+echo "cli-trading not found: install it (pip install -e .) or create $root/.venv" >&2
+exit 127
