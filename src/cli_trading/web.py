@@ -5,7 +5,6 @@ admin guard (token, lockout, allow-list, audit) on every /admin/* route."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -15,7 +14,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, ORJSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
-from starlette.routing import Match
 
 from cli_trading import metrics
 from cli_trading.auth import allowed, fingerprint
@@ -61,14 +59,6 @@ def client_addr(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _route_template(app: FastAPI, request: Request) -> str:
-    for route in app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return getattr(route, "path", "other")
-    return "unmatched"
-
-
 def create_app(agent: Agent) -> FastAPI:
     app = FastAPI(
         title=f"cli-trading {agent.name}",
@@ -78,22 +68,7 @@ def create_app(agent: Agent) -> FastAPI:
         openapi_url="/openapi.json",
     )
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        rid = request.headers.get("x-request-id") or new_id()
-        structlog.contextvars.bind_contextvars(requestId=rid, traceId=request.headers.get("x-trace-id") or rid)
-        start = time.perf_counter()
-        path = request.url.path
-        if path.startswith("/admin/"):
-            response = await _admin_guard(agent, request, call_next, rid)
-        else:
-            response = await call_next(request)
-        route = _route_template(app, request)
-        metrics.HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - start)
-        metrics.HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        response.headers["X-Request-Id"] = rid
-        structlog.contextvars.unbind_contextvars("requestId", "traceId")
-        return response
+    app.add_middleware(Observe, agent=agent)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
@@ -129,17 +104,55 @@ def create_app(agent: Agent) -> FastAPI:
     return app
 
 
-async def _admin_guard(
-    agent: Agent, request: Request, call_next: Callable[[Request], Awaitable[Response]], rid: str
-) -> Response:
-    """Token, lockout and allow-list for /admin/*, and the audit record of every call."""
+class Observe:
+    """Pure ASGI middleware (BaseHTTPMiddleware costs a task and a copy per request): request
+    ids, latency and request metrics by route template, and the admin guard for /admin/*."""
+
+    def __init__(self, app: Any, agent: Agent) -> None:
+        self.app, self.agent = app, agent
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request = Request(scope)
+        rid = request.headers.get("x-request-id") or new_id()
+        structlog.contextvars.bind_contextvars(requestId=rid, traceId=request.headers.get("x-trace-id") or rid)
+        start, status = time.perf_counter(), [500]
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
+            await send(message)
+
+        try:
+            if scope["path"].startswith("/admin/"):
+                await _admin_guard(self.agent, request, self.app, receive, send_with_id)
+                await self.agent.audit_admin(
+                    request,
+                    actor=getattr(request.state, "actor", None),
+                    addr=client_addr(request),
+                    status=status[0],
+                    request_id=rid,
+                )
+            else:
+                await self.app(scope, receive, send_with_id)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            metrics.HTTP_LATENCY.labels(scope["method"], route).observe(time.perf_counter() - start)
+            metrics.HTTP_REQUESTS.labels(scope["method"], route, str(status[0])).inc()
+            structlog.contextvars.unbind_contextvars("requestId", "traceId")
+
+
+async def _admin_guard(agent: Agent, request: Request, app: Any, receive: Any, send: Any) -> None:
+    """Token, lockout and allow-list for /admin/*; refusals answer here, the rest go on."""
     addr = client_addr(request)
     token = request.headers.get("x-admin-token")
-    actor = fingerprint(token) if token else None
+    request.state.actor = fingerprint(token) if token else None
     guard = agent.guard
     retry = guard.lockout.retry_after(addr)
     if retry is not None:
-        response: Response = JSONResponse(
+        refusal: Response | None = JSONResponse(
             {"error": "too many failed authentications from this address", "retryAfter": retry},
             status_code=429,
             headers={"Retry-After": str(retry)},
@@ -151,11 +164,12 @@ async def _admin_guard(
         error = "missing X-Admin-Token header" if not token else "invalid admin token"
         if not guard.tokens.configured():
             error = "admin API disabled: set ADMIN_TOKEN or ADMIN_TOKEN_FILE"
-        response = JSONResponse({"error": error}, status_code=401)
+        refusal = JSONResponse({"error": error}, status_code=401)
     elif not allowed(addr, guard.allow):
-        response = JSONResponse({"error": f"address {addr} is not in the admin allow-list"}, status_code=403)
+        refusal = JSONResponse({"error": f"address {addr} is not in the admin allow-list"}, status_code=403)
     else:
-        request.state.actor = actor
-        response = await call_next(request)
-    await agent.audit_admin(request, actor=actor, addr=addr, status=response.status_code, request_id=rid)
-    return response
+        refusal = None
+    if refusal is not None:
+        await refusal(request.scope, receive, send)
+    else:
+        await app(request.scope, receive, send)

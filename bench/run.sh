@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Start cli-trading on the machine's PostgreSQL and Redis (a fresh database and Redis DB 15),
+# run the pipeline benchmark (closed-loop throughput, open-loop latency at 100 runs/s) and the
+# halt-latency benchmark, print their JSON lines, stop. Record the figures in docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+DATA=$(mktemp -d)
+export REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/15}
+export DATABASE_URL=${BENCH_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/ct_bench}
+export ADMIN_TOKEN=bench-admin-token-0123456789abcdef
+# the benchmark measures the pipeline, not the day's PnL: keep the automatic halts out of it
+export DAILY_TARGET_PCT=1000 DAILY_LOSS_LIMIT_PCT=99
+psql -h 127.0.0.1 -U postgres -q -c "DROP DATABASE IF EXISTS ct_bench WITH (FORCE)" -c "CREATE DATABASE ct_bench"
+redis-cli -u "$REDIS_URL" FLUSHDB >/dev/null
+.venv/bin/cli-trading up --data-dir "$DATA" --speed "${SPEED:-1}" >"$DATA/up.out" 2>&1 &
+UP=$!
+trap 'kill -INT $UP; wait $UP' EXIT
+for _ in $(seq 1 90); do curl -sf http://127.0.0.1:7005/health >/dev/null && curl -sf http://127.0.0.1:7001/health >/dev/null && break; sleep 1; done
+$PY bench/pipeline_driver.py --redis "$REDIS_URL" -n "${N:-2000}" -c 32
+$PY bench/pipeline_driver.py --redis "$REDIS_URL" --rate 100 --seconds 10
+$PY bench/halt_latency.py --redis "$REDIS_URL" --token "$ADMIN_TOKEN"
