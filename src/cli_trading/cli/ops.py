@@ -70,7 +70,7 @@ def _continuous(run_checks: Any, interval: float) -> int:
                 live.update(_health_table(doc), refresh=True)
                 time.sleep(max(0.5, interval))
     except KeyboardInterrupt:
-        console.print("stopped")
+        console.print("\nstopped")
     return code
 
 
@@ -241,16 +241,17 @@ def secrets_status(json_: Json = False) -> None:
     """Each secret's age and where it is used (never its value)."""
     from cli_trading.ops import secrets as sec
 
-    rows = sec.status(_loc())
+    loc = _loc()
+    rows = sec.status(loc)
     if json_:
-        return print_json({"secrets": rows})
+        return print_json({"secrets": rows, "adminTokenInUse": sec.in_use(loc)})
     t = Table(title=f"secrets ({sec.secrets_dir().resolve()})")
-    for col in ("secret", "state", "mode", "age (days)", "used by", "rotation"):
+    for col in ("secret", "state", "mode", "age (days)", "used by"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r["secret"], r["state"], r.get("mode") or "", str(r.get("ageDays") or ""), r["usedBy"],
-                  r["rotation"])
+        t.add_row(r["secret"], r["state"], r.get("mode") or "", str(r.get("ageDays") or ""), r["usedBy"])
     console.print(t)
+    console.print(f"running agents' admin token: {sec.in_use(loc)}")
 
 
 def _loc() -> Located:

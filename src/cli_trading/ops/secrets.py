@@ -192,6 +192,17 @@ def status(loc: Located) -> list[dict[str, Any]]:
     return rows
 
 
+def in_use(loc: Located) -> str:
+    """Where the running agents take the admin token from (fingerprint only)."""
+    env = loc.process_env
+    if env.get("ADMIN_TOKEN_FILE"):
+        return f"file {env['ADMIN_TOKEN_FILE']}"
+    if env.get("ADMIN_TOKEN"):
+        return f"ADMIN_TOKEN environment variable ({fingerprint(env['ADMIN_TOKEN'])}); rotation needs a restart"
+    f = loc.pick("ADMIN_TOKEN_FILE")
+    return f"file {f}" if f else "unknown (no local running system found)"
+
+
 def _describe(p: Path, spec: SecretSpec, label: str | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {"secret": label or spec.name, "file": str(p), "usedBy": spec.used_by,
                            "rotation": spec.rotation}

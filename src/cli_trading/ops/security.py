@@ -240,7 +240,8 @@ async def audit_trail_findings(loc: Located) -> list[Finding]:
         return [Finding("audit-unreadable", "medium", "Audit trail not readable", str(exc)[:200],
                         "Check DATABASE_URL / DATA_DIR")]
     failed = [r for r in rows if r["action"].startswith("admin:") and r["result"] in ("401", "403", "429")]
-    admin = [r for r in rows if r["action"].startswith("admin:") and r["result"] == "ok"]
+    admin = [r for r in rows if r["action"].startswith(("ops:", "secrets:")) or
+             (r["action"].startswith("admin:") and r["result"] == "ok")]
     by_source: dict[str, int] = {}
     for r in failed:
         by_source[r["source"] or "?"] = by_source.get(r["source"] or "?", 0) + 1
