@@ -1,0 +1,157 @@
+"""Ops fixtures: ONE running system for the whole ops suite (start-up is the slow part), on the
+real PostgreSQL (a database of its own) and the real Redis (DB 13), ports 19001–19007, with the
+admin token in a file (ADMIN_TOKEN_FILE) so that rotation can be tested without restarts.
+
+The daily target and loss limit are set out of reach so that automatic halts never interfere."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis
+
+from cli_trading.ops import secrets as sec
+
+ROOT = Path(__file__).resolve().parents[2]
+PORT_BASE = 19001
+REDIS_URL = os.environ.get("OPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _e2e() -> Any:
+    spec = importlib.util.spec_from_file_location("ct_e2e_fixtures", ROOT / "tests" / "e2e" / "conftest.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+async def _pg_admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def pg_fetch(url: str, sql: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        return await conn.fetch(sql)
+    finally:
+        await conn.close()
+
+
+@dataclass
+class Ops:
+    system: Any
+    pg_url: str
+    token_file: Path
+    secrets_dir: Path
+
+    @property
+    def data_dir(self) -> Path:
+        return self.system.data_dir
+
+    def url(self, agent: str = "orchestrator") -> str:
+        return self.system.url(agent)
+
+    def token(self) -> str:
+        return self.token_file.read_text().strip()
+
+    def admin(self, token: str | None = None) -> dict[str, str]:
+        return {"X-Admin-Token": token or self.token()}
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("ADMIN_TOKEN", "SECRETS_DIR")}
+        env.update({
+            "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+            "DATA_DIR": str(self.data_dir), "PORT_BASE": str(PORT_BASE), "REDIS_URL": REDIS_URL,
+            "DATABASE_URL": self.pg_url, "ADMIN_TOKEN_FILE": str(self.token_file),
+            "ADMIN_TOKEN_GRACE_S": "120", **extra,
+        })
+        return env
+
+    def script(self, name: str, *args: str, timeout: float = 240, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(ROOT / "scripts" / f"{name}.sh"), *args], cwd=self.data_dir.parent,
+                              env=self.env(**env), capture_output=True, text=True, timeout=timeout, check=False)
+
+    def json_script(self, name: str, *args: str, **env: str) -> tuple[int, dict[str, Any]]:
+        p = self.script(name, *args, "--json", **env)
+        try:
+            return p.returncode, json.loads(p.stdout)
+        except ValueError as exc:
+            raise AssertionError(f"{name} {args}: no JSON (rc={p.returncode}):\n{p.stdout}\n{p.stderr}") from exc
+
+    def fills(self) -> list[str]:
+        rows = asyncio.run(pg_fetch(self.pg_url, "SELECT order_id FROM fills ORDER BY id"))
+        return [r["order_id"] for r in rows]
+
+    def pnl(self) -> dict[str, Any]:
+        return httpx.get(self.url() + "/pnl/status", timeout=10).json()
+
+    def halt(self, reason: str = "manual") -> None:
+        r = httpx.post(self.url() + "/admin/orchestrate/halt", headers=self.admin(), json={"reason": reason},
+                       timeout=10)
+        assert r.status_code == 200, r.text
+
+    def unhalt(self) -> None:
+        r = httpx.post(self.url() + "/admin/orchestrate/unhalt", headers=self.admin(), json={"force": True},
+                       timeout=10)
+        assert r.status_code == 200, r.text
+
+    def trade(self, side: str = "buy", notional: int = 50, timeout: float = 30) -> dict[str, Any]:
+        """A manual order through the whole pipeline; returns the finished run."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = httpx.post(self.url() + "/orchestrate/run", timeout=10,
+                           json={"symbol": "BTC-USD", "side": side, "notional": notional})
+            if r.status_code == 202 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)  # no market price yet right after start
+        assert r.status_code == 202, r.text
+        rid = r.json()["requestId"]
+        while time.monotonic() < deadline:
+            run = httpx.get(f"{self.url()}/orchestrate/run/{rid}", timeout=10).json()
+            if run.get("outcome"):
+                return run
+            time.sleep(0.2)
+        raise AssertionError(f"run {rid} did not finish")
+
+
+@pytest.fixture(scope="session")
+def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]:
+    name = f"ct_ops_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    pg_url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    r = redis.Redis.from_url(REDIS_URL)
+    r.flushdb()
+    tmp = tmp_path_factory.mktemp("ops")
+    secrets_dir = tmp / "secrets"
+    sec.init(secrets_dir)
+    token_file = secrets_dir / "admin_token"
+    extra = {"DATABASE_URL": pg_url, "REDIS_URL": REDIS_URL, "ADMIN_TOKEN": "", "ADMIN_TOKEN_FILE": str(token_file),
+             "ADMIN_TOKEN_GRACE_S": "120", "DAILY_TARGET_PCT": "1000", "DAILY_LOSS_LIMIT_PCT": "99",
+             "AUTH_FAIL_LIMIT": "1000", "AUTH_SPIKE_THRESHOLD": "1000"}
+    system = _e2e().start_system(tmp, port_base=PORT_BASE, extra_env=extra)
+    try:
+        yield Ops(system, pg_url, token_file, secrets_dir)
+    finally:
+        system.stop()
+        r.flushdb()
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
