@@ -1,40 +1,252 @@
-"""notification-manager (7006): consumes notify.events, keeps the recent ones readable.
-Routing, templates and incidents live in `cli_trading.notify`."""
+"""notification-manager (7006): consumes notify.events (several instances share the group),
+classifies, opens incidents, delivers the runbook's templates through apprise; escalation and
+status-update reminders on the agent's clock; agent-down watchdog; the recovery checklist.
+The work lives in `cli_trading.notify`; this module wires it and serves the routes."""
 
 from __future__ import annotations
 
-from collections import deque
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse
 
-from cli_trading.agents.base import Agent, Subscription
-from cli_trading.bus import Delivery, Outcome
-from cli_trading.contracts import Group, NotifyEvent, Stream
-from cli_trading.web import json_body
+from cli_trading.agents.base import Agent, StartupError, Subscription
+from cli_trading.bus import Delivery, per_message
+from cli_trading.config import ConfigError
+from cli_trading.contracts import AGENTS, Group, NotifyEvent, Stream
+from cli_trading.notify import config as notify_config
+from cli_trading.notify import oncall, postmortem, probe, recovery, store
+from cli_trading.notify.channels import Sender
+from cli_trading.notify.dispatch import Dispatcher, recent
+from cli_trading.notify.incidents import IncidentError, Incidents
+from cli_trading.notify.schemas import AckBody, IncidentAck, OpenBody, ResolveBody, UpdateBody
+from cli_trading.notify.watchdog import Watchdog, probe_once
+from cli_trading.web import ApiError, json_body
+
+
+def _actor(request: Request, by: str | None) -> str:
+    token = getattr(request.state, "actor", None)
+    return f"{by} ({token})" if by and token else by or token or "anonymous"
 
 
 class NotificationManager(Agent):
     name = "notification-manager"
 
     async def on_start(self) -> None:
-        self.recent: deque[dict[str, Any]] = deque(maxlen=500)
+        try:
+            self.cfg = notify_config.load(self.settings)
+        except ConfigError as exc:  # a broken policy file stops the start, naming the file and the key
+            raise StartupError(str(exc)) from exc
+        self.incidents = Incidents(
+            cfg=self.cfg,
+            sessions=self.session,
+            redis=self.redis,
+            publish=self.publish,
+            clock=self.clock,
+            audit=self.audit,
+        )
+        self.dispatcher = Dispatcher(
+            cfg=self.cfg,
+            sessions=self.session,
+            redis=self.redis,
+            incidents=self.incidents,
+            sender=Sender(self.cfg),
+            clock=self.clock,
+        )
+        self.watchdog = Watchdog(failures_needed=self.cfg.watchdog.failures)
+
+    async def publish(self, event: NotifyEvent) -> str:
+        return await self.bus.publish(Stream.NOTIFY, event)  # type: ignore[union-attr]
 
     def subscriptions(self) -> list[Subscription]:
-        return [Subscription(Stream.NOTIFY, Group.NOTIFY, self.on_events, key=lambda p: p.get("traceId"), batch=50)]
+        return [
+            Subscription(
+                Stream.NOTIFY, Group.NOTIFY, per_message(self.on_event), key=lambda p: p.get("traceId"), batch=20
+            )
+        ]
 
-    async def on_events(self, batch: list[Delivery]) -> list[Outcome]:
-        for d in batch:
-            self.recent.appendleft({"id": d.id, **d.payload})
-        return [None] * len(batch)
+    async def on_event(self, d: Delivery) -> None:
+        await self.dispatcher.handle(d.payload)
+
+    def loops(self) -> list[Callable[[], Awaitable[None]]]:
+        out = [self._incident_loop]
+        if self.cfg.watchdog.enabled:
+            out.append(self._watchdog_loop)
+        return out
+
+    async def _every(self, seconds: float, step: Callable[[], Awaitable[None]], what: str) -> None:
+        while not self.stop_event.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), seconds)
+            if self.stop_event.is_set():
+                return
+            try:
+                await step()
+            except Exception as exc:  # noqa: BLE001 - a database or Redis outage: try again next tick
+                self.log.warning(f"{what} failed", error=str(exc)[:200])
+
+    async def _incident_loop(self) -> None:
+        await self._every(self.cfg.loop_seconds, lambda: oncall.run_due(self.incidents), "escalation check")
+
+    async def _watchdog_loop(self) -> None:
+        urls = {a: probe.base_url(self.settings, a) for a in AGENTS if a != self.name}
+        await self._every(
+            self.cfg.watchdog.interval_seconds,
+            lambda: probe_once(self.watchdog, urls=urls, redis=self.redis, publish=self.publish),
+            "watchdog",
+        )
+
+    async def status(self) -> dict[str, Any]:
+        return {
+            "policy": str(notify_config.config_path(self.settings)),
+            "channels": {
+                n: {"label": c.label, "configured": self.dispatcher.sender.configured(n)}
+                for n, c in self.cfg.channels.items()
+            },
+        }
+
+    async def checklist(self, *, documented: bool) -> dict[str, Any]:
+        facts = await probe.gather(
+            settings=self.settings,
+            engine=self.engine,
+            redis=self.redis,
+            now=self.clock(),
+            documented=documented,
+            open_incidents=await self.incidents.listing(state="open", limit=200),
+            token_configured=self.guard.tokens.configured(),
+        )
+        return recovery.evaluate(facts)
+
+    async def postmortem(self, incident_id: int) -> str:
+        inc = await self.incidents.get(incident_id)
+        async with self.session() as s:
+            rows = await store.notifications(s, incident_id=incident_id, limit=1000)
+        return postmortem.generate(
+            inc, now=self.clock(), deliveries=[{"channel": r.channel, "status": r.status} for r in rows]
+        )
 
     def add_routes(self, app: FastAPI) -> None:
-        @app.get("/notify/recent", tags=["notify"])
-        async def recent(limit: int = 50) -> dict[str, Any]:
-            return {"events": list(self.recent)[:limit]}
+        _notify_routes(self, app)
+        _incident_routes(self, app)
 
-        @app.post("/notify", status_code=202, tags=["notify"])
-        async def post(request: Request) -> dict[str, Any]:
-            ev = await json_body(request, NotifyEvent)
-            eid = await self.bus.publish(Stream.NOTIFY, ev)  # type: ignore[union-attr]
-            return {"id": eid, "traceId": ev.traceId}
+
+def _guarded(fn: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., Awaitable[dict[str, Any]]]:
+    async def call(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return await fn(*args, **kwargs)
+        except IncidentError as exc:
+            raise ApiError(exc.status, str(exc)) from exc
+
+    return call
+
+
+def _notify_routes(nm: NotificationManager, app: FastAPI) -> None:
+    @app.get("/notify/recent", tags=["notify"])
+    async def recent_events(limit: int = 50) -> dict[str, Any]:
+        return {"events": await recent(nm.redis, limit=min(max(limit, 1), 500))}
+
+    @app.post("/notify", status_code=202, tags=["notify"])
+    async def post(request: Request) -> dict[str, Any]:
+        ev = await json_body(request, NotifyEvent)
+        return {"id": await nm.publish(ev), "traceId": ev.traceId}
+
+    @app.get("/notify/deliveries", tags=["notify"])
+    async def deliveries(limit: int = 50, incidentId: int | None = None, traceId: str | None = None) -> dict[str, Any]:
+        async with nm.session() as s:
+            rows = await store.notifications(
+                s, limit=min(max(limit, 1), 1000), incident_id=incidentId, trace_id=traceId
+            )
+        return {
+            "deliveries": [
+                {
+                    "id": r.id,
+                    "ts": r.ts.isoformat(),
+                    "traceId": r.trace_id,
+                    "type": r.type,
+                    "severity": r.severity,
+                    "category": r.category,
+                    "channel": r.channel,
+                    "status": r.status,
+                    "attempts": r.attempts,
+                    "error": r.error,
+                    "incidentId": r.incident_id,
+                    "message": r.message,
+                }
+                for r in rows
+            ]
+        }
+
+    @app.post("/admin/notify/ack", tags=["notify"])
+    async def ack(request: Request) -> dict[str, Any]:
+        body = await json_body(request, AckBody)
+        who = _actor(request, body.by)
+        if body.incidentId is not None:
+            return await _guarded(nm.incidents.ack)(body.incidentId, actor=who, commander=body.commander)
+        return await _guarded(nm.incidents.ack_trace)(str(body.traceId), actor=who)
+
+    @app.get("/recovery/checklist", tags=["incidents"])
+    async def checklist(documented: bool = False) -> dict[str, Any]:
+        return await nm.checklist(documented=documented)
+
+
+def _incident_routes(nm: NotificationManager, app: FastAPI) -> None:
+    @app.get("/incidents", tags=["incidents"])
+    async def listing(state: str = "all", limit: int = 50) -> dict[str, Any]:
+        if state not in ("all", "open", "resolved"):
+            raise ApiError(422, "state must be all, open or resolved")
+        found = await nm.incidents.listing(state=None if state == "all" else state, limit=min(max(limit, 1), 500))
+        return {"incidents": found}
+
+    @app.get("/incidents/{incident_id}", tags=["incidents"])
+    async def show(incident_id: int) -> dict[str, Any]:
+        return await _guarded(nm.incidents.get)(incident_id)
+
+    @app.get("/incidents/{incident_id}/postmortem", tags=["incidents"], response_class=PlainTextResponse)
+    async def pm(incident_id: int) -> PlainTextResponse:
+        try:
+            text = await nm.postmortem(incident_id)
+        except IncidentError as exc:
+            raise ApiError(exc.status, str(exc)) from exc
+        return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
+
+    @app.post("/admin/incidents", status_code=201, tags=["incidents"])
+    async def open_(request: Request) -> dict[str, Any]:
+        b = await json_body(request, OpenBody)
+        return await _guarded(nm.incidents.open)(
+            title=b.title,
+            severity=b.severity,
+            category=b.category,
+            impact=b.impact,
+            commander=b.commander,
+            services=b.services,
+            actor=_actor(request, b.by),
+        )
+
+    @app.post("/admin/incidents/{incident_id}/ack", tags=["incidents"])
+    async def ack(incident_id: int, request: Request) -> dict[str, Any]:
+        b = await json_body(request, IncidentAck)
+        return await _guarded(nm.incidents.ack)(incident_id, actor=_actor(request, b.by), commander=b.commander)
+
+    @app.post("/admin/incidents/{incident_id}/update", tags=["incidents"])
+    async def update(incident_id: int, request: Request) -> dict[str, Any]:
+        b = await json_body(request, UpdateBody)
+        return await _guarded(nm.incidents.update)(
+            incident_id,
+            actor=_actor(request, b.by),
+            progress=b.progress,
+            next_steps=b.nextSteps,
+            status=b.status,
+            eta=b.eta,
+            impact=b.impact,
+            commander=b.commander,
+        )
+
+    @app.post("/admin/incidents/{incident_id}/resolve", tags=["incidents"])
+    async def resolve(incident_id: int, request: Request) -> dict[str, Any]:
+        b = await json_body(request, ResolveBody)
+        return await _guarded(nm.incidents.resolve)(
+            incident_id, actor=_actor(request, b.by), root_cause=b.rootCause, resolution=b.resolution
+        )
