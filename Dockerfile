@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1
+# One image for the seven agents: each container runs `cli-trading agent NAME`
+# (see docker-compose.yml). Build: docker-compose build   (or: docker build -t cli-trading .)
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# -- builder: a wheel of the project, installed with its dependencies into /opt/venv ----------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# A compiler only for dependencies that ship no wheel for this platform; it stays in this stage.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential \
+ && rm -rf /var/lib/apt/lists/*
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /build
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN pip install --upgrade pip wheel \
+ && pip wheel --no-deps --wheel-dir /wheels . \
+ && pip install /wheels/*.whl
+
+# -- runtime -----------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+# curl: the compose healthchecks (curl -fsS http://127.0.0.1:PORT/health);
+# netcat-openbsd: the runbook's `docker exec cli-trading-AGENT-1 nc -z redis 6379`;
+# postgresql-client: pg_dump/pg_restore for `cli-trading backup` run inside a container.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends curl netcat-openbsd ca-certificates postgresql-client \
+ && rm -rf /var/lib/apt/lists/*
+# Non-root. uid/gid 10001 are the defaults of CLI_TRADING_UID/GID in docker-compose.yml: the
+# secrets (mode 0600) and ./logs must belong to the user the containers run as.
+RUN groupadd --system --gid 10001 trader \
+ && useradd --system --uid 10001 --gid trader --home-dir /app --no-create-home --shell /usr/sbin/nologin trader
+COPY --from=builder /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    DATA_DIR=/app/data \
+    LOG_DIR=/app/logs \
+    BIND_HOST=0.0.0.0
+WORKDIR /app
+RUN mkdir -p /app/data /app/logs /app/config && chown -R trader:trader /app
+USER trader
+EXPOSE 7001-7007
+ENTRYPOINT ["cli-trading"]
+CMD ["agent", "orchestrator"]
