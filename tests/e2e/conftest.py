@@ -68,6 +68,14 @@ def wait_healthy(sys_: System, timeout: float = 90) -> None:
     raise AssertionError(f"agents not healthy after {timeout}s:\n{sys_.output()[-3000:]}")
 
 
+def _port_free(port: int) -> bool:
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5)
+        return False
+    except httpx.HTTPError:
+        return True
+
+
 def start_system(
     tmp: Path,
     *,
@@ -76,6 +84,7 @@ def start_system(
     args: list[str] | None = None,
     data_dir: Path | None = None,
 ) -> System:
+    assert _port_free(port_base), f"port {port_base} is taken: another system is still running there"
     data = data_dir or tmp / "data"
     data.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "ADMIN_TOKEN_FILE")}

@@ -65,7 +65,8 @@ async def dlq_entries(r: Any, *, stream: str, count: int = 50, start: str = "-")
             entry = orjson.loads(fields[b"data"])
         except (KeyError, ValueError):
             entry = {"raw": {_s(k): _s(v) for k, v in fields.items()}}
-        entries.append({"id": _s(eid), **entry})
+        # "id" is the DLQ entry's own id (what requeue takes); the dead message's id is "originalId"
+        entries.append({**entry, "originalId": entry.get("id"), "id": _s(eid)})
     nxt = _s(rows[count][0]) if len(rows) > count else None
     return {"stream": stream, "length": await r.xlen(stream), "entries": entries, "next": nxt}
 
