@@ -2,14 +2,15 @@
 a single-machine run, with the project's own rules, so the runbook's
 `curl http://localhost:9090/api/v1/query?query=api:latency_p95_5m` works on one machine too.
 
-The configuration is rendered from `deploy/prometheus/prometheus.local.yml.template` with the
-agent ports of this run (PORT_BASE) and the rules of `deploy/prometheus/rules/` — the same rules
-the compose deployment loads. Everything lives under `<data-dir>/monitoring/`; logs go to
-`<logs>/prometheus.log` and `<logs>/alertmanager.log`.
+The configuration is `deploy/prometheus/prometheus-local.yml` adapted to this run (agent ports
+from PORT_BASE, this run's Prometheus and Alertmanager ports) with the rules of
+`deploy/prometheus/rules/` — the same rules and job names the compose deployment uses.
+Everything lives under `<data-dir>/monitoring/`;
+logs go to `<logs>/prometheus.log` and `<logs>/alertmanager.log`.
 
 Environment (all optional):
   PROMETHEUS_PORT              web port of Prometheus (9090)
-  PROMETHEUS_SCRAPE_INTERVAL   scrape interval (15s); PROMETHEUS_EVALUATION_INTERVAL (same)
+  PROMETHEUS_SCRAPE_INTERVAL   scrape interval (the file's 15s); PROMETHEUS_EVALUATION_INTERVAL (same)
   ALERTMANAGER_PORT            web port of Alertmanager (9093); MONITORING_ALERTMANAGER=0 skips it
   CLI_TRADING_DEPLOY_DIR       the deploy/ folder (default: the one of this checkout)
 """
@@ -17,6 +18,7 @@ Environment (all optional):
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import shutil
 import signal
@@ -24,12 +26,13 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
+import yaml
 
 from cli_trading.config import Settings
-from cli_trading.contracts import AGENTS
+from cli_trading.contracts import AGENT_PORTS
 from cli_trading.supervisor import UpError, console
 
 PROMETHEUS_BINARIES = ("prometheus",)
@@ -137,43 +140,55 @@ class Daemon:
             self._out = None
 
 
-def agent_targets(settings: Settings, host: str) -> str:
-    lines = []
-    for agent in AGENTS:
-        lines.append(f'      - targets: ["{host}:{settings.port_of(agent)}"]')
-        lines.append(f"        labels: {{tier: agent, agent: {agent}}}")
-    return "\n".join(lines)
-
-
 def render_prometheus_config(
-    template: str,
+    base: dict[str, Any],
     settings: Settings,
     *,
     rules_glob: Path,
     prometheus_addr: str,
     alertmanager_addr: str | None,
-    scrape_interval: str,
-    evaluation_interval: str,
-) -> str:
-    alerting = (
-        f'alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ["{alertmanager_addr}"]'
-        if alertmanager_addr
-        else "# no Alertmanager in this run: alerts are visible at /api/v1/alerts"
-    )
-    values = {
-        "SCRAPE_INTERVAL": scrape_interval,
-        "EVALUATION_INTERVAL": evaluation_interval,
-        "RULES_GLOB": str(rules_glob),
-        "ALERTING": alerting,
-        "AGENT_TARGETS": agent_targets(settings, local_host(settings)),
-        "PROMETHEUS_ADDR": prometheus_addr,
-    }
-    out = template
-    for key, value in values.items():
-        out = out.replace(f"@@{key}@@", value)
-    if "@@" in out:
-        raise UpError("prometheus.local.yml.template has a placeholder LocalMonitoring does not fill")
-    return out
+    scrape_interval: str | None,
+    evaluation_interval: str | None,
+) -> dict[str, Any]:
+    """`deploy/prometheus/prometheus-local.yml` adapted to this run: agent targets on the ports of
+    PORT_BASE, rules by absolute path, this run's Alertmanager (or none), optional intervals."""
+    cfg = copy.deepcopy(base)
+    by_port = {port: agent for agent, port in AGENT_PORTS.items()}
+    host = local_host(settings)
+    glob = cfg.setdefault("global", {})
+    if scrape_interval:
+        glob["scrape_interval"] = scrape_interval
+        glob["scrape_timeout"] = (
+            scrape_interval if _seconds(scrape_interval) < 10 else glob.get("scrape_timeout", "10s")
+        )
+    if evaluation_interval:
+        glob["evaluation_interval"] = evaluation_interval
+    cfg["rule_files"] = [str(rules_glob)]
+    if alertmanager_addr:
+        cfg["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager_addr]}]}]}
+    else:
+        cfg.pop("alerting", None)
+    for job in cfg.get("scrape_configs", []):
+        for sc in job.get("static_configs", []):
+            targets = []
+            for t in sc.get("targets", []):
+                port = int(str(t).rsplit(":", 1)[1])
+                if port in by_port:
+                    targets.append(f"{host}:{settings.port_of(by_port[port])}")
+                elif port == 9090:
+                    targets.append(prometheus_addr)
+                else:
+                    targets.append(t)
+            sc["targets"] = targets
+    return cfg
+
+
+def _seconds(interval: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    for suffix in ("ms", "s", "m", "h"):
+        if interval.endswith(suffix):
+            return float(interval[: -len(suffix)]) * units[suffix]
+    raise UpError(f"interval {interval!r}: use a Prometheus duration like 15s")
 
 
 class LocalMonitoring:
@@ -184,7 +199,7 @@ class LocalMonitoring:
         self.host = local_host(settings)
         self.port = env_int("PROMETHEUS_PORT", 9090)
         self.am_port = env_int("ALERTMANAGER_PORT", 9093)
-        self.scrape_interval = os.environ.get("PROMETHEUS_SCRAPE_INTERVAL") or "15s"
+        self.scrape_interval = os.environ.get("PROMETHEUS_SCRAPE_INTERVAL") or None
         self.evaluation_interval = os.environ.get("PROMETHEUS_EVALUATION_INTERVAL") or self.scrape_interval
         self.want_alertmanager = os.environ.get("MONITORING_ALERTMANAGER", "1") not in ("0", "false", "no")
         self.workdir = settings.data_dir / "monitoring"
@@ -200,19 +215,19 @@ class LocalMonitoring:
         if rules.exists():
             shutil.rmtree(rules)
         shutil.copytree(deploy / "prometheus" / "rules", rules)
-        template = (deploy / "prometheus" / "prometheus.local.yml.template").read_text()
-        config = self.workdir / "prometheus.yml"
-        config.write_text(
-            render_prometheus_config(
-                template,
-                self.settings,
-                rules_glob=rules.resolve() / "*.yml",
-                prometheus_addr=f"{self.host}:{self.port}",
-                alertmanager_addr=alertmanager_addr,
-                scrape_interval=self.scrape_interval,
-                evaluation_interval=self.evaluation_interval,
-            )
+        base = yaml.safe_load((deploy / "prometheus" / "prometheus-local.yml").read_text())
+        cfg = render_prometheus_config(
+            base,
+            self.settings,
+            rules_glob=rules.resolve() / "*.yml",
+            prometheus_addr=f"{self.host}:{self.port}",
+            alertmanager_addr=alertmanager_addr,
+            scrape_interval=self.scrape_interval,
+            evaluation_interval=self.evaluation_interval,
         )
+        config = self.workdir / "prometheus.yml"
+        header = "# Generated by cli-trading up --monitoring from deploy/prometheus/prometheus-local.yml\n"
+        config.write_text(header + yaml.safe_dump(cfg, sort_keys=False))
         return config
 
     def start(self) -> None:
