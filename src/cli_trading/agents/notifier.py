@@ -184,7 +184,7 @@ def _notify_routes(nm: NotificationManager, app: FastAPI) -> None:
         body = await json_body(request, AckBody)
         who = _actor(request, body.by)
         if body.incidentId is not None:
-            return await _guarded(nm.incidents.ack)(body.incidentId, actor=who, commander=body.commander)
+            return await _guarded(nm.incidents.ack)(body.incidentId, actor=who, commander=body.commander or body.by)
         return await _guarded(nm.incidents.ack_trace)(str(body.traceId), actor=who)
 
     @app.get("/recovery/checklist", tags=["incidents"])
@@ -228,7 +228,7 @@ def _incident_routes(nm: NotificationManager, app: FastAPI) -> None:
     @app.post("/admin/incidents/{incident_id}/ack", tags=["incidents"])
     async def ack(incident_id: int, request: Request) -> dict[str, Any]:
         b = await json_body(request, IncidentAck)
-        return await _guarded(nm.incidents.ack)(incident_id, actor=_actor(request, b.by), commander=b.commander)
+        return await _guarded(nm.incidents.ack)(incident_id, actor=_actor(request, b.by), commander=b.commander or b.by)
 
     @app.post("/admin/incidents/{incident_id}/update", tags=["incidents"])
     async def update(incident_id: int, request: Request) -> dict[str, Any]:

@@ -224,7 +224,7 @@ def verify_recovery(
     else:
         console.print("[bold]Recovery Validation Checklist[/bold]")
         for item in result["items"]:
-            mark = "[green][x][/green]" if item["ok"] else "[red][ ][/red]"
+            mark = "[green]\\[x][/green]" if item["ok"] else "[red]\\[ ][/red]"
             manual = " (manual)" if item["check"] == "manual" else ""
             console.print(f"- {mark} {item['item']}{manual}\n      {item['evidence']}")
         color = "green" if result["ok"] else "red"

@@ -1,9 +1,9 @@
 """Delivery through apprise (Slack webhooks, mailto, PagerDuty, generic JSON webhooks…): one
 channel, a few attempts with exponential backoff, and an outcome that never carries a secret.
 
-Apprise reports failures through its logger, not exceptions; each delivery runs in a worker
-thread and its log lines are captured per thread, redacted, and kept as the error. The apprise
-logger does not propagate to ours: its lines can name tokens (a PagerDuty key, a webhook path).
+Apprise reports failures in its result's log, not as exceptions: those lines, redacted, are the
+error we keep. The apprise logger does not propagate to ours: its lines can name tokens (a
+PagerDuty key, a webhook path).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import apprise
 
@@ -24,22 +24,8 @@ _KIND = {"P0": apprise.NotifyType.FAILURE, "P1": apprise.NotifyType.FAILURE, "P2
 _URLISH = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
 
 
-class _PerThread(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.lines: dict[int, list[str]] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        buf = self.lines.get(threading.get_ident())
-        if buf is not None:
-            buf.append(record.getMessage())
-
-
-_capture = _PerThread()
 _apprise_log = logging.getLogger("apprise")
-_apprise_log.addHandler(_capture)
-_apprise_log.propagate = False
-_apprise_log.setLevel(logging.WARNING)
+_apprise_log.propagate = False  # its lines may name a token; we keep the redacted error instead
 
 
 def redact(text: str, secret_url: str | None) -> str:
@@ -67,19 +53,28 @@ class Outcome:
         return self.status == "failed"
 
 
+def _problems(result: Any) -> str:
+    """Warnings and errors apprise (2.x) recorded for this call."""
+    logs = getattr(result, "logs", None)
+    if not callable(logs):
+        return ""
+    out = []
+    for entry in logs():
+        level = entry.level if isinstance(entry.level, int) else logging.getLevelName(str(entry.level).upper())
+        if isinstance(level, int) and level >= logging.WARNING:
+            out.append(str(entry.message))
+    return " | ".join(out)[-500:]
+
+
 def _notify_blocking(url: str, title: str, body: str, kind: apprise.NotifyType) -> tuple[bool, str]:
-    me = threading.get_ident()
-    _capture.lines[me] = []
     try:
         ap = apprise.Apprise()
         if not ap.add(url):
             return False, "not a valid apprise URL"
-        ok = bool(ap.notify(body=body, title=title, notify_type=kind, body_format=apprise.NotifyFormat.TEXT))
-        return ok, " | ".join(_capture.lines[me])[-500:] or ("" if ok else "delivery failed")
+        result = ap.notify(body=body, title=title, notify_type=kind, body_format=apprise.NotifyFormat.TEXT)
+        return bool(result), "" if result else (redact(_problems(result), url) or "delivery failed")
     except Exception as exc:  # noqa: BLE001 - a plugin bug is a failed delivery, not a crash
-        return False, f"{type(exc).__name__}: {exc}"
-    finally:
-        _capture.lines.pop(me, None)
+        return False, f"{type(exc).__name__}: {redact(str(exc), url)}"
 
 
 class Sender:
@@ -114,4 +109,4 @@ class Sender:
                 return Outcome(name, ch.label, "sent", attempt)
             if attempt < attempts:
                 await self.sleep(self.cfg.delivery.backoff_seconds * 2 ** (attempt - 1))
-        return Outcome(name, ch.label, "failed", attempts, redact(error, url))
+        return Outcome(name, ch.label, "failed", attempts, error)

@@ -111,8 +111,9 @@ def _went_well(inc: dict[str, Any], target: int, deliveries: list[dict[str, Any]
         good.append(f"acknowledged in {span(r)}, within the {inc['severity']} response time")
     if (inc.get("timeToDetectSeconds") or 0) < 60:
         good.append("detected automatically within a minute")
-    if deliveries and all(d["status"] in ("sent", "not_configured", "throttled") for d in deliveries):
-        good.append("every notification was delivered")
+    sent = [d for d in deliveries or [] if d["status"] == "sent"]
+    if sent and not any(d["status"] == "failed" for d in deliveries or []):
+        good.append(f"all {len(sent)} notification deliveries succeeded")
     return "; ".join(good) or TODO
 
 
