@@ -87,7 +87,7 @@ def backup_create(
     try:
         info = bk.create(loc, keep=keep)
     except Exception as exc:  # noqa: BLE001 - any failure: say what, exit 1, nothing half-written
-        err.print(f"[red]backup failed: {exc}[/red]")
+        err.print(f"[red]backup failed: {exc}[/red]", soft_wrap=True)
         raise typer.Exit(1) from exc
     if json_:
         return print_json({"id": info.id, "path": str(info.path), **info.manifest})
@@ -145,7 +145,7 @@ def backup_verify(ref: Ref = None, json_: Json = False) -> None:
     try:
         res = rs.verify(_loc(), ref)
     except (BackupError, Exception) as exc:  # noqa: BLE001
-        err.print(f"[red]verify failed: {exc}[/red]")
+        err.print(f"[red]verify failed: {exc}[/red]", soft_wrap=True)
         raise typer.Exit(1) from exc
     if json_:
         print_json(res)
@@ -166,7 +166,7 @@ def backup_restore(ref: Ref = None, json_: Json = False) -> None:
     try:
         res = rs.restore(_loc(), ref, say)
     except (BackupError, rs.RestoreRefused) as exc:
-        err.print(f"[red]restore refused: {exc}[/red]")
+        err.print(f"[red]restore refused: {exc}[/red]", soft_wrap=True)
         raise typer.Exit(1) from exc
     if json_:
         print_json(res)
