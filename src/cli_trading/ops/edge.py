@@ -2,9 +2,10 @@
 the host's nginx (Debian package) in front of a single-machine run.
 
 The same configuration, adapted to one machine: the agents' ports of this run (PORT_BASE), the
-HTTPS port EDGE_PORT (8443), the certificate TLS_CERT_FILE/TLS_KEY_FILE (a self-signed one is
-generated under `<data-dir>/edge/tls/` when none is given), files under `<data-dir>/edge/`, the
-access log in `<logs>/nginx/access.log` (same format: no header value ever reaches it).
+HTTPS port EDGE_PORT (8443), the certificate EDGE_TLS_CERT_FILE/EDGE_TLS_KEY_FILE (a self-signed
+one is generated under `<data-dir>/edge/tls/` when none is given; TLS_CERT_FILE is the agents'
+own), files under `<data-dir>/edge/`, the access log in `<logs>/nginx/access.log` (same format:
+no header value ever reaches it).
 What is left out: oauth2-proxy (not packaged for Debian), so the local edge has TLS, the rate
 limits and the orchestrator's X-Admin-Token check, but no OAuth2 sign-in; and the plain-HTTP
 redirect and container healthcheck servers.
@@ -171,13 +172,15 @@ class LocalEdge:
         deploy = deploy_dir() / "nginx"
         for d in (self.workdir / "tmp", self.logs):
             d.mkdir(parents=True, exist_ok=True)
-        if self.settings.tls_cert_file and self.settings.tls_key_file:
-            cert, key = Path(self.settings.tls_cert_file).resolve(), Path(self.settings.tls_key_file).resolve()
+        cert_file, key_file = os.environ.get("EDGE_TLS_CERT_FILE"), os.environ.get("EDGE_TLS_KEY_FILE")
+        if cert_file and key_file:
+            cert, key = Path(cert_file).resolve(), Path(key_file).resolve()
         else:
             cert, key = self_signed(self.workdir / "tls", self.host)
         for extra in deploy.glob("*.conf"):
             if extra.name != "nginx.conf":
                 shutil.copy(extra, self.workdir / extra.name)
+        scheme = "https" if self.settings.tls_cert_file else "http"  # agents may serve TLS themselves
         user = worker_user()
         if user:  # workers write the temp folders
             pw = pwd.getpwnam(user.split()[0])
@@ -185,7 +188,7 @@ class LocalEdge:
                 os.chown(d, pw.pw_uid, pw.pw_gid)
         text = render_local_nginx(
             (deploy / "nginx.conf").read_text(),
-            orchestrator=f"http://{self.host}:{self.settings.port_of('orchestrator')}",
+            orchestrator=f"{scheme}://{self.host}:{self.settings.port_of('orchestrator')}",
             grafana=self.grafana,
             listen=f"{self.host}:{self.port}",
             cert=cert,

@@ -87,7 +87,7 @@ def local_host(settings: Settings) -> str:
 
 
 class Daemon:
-    """A helper process of the local run: started in its own session, output in a log file,
+    """A helper process of the local run: in the process group of `up`, output in a log file,
     ready when an HTTP probe answers, stopped with SIGTERM (then SIGKILL)."""
 
     def __init__(self, name: str, cmd: list[str], log: Path, ready_url: str | None, *, verify: bool = True) -> None:
@@ -99,8 +99,8 @@ class Daemon:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._out = open(self.log, "ab")  # noqa: SIM115 - handed to the child, closed in stop()
         self.proc = subprocess.Popen(
-            self.cmd, stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+            self.cmd, stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )  # same process group as `up`: a kill of the group takes it along
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -169,6 +169,10 @@ def render_prometheus_config(
     else:
         cfg.pop("alerting", None)
     for job in cfg.get("scrape_configs", []):
+        if settings.tls_cert_file and job.get("job_name") in AGENT_PORTS:
+            # agents serve HTTPS themselves (TLS_CERT_FILE): scrape them over TLS on loopback
+            job["scheme"] = "https"
+            job["tls_config"] = {"insecure_skip_verify": True}
         for sc in job.get("static_configs", []):
             targets = []
             for t in sc.get("targets", []):
