@@ -12,7 +12,7 @@ from cli_trading.bus import Delivery, Outcome
 from cli_trading.contracts import BarMsg, Group, SignalMsg, Stream
 from cli_trading.market.bars import Bar
 from cli_trading.market.replay import ReplayFeed
-from cli_trading.trading.strategies import build_strategy, combine
+from cli_trading.trading.strategies import build_strategy
 from cli_trading.trading.strategy_config import load_strategy_config
 
 WINDOW = 300
@@ -59,12 +59,8 @@ class MarketAnalyst(Agent):
 
     def analyze(self, symbol: str) -> tuple[Any, Bar | None]:
         window = list(self.windows.get(symbol, ()))
-        signals = [
-            strat.decide(window)
-            for e in self.config.strategies
-            if (strat := self.strategies[e.name]) and ("*" in e.symbols or symbol in e.symbols)
-        ]
-        return combine(signals), (window[-1] if window else None)
+        signals = [self.strategies[e.name].decide(window) for e in self.config.strategies if e.applies_to(symbol)]
+        return self.config.combine_signals(signals), (window[-1] if window else None)
 
     async def on_commands(self, batch: list[Delivery]) -> list[Outcome]:
         out = []
