@@ -134,8 +134,20 @@ def services(compose: dict) -> dict:
 
 # -- PromQL: the metric names an expression reads ------------------------------------------------
 _PROMQL_WORDS = {
-    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
-    "offset", "inf", "nan", "atan2",
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+    "atan2",
 }
 
 
@@ -150,7 +162,7 @@ def metric_names(expr: str) -> set[str]:
     s = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", s)
     names = set()
     for m in re.finditer(r"(?<![\w.])[A-Za-z_:][A-Za-z0-9_:]*", s):
-        if s[m.end():].lstrip().startswith("(") or m.group(0).lower() in _PROMQL_WORDS:
+        if s[m.end() :].lstrip().startswith("(") or m.group(0).lower() in _PROMQL_WORDS:
             continue
         names.add(m.group(0))
     return names

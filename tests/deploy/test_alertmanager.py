@@ -50,8 +50,9 @@ def _receivers() -> dict[str, dict]:
         ("ops-team", ["#ops-team"], [], False),
     ],
 )
-def test_receivers_reach_the_runbook_contacts(receiver: str, slack: list[str], emails: list[str],
-                                              pagerduty: bool) -> None:
+def test_receivers_reach_the_runbook_contacts(
+    receiver: str, slack: list[str], emails: list[str], pagerduty: bool
+) -> None:
     r = _receivers()[receiver]
     assert [s["channel"] for s in r.get("slack_configs") or []] == slack
     assert [e["to"] for e in r.get("email_configs") or []] == emails

@@ -28,8 +28,12 @@ GRAFANA_VARS = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
 # What each dashboard must show (by the series it queries).
 REQUIRED = {
     "trading-overview.json": {
-        "trading_daily_pnl_pct", "trading_equity", "trading_system_halted", "trading_halt_info",
-        "trading_orders_total", "trading_risk_rejections_total",
+        "trading_daily_pnl_pct",
+        "trading_equity",
+        "trading_system_halted",
+        "trading_halt_info",
+        "trading_orders_total",
+        "trading_risk_rejections_total",
     },
     "streams.json": {"stream_pending_count", "trading_dlq_messages_total", "stream_dlq_length"},
     "api.json": {"api:latency_p95_5m", "trading:error_rate_5m"},
@@ -90,7 +94,7 @@ def test_dashboard_structure(path: Path) -> None:
     assert len(ids) == len(set(ids)), "duplicate panel ids"
     for p in panels(board):
         g = p["gridPos"]
-        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, p["title"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24, p["title"]
         if p["type"] == "row":
             continue
         assert p["datasource"] == {"type": "prometheus", "uid": "prometheus"}, p["title"]

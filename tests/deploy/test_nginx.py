@@ -40,8 +40,24 @@ def _free_port() -> int:
 
 def make_cert(folder: Path) -> tuple[Path, Path]:
     crt, key = folder / "server.crt", folder / "server.key"
-    run_ok([tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(crt)])
+    run_ok(
+        [
+            tool("openssl"),
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(crt),
+        ]
+    )
     return crt, key
 
 
@@ -62,7 +78,9 @@ def render(dest: Path, *, upstreams: dict[str, str], ports: dict[str, int] | Non
     text = text.replace("listen 80 default_server;", f"listen 127.0.0.1:{ports['http']} default_server;")
     text = text.replace("listen 443 ssl default_server;", f"listen 127.0.0.1:{ports['https']} ssl default_server;")
     text = text.replace("listen 127.0.0.1:8081;", f"listen 127.0.0.1:{ports['health']};")
-    temp = "".join(f"    {d}_temp_path {dest}/temp/{d};\n" for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temp = "".join(
+        f"    {d}_temp_path {dest}/temp/{d};\n" for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     text = text.replace("http {\n", "http {\n" + temp, 1)
     if not Path("/etc/nginx/mime.types").exists():
         (dest / "mime.types").write_text("types { text/html html; application/json json; }\n")
@@ -73,8 +91,14 @@ def render(dest: Path, *, upstreams: dict[str, str], ports: dict[str, int] | Non
 
 # -- static checks -------------------------------------------------------------------------------
 def test_nginx_t_accepts_the_config(tmp_path: Path) -> None:
-    conf = render(tmp_path, upstreams={"orchestrator:7001": "127.0.0.1:7001", "grafana:3000": "127.0.0.1:3000",
-                                       "oauth2-proxy:4180": "127.0.0.1:4180"})
+    conf = render(
+        tmp_path,
+        upstreams={
+            "orchestrator:7001": "127.0.0.1:7001",
+            "grafana:3000": "127.0.0.1:3000",
+            "oauth2-proxy:4180": "127.0.0.1:4180",
+        },
+    )
     out = run_ok([tool("nginx"), "-t", "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "logs/error.log")])
     assert "test is successful" in out
 
@@ -180,8 +204,9 @@ class Edge:
     oauth2: Stub
     log: Path
 
-    def get(self, path: str, *, session: bool = False, headers: dict[str, str] | None = None,
-            method: str = "GET") -> httpx.Response:
+    def get(
+        self, path: str, *, session: bool = False, headers: dict[str, str] | None = None, method: str = "GET"
+    ) -> httpx.Response:
         h = dict(headers or {})
         if session:
             h["Cookie"] = SESSION
@@ -195,12 +220,20 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     stubs = {"orchestrator": Stub("orchestrator"), "grafana": Stub("grafana"), "oauth2": OAuth2Stub("oauth2")}
     addr = {k: s.start() for k, s in stubs.items()}
     ports = {"http": _free_port(), "https": _free_port(), "health": _free_port()}
-    conf = render(folder, ports=ports, upstreams={"orchestrator:7001": addr["orchestrator"],
-                                                  "grafana:3000": addr["grafana"],
-                                                  "oauth2-proxy:4180": addr["oauth2"]})
+    conf = render(
+        folder,
+        ports=ports,
+        upstreams={
+            "orchestrator:7001": addr["orchestrator"],
+            "grafana:3000": addr["grafana"],
+            "oauth2-proxy:4180": addr["oauth2"],
+        },
+    )
     proc = subprocess.Popen(
         [tool("nginx"), "-p", str(folder), "-c", str(conf), "-e", str(folder / "logs/error.log"), "-g", "daemon off;"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         for _ in range(100):
@@ -209,11 +242,19 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
                 break
             except OSError:
                 if proc.poll() is not None:
-                    pytest.fail(f"nginx did not start:\n{proc.stdout.read()}\n{(folder / 'logs/error.log').read_text()}")
+                    pytest.fail(
+                        f"nginx did not start:\n{proc.stdout.read()}\n{(folder / 'logs/error.log').read_text()}"
+                    )
                 time.sleep(0.1)
-        yield Edge(f"https://127.0.0.1:{ports['https']}", f"http://127.0.0.1:{ports['http']}",
-                   f"http://127.0.0.1:{ports['health']}", stubs["orchestrator"], stubs["grafana"],
-                   stubs["oauth2"], folder / "logs/access.log")
+        yield Edge(
+            f"https://127.0.0.1:{ports['https']}",
+            f"http://127.0.0.1:{ports['http']}",
+            f"http://127.0.0.1:{ports['health']}",
+            stubs["orchestrator"],
+            stubs["grafana"],
+            stubs["oauth2"],
+            folder / "logs/access.log",
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -243,8 +284,12 @@ def test_admin_without_a_session_is_refused_before_the_orchestrator(edge: Edge) 
 
 
 def test_admin_with_a_session_reaches_the_orchestrator_with_the_token(edge: Edge) -> None:
-    r = edge.get("/admin/orchestrate/halt", method="POST", session=True,
-                 headers={"X-Admin-Token": TOKEN, "X-Forwarded-For": "6.6.6.6"})
+    r = edge.get(
+        "/admin/orchestrate/halt",
+        method="POST",
+        session=True,
+        headers={"X-Admin-Token": TOKEN, "X-Forwarded-For": "6.6.6.6"},
+    )
     assert r.status_code == 200
     seen = _last(edge.orchestrator, "/admin/orchestrate/halt")
     assert seen["method"] == "POST"
@@ -264,8 +309,11 @@ def test_placing_an_order_needs_a_session(edge: Edge) -> None:
 
 def test_grafana_gets_the_signed_in_user_and_not_the_token(edge: Edge) -> None:
     assert edge.get("/grafana/api/health").status_code == 403
-    r = edge.get("/grafana/d/cli-trading-overview", session=True,
-                 headers={"X-WEBAUTH-EMAIL": "attacker@evil.example", "X-Admin-Token": TOKEN})
+    r = edge.get(
+        "/grafana/d/cli-trading-overview",
+        session=True,
+        headers={"X-WEBAUTH-EMAIL": "attacker@evil.example", "X-Admin-Token": TOKEN},
+    )
     assert r.status_code == 200 and r.json()["upstream"] == "grafana"
     seen = _last(edge.grafana, "/grafana/d/cli-trading-overview")
     assert seen["headers"]["x-webauth-email"] == "ops@company.com"
@@ -279,15 +327,16 @@ def test_plain_http_redirects_and_healthcheck_answers(edge: Edge) -> None:
 
 
 def test_admin_rate_limit(edge: Edge) -> None:
-    codes = [edge.get("/admin/streams", session=True, headers={"X-Admin-Token": TOKEN}).status_code
-             for _ in range(30)]
+    codes = [edge.get("/admin/streams", session=True, headers={"X-Admin-Token": TOKEN}).status_code for _ in range(30)]
     assert 429 in codes and 200 in codes
 
 
 def test_access_log_has_no_header_values_and_serves_the_runbook_grep(edge: Edge) -> None:
     # /pnl/status (not /admin/: the rate-limit test may have used up the admin budget)
-    edge.get("/pnl/status?verbose=1", headers={"X-Admin-Token": TOKEN, "User-Agent": "runbook-test",
-                                              "Cookie": "_cli_trading_oauth2=expired-session"})
+    edge.get(
+        "/pnl/status?verbose=1",
+        headers={"X-Admin-Token": TOKEN, "User-Agent": "runbook-test", "Cookie": "_cli_trading_oauth2=expired-session"},
+    )
     time.sleep(0.2)
     log = edge.log.read_text()
     for secret in (TOKEN, "signed-in", "expired-session", "ops@company.com"):

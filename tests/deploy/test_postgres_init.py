@@ -64,8 +64,10 @@ def test_runbook_queries_work_as_typed(scratch_db: str, services: dict) -> None:
 def test_slow_query_command_finds_mean_time(scratch_db: str, services: dict) -> None:
     # EXPLAIN resolves every name without reading the statistics, which need the library
     # preloaded (docker-compose.yml does; a test server may not).
-    out = run_ok([tool("psql"), scratch_db, "-v", "ON_ERROR_STOP=1", "-c", f"EXPLAIN {SLOW_QUERIES}"],
-                 env=container_env(services))
+    out = run_ok(
+        [tool("psql"), scratch_db, "-v", "ON_ERROR_STOP=1", "-c", f"EXPLAIN {SLOW_QUERIES}"],
+        env=container_env(services),
+    )
     assert "pg_stat_statements" in out
 
 

@@ -86,7 +86,9 @@ def test_every_alert_is_labelled_and_annotated() -> None:
         assert labels.get("severity") in {"P0", "P1", "P2", "P3"}, a["alert"]
         assert labels.get("category") in {"trading", "security", "infrastructure"}, a["alert"]
         assert ann.get("summary") and ann.get("description"), a["alert"]
-        assert ann.get("runbook") in sections, f"{a['alert']}: runbook section {ann.get('runbook')!r} not in the runbook"
+        assert ann.get("runbook") in sections, (
+            f"{a['alert']}: runbook section {ann.get('runbook')!r} not in the runbook"
+        )
 
 
 def test_every_rule_has_a_unit_test() -> None:
