@@ -193,7 +193,7 @@ def postmortem(
 
 def _local_checklist(t: Target, why: str) -> dict[str, Any]:
     """The notification manager is down: judge what can be judged from here."""
-    facts = recovery.Facts(streams_error=f"{NM} not reachable ({why})")
+    facts = recovery.Facts(streams_error=f"{NM} not reachable ({why})", incidents_known=False)
     for agent in AGENTS:
         for path in ("/health", "/status"):
             try:
@@ -204,7 +204,7 @@ def _local_checklist(t: Target, why: str) -> dict[str, Any]:
                 facts.health[agent] = {"code": code, "body": None, "seconds": 0}
             else:
                 facts.status[agent] = code
-    return recovery.evaluate(facts)
+    return {**recovery.evaluate(facts), "running": any(h["code"] for h in facts.health.values())}
 
 
 def verify_recovery(
@@ -229,4 +229,6 @@ def verify_recovery(
             console.print(f"- {mark} {item['item']}{manual}\n      {item['evidence']}")
         color = "green" if result["ok"] else "red"
         console.print(f"[{color}]{result['passed']}/{result['total']} passed[/{color}]")
+    if result.get("running") is False:
+        raise typer.Exit(NOT_RUNNING)
     raise typer.Exit(0 if result["ok"] else 1)

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from cli_trading.bus import PoisonMessage
 from cli_trading.contracts import NotifyEvent, iso
-from cli_trading.logs import get_logger
+from cli_trading.logs import SECRET_WORDS, get_logger
 from cli_trading.notify import intake, render, store, throttle
 from cli_trading.notify.channels import Outcome, Sender
 from cli_trading.notify.classify import Classification, classify
@@ -158,7 +158,7 @@ class Dispatcher:
             "type": event["type"],
             "severity": event.get("severity"),
             "message": event.get("message"),
-            "context": event.get("context"),
+            "context": _safe(event.get("context") or {}),
             "priority": plan.priority,
             "category": plan.category,
             "rule": cls.rule if cls else "lifecycle",
@@ -172,6 +172,11 @@ class Dispatcher:
             pipe.lpush(RECENT_KEY, orjson.dumps(entry, default=str))
             pipe.ltrim(RECENT_KEY, 0, RECENT_MAX - 1)
             await pipe.execute()
+
+
+def _safe(ctx: dict[str, Any]) -> dict[str, Any]:
+    """A producer's context without secret-looking values (recent events are readable by anyone)."""
+    return {k: "***" if any(w in k.lower() for w in SECRET_WORDS) else v for k, v in ctx.items()}
 
 
 async def recent(redis: Any, *, limit: int = 50) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ class Facts:
     streams: list[dict[str, Any]] | None = None
     streams_error: str | None = None
     open_incidents: list[dict[str, Any]] = field(default_factory=list)
+    incidents_known: bool = True  # False when the incident records could not be read
     latency_p95_s: dict[str, float | None] = field(default_factory=dict)
     error_rates: dict[str, float] = field(default_factory=dict)
     admin_unauthenticated: int = 0  # status of an admin call without a token (401 expected)
@@ -98,7 +99,7 @@ def database(f: Facts) -> Item:
         if ((h.get("body") or {}).get("checks") or {}).get("database", {}).get("ok") is False
     ]
     ok = f.database_ok and not failing
-    ev = f"{f.database}: {'SELECT 1 ok' if f.database_ok else 'not reachable'}"
+    ev = f"{f.database or 'database'}: {'SELECT 1 ok' if f.database_ok else 'not reachable'}"
     ev += f"; agents reporting database down: {', '.join(failing)}" if failing else ""
     return Item("database", "Database connectivity verified", ok, ev)
 
@@ -136,6 +137,8 @@ def streams(f: Facts) -> Item:
 
 
 def alerts(f: Facts) -> Item:
+    if not f.incidents_known:
+        return Item("alerts", "Monitoring alerts cleared", False, "incident records not readable")
     serious = [i for i in f.open_incidents if i["severity"] in ("P0", "P1")]
     minor = [i for i in f.open_incidents if i["severity"] not in ("P0", "P1")]
     if serious:
