@@ -225,6 +225,11 @@ class Agent:
     def base_status(self) -> dict[str, Any]:
         usage = shutil.disk_usage(self.settings.data_dir if self.settings.data_dir.exists() else ".")
         metrics.HOST_DISK_FREE.set(usage.free / usage.total)
+        with contextlib.suppress(OSError, ValueError, KeyError, ZeroDivisionError):
+            with open("/proc/meminfo") as fh:
+                mem = dict(line.split(":", 1) for line in fh if ":" in line)
+            kib = {k: int(v.split()[0]) for k, v in mem.items() if k in ("MemTotal", "MemAvailable")}
+            metrics.HOST_MEMORY_AVAILABLE.set(kib["MemAvailable"] / kib["MemTotal"])
         return {
             "pid": os.getpid(),
             "uptimeSeconds": round(time.time() - self.started_at, 1),
