@@ -157,17 +157,25 @@ def backup_verify(ref: Ref = None, json_: Json = False) -> None:
 
 
 @backup_app.command("restore")
-def backup_restore(ref: Ref = None, json_: Json = False) -> None:
+def backup_restore(
+    ref: Ref = None,
+    skip_redis: Annotated[bool, typer.Option("--skip-redis", help="restore the database only")] = False,
+    json_: Json = False,
+) -> None:
     """Halt, restore the database and Redis, check the ledger, leave trading halted."""
     from cli_trading.ops import restore as rs
     from cli_trading.ops.backup import BackupError
 
     say = (lambda _: None) if json_ else console.print
     try:
-        res = rs.restore(_loc(), ref, say)
+        res = rs.restore(_loc(), ref, say, skip_redis=skip_redis)
     except (BackupError, rs.RestoreRefused) as exc:
         err.print(f"[red]restore refused: {exc}[/red]", soft_wrap=True)
         raise typer.Exit(1) from exc
+    except Exception as exc:  # noqa: BLE001 - mid-way failure: say where things stand
+        err.print(f"[red]restore FAILED: {type(exc).__name__}: {str(exc)[:500]}[/red]\nTrading stays halted. "
+                  "Check the database, then retry the restore or another backup.", soft_wrap=True)
+        raise typer.Exit(2) from exc
     if json_:
         print_json(res)
     ok = not res["problems"]

@@ -144,16 +144,17 @@ def _dlq_check(rows: list[dict[str, Any]], th: Thresholds) -> Check:
 
 # -- trading --------------------------------------------------------------------------------
 def halt_check(loc: Located, pnl: dict[str, Any] | None) -> Check:
-    state = pnl if pnl is not None else _halt_from_redis(loc)
+    state = pnl if pnl is not None else _halt_from_redis(loc) or _halt_from_db(loc)
     if state is None:
-        return Check("halt", "trading", "critical", "halt state unknown (orchestrator and Redis unreachable)", {})
-    ev = {k: state.get(k) for k in ("halted", "haltReason", "haltMode", "haltedAt", "haltedBy", "haltNote")}
+        return Check("halt", "trading", "critical", "halt state unknown (orchestrator, Redis, database)", {})
+    ev = {k: state.get(k) for k in ("halted", "haltReason", "haltMode", "haltedAt", "haltedBy", "haltNote", "source")}
     if not state.get("halted"):
         return Check("halt", "trading", "ok", "trading (not halted)", ev)
     reason = state.get("haltReason")
     status = "warning" if reason == "daily_target_reached" else "critical"
+    src = f" [from {state['source']}]" if state.get("source") else ""
     return Check("halt", "trading", status, f"HALTED: {reason} since {state.get('haltedAt')}"
-                 + (f" ({state.get('haltNote')})" if state.get("haltNote") else ""), ev)
+                 + (f" ({state.get('haltNote')})" if state.get("haltNote") else "") + src, ev)
 
 
 def _halt_from_redis(loc: Located) -> dict[str, Any] | None:
@@ -168,6 +169,30 @@ def _halt_from_redis(loc: Located) -> dict[str, Any] | None:
     return {"halted": h.get("halted") == "1", "haltReason": h.get("reason") or None, "haltMode": h.get("mode"),
             "haltedAt": h.get("halted_at") or None, "haltedBy": h.get("halted_by") or None,
             "haltNote": h.get("note") or None, "source": "redis"}
+
+
+def _halt_from_db(loc: Located) -> dict[str, Any] | None:
+    """The durable copy (halt_state), when neither the orchestrator nor Redis answers."""
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    from cli_trading.db import repo
+
+    async def go() -> dict[str, Any]:
+        engine = create_async_engine(loc.db_url)
+        try:
+            async with AsyncSession(engine) as s:
+                return {**(await repo.load_halt(s)).to_api(), "source": "database"}
+        finally:
+            await engine.dispose()
+
+    if loc.sqlite_path is not None and not loc.sqlite_path.exists():
+        return None
+    try:
+        return asyncio.run(go())
+    except Exception:  # noqa: BLE001 - unknown is reported by the caller
+        return None
 
 
 def pnl_check(pnl: dict[str, Any] | None, th: Thresholds) -> Check:

@@ -22,6 +22,12 @@ def client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=30)
 
 
+def redact(url: str) -> str:
+    from cli_trading.config import redact_url
+
+    return redact_url(url)
+
+
 def our_keys(r: redis.Redis) -> list[bytes]:
     keys = set(r.scan_iter(match=PREFIX + "*", count=1000))
     pipe = r.pipeline(transaction=False)

@@ -90,20 +90,21 @@ def _redis_file_check(folder: Path, manifest: dict[str, Any]) -> list[str]:
 
 
 # -- restore --------------------------------------------------------------------------------
-def restore(loc: Located, ref: str | None, say: Say) -> dict[str, Any]:
+def restore(loc: Located, ref: str | None, say: Say, *, skip_redis: bool = False) -> dict[str, Any]:
     folder = bk.resolve(loc.backup_root, ref)
     problems = bk.check_sums(folder)
     if problems:
         raise RestoreRefused(f"backup {folder.name} failed its checksum check: {'; '.join(problems)}. "
                              "Nothing was changed. Pick another backup (`backup-system.sh list`).")
     manifest = bk.load(folder).manifest
-    _check_compatible(loc, manifest)
+    _check_compatible(loc, manifest, skip_redis=skip_redis)
     say(f"backup {folder.name} checksums ok ({manifest['createdAt']})")
     halted = _halt_first(loc, say)
     frozen, remote = _freeze_local_agents(loc, say)
     try:
         recomputed = asyncio.run(_restore_db(loc, folder, manifest, say))
-        _restore_redis(loc, folder, manifest, say)
+        if not skip_redis:
+            _restore_redis(loc, folder, manifest, say)
     except BaseException:
         _signal_all(frozen, signal.SIGCONT)
         raise
@@ -118,14 +119,25 @@ def restore(loc: Located, ref: str | None, say: Say) -> dict[str, Any]:
             "restartedAgents": restarted, "agentsToRestart": remote, "ledger": recomputed, "halted": True}
 
 
-def _check_compatible(loc: Located, manifest: dict[str, Any]) -> None:
+def _check_compatible(loc: Located, manifest: dict[str, Any], *, skip_redis: bool) -> None:
     kind = "postgresql" if loc.is_postgres else "sqlite"
     if manifest["database"]["kind"] != kind:
         raise RestoreRefused(f"the backup holds a {manifest['database']['kind']} database but the system uses "
                              f"{kind}; nothing was changed")
-    if manifest.get("redis") and not loc.redis_url:
-        raise RestoreRefused("the backup holds Redis data but no Redis was found (set REDIS_URL or DATA_DIR); "
-                             "nothing was changed")
+    if skip_redis or not manifest.get("redis"):
+        return
+    if not loc.redis_url or not _redis_up(loc.redis_url):
+        where = redisdump.redact(loc.redis_url) if loc.redis_url else "nowhere (set REDIS_URL or DATA_DIR)"
+        raise RestoreRefused(f"the backup holds Redis data but Redis is not reachable at {where}. Start Redis, "
+                             "or restore the database alone with --skip-redis (the halt flag is republished "
+                             "from the database at start); nothing was changed")
+
+
+def _redis_up(url: str) -> bool:
+    try:
+        return bool(redisdump.client(url).ping())
+    except Exception:  # noqa: BLE001 - any failure means "not reachable"
+        return False
 
 
 def _running(loc: Located) -> bool:
