@@ -62,6 +62,9 @@ _HISTOGRAMS = ("http_request_duration_seconds",)
 # prometheus_client's default process collector, and what Prometheus itself synthesises.
 _RUNTIME = ("process_resident_memory_bytes", "process_cpu_seconds_total", "up", "ALERTS", "ALERTS_FOR_STATE")
 
+# The names as the agents' code declares them (prometheus_client adds _total to counters).
+DECLARED_METRICS: tuple[str, ...] = _COUNTERS + _GAUGES + _HISTOGRAMS
+
 EXPORTED_METRICS: frozenset[str] = frozenset(
     [f"{c}_total" for c in _COUNTERS]
     + list(_GAUGES)

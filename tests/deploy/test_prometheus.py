@@ -8,8 +8,10 @@ import pytest
 
 from tests.deploy.conftest import (
     AGENT_PORTS,
+    DECLARED_METRICS,
     DEPLOY,
     EXPORTED_METRICS,
+    ROOT,
     RULE_TESTS_DIR,
     all_rules,
     load_yaml,
@@ -112,6 +114,13 @@ def test_rules_read_only_exported_metrics() -> None:
     for r in all_rules():
         unknown = metric_names(r["expr"]) - known
         assert not unknown, f"{r.get('alert') or r.get('record')} reads unknown metrics {unknown}"
+
+
+def test_the_agents_declare_every_metric_the_rules_and_dashboards_use() -> None:
+    """The contract list above is what the code exports: each name is declared in src/cli_trading."""
+    source = "\n".join(p.read_text() for p in (ROOT / "src" / "cli_trading").rglob("*.py"))
+    missing = [m for m in DECLARED_METRICS if f'"{m}"' not in source]
+    assert not missing, f"metrics used by deploy/ but declared nowhere in src/cli_trading: {missing}"
 
 
 def _jobs(config: dict) -> dict[str, dict]:
