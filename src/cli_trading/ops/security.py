@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -192,11 +193,20 @@ def _known_secrets(loc: Located) -> dict[str, str]:
             v = p.read_text().strip()
         except OSError:
             continue
-        if v and not v.startswith("{") and not p.name.endswith((".key", ".pem")):
+        if p.name.endswith(".previous"):
+            vals["previous admin token"] = _previous_token(v)
+        elif v and not p.name.endswith((".key", ".pem")):
             vals[p.name] = v
     if make_url(loc.db_url).password:
         vals["database password"] = str(make_url(loc.db_url).password)
     return {k: v for k, v in vals.items() if len(v) >= 8}
+
+
+def _previous_token(raw: str) -> str:
+    try:
+        return str(json.loads(raw).get("token") or "")
+    except (ValueError, AttributeError):
+        return ""
 
 
 def log_findings(loc: Located) -> list[Finding]:
