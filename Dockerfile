@@ -14,11 +14,15 @@ RUN apt-get update \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /build
+RUN pip install --upgrade pip wheel
+# Dependencies first, from pyproject.toml alone: this layer stays cached while only src/ changes.
 COPY pyproject.toml README.md ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+      > /tmp/requirements.txt \
+ && pip install -r /tmp/requirements.txt
 COPY src ./src
-RUN pip install --upgrade pip wheel \
- && pip wheel --no-deps --wheel-dir /wheels . \
- && pip install /wheels/*.whl
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+ && pip install --no-deps /wheels/*.whl
 
 # -- runtime -----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
