@@ -78,6 +78,7 @@ def _continuous(run_checks: Any, interval: float) -> int:
 @backup_app.command("backup")
 def backup_create(
     keep: Annotated[int | None, typer.Option(help="backups to keep (BACKUP_KEEP, default 14; 0 = all)")] = None,
+    skip_redis: Annotated[bool, typer.Option("--skip-redis", help="back up the database only")] = False,
     json_: Json = False,
 ) -> None:
     """Back up the database, Redis and the configuration into a timestamped folder."""
@@ -85,7 +86,7 @@ def backup_create(
 
     loc = _loc()
     try:
-        info = bk.create(loc, keep=keep)
+        info = bk.create(loc, keep=keep, skip_redis=skip_redis)
     except Exception as exc:  # noqa: BLE001 - any failure: say what, exit 1, nothing half-written
         err.print(f"[red]backup failed: {exc}[/red]", soft_wrap=True)
         raise typer.Exit(1) from exc

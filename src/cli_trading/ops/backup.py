@@ -64,14 +64,14 @@ class BackupInfo:
 
 
 # -- create ---------------------------------------------------------------------------------
-def create(loc: Located, *, keep: int | None = None) -> BackupInfo:
+def create(loc: Located, *, keep: int | None = None, skip_redis: bool = False) -> BackupInfo:
     root = loc.backup_root
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     bid = _new_id(root)
     tmp = root / f".tmp-{bid}"
     tmp.mkdir(mode=0o700)
     try:
-        manifest = _fill(loc, tmp, bid)
+        manifest = _fill(loc, tmp, bid, with_redis=not skip_redis)
         _write_json(tmp / MANIFEST, manifest)
         write_sums(tmp)
         for f in tmp.rglob("*"):
@@ -93,12 +93,17 @@ def _new_id(root: Path) -> str:
     return bid
 
 
-def _fill(loc: Located, folder: Path, bid: str) -> dict[str, Any]:
+def _fill(loc: Located, folder: Path, bid: str, *, with_redis: bool) -> dict[str, Any]:
     started = time.monotonic()
     db_file, summary = _backup_db(loc, folder)
     redis_part = None
-    if loc.redis_url:
-        redis_part = {"file": "redis.jsonl", **redisdump.dump(redisdump.client(loc.redis_url), folder / "redis.jsonl")}
+    if loc.redis_url and with_redis:
+        try:
+            part = redisdump.dump(redisdump.client(loc.redis_url), folder / "redis.jsonl")
+        except redisdump.redis.RedisError as exc:
+            raise BackupError(f"Redis at {redact_url(loc.redis_url)} not readable ({exc}); "
+                              "--skip-redis backs up the database alone") from exc
+        redis_part = {"file": "redis.jsonl", **part}
     config_files = _backup_config(loc, folder)
     return {
         "format": FORMAT,
@@ -110,8 +115,7 @@ def _fill(loc: Located, folder: Path, bid: str) -> dict[str, Any]:
         "redis": redis_part,
         "config": config_files,
         "ledger": summary,
-        "files": {p.name if p.parent == folder else str(p.relative_to(folder)): _file_entry(p)
-                  for p in sorted(folder.rglob("*")) if p.is_file()},
+        "files": {str(p.relative_to(folder)): _file_entry(p) for p in sorted(folder.rglob("*")) if p.is_file()},
         "secrets": "not included (back up the secrets folder with your own encrypted tooling)",
     }
 
