@@ -97,6 +97,7 @@ def create_app(agent: Agent) -> FastAPI:
 
     @app.get("/metrics", tags=["ops"])
     async def prometheus() -> Response:
+        agent.export_host_metrics()
         agent.refresh_metrics()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

@@ -222,7 +222,8 @@ class Agent:
         checks["consumers"] = {"ok": not lagging, "unhealthy": lagging}
         return checks
 
-    def base_status(self) -> dict[str, Any]:
+    def export_host_metrics(self) -> None:
+        """Disk and memory of the host, refreshed on every scrape (alert rules read them)."""
         usage = shutil.disk_usage(self.settings.data_dir if self.settings.data_dir.exists() else ".")
         metrics.HOST_DISK_FREE.set(usage.free / usage.total)
         with contextlib.suppress(OSError, ValueError, KeyError, ZeroDivisionError):
@@ -230,6 +231,9 @@ class Agent:
                 mem = dict(line.split(":", 1) for line in fh if ":" in line)
             kib = {k: int(v.split()[0]) for k, v in mem.items() if k in ("MemTotal", "MemAvailable")}
             metrics.HOST_MEMORY_AVAILABLE.set(kib["MemAvailable"] / kib["MemTotal"])
+
+    def base_status(self) -> dict[str, Any]:
+        self.export_host_metrics()
         return {
             "pid": os.getpid(),
             "uptimeSeconds": round(time.time() - self.started_at, 1),
