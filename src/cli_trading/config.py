@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     trading_mode: Literal["paper", "live"] = "paper"
     symbols: str = "BTC-USD,ETH-USD"
     speed: float = 1.0
+    market_feed: Literal["replay", "ccxt"] = "replay"  # ccxt: live public candles from EXCHANGE_ID
+    market_timeframe: str = "1h"
     market_data_dir: Path | None = (
         None  # your own candles: <SYMBOL>_<label>.csv[.gz], columns ts,open,high,low,close,volume
     )

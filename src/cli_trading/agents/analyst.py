@@ -11,6 +11,7 @@ from cli_trading.agents.base import Agent, Subscription
 from cli_trading.bus import Delivery, Outcome
 from cli_trading.contracts import BarMsg, Group, SignalMsg, Stream
 from cli_trading.market.bars import Bar
+from cli_trading.market.ccxt_feed import CcxtFeed
 from cli_trading.market.replay import ReplayFeed
 from cli_trading.trading.strategies import build_strategy
 from cli_trading.trading.strategy_config import load_strategy_config
@@ -31,6 +32,19 @@ class MarketAnalyst(Agent):
         )
         self.bars_published = 0
         self.halted_reason: str | None = None
+
+    def _feed(self) -> Any:
+        s = self.settings
+        if s.market_feed == "ccxt":  # live public candles; the exchange object is closed on stop
+            import ccxt.async_support as ccxt
+
+            self.exchange = getattr(ccxt, s.exchange_id)({"enableRateLimit": True})
+            return CcxtFeed(self.exchange, s.symbol_list, timeframe=s.market_timeframe)
+        return ReplayFeed(s.symbol_list, speed=s.speed, folder=s.market_data_dir)
+
+    async def on_stop(self) -> None:
+        if getattr(self, "exchange", None) is not None:
+            await self.exchange.close()
 
     def subscriptions(self) -> list[Subscription]:
         return [Subscription(Stream.COMMANDS, Group.ANALYST, self.on_commands, key=lambda p: p.get("requestId"))]
