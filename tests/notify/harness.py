@@ -63,9 +63,18 @@ class Pipeline:
         await self.bus.close()
 
 
-async def pipeline(sessions: Any, doc: dict[str, Any], tmp_path: Path, *, max_failures: int = 3) -> Pipeline:
+async def pipeline(
+    sessions: Any,
+    doc: dict[str, Any],
+    tmp_path: Path,
+    *,
+    max_failures: int = 3,
+    name: str = "test-1",
+    clock: Clock | None = None,
+    batch: int = 200,
+) -> Pipeline:
     cfg = config.load(load_settings(notify_config=str(write_policy(tmp_path / "notifications.yaml", doc))))
-    clock = Clock()
+    clock = clock or Clock()
     bus = Bus(REDIS_URL)
 
     async def publish(ev: NotifyEvent) -> str:

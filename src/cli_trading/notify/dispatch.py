@@ -62,11 +62,12 @@ class Dispatcher:
         observed = await intake.observe(self.incidents, event, cls)
         action = observed.action if observed else None
         send, held = True, 0
-        if cls.throttle and action != "opened":
+        if cls.throttle:  # a new incident is never a repeat, but it opens the window for its repeats
             key = f"{cls.priority}:{cls.cause}"
             send, held = await throttle.admit(
                 self.redis, key=key, trace_id=event["traceId"], window_s=self.cfg.throttle_seconds
             )
+            send = send or action == "opened"
         inc = await self._incident(observed.incident_id) if observed else None
         plan = render.for_event(self.cfg, event, cls, action=action, inc=inc, now=self.clock(), suppressed=held)
         if await self._first_time(event):
