@@ -2,7 +2,8 @@
 real PostgreSQL (a database of its own) and the real Redis (DB 13), ports 19001–19007, with the
 admin token in a file (ADMIN_TOKEN_FILE) so that rotation can be tested without restarts.
 
-The daily target and loss limit are set out of reach so that automatic halts never interfere."""
+The daily target, loss limit and risk limits are set out of reach and automatic signals are
+rejected by risk (min_confidence 1.0), so that only the tests' own orders trade."""
 
 from __future__ import annotations
 
@@ -27,6 +28,14 @@ import redis
 from cli_trading.ops import secrets as sec
 
 ROOT = Path(__file__).resolve().parents[2]
+# Only the tests' manual orders fill (automatic signals never reach confidence 1), and no limit
+# is reached however long the session runs.
+RISK_YAML = """risk:
+  min_confidence: 1.0
+  max_order_notional: 100000
+  max_position_notional: 10000000
+  max_total_exposure: 10000000
+"""
 PORT_BASE = 19001
 REDIS_URL = os.environ.get("OPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -147,8 +156,11 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]:
     token_file = secrets_dir / "admin_token"
     extra = {"DATABASE_URL": pg_url, "REDIS_URL": REDIS_URL, "ADMIN_TOKEN": "", "ADMIN_TOKEN_FILE": str(token_file),
              "ADMIN_TOKEN_GRACE_S": "120", "DAILY_TARGET_PCT": "1000", "DAILY_LOSS_LIMIT_PCT": "99",
-             "AUTH_FAIL_LIMIT": "1000", "AUTH_SPIKE_THRESHOLD": "1000"}
-    system = _e2e().start_system(tmp, port_base=PORT_BASE, extra_env=extra)
+             "AUTH_FAIL_LIMIT": "1000", "AUTH_SPIKE_THRESHOLD": "1000", "STARTING_CASH": "1000000"}
+    config = tmp / "config"
+    config.mkdir()
+    (config / "risk.yaml").write_text(RISK_YAML)
+    system = _e2e().start_system(tmp, port_base=PORT_BASE, extra_env=extra, args=["--config", str(config)])
     try:
         yield Ops(system, pg_url, token_file, secrets_dir)
     finally:
