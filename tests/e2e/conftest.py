@@ -88,7 +88,17 @@ def start_system(
     data = data_dir or tmp / "data"
     data.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "ADMIN_TOKEN_FILE")}
-    env.update({"ADMIN_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1", **(extra_env or {})})
+    # replayed markets move fast: keep the automatic PnL halts out of tests that are not about them
+    # (those set their limits through POST /admin/pnl/limits)
+    env.update(
+        {
+            "ADMIN_TOKEN": TOKEN,
+            "PYTHONUNBUFFERED": "1",
+            "DAILY_TARGET_PCT": "500",
+            "DAILY_LOSS_LIMIT_PCT": "90",
+            **(extra_env or {}),
+        }
+    )
     out = open(data / "up.out", "ab")  # noqa: SIM115 - handed to the child
     cmd = [
         sys.executable,

@@ -22,8 +22,12 @@ REDIS_DB_URL = "redis://127.0.0.1:6379/14"
 def start_orchestrator(tmp: Path, **env: str) -> subprocess.Popen[bytes]:
     full = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "ADMIN_TOKEN_FILE")}
     full.update({"DATA_DIR": str(tmp), "REDIS_URL": REDIS_DB_URL, "ADMIN_TOKEN": TOKEN, "PORT_BASE": "17401", **env})
-    return subprocess.Popen([sys.executable, "-m", "cli_trading", "agent", "orchestrator"], env=full,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli_trading", "agent", "orchestrator"],
+        env=full,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def wait_up(url: str, **kw: object) -> None:
@@ -55,9 +59,28 @@ def test_allow_list_refuses_a_valid_token_from_elsewhere(tmp_path: Path) -> None
 
 def test_agents_serve_tls_themselves(tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     p = start_orchestrator(tmp_path, TLS_CERT_FILE=str(cert), TLS_KEY_FILE=str(key))
     try:
         wait_up("https://127.0.0.1:17401", verify=str(cert))
@@ -73,20 +96,36 @@ def test_requeue_all(tmp_path: Path) -> None:
     r = redis.Redis.from_url(REDIS_DB_URL)
     r.flushdb()
     for i in range(3):
-        entry = {"originalStream": "opt.results", "group": "orchestrator", "id": f"{i}-1", "error": "x",
-                 "failures": 5, "ts": "2026-01-01T00:00:00Z", "payload": {"requestId": f"never-{i}", "bad": True}}
+        entry = {
+            "originalStream": "opt.results",
+            "group": "orchestrator",
+            "id": f"{i}-1",
+            "error": "x",
+            "failures": 5,
+            "ts": "2026-01-01T00:00:00Z",
+            "payload": {"requestId": f"never-{i}", "bad": True},
+        }
         r.xadd("opt.results.dlq", {"data": orjson.dumps(entry)})
     p = start_orchestrator(tmp_path)
     try:
         wait_up("http://127.0.0.1:17401")
-        page = httpx.get("http://127.0.0.1:17401/admin/streams/dlq", params={"stream": "opt.results.dlq", "count": 2},
-                         headers={"X-Admin-Token": TOKEN}).json()
+        page = httpx.get(
+            "http://127.0.0.1:17401/admin/streams/dlq",
+            params={"stream": "opt.results.dlq", "count": 2},
+            headers={"X-Admin-Token": TOKEN},
+        ).json()
         assert len(page["entries"]) == 2 and page["next"] and page["length"] == 3
-        rest = httpx.get("http://127.0.0.1:17401/admin/streams/dlq",
-                         params={"stream": "opt.results.dlq", "start": page["next"]}, headers={"X-Admin-Token": TOKEN})
+        rest = httpx.get(
+            "http://127.0.0.1:17401/admin/streams/dlq",
+            params={"stream": "opt.results.dlq", "start": page["next"]},
+            headers={"X-Admin-Token": TOKEN},
+        )
         assert len(rest.json()["entries"]) == 1
-        res = httpx.post("http://127.0.0.1:17401/admin/streams/dlq/requeue", headers={"X-Admin-Token": TOKEN},
-                         content=b'{"dlqStream":"opt.results.dlq","all":true}')
+        res = httpx.post(
+            "http://127.0.0.1:17401/admin/streams/dlq/requeue",
+            headers={"X-Admin-Token": TOKEN},
+            content=b'{"dlqStream":"opt.results.dlq","all":true}',
+        )
         assert res.status_code == 200 and res.json()["count"] == 3
         payloads = [orjson.loads(f[b"data"]) for _, f in r.xrange("opt.results")]
         assert sorted(p["requestId"] for p in payloads)[:3] == ["never-0", "never-1", "never-2"]

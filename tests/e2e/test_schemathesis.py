@@ -21,10 +21,25 @@ def test_no_server_errors_from_generated_requests(tmp_path: Path) -> None:
         failures = []
         for agent in AGENT_PORTS:
             res = subprocess.run(
-                [str(SCHEMATHESIS), "run", f"{s.url(agent)}/openapi.json", "--checks", "not_a_server_error",
-                 "--max-examples", "5", "--phases", "coverage,fuzzing", "-H", f"X-Admin-Token: {TOKEN}",
-                 "--request-timeout", "10", "--no-color"],
-                capture_output=True, text=True, timeout=240,
+                [
+                    str(SCHEMATHESIS),
+                    "run",
+                    f"{s.url(agent)}/openapi.json",
+                    "--checks",
+                    "not_a_server_error",
+                    "--max-examples",
+                    "5",
+                    "--phases",
+                    "coverage,fuzzing",
+                    "-H",
+                    f"X-Admin-Token: {TOKEN}",
+                    "--request-timeout",
+                    "10",
+                    "--no-color",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=240,
             )
             if res.returncode != 0:
                 failures.append(f"{agent}:\n{res.stdout[-3000:]}")
