@@ -258,3 +258,37 @@ def test_checklist_verdicts() -> None:
     assert not items["alerts"]["ok"] and "#1" in items["alerts"]["evidence"]
     assert not items["streams"]["ok"] and "DLQ s.dlq: 2" in items["streams"]["evidence"]
     assert items["documentation"]["check"] == "manual"
+
+
+def _am(name: str, severity: str, status: str = "firing", **labels: str) -> dict[str, object]:
+    return {
+        "status": status,
+        "labels": {"alertname": name, "severity": severity, **labels},
+        "annotations": {"summary": f"{name} summary", "description": "why"},
+        "startsAt": "2026-01-05T12:00:00Z",
+        "fingerprint": f"fp{name}",
+    }
+
+
+def test_prometheus_alerts_keep_their_labels() -> None:
+    from cli_trading.notify.alertmanager import events
+
+    payload = {
+        "alerts": [
+            _am("HighErrorRate", "P1", category="infrastructure"),
+            _am("HighLatency", "P2", category="infrastructure"),
+            _am("TradingSystemHalted", "P0", category="trading"),
+            _am("HighErrorRate", "P1", "resolved", category="infrastructure"),
+        ]
+    }
+    firing, latency, halted, resolved = [e.model_dump() for e in events(payload)]
+    c = classify(firing, CFG.rules)
+    assert (c.priority, c.category, c.opens_incident, c.cause) == ("P1", "infrastructure", True, "alert:HighErrorRate")
+    assert c.title == "HighErrorRate summary" and firing["severity"] == "critical"
+    assert classify(latency, CFG.rules).priority == "P2" and not classify(latency, CFG.rules).opens_incident
+    h = classify(halted, CFG.rules)
+    assert h.priority == "P0" and not h.opens_incident  # the orchestrator's own halt event opens it
+    r = classify(resolved, CFG.rules)
+    assert r.mitigates == "alert:HighErrorRate" and resolved["type"] == "alert.HighErrorRate.resolved"
+    assert len({e.traceId for e in events(payload)}) == 4
+    assert events(payload)[0].traceId == events(payload)[0].traceId  # Alertmanager's repeats dedupe

@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
@@ -17,8 +18,8 @@ from cli_trading.agents.base import Agent, StartupError, Subscription
 from cli_trading.bus import Delivery, per_message
 from cli_trading.config import ConfigError
 from cli_trading.contracts import AGENTS, Group, NotifyEvent, Stream
+from cli_trading.notify import alertmanager, oncall, postmortem, probe, recovery, store
 from cli_trading.notify import config as notify_config
-from cli_trading.notify import oncall, postmortem, probe, recovery, store
 from cli_trading.notify.channels import Sender
 from cli_trading.notify.dispatch import Dispatcher, recent
 from cli_trading.notify.incidents import IncidentError, Incidents
@@ -152,6 +153,17 @@ def _notify_routes(nm: NotificationManager, app: FastAPI) -> None:
     async def post(request: Request) -> dict[str, Any]:
         ev = await json_body(request, NotifyEvent)
         return {"id": await nm.publish(ev), "traceId": ev.traceId}
+
+    @app.post("/notify/alertmanager", status_code=202, tags=["notify"])
+    async def from_alertmanager(request: Request) -> dict[str, Any]:
+        try:
+            payload = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, "malformed JSON body") from exc
+        found = alertmanager.events(payload if isinstance(payload, dict) else {})
+        for ev in found:
+            await nm.publish(ev)
+        return {"published": len(found), "traceIds": [e.traceId for e in found]}
 
     @app.get("/notify/deliveries", tags=["notify"])
     async def deliveries(limit: int = 50, incidentId: int | None = None, traceId: str | None = None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
-from cli_trading.notify.config import Rule
+from cli_trading.notify.config import PRIORITIES, Rule
 
 FALLBACK = {"critical": "P1", "warning": "P2", "info": "P3"}
 CATEGORIES = ("trading", "security", "infrastructure")
@@ -54,7 +54,8 @@ def _number(v: Any) -> float | None:
 
 def matches(rule: Rule, event: dict[str, Any]) -> bool:
     m, ctx = rule.match, event.get("context") or {}
-    if not fnmatch.fnmatchcase(str(event.get("type", "")), m.type):
+    globs = [m.type] if isinstance(m.type, str) else m.type
+    if not any(fnmatch.fnmatchcase(str(event.get("type", "")), g) for g in globs):
         return False
     if m.severity and event.get("severity") not in m.severity:
         return False
@@ -75,23 +76,26 @@ def classify(event: dict[str, Any], rules: list[Rule]) -> Classification:
     ctx = event.get("context") or {}
     for rule in rules:
         if matches(rule, event):
+            priority = rule.priority
+            if priority == "from_context":
+                priority = ctx.get("priority") if ctx.get("priority") in PRIORITIES else _fallback(event)
             category = rule.category or _category(ctx)
-            opens = rule.incident if rule.incident is not None else rule.priority in ("P0", "P1")
+            opens = rule.incident if rule.incident is not None else priority in ("P0", "P1")
             actor = ctx.get("actor") if rule.ack_by_actor else None
             return Classification(
-                priority=rule.priority,
+                priority=priority,
                 category=category,
                 rule=rule.name,
                 cause=fill(rule.cause, event),
                 title=fill(rule.title, event)[:200],
-                impact=fill(rule.impact, event) if rule.impact else _impact(rule.priority),
+                impact=fill(rule.impact, event) if rule.impact else _impact(priority),
                 services=sorted({*rule.services, *([ctx["agent"]] if ctx.get("agent") else [])}),
                 opens_incident=opens,
                 ack_by=str(actor) if actor else None,
                 mitigates=fill(rule.mitigates, event) if rule.mitigates else None,
                 throttle=rule.throttle,
             )
-    priority = FALLBACK.get(str(event.get("severity")), "P3")
+    priority = _fallback(event)
     return Classification(
         priority=priority,
         category=_category(ctx),
@@ -102,6 +106,10 @@ def classify(event: dict[str, Any], rules: list[Rule]) -> Classification:
         services=[ctx["agent"]] if ctx.get("agent") else [],
         opens_incident=priority in ("P0", "P1"),
     )
+
+
+def _fallback(event: dict[str, Any]) -> str:
+    return FALLBACK.get(str(event.get("severity")), "P3")
 
 
 def _category(ctx: dict[str, Any]) -> str:

@@ -41,7 +41,7 @@ class Channel(StrictModel):
 
 
 class Match(StrictModel):
-    type: str = "*"
+    type: str | list[str] = "*"  # glob(s)
     severity: list[str] | None = None
     context: dict[str, str] = Field(default_factory=dict)
     above: dict[str, float] = Field(default_factory=dict)
@@ -51,7 +51,7 @@ class Match(StrictModel):
 class Rule(StrictModel):
     name: str
     match: Match
-    priority: Priority
+    priority: Priority | Literal["from_context"]  # from_context: the event's context.priority (P0–P3)
     category: Category | None = None
     incident: bool | None = None  # default: P0/P1 open an incident
     cause: str = "{type}"
