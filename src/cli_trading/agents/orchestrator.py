@@ -333,16 +333,7 @@ class Orchestrator(Agent):
             p = d.payload
             status = p.get("status")
             if status == "filled":
-                self.ledger.apply(
-                    FillRecord(
-                        p["orderId"],
-                        p["symbol"],
-                        p["side"],
-                        Decimal(p["qty"]),
-                        Decimal(p["price"]),
-                        Decimal(p.get("fee", "0")),
-                    )
-                )
+                self.ledger.apply(FillRecord.from_status(p))
                 self.exec_failures = 0
             elif status == "failed":
                 self.exec_failures += 1

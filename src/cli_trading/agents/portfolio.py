@@ -39,16 +39,7 @@ class PortfolioManager(Agent):
         for d in batch:
             p = d.payload
             if p.get("status") == "filled":
-                self.ledger.apply(
-                    FillRecord(
-                        p["orderId"],
-                        p["symbol"],
-                        p["side"],
-                        Decimal(p["qty"]),
-                        Decimal(p["price"]),
-                        Decimal(p.get("fee", "0")),
-                    )
-                )
+                self.ledger.apply(FillRecord.from_status(p))
         return [None] * len(batch)
 
     async def handle_bars(self, batch: list[Delivery]) -> list[Outcome]:

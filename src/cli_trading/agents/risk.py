@@ -83,16 +83,7 @@ class RiskManager(Agent):
                 continue
             self.book.release(p.get("requestId", ""))
             if p.get("status") == "filled":
-                self.ledger.apply(
-                    FillRecord(
-                        p["orderId"],
-                        p["symbol"],
-                        p["side"],
-                        Decimal(p["qty"]),
-                        Decimal(p["price"]),
-                        Decimal(p.get("fee", "0")),
-                    )
-                )
+                self.ledger.apply(FillRecord.from_status(p))
         return [None] * len(batch)
 
     async def handle_bars(self, batch: list[Delivery]) -> list[Outcome]:
