@@ -141,11 +141,10 @@ def _size(n: int) -> str:
 def backup_verify(ref: Ref = None, json_: Json = False) -> None:
     """Restore into a scratch database and check it, without touching the live system."""
     from cli_trading.ops import restore as rs
-    from cli_trading.ops.backup import BackupError
 
     try:
         res = rs.verify(_loc(), ref)
-    except (BackupError, Exception) as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - unreadable backup, no scratch database, …
         err.print(f"[red]verify failed: {exc}[/red]", soft_wrap=True)
         raise typer.Exit(1) from exc
     if json_:
