@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from cli_trading.notify import oncall, postmortem
+from cli_trading.notify.dispatch import recent
 from cli_trading.notify.metrics import INCIDENTS_OPEN
 from tests.notify.conftest import Mailbox, Receiver, policy
 from tests.notify.harness import Pipeline, pipeline
@@ -74,7 +75,9 @@ async def test_acknowledged_in_time_does_not_escalate_and_reminders_follow_silen
     assert (inc["severity"], inc["category"]) == ("P1", "infrastructure")
     receiver.wait("/slack/ops-team", contains="Agent down: risk-manager")
     await tick(pipe, minutes=10)
-    await pipe.incidents.ack(inc["id"], actor="bob")
+    trace = next(e["traceId"] for e in await recent(pipe.bus.redis) if e["type"] == "agent.down")
+    acked = await pipe.incidents.ack_trace(trace, actor="bob")  # POST /admin/notify/ack {"traceId": …}
+    assert acked["id"] == inc["id"] and acked["commander"] == "bob" and acked["timeToRespondSeconds"] == 600
     await tick(pipe, minutes=20)  # past the 15 min response time, but acknowledged
     assert not any("ESCALATED" in t for t in receiver.text(CRITICAL))
 

@@ -76,6 +76,10 @@ def test_scripted_incident_postmortem_and_recovery_checklist(
 
     acked = cli(s, "incident", "ack", str(inc["id"]), "--by", "alice")
     assert acked.returncode == 0, acked.stderr
+    trace = next(e["traceId"] for e in nm.get("/notify/recent").json()["events"] if e["type"] == "halt.emergency_stop")
+    again = nm.post("/admin/notify/ack", headers=s.admin, content=json.dumps({"traceId": trace}))
+    assert again.status_code == 200 and again.json()["alreadyAcknowledged"], again.text
+    assert nm.post("/admin/notify/ack", content=json.dumps({"incidentId": inc["id"]})).status_code == 401
     assert "acknowledged by alice" in receiver.wait(CRITICAL, contains="📊 INCIDENT UPDATE 📊")[0]
     r = orc.post("/admin/orchestrate/unhalt", headers=s.admin, content='{"force": true, "note": "checked"}')
     assert r.status_code == 200, r.text
