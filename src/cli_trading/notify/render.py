@@ -9,7 +9,7 @@ from typing import Any
 
 from cli_trading.notify import templates as t
 from cli_trading.notify.classify import Classification
-from cli_trading.notify.config import NotifyConfig
+from cli_trading.notify.config import Contact, NotifyConfig
 from cli_trading.notify.templates import Rendered
 
 
@@ -103,7 +103,7 @@ def for_lifecycle(cfg: NotifyConfig, event: dict[str, Any], inc: Any, now: datet
             postmortem_due=(inc.resolved_at or now) + timedelta(hours=cfg.postmortem_due_hours),
         )
     elif kind == "escalated":
-        contact = cfg.contacts[str(ctx.get("contact"))]
+        contact = cfg.contacts.get(str(ctx.get("contact"))) or Contact(name=str(ctx.get("contact")))
         who = contact.name + (f" <{contact.address}>" if contact.address else "")
         msg = t.escalation(
             service=cfg.service,
