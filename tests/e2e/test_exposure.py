@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -83,8 +84,9 @@ def test_agents_serve_tls_themselves(tmp_path: Path) -> None:
     )
     p = start_orchestrator(tmp_path, TLS_CERT_FILE=str(cert), TLS_KEY_FILE=str(key))
     try:
-        wait_up("https://127.0.0.1:17401", verify=str(cert))
-        r = httpx.get("https://127.0.0.1:17401/admin/halts", headers={"X-Admin-Token": TOKEN}, verify=str(cert))
+        trust = ssl.create_default_context(cafile=str(cert))
+        wait_up("https://127.0.0.1:17401", verify=trust)
+        r = httpx.get("https://127.0.0.1:17401/admin/halts", headers={"X-Admin-Token": TOKEN}, verify=trust)
         assert r.status_code == 200
         with pytest.raises(httpx.HTTPError):
             httpx.get("http://127.0.0.1:17401/health", timeout=3)  # no plain HTTP on the TLS port

@@ -188,3 +188,32 @@ def test_halt_survives_redis_flush_and_restart(tmp_path: Path) -> None:
     finally:
         s.stop()
         r.flushdb()
+
+
+def test_system_error_halts(tmp_path: Path) -> None:
+    """system_error: consecutive execution failures, and a dead-lettered exec.status message."""
+    r = redis.Redis.from_url(REDIS_DB_URL)
+    r.flushdb()
+    s = start_system(tmp_path, port_base=17001, extra_env={"REDIS_URL": REDIS_DB_URL, "EXEC_FAILURE_HALT_N": "3"})
+    try:
+        for i in range(3):
+            failed = {
+                "orderId": f"ord-f{i}",
+                "requestId": f"f{i}",
+                "status": "failed",
+                "symbol": "BTC-USD",
+                "side": "buy",
+                "qty": "0.001",
+                "reason": "exchange unreachable",
+            }
+            r.xadd("exec.status", {"data": json.dumps(failed)})
+        p = until(lambda: (q := pnl(s))["halted"] and q)
+        assert p["haltReason"] == "system_error" and "3 consecutive execution failures" in p["haltNote"]
+        httpx.post(s.url() + "/admin/orchestrate/unhalt", headers=s.admin)
+        assert pnl(s)["halted"] is False
+        r.xadd("exec.status", {"data": b"\x00 not json"})  # dead-lettered at once by its consumers
+        p = until(lambda: (q := pnl(s))["halted"] and q)
+        assert p["haltReason"] == "system_error" and "exec.status.dlq" in p["haltNote"]
+    finally:
+        s.stop()
+        r.flushdb()
