@@ -62,3 +62,18 @@ def test_halt_is_reported(ops: Ops) -> None:
         ops.unhalt()
     halt = _by_name(doc)["halt"]
     assert rc == 2 and halt["status"] == "critical" and halt["evidence"]["haltReason"] == "emergency_stop"
+
+
+def test_continuous_refreshes_until_interrupted(ops: Ops) -> None:
+    import subprocess
+    import time
+
+    from .conftest import ROOT
+
+    proc = subprocess.Popen([str(ROOT / "scripts" / "comprehensive-health-check.sh"), "--continuous", "--interval",
+                             "1"], env=ops.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(20)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode in (0, 1), out[-2000:]
+    assert out.count("cli-trading health") >= 2 and "stopped" in out

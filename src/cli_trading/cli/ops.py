@@ -61,16 +61,26 @@ def _health_table(doc: dict[str, Any]) -> Table:
 
 
 def _continuous(run_checks: Any, interval: float) -> int:
+    """Redraw in place on a terminal; print one table per round into a pipe or a log."""
     code = 0
+    live = Live(console=console, auto_refresh=False) if console.is_terminal else None
     try:
-        with Live(console=console, auto_refresh=False, screen=False) as live:
-            while True:
-                doc = run_checks(locate())
-                code = doc["exitCode"]
+        if live:
+            live.start()
+        while True:
+            doc = run_checks(locate())
+            code = doc["exitCode"]
+            if live:
                 live.update(_health_table(doc), refresh=True)
-                time.sleep(max(0.5, interval))
+            else:
+                console.print(_health_table(doc))
+            time.sleep(max(0.5, interval))
     except KeyboardInterrupt:
-        console.print("\nstopped")
+        pass
+    finally:
+        if live:
+            live.stop()
+    console.print("stopped")
     return code
 
 
