@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from cli_trading.cli import incidents, operator, ops, system
+from cli_trading.cli import edge_secrets, incidents, operator, ops, system
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="cli-trading: a self-hosted trading system you can stop, understand and recover.",
 )
-for area in (system, operator, incidents, ops):
+for area in (system, operator, incidents, ops, edge_secrets):
     area.register(app)
