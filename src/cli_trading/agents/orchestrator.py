@@ -471,9 +471,14 @@ class Orchestrator(Agent):
         """Resume trading. A forced unhalt of an automatic PnL halt keeps that halt from firing
         again until the next trading day: the operator has accepted today's PnL."""
         reason = self.halts.state.reason
-        result = await self.halts.unhalt(
-            actor=actor, source=source, note=note, force=force, pnl_pct=self.pnl_pct(), limits=self.day.limits
-        )  # type: ignore[union-attr]
-        if force and reason in AUTO_CLEARING_REASONS:
-            self.overridden.add(reason)
-        return result
+        overriding = force and reason in AUTO_CLEARING_REASONS
+        if overriding:  # before any await: a mark arriving meanwhile must not re-halt
+            self.overridden.add(reason)  # type: ignore[arg-type]
+        try:
+            return await self.halts.unhalt(
+                actor=actor, source=source, note=note, force=force, pnl_pct=self.pnl_pct(), limits=self.day.limits
+            )  # type: ignore[union-attr]
+        except Exception:
+            if overriding:
+                self.overridden.discard(reason)  # type: ignore[arg-type]
+            raise

@@ -92,7 +92,7 @@ def evaluate(
     if r.side in rules.blocked_sides:
         return "side_blocked"
     notional = r.qty * r.price
-    if notional > rules.max_order_notional:
+    if r.side == "buy" and notional > rules.max_order_notional:  # a sell only reduces exposure (spot)
         return "max_order_notional"
     if r.side == "buy":
         if ledger.cash - sum(book.reserved_cash.values(), ZERO) < notional:
