@@ -150,20 +150,22 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]:
     pg_url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     r = redis.Redis.from_url(REDIS_URL)
     r.flushdb()
-    tmp = tmp_path_factory.mktemp("ops")
-    secrets_dir = tmp / "secrets"
-    sec.init(secrets_dir)
-    token_file = secrets_dir / "admin_token"
-    extra = {"DATABASE_URL": pg_url, "REDIS_URL": REDIS_URL, "ADMIN_TOKEN": "", "ADMIN_TOKEN_FILE": str(token_file),
-             "ADMIN_TOKEN_GRACE_S": "120", "DAILY_TARGET_PCT": "1000", "DAILY_LOSS_LIMIT_PCT": "99",
-             "AUTH_FAIL_LIMIT": "1000", "AUTH_SPIKE_THRESHOLD": "1000", "STARTING_CASH": "1000000"}
-    config = tmp / "config"
-    config.mkdir()
-    (config / "risk.yaml").write_text(RISK_YAML)
-    system = _e2e().start_system(tmp, port_base=PORT_BASE, extra_env=extra, args=["--config", str(config)])
     try:
-        yield Ops(system, pg_url, token_file, secrets_dir)
+        tmp = tmp_path_factory.mktemp("ops")
+        secrets_dir = tmp / "secrets"
+        sec.init(secrets_dir)
+        token_file = secrets_dir / "admin_token"
+        extra = {"DATABASE_URL": pg_url, "REDIS_URL": REDIS_URL, "ADMIN_TOKEN": "", "ADMIN_TOKEN_FILE": str(token_file),
+                 "ADMIN_TOKEN_GRACE_S": "120", "DAILY_TARGET_PCT": "1000", "DAILY_LOSS_LIMIT_PCT": "99",
+                 "AUTH_FAIL_LIMIT": "1000", "AUTH_SPIKE_THRESHOLD": "1000", "STARTING_CASH": "1000000"}
+        config = tmp / "config"
+        config.mkdir()
+        (config / "risk.yaml").write_text(RISK_YAML)
+        system = _e2e().start_system(tmp, port_base=PORT_BASE, extra_env=extra, args=["--config", str(config)])
+        try:
+            yield Ops(system, pg_url, token_file, secrets_dir)
+        finally:
+            system.stop()
     finally:
-        system.stop()
         r.flushdb()
         asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
