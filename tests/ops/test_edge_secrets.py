@@ -67,3 +67,15 @@ def test_the_runbook_script_runs_both(tmp_path: Path) -> None:
         )
         assert res.returncode == 0, res.stderr
     assert (tmp_path / "tls" / "server.crt").exists() and (tmp_path / "oauth2_cookie_secret").exists()
+
+
+def test_forced_rotation_covers_the_containment_list(tmp_path: Path) -> None:
+    from cli_trading.ops.edge_secrets import contain
+
+    generate_tls(tmp_path / "tls", hosts=["edge.example", "127.0.0.1"])
+    before = (tmp_path / "tls" / "server.crt").read_bytes()
+    lines = contain(tmp_path)
+    assert (tmp_path / "tls" / "server.crt").read_bytes() != before
+    assert (tmp_path / "oauth2_cookie_secret").exists()
+    assert any("TLS certificate regenerated" in x for x in lines) and any("identity provider" in x for x in lines)
+    assert handshake(tmp_path / "tls", "edge.example") == "hello"  # the same names as before

@@ -243,6 +243,10 @@ def secrets_rotate(
     from cli_trading.ops import secrets as sec
 
     res = sec.rotate(_loc(), force=force, grace_s=grace)
+    if force:  # the runbook's containment: change all secrets, reset OAuth2, regenerate TLS
+        from cli_trading.ops.edge_secrets import contain
+
+        res["containment"] = contain(sec.secrets_dir())
     if json_:
         return print_json(res)
     old = "revoked now" if force else f"valid until {res['previousValidUntil']}"
@@ -252,6 +256,8 @@ def secrets_rotate(
     for w in res["warnings"]:
         console.print(f"[yellow]{w}[/yellow]")
     console.print(f"export ADMIN_TOKEN=$(cat {res['tokenFile']})")
+    for line in res.get("containment", []):
+        console.print(line)
 
 
 @secrets_app.command("status")

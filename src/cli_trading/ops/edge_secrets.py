@@ -112,3 +112,31 @@ def rotate_oauth2(folder: Path) -> dict[str, Any]:
         "write them to secrets/oauth2_client_id and secrets/oauth2_client_secret, then "
         "`docker-compose restart oauth2-proxy`",
     }
+
+
+def contain(folder: Path) -> list[str]:
+    """The rest of the runbook's breach containment, after the admin token: a new TLS certificate
+    (same CA, so clients keep trusting it) and a new oauth2-proxy cookie secret. What cannot be
+    rotated from here is said, not skipped silently."""
+    done = []
+    tls = folder / "tls"
+    if (tls / "ca.key").exists() or (tls / "server.crt").exists():
+        res = generate_tls(tls, hosts=_hosts_of(tls / "server.crt"))
+        done.append(f"TLS certificate regenerated ({res['fingerprint']}); reload nginx")
+    else:
+        done.append("no TLS certificate under secrets/tls: run `manage-secrets.sh tls` to create one")
+    done.append("oauth2: " + rotate_oauth2(folder)["reminder"])
+    done.append(
+        "exchange API keys, webhook URLs and the PostgreSQL password: rotate them at their provider "
+        "(ALTER ROLE trader PASSWORD for PostgreSQL) and replace the files in secrets/"
+    )
+    return done
+
+
+def _hosts_of(cert_path: Path) -> list[str]:
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return [str(n.value) for n in san] or ["localhost"]
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return ["localhost", "127.0.0.1"]
