@@ -135,7 +135,7 @@ def test_loss_limit_from_real_fills_refuses_plain_unhalt(tmp_path: Path) -> None
         r = httpx.post(s.url() + "/admin/orchestrate/unhalt", headers=s.admin, json={"force": True, "note": "accepted"})
         assert r.status_code == 200 and r.json()["halted"] is False
         events = httpx.get(s.url() + "/admin/halts", headers=s.admin).json()["events"]
-        assert events[0]["action"] == "unhalt" and events[0]["detail"]["force"] is True
+        assert events[0]["action"] == "unhalt" and events[0]["detail"]["force"] is True, events[:3]
     finally:
         s.stop()
 

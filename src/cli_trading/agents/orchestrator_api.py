@@ -132,14 +132,9 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
         if not orc.halts.state.halted:
             return {**orc.halts.state.to_api(), "message": "not halted"}
         try:
-            return await orc.halts.unhalt(
-                actor=_actor(request),
-                source=client_addr(request),
-                note=body.note,
-                force=body.force,
-                pnl_pct=orc.pnl_pct(),
-                limits=orc.day.limits,
-            )  # type: ignore[union-attr]
+            return await orc.unhalt(
+                actor=_actor(request), source=client_addr(request), note=body.note, force=body.force
+            )
         except UnhaltRefused as exc:
             raise ApiError(409, str(exc), **orc.halts.state.to_api(), percent=str(orc.pnl_pct())) from exc
 
