@@ -1,23 +1,39 @@
 #!/usr/bin/env python3
-"""(The same driver as the acceptance check perf-pipeline.sh uses.) Drive manual-order runs through a running cli-trading (POST /orchestrate/run with side and
+"""Drive manual-order runs through a running cli-trading (POST /orchestrate/run with side and
 notional) and time each run until its first terminal message: exec.status filled/failed/rejected
 or risk.responses ok=false, matched by requestId. Two modes: --rate R (open loop, R runs/s for
---seconds) for latency, or -n N -c C (closed loop) for throughput. Prints one JSON line."""
-import argparse, asyncio, json, time, uuid
-import httpx
+--seconds) for latency, or -n N -c C (closed loop on the HTTP answer) for throughput, or
+--for-seconds S (closed loop until stopped, used as background load). Prints one JSON line.
+
+Same method and output as the acceptance check's pipeline_bench.py. The HTTP client differs:
+aiohttp by default, because httpx's connection pool costs 2-6 ms of CPU per request on this
+machine (docs/benchmarks.md), which would measure the load generator instead of the system.
+`--client httpx` reproduces the check exactly."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import redis.asyncio as aioredis
 
 TERMINAL = {"filled", "failed", "rejected"}
+Post = Callable[[str, dict[str, Any], dict[str, str]], Awaitable[int]]
 
 
-def pct(vals, p):
+def pct(vals: list[float], p: float) -> float | None:
     if not vals:
         return None
     s = sorted(vals)
     return s[min(len(s) - 1, max(0, int(round(p / 100 * len(s) + 0.5)) - 1))]
 
 
-async def tail(r, starts, done, stop):
+async def tail(r: aioredis.Redis, starts: dict[str, bytes], done: dict[str, Any], stop: asyncio.Event) -> None:
     last = dict(starts)
     while not stop.is_set():
         res = await r.xread(last, count=1000, block=200)
@@ -28,7 +44,7 @@ async def tail(r, starts, done, stop):
                 last[stream] = eid
                 try:
                     p = json.loads(fields.get(b"data", b"{}"))
-                except Exception:
+                except ValueError:
                     continue
                 rid = p.get("requestId")
                 if not rid or rid in done:
@@ -39,7 +55,39 @@ async def tail(r, starts, done, stop):
                     done[rid] = (now, "rejected:" + str(p.get("reason")))
 
 
-async def main():
+class Client:
+    """One keep-alive HTTP client, aiohttp or httpx, behind a single `post`."""
+
+    def __init__(self, kind: str, connections: int) -> None:
+        self.kind, self.connections = kind, connections
+
+    async def __aenter__(self) -> Post:
+        if self.kind == "httpx":
+            import httpx
+
+            self._c: Any = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=self.connections))
+
+            async def post(url: str, body: dict[str, Any], headers: dict[str, str]) -> int:
+                return (await self._c.post(url, json=body, headers=headers)).status_code
+        else:
+            import aiohttp
+
+            self._c = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.connections), timeout=aiohttp.ClientTimeout(total=30)
+            )
+
+            async def post(url: str, body: dict[str, Any], headers: dict[str, str]) -> int:
+                async with self._c.post(url, json=body, headers=headers) as resp:
+                    await resp.read()
+                    return resp.status
+
+        return post
+
+    async def __aexit__(self, *exc: object) -> None:
+        await (self._c.aclose() if self.kind == "httpx" else self._c.close())
+
+
+async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", default="http://127.0.0.1:7001")
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
@@ -47,8 +95,10 @@ async def main():
     ap.add_argument("-c", type=int, default=32)
     ap.add_argument("--rate", type=float, default=0.0)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--for-seconds", type=float, default=0.0, help="closed loop for this long instead of -n")
     ap.add_argument("--notional", type=float, default=10.0)
     ap.add_argument("--stall", type=float, default=15.0)
+    ap.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp")
     a = ap.parse_args()
 
     r = aioredis.from_url(a.redis)
@@ -56,18 +106,19 @@ async def main():
     for s in ("exec.status", "risk.responses"):
         last = await r.xrevrange(s, "+", "-", count=1)
         starts[s] = last[0][0] if last else b"0-0"
-    done, stop, sent, codes = {}, asyncio.Event(), {}, {}
+    done: dict[str, Any] = {}
+    stop, sent, codes = asyncio.Event(), {}, {}
     t_tail = asyncio.create_task(tail(aioredis.from_url(a.redis), starts, done, stop))
 
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=max(a.c, 64))) as cli:
-        async def one(i):
+    async with Client(a.client, max(a.c, 64)) as post:
+
+        async def one(i: int) -> None:
             rid = str(uuid.uuid4())
             sent[rid] = time.perf_counter()
             body = {"symbol": "BTC-USD", "side": "buy" if i % 2 == 0 else "sell", "notional": a.notional}
             try:
-                resp = await cli.post(f"{a.url}/orchestrate/run", json=body, headers={"X-Request-Id": rid})
-                code = resp.status_code
-            except Exception as e:
+                code: int | str = await post(f"{a.url}/orchestrate/run", body, {"X-Request-Id": rid})
+            except Exception as e:  # noqa: BLE001 - counted, the run goes on
                 code = type(e).__name__
             codes[str(code)] = codes.get(str(code), 0) + 1
 
@@ -80,13 +131,14 @@ async def main():
                 await asyncio.sleep(max(0.0, t0 + i * interval - time.perf_counter()))
             await asyncio.gather(*tasks)
         else:
-            q = asyncio.Queue()
-            for i in range(a.n):
-                q.put_nowait(i)
+            counter = iter(range(10**12 if a.for_seconds else a.n))
 
-            async def worker():
-                while not q.empty():
-                    await one(q.get_nowait())
+            async def worker() -> None:
+                for i in counter:
+                    if a.for_seconds and time.perf_counter() - t0 > a.for_seconds:
+                        return
+                    await one(i)
+
             await asyncio.gather(*[worker() for _ in range(a.c)])
         t_sent = time.perf_counter()
 
@@ -102,13 +154,14 @@ async def main():
     await t_tail
     fin = [rid for rid in sent if rid in done]
     lat = [(done[rid][0] - sent[rid]) * 1000 for rid in fin]
-    outcomes = {}
+    outcomes: dict[str, int] = {}
     for rid in fin:
         k = done[rid][1].split(":")[0]
         outcomes[k] = outcomes.get(k, 0) + 1
     t_end = max((done[rid][0] for rid in fin), default=t_sent)
+    mode = f"rate {a.rate}/s for {a.seconds}s" if a.rate else f"closed n={len(sent)} c={a.c}"
     print(json.dumps({
-        "mode": f"rate {a.rate}/s for {a.seconds}s" if a.rate else f"closed n={a.n} c={a.c}",
+        "mode": f"{mode} ({a.client})",
         "sent": len(sent), "http": codes, "completed": len(fin), "outcomes": outcomes,
         "completed_per_s": round(len(fin) / max(1e-9, t_end - t0), 1),
         "lat_ms_p50_p95_p99": [None if pct(lat, p) is None else round(pct(lat, p), 1) for p in (50, 95, 99)],
@@ -116,4 +169,10 @@ async def main():
 
 
 if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
     asyncio.run(main())

@@ -43,10 +43,6 @@ class HaltGate:
         res = await self._gate(keys=[HALT_KEY, INFLIGHT_KEY], args=["reducing" if reducing else "all", *order_ids])
         return res.decode() if isinstance(res, bytes) else str(res)
 
-    async def done(self, order_ids: list[str]) -> None:
-        if order_ids:
-            await self.redis.srem(INFLIGHT_KEY, *order_ids)
-
     async def publish(self, state: HaltState) -> list[str]:
         """Write the live flag; returns the orders in flight at that instant."""
         flat = [x for kv in state.to_redis().items() for x in kv]

@@ -14,9 +14,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY, generate_latest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from cli_trading.bus import Bus, Consumer, Delivery, PoisonMessage, per_message, requeue
-from cli_trading.contracts import NotifyEvent, dlq_of
+from cli_trading.bus import Bus, Consumer, Delivery, Handled, PoisonMessage, per_message, requeue
+from cli_trading.contracts import INFLIGHT_KEY, NotifyEvent, dlq_of
 
 pytestmark = pytest.mark.integration
 
@@ -115,6 +116,58 @@ async def test_publish_and_publish_many(bus: Bus, redis_client: aioredis.Redis, 
     assert msg["type"] == "t" and msg["severity"] == "info" and msg["message"] == "m"
     assert "ts" in msg and "traceId" in msg
     assert await bus.ping() is True
+
+
+async def test_concurrent_publishes_share_one_round_trip_and_keep_order(
+    bus: Bus, redis_client: aioredis.Redis, stream: str
+) -> None:
+    pipelines = 0
+    real = bus.redis.pipeline
+
+    def counting(*a: Any, **kw: Any) -> Any:
+        nonlocal pipelines
+        pipelines += 1
+        return real(*a, **kw)
+
+    bus.redis.pipeline = counting  # type: ignore[method-assign]
+    ids = await asyncio.gather(*(bus.publish(stream, {"n": i}) for i in range(50)))
+    assert pipelines == 1  # fifty publishers in one event-loop iteration: one round trip
+    assert len(set(ids)) == 50
+    entries = await redis_client.xrange(stream)
+    assert [e[0].decode() for e in entries] == list(ids)
+    assert [orjson.loads(f[b"data"])["n"] for _, f in entries] == list(range(50))
+
+
+async def test_coalesced_publish_raises_for_every_waiting_publisher() -> None:
+    b = Bus("redis://127.0.0.1:1/0")
+    try:
+        results = await asyncio.gather(*(b.publish("s", {"n": i}) for i in range(3)), return_exceptions=True)
+        assert len(results) == 3 and all(isinstance(r, RedisConnectionError) for r in results)
+    finally:
+        await b.close()
+
+
+async def test_handler_outputs_and_inflight_removal_land_with_the_acks(
+    bus: Bus, redis_client: aioredis.Redis, stream: str
+) -> None:
+    out = f"{stream}.out"
+    await redis_client.sadd(INFLIGHT_KEY, "o1", "o2", "keep")
+
+    async def handler(batch: list[Delivery]) -> Handled:
+        return Handled([None] * len(batch), emit=[(out, {"echo": d.payload["n"]}) for d in batch],
+                       inflight_done=["o1", "o2"])
+
+    c = Consumer(bus, stream, GROUP, "c1", handler)
+    try:
+        for i in range(3):
+            await bus.publish(stream, {"n": i})
+        assert await c.burst() == 3
+    finally:
+        await c.close()
+    assert [orjson.loads(f[b"data"])["echo"] for _, f in await redis_client.xrange(out)] == [0, 1, 2]
+    assert await redis_client.smembers(INFLIGHT_KEY) == {b"keep"}
+    assert (await redis_client.xpending(stream, GROUP))["pending"] == 0
+    await redis_client.delete(INFLIGHT_KEY)
 
 
 async def test_ping_false_when_redis_unreachable() -> None:

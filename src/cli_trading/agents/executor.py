@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from cli_trading import metrics
 from cli_trading.agents.base import Agent, Subscription, secret
-from cli_trading.bus import Delivery, Outcome, PoisonMessage
+from cli_trading.bus import Delivery, Handled, Outcome, PoisonMessage
 from cli_trading.contracts import Group, OrderMsg, StatusMsg, Stream
 from cli_trading.db import repo
 from cli_trading.exchanges.base import ExchangeAdapter, ExecResult, OrderRequest
@@ -55,7 +55,7 @@ class TradeExecutor(Agent):
         return [Subscription(Stream.ORDERS, Group.EXEC, self.handle_orders, key=lambda p: p.get("orderId"))]
 
     # -- the pipeline step -----------------------------------------------------------------
-    async def handle_orders(self, batch: list[Delivery]) -> list[Outcome]:
+    async def handle_orders(self, batch: list[Delivery]) -> Handled:
         outcomes: dict[str, Outcome] = {}
         orders: dict[str, OrderMsg] = {}
         for d in batch:
@@ -68,10 +68,14 @@ class TradeExecutor(Agent):
         replays = [m for m in msgs if m.orderId not in fresh]
         statuses = await self._replayed_status(replays)
         statuses += await self._execute([m for m in msgs if m.orderId in fresh])
-        await self.bus.publish_many([(Stream.STATUS, st) for st in statuses])  # type: ignore[union-attr]
         for st in statuses:
             metrics.ORDERS.labels(st.status).inc()
-        return [outcomes.get(d.id) for d in batch]
+        # statuses go out, and the orders leave the in-flight set, atomically with the acks
+        return Handled(
+            [outcomes.get(d.id) for d in batch],
+            emit=[(Stream.STATUS, st) for st in statuses],
+            inflight_done=[m.orderId for m in msgs],
+        )
 
     async def _claim(self, msgs: list[OrderMsg]) -> set[str]:
         now = self.clock()
@@ -137,7 +141,6 @@ class TradeExecutor(Agent):
             if r.status == "filled"
         ]
         await self._settle(order_rows, fill_rows)
-        await self.gate.done([m.orderId for m in msgs])
         for m, r in results:
             self.audit("order:" + r.status, request_id=m.requestId, target=m.orderId, result=r.reason)
         return [self._status(m, r) for m, r in results]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +14,7 @@ from fastapi import FastAPI
 
 from cli_trading import metrics
 from cli_trading.agents.base import Agent, Subscription
-from cli_trading.bus import REDIS_DOWN, Delivery, Outcome, per_message
+from cli_trading.bus import REDIS_DOWN, Delivery, Handled, Message, Outcome, per_message
 from cli_trading.contracts import (
     AUTO_CLEARING_REASONS,
     AnalyzeCommand,
@@ -89,7 +90,7 @@ class Orchestrator(Agent):
         ]
 
     def loops(self) -> list[Any]:
-        return [self._flush_loop, self._watch_loop]
+        return [self._watch_loop]
 
     def add_routes(self, app: FastAPI) -> None:
         from cli_trading.agents.orchestrator_api import add_routes
@@ -296,8 +297,8 @@ class Orchestrator(Agent):
         else:
             await self._to_risk(run, manual=False)
 
-    async def on_risk(self, batch: list[Delivery]) -> list[Outcome]:
-        orders = []
+    async def on_risk(self, batch: list[Delivery]) -> Handled:
+        orders: list[Message] = []
         for d in batch:
             p = d.payload
             run = await self._lookup(p.get("requestId", ""))
@@ -324,8 +325,7 @@ class Orchestrator(Agent):
                     ),
                 )
             )
-        await self.bus.publish_many(orders)  # type: ignore[union-attr]
-        return [None] * len(batch)
+        return Handled([None] * len(batch), emit=orders)
 
     async def on_status(self, batch: list[Delivery]) -> list[Outcome]:
         halt_reason = None
@@ -370,20 +370,11 @@ class Orchestrator(Agent):
         await params.store_proposals(self, d.payload)
 
     # -- loops -----------------------------------------------------------------------------
-    async def _flush_loop(self) -> None:
-        while not self.stop_event.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.stop_event.wait(), 0.02)
-            await self.flush_runs()
+    def has_write_behind(self) -> bool:
+        return self.runs.dirty
 
-    async def flush_runs(self) -> None:
-        if not self.runs.dirty:
-            return
-        try:
-            async with self.session() as s, s.begin():
-                await self.runs.flush(s)
-        except Exception as exc:  # noqa: BLE001 - kept in memory, written on the next tick
-            self.log.warning("runs not written yet", error=str(exc)[:200])
+    async def write_behind(self, session: Any) -> Callable[[], None]:
+        return await self.runs.flush(session)  # in the audit transaction: a run with its steps
 
     async def _watch_loop(self) -> None:
         """Once a second: day rollover, the Redis halt mirror, database and DLQ watchdogs."""
@@ -428,9 +419,6 @@ class Orchestrator(Agent):
                 source=None,
                 note=f"database unreachable for {down_for:.0f}s with orders in flight",
             )
-
-    async def on_stop(self) -> None:
-        await self.flush_runs()
 
     async def on_auth_spike(self, addr: str) -> None:
         if self.settings.auth_spike_halts and not self.halts.state.halted:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from cli_trading import metrics
 from cli_trading.agents.base import Agent, Subscription
-from cli_trading.bus import Delivery, Outcome, PoisonMessage
+from cli_trading.bus import Delivery, Handled, Message, Outcome, PoisonMessage
 from cli_trading.config import load_yaml
 from cli_trading.contracts import Group, RiskRequest, RiskResponse, Stream
 from cli_trading.db import repo
@@ -41,10 +41,10 @@ class RiskManager(Agent):
             Subscription(Stream.BARS, Group.RISK, self.handle_bars),
         ]
 
-    async def handle_requests(self, batch: list[Delivery]) -> list[Outcome]:
+    async def handle_requests(self, batch: list[Delivery]) -> Handled:
         halt = await self.gate.read()
         out: list[Outcome] = []
-        responses = []
+        responses: list[Message] = []
         now = self.clock()
         for d in batch:
             try:
@@ -73,8 +73,7 @@ class RiskManager(Agent):
                 )
             )
             out.append(None)
-        await self.bus.publish_many(responses)  # type: ignore[union-attr]
-        return out
+        return Handled(out, emit=responses)
 
     async def handle_status(self, batch: list[Delivery]) -> list[Outcome]:
         for d in batch:

@@ -4,6 +4,7 @@ while in flight and for a while after, written to the `runs` table in batches.""
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -132,19 +133,26 @@ class RunBook:
             if (symbol is None or r.symbol == symbol) and (manual is None or r.manual == manual)
         )
 
-    async def flush(self, session: Any) -> None:
-        """Write new runs and changes since the last flush (the caller commits)."""
+    async def flush(self, session: Any) -> Callable[[], None]:
+        """Write new runs and changes since the last flush (the caller commits). Returns the
+        undo to call if the transaction does not commit: the rows are buffered again."""
         new, changed = list(self._new.values()), list(self._changed.values())
         self._new, self._changed = {}, {}
+
+        def undo() -> None:
+            for r in new:
+                self._new.setdefault(r.request_id, r)
+            for r in changed:
+                if r.request_id not in self._new:
+                    self._changed.setdefault(r.request_id, r)
+
         try:
             await repo.add_runs(session, rows=[r.row() for r in new])
             await repo.update_runs(session, rows=[_changes(r) for r in changed])
         except Exception:
-            for r in new:
-                self._new.setdefault(r.request_id, r)
-            for r in changed:
-                self._changed.setdefault(r.request_id, r)
+            undo()
             raise
+        return undo
 
     @property
     def dirty(self) -> bool:
