@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
-"""Halt latency under load: while a closed loop of manual orders runs through a live system,
-halt and unhalt repeatedly and time each POST /admin/orchestrate/halt (request → response), and
-after each halt the time until the last in-flight order has settled (exec.status seen for every
-order the halt listed as in flight). Prints one JSON line."""
+"""Halt latency under load: while the core benchmark's closed loop of manual orders runs through
+a live system (pipeline_driver.py in its own process, so the load generator never delays the
+halt client), halt and unhalt repeatedly and time each POST /admin/orchestrate/halt (request →
+response), and after each halt the time until the last in-flight order has settled (exec.status
+seen for every order the halt listed as in flight). Prints one JSON line."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import sys
 import time
+from pathlib import Path
 
-import httpx
+import aiohttp
 import redis.asyncio as aioredis
 
 
@@ -20,15 +23,6 @@ def pct(values: list[float], p: float) -> float | None:
         return None
     s = sorted(values)
     return round(s[min(len(s) - 1, int(p / 100 * len(s)))], 2)
-
-
-async def load(url: str, stop: asyncio.Event, clients: int) -> None:
-    async def one(c: httpx.AsyncClient, i: int) -> None:
-        while not stop.is_set():
-            await c.post("/orchestrate/run", json={"symbol": "BTC-USD", "side": "buy" if i % 2 else "sell", "notional": 10})
-
-    async with httpx.AsyncClient(base_url=url, timeout=30) as c:
-        await asyncio.gather(*(one(c, i) for i in range(clients)))
 
 
 async def settled(r: aioredis.Redis, order_ids: set[str], start_id: bytes, timeout: float = 10) -> float | None:
@@ -48,37 +42,47 @@ async def main() -> None:
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     ap.add_argument("--token", required=True)
     ap.add_argument("--halts", type=int, default=30)
-    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--clients", type=int, default=32)
     a = ap.parse_args()
     r = aioredis.from_url(a.redis)
-    stop = asyncio.Event()
-    loader = asyncio.create_task(load(a.url, stop, a.clients))
+    driver = Path(__file__).with_name("pipeline_driver.py")
+    load = await asyncio.create_subprocess_exec(
+        sys.executable, str(driver), "--url", a.url, "--redis", a.redis, "-c", str(a.clients),
+        "--for-seconds", str(a.halts * 0.6 + 5), "--stall", "3", stdout=asyncio.subprocess.PIPE,
+    )
     halt_ms, settle_ms, in_flight = [], [], []
-    headers = {"X-Admin-Token": a.token}
-    async with httpx.AsyncClient(base_url=a.url, timeout=30, headers=headers) as c:
+    async with aiohttp.ClientSession(a.url, headers={"X-Admin-Token": a.token}) as c:
         await asyncio.sleep(2)
         for _ in range(a.halts):
             last = await r.xrevrange("exec.status", "+", "-", count=1)
             start = last[0][0] if last else b"0-0"
             t0 = time.perf_counter()
-            res = await c.post("/admin/orchestrate/halt", json={"reason": "manual", "note": "bench"})
+            async with c.post("/admin/orchestrate/halt", json={"reason": "manual", "note": "bench"}) as res:
+                body = await res.json()
             halt_ms.append((time.perf_counter() - t0) * 1000)
-            ids = set(res.json().get("inFlight", []))
+            ids = set(body.get("inFlight", []))
             in_flight.append(len(ids))
             s = await settled(r, ids, start)
             if s is not None:
                 settle_ms.append(s)
-            await c.post("/admin/orchestrate/unhalt", json={"force": True})
+            async with c.post("/admin/orchestrate/unhalt", json={"force": True}) as res:
+                await res.read()
             await asyncio.sleep(0.3)
-    stop.set()
-    await loader
+    out, _ = await load.communicate()
     print(json.dumps({
         "halts": len(halt_ms), "clients": a.clients,
         "halt_response_ms_p50_p95_p99": [pct(halt_ms, p) for p in (50, 95, 99)],
         "in_flight_at_halt_max": max(in_flight, default=0),
         "last_in_flight_settled_ms_p50_p99": [pct(settle_ms, p) for p in (50, 99)],
+        "load": json.loads(out.decode().strip().splitlines()[-1]) if out.strip() else None,
     }))
 
 
 if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
     asyncio.run(main())

@@ -19,4 +19,6 @@ trap 'kill -INT $UP; wait $UP' EXIT
 for _ in $(seq 1 90); do curl -sf http://127.0.0.1:7005/health >/dev/null && curl -sf http://127.0.0.1:7001/health >/dev/null && break; sleep 1; done
 $PY bench/pipeline_driver.py --redis "$REDIS_URL" -n "${N:-2000}" -c 32
 $PY bench/pipeline_driver.py --redis "$REDIS_URL" --rate 100 --seconds 10
+# the acceptance check's client (httpx): what perf-pipeline.sh sees on this machine
+$PY bench/pipeline_driver.py --redis "$REDIS_URL" -n "${N:-2000}" -c 32 --client httpx
 $PY bench/halt_latency.py --redis "$REDIS_URL" --token "$ADMIN_TOKEN"

@@ -80,6 +80,15 @@ def test_every_admin_route_of_every_agent_needs_the_token(admin_system: System) 
         assert httpx.get(s.url() + open_path, headers=s.admin).status_code == 200
 
 
+def test_parameter_decisions_validate_the_id(admin_system: System) -> None:
+    """Found by fuzzing: an id past the column's range was a 500 (OverflowError)."""
+    with admin_system.client() as c:
+        too_big = c.post("/admin/params/99999999999999999999/approve", headers=admin_system.admin)
+        unknown = c.post("/admin/params/424242/reject", headers=admin_system.admin)
+    assert too_big.status_code == 422 and "param_id" in too_big.text
+    assert unknown.status_code == 404 and "424242" in unknown.json()["error"]
+
+
 def test_stream_operations_in_the_runbook_shapes(admin_system: System) -> None:
     s, r = admin_system, redis.Redis.from_url(REDIS_DB_URL)
     [pending_cmd] = commands("/admin/streams/pending")

@@ -64,10 +64,16 @@ class TradeExecutor(Agent):
             except ValidationError as exc:
                 outcomes[d.id] = PoisonMessage(f"invalid order: {exc.errors()[0]['msg']}")
         msgs = list(orders.values())
-        fresh = await self._claim(msgs)
-        replays = [m for m in msgs if m.orderId not in fresh]
-        statuses = await self._replayed_status(replays)
-        statuses += await self._execute([m for m in msgs if m.orderId in fresh])
+        if self.adapter.settles_with_claim:
+            fresh, results = await self._claim_execute_settle(msgs)
+        else:
+            fresh = await self._claim(msgs)
+            results = await self._gated([m for m in msgs if m.orderId in fresh])
+            await self._settle(*self._rows(results))
+        statuses = await self._replayed_status([m for m in msgs if m.orderId not in fresh])
+        statuses += [self._status(m, r) for m, r in results]
+        for m, r in results:
+            self.audit("order:" + r.status, request_id=m.requestId, target=m.orderId, result=r.reason)
         for st in statuses:
             metrics.ORDERS.labels(st.status).inc()
         # statuses go out, and the orders leave the in-flight set, atomically with the acks
@@ -77,9 +83,28 @@ class TradeExecutor(Agent):
             inflight_done=[m.orderId for m in msgs],
         )
 
-    async def _claim(self, msgs: list[OrderMsg]) -> set[str]:
+    async def _claim_execute_settle(self, msgs: list[OrderMsg]) -> tuple[set[str], list[tuple[OrderMsg, ExecResult]]]:
+        """Paper: claim, fill and settle in one transaction (one commit per batch)."""
+        try:
+            async with self.session() as s, s.begin():
+                fresh = await repo.claim_orders(s, rows=self._claim_rows(msgs))
+                results = await self._gated([m for m in msgs if m.orderId in fresh])
+                orders, fills = self._rows(results)
+                await repo.settle_orders(s, orders=orders, fills=fills)
+            return fresh, results
+        except Exception:
+            await self._reload_paper_ledger()  # the fills applied in memory were rolled back
+            raise
+
+    async def _reload_paper_ledger(self) -> None:
+        async with self.session() as s:
+            fills = await repo.all_fills(s)
+        self.paper_ledger = replay(self.settings.starting_cash, fills, {})
+        self.adapter.ledger = self.paper_ledger  # type: ignore[attr-defined]
+
+    def _claim_rows(self, msgs: list[OrderMsg]) -> list[dict[str, Any]]:
         now = self.clock()
-        rows = [
+        return [
             {
                 "order_id": m.orderId,
                 "request_id": m.requestId,
@@ -93,8 +118,10 @@ class TradeExecutor(Agent):
             }
             for m in msgs
         ]
+
+    async def _claim(self, msgs: list[OrderMsg]) -> set[str]:
         async with self.session() as s, s.begin():
-            return await repo.claim_orders(s, rows=rows)
+            return await repo.claim_orders(s, rows=self._claim_rows(msgs))
 
     async def _replayed_status(self, msgs: list[OrderMsg]) -> list[StatusMsg]:
         """Orders seen before: publish what the ledger says, never send them again."""
@@ -110,10 +137,8 @@ class TradeExecutor(Agent):
             out.append(self._status(m, ExecResult(status, o.price, o.fee or Decimal(0), reason)))  # type: ignore[arg-type]
         return out
 
-    async def _execute(self, msgs: list[OrderMsg]) -> list[StatusMsg]:
-        if not msgs:
-            return []
-        results = await self._gated(msgs)
+    def _rows(self, results: list[tuple[OrderMsg, ExecResult]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The orders' final state and the fills, as rows."""
         now = self.clock()
         order_rows = [
             {
@@ -140,12 +165,11 @@ class TradeExecutor(Agent):
             for m, r in results
             if r.status == "filled"
         ]
-        await self._settle(order_rows, fill_rows)
-        for m, r in results:
-            self.audit("order:" + r.status, request_id=m.requestId, target=m.orderId, result=r.reason)
-        return [self._status(m, r) for m, r in results]
+        return order_rows, fill_rows
 
     async def _gated(self, msgs: list[OrderMsg]) -> list[tuple[OrderMsg, ExecResult]]:
+        if not msgs:
+            return []
         verdict = await self.gate.gate([m.orderId for m in msgs])
         if verdict == "ok":
             return [(m, await self._submit(m)) for m in msgs]
@@ -173,7 +197,9 @@ class TradeExecutor(Agent):
             return ExecResult("failed", reason=f"{type(exc).__name__}: {str(exc)[:200]}")
 
     async def _settle(self, orders: list[dict[str, Any]], fills: list[dict[str, Any]]) -> None:
-        """The adapter has acted: the ledger write must land, so retry until it does."""
+        """A real exchange has acted: the ledger write must land, so retry until it does."""
+        if not orders:
+            return
         delay = 0.1
         while True:
             try:

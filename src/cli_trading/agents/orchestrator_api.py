@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Query, Request
+from fastapi import Path as ApiPath
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -256,7 +257,11 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
         return {"params": await params.list_params(orc, status=status)}
 
     @app.post("/admin/params/{param_id}/{decision}", tags=["admin"])
-    async def decide(param_id: int, decision: Literal["approve", "reject"], request: Request) -> dict[str, Any]:
+    async def decide(
+        decision: Literal["approve", "reject"],
+        request: Request,
+        param_id: int = ApiPath(ge=1, le=2**31 - 1),  # the column is a 32-bit integer
+    ) -> dict[str, Any]:
         try:
             res = await params.decide(orc, param_id=param_id, approve=decision == "approve", actor=_actor(request))
         except ValueError as exc:

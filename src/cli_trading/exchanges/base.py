@@ -37,6 +37,10 @@ class Received:
 class ExchangeAdapter(Protocol):
     name: str
     received: list[Received]
+    # True when the adapter's state lives in our own ledger (the paper engine): an order can then
+    # be claimed and settled in one transaction, because a rollback undoes the fill as well. A
+    # real exchange acts outside our transaction, so its claim must commit before it is called.
+    settles_with_claim: bool
 
     async def submit(self, order: OrderRequest) -> ExecResult: ...
 

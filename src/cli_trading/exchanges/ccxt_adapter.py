@@ -16,6 +16,7 @@ def ccxt_symbol(symbol: str) -> str:
 
 class CcxtExchange:
     name = "ccxt"
+    settles_with_claim = False
 
     def __init__(self, exchange: Any) -> None:
         self.exchange = exchange

@@ -1,0 +1,467 @@
+"""PostgreSQL lost while `cli-trading up` runs, then back.
+
+Runs against a private PostgreSQL cluster made for the test in a temporary folder (never the
+machine's shared server on 5432), so that the database can be stopped under a running system:
+
+- the database-backed agents report the outage on /health (503, database check false), and none
+  of them exits while the server is down;
+- an order placed during the outage is not lost: once the database is back every agent is healthy
+  again, the order reaches an outcome, and the ledger holds each fill exactly once;
+- an outage longer than DB_OUTAGE_HALT_S with orders in flight halts trading (system_error), and
+  that halt, decided while nothing could be written, is in the database once it is back.
+
+Two known defects are pinned by strict xfails at the end (each says where it comes from): the
+trade-executor exits on a database error other than a refused connection, and the notification
+of the outage halt is dead-lettered instead of sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import redis
+
+from cli_trading.contracts import AGENT_PORTS, Stream, dlq_of
+from cli_trading.embedded_redis import free_port
+from tests.e2e.conftest import System, start_system
+
+pytestmark = pytest.mark.e2e
+
+REDIS_URL = "redis://127.0.0.1:6379/9"  # a Redis DB no other test uses; flushed before each run
+PREFERRED_PG_PORT = 55439
+DB_NAME = "trading"
+# the agents that open the database (the analyst and the optimizer run without one)
+DB_AGENTS = ("orchestrator", "portfolio-manager", "risk-manager", "trade-executor", "notification-manager")
+TERMINAL = ("filled", "rejected", "failed")
+# Automatic trading is kept away from the executor: the analyst's signals are all rejected by risk
+# (a confidence of 1 is required, and at confidence 1 the sizing asks for ~2% of equity, over the
+# order cap), while the tests' manual 50 USD buys pass (manual orders bypass the confidence
+# rule). The executor then touches the database only for orders the test places, so the instant
+# the database stops never falls inside an executor write by chance: what happens when it does
+# is pinned down, deterministically, by the last test of this file.
+QUIET_RISK = """\
+risk:
+  min_confidence: 1.0
+  manual_bypasses_confidence: true
+  max_order_notional: 100
+  blocked_sides: [sell]
+"""
+
+T = TypeVar("T")
+
+
+# -- the private PostgreSQL cluster ---------------------------------------------------------
+
+
+def _pg_bindir() -> Path | None:
+    """The newest installed server's bin folder (Debian keeps them out of PATH)."""
+    found = [Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")]
+    if not found:
+        return None
+    newest = max(found, key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    return newest.parent
+
+
+def _tcp_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@dataclass
+class PgCluster:
+    bindir: Path
+    root: Path  # owned by the server's OS user: holds the data folder, the socket and the log
+    port: int
+    owner: pwd.struct_passwd | None  # run the server as this user (PostgreSQL refuses root)
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{DB_NAME}"
+
+    def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        cmd = list(args)
+        if self.owner is not None:
+            cmd = ["runuser", "-u", self.owner.pw_name, "--", *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.root)
+
+    def _check(self, *args: str, timeout: float = 60) -> str:
+        res = self._run(*args, timeout=timeout)
+        assert res.returncode == 0, f"{' '.join(args)} failed:\n{res.stdout}\n{res.stderr}\n{self.server_log()}"
+        return res.stdout
+
+    def init(self) -> None:
+        # trust authentication is safe here: the server listens on loopback only (see start)
+        self._check(
+            str(self.bindir / "initdb"), "-D", str(self.data), "--username=postgres", "-A", "trust", "-E", "UTF8",
+            "--no-sync",
+        )  # fmt: skip
+
+    def start(self) -> None:
+        # fsync off: a throwaway cluster, and the test measures recovery, not the disk
+        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._check(
+            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", opts,
+            "-w", "start",
+        )  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        self._check(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def running(self) -> bool:
+        return self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "status").returncode == 0
+
+    def sql(self, query: str, db: str = DB_NAME) -> list[list[str]]:
+        """Rows of a query through psql over TCP: the test needs no database driver of its own."""
+        out = self._check(
+            str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db,
+            "-v", "ON_ERROR_STOP=1", "-AtF", "\t", "-c", query,
+        )  # fmt: skip
+        return [line.split("\t") for line in out.splitlines() if line]
+
+    def lock_out(self) -> None:
+        """The server stays up but refuses the trading database, with an error of its own (as
+        while it starts up, recovers or shuts down), and drops the sessions open on it."""
+        self.sql(f"ALTER DATABASE {DB_NAME} ALLOW_CONNECTIONS false", db="postgres")
+        self.sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{DB_NAME}'", db="postgres")
+
+    def let_in(self) -> None:
+        self.sql(f"ALTER DATABASE {DB_NAME} ALLOW_CONNECTIONS true", db="postgres")
+
+    def server_log(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self.root / "server.log").read_text(errors="replace")[-3000:]
+        return ""
+
+
+@pytest.fixture
+def pg() -> Iterator[PgCluster]:
+    """A private cluster with an empty `trading` database, stopped and removed afterwards."""
+    bindir = _pg_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries not installed (/usr/lib/postgresql/*/bin)")
+    owner = None
+    if os.geteuid() == 0:
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' OS user to run the server as")
+    # not under pytest's tmp_path: that lies in a 0700 folder of root, which the server's user
+    # cannot enter. A short path also keeps the Unix socket's path under its length limit.
+    root = Path(tempfile.mkdtemp(prefix="cli-trading-pg-"))
+    if owner is not None:
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+    port = PREFERRED_PG_PORT if _tcp_free(PREFERRED_PG_PORT) else free_port()
+    cluster = PgCluster(bindir, root, port, owner)
+    try:
+        cluster.init()
+        cluster.start()
+        cluster.sql(f"CREATE DATABASE {DB_NAME}", db="postgres")
+        yield cluster
+    finally:
+        with contextlib.suppress(Exception):
+            if cluster.running():
+                try:
+                    cluster.stop("fast")
+                except AssertionError:
+                    cluster.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def until(fn: Callable[[], T], timeout: float, what: str, every: float = 0.25) -> T:
+    """Poll `fn` until it returns something truthy, or fail after `timeout` naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not reached within {timeout}s: {what} (last: {value!r})")
+        time.sleep(every)
+
+
+def start(tmp: Path, pg: PgCluster, *, port_base: int, halt_after_s: float) -> System:
+    # start_system checks only the first port; a leftover agent on any of the seven would answer
+    # this test's health checks in place of the real one
+    for p in range(port_base, port_base + len(AGENT_PORTS)):
+        assert _tcp_free(p), f"port {p} is taken: another system is still running there"
+    redis.Redis.from_url(REDIS_URL).flushdb()  # no streams, groups or halt flag from an earlier run
+    config = tmp / "config"
+    config.mkdir()
+    (config / "risk.yaml").write_text(QUIET_RISK)
+    env = {
+        "REDIS_URL": REDIS_URL,
+        "DATABASE_URL": pg.url,
+        "DB_OUTAGE_HALT_S": str(halt_after_s),
+        "CONFIG_DIR": str(config),
+    }
+    return start_system(tmp, port_base=port_base, extra_env=env)
+
+
+def health(s: System, agent: str) -> tuple[int, dict[str, Any]]:
+    try:
+        r = httpx.get(s.url(agent) + "/health", timeout=5)
+        return r.status_code, r.json()
+    except (httpx.HTTPError, ValueError):
+        return 0, {}  # not answering at all: the agent is down
+
+
+def db_down_reported(s: System, agent: str) -> bool:
+    code, body = health(s, agent)
+    return code == 503 and body.get("checks", {}).get("database", {}).get("ok") is False
+
+
+def place_order(s: System, notional: int = 50) -> str:
+    """A manual buy; right after the start the market may have no price yet (409): retry that."""
+
+    def attempt() -> str | None:
+        r = httpx.post(
+            s.url() + "/orchestrate/run", json={"symbol": "BTC-USD", "side": "buy", "notional": notional}, timeout=10
+        )
+        if r.status_code == 409 and "no market price" in r.text:
+            return None
+        assert r.status_code == 202, r.text
+        return str(r.json()["requestId"])
+
+    return until(attempt, 30, "a market price for BTC-USD", every=0.5)
+
+
+def run_of(s: System, rid: str) -> dict[str, Any]:
+    try:
+        r = httpx.get(f"{s.url()}/orchestrate/run/{rid}", timeout=5)
+    except httpx.HTTPError:
+        return {}
+    return r.json() if r.status_code == 200 else {}
+
+
+def wait_outcome(s: System, rid: str, timeout: float) -> dict[str, Any]:
+    try:
+        until(lambda: run_of(s, rid).get("outcome"), timeout, f"an outcome for run {rid}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{run_of(s, rid)}\n{logs(s)}") from None
+    return run_of(s, rid)
+
+
+def pnl(s: System) -> dict[str, Any]:
+    return httpx.get(s.url() + "/pnl/status", timeout=5).json()
+
+
+def restarts(s: System) -> list[str]:
+    """The supervisor's lines about agents that exited (it restarts them): a crash, never a
+    way to handle an outage."""
+    return [line for line in s.output().splitlines() if " exited with " in line or "keeps crashing" in line]
+
+
+def executor_restarts_only(lines: list[str]) -> bool:
+    """Restarts of the trade-executor alone, the crash `test_executor_survives_a_database_that_
+    refuses_it` pins down: when the database comes back, the executor retrying a queued order can
+    meet the server still starting up ('the database system is starting up') and exit; the
+    supervisor restarts it. Once that test passes, expect no restart at all here."""
+    return all(line.startswith("trade-executor exited with ") for line in lines)
+
+
+def logs(s: System, lines: int = 30) -> str:
+    """The tail of `up`'s output and of every agent's log: what to read when an assertion fails."""
+    out = [f"== up.out ==\n{s.output()[-3000:]}"]
+    for f in sorted((s.data_dir / "logs").glob("*")):
+        if f.is_file() and f.suffix in (".log", ".out"):
+            tail = f.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"== {f.name} ==\n" + "\n".join(tail))
+    return "\n".join(out)
+
+
+def fills_of(pg: PgCluster, order_id: str) -> int:
+    return int(pg.sql(f"SELECT count(*) FROM fills WHERE order_id = '{order_id}'")[0][0])
+
+
+def order_rows(pg: PgCluster, order_id: str) -> list[str]:
+    return [r[0] for r in pg.sql(f"SELECT status FROM orders WHERE order_id = '{order_id}'")]
+
+
+def all_healthy_again(s: System, timeout: float) -> None:
+    try:
+        until(
+            lambda: all(health(s, a)[0] == 200 for a in AGENT_PORTS),
+            timeout,
+            "every agent healthy again after the database returned",
+            every=0.5,
+        )
+    except AssertionError as exc:
+        states = {a: health(s, a)[0] for a in AGENT_PORTS}
+        raise AssertionError(f"{exc}\n{states}\n{logs(s)}") from None
+
+
+# -- the tests -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("halt_after_s", "port_base"),
+    [
+        # the outage ends long before DB_OUTAGE_HALT_S: the order queued meanwhile must be filled
+        pytest.param(600, 17501, id="short-outage-order-filled"),
+        # the outage outlasts DB_OUTAGE_HALT_S with an order in flight: trading halts
+        pytest.param(3, 17511, id="long-outage-halts"),
+    ],
+)
+def test_database_stopped_while_running_then_back(
+    tmp_path: Path, pg: PgCluster, halt_after_s: float, port_base: int
+) -> None:
+    halts = halt_after_s < 60
+    s = start(tmp_path, pg, port_base=port_base, halt_after_s=halt_after_s)
+    try:
+        # 1. a normal fill with the database up
+        run1 = wait_outcome(s, place_order(s), 30)
+        assert run1["outcome"] == "filled", run1
+        order1 = run1["orderId"]
+
+        # 2. the database goes away; fast: the open sessions are terminated, as in a real outage
+        pg.stop("fast")
+        for agent in DB_AGENTS:
+            until(lambda a=agent: db_down_reported(s, a), 15, f"{agent} /health 503 with the database check false")
+
+        # 3. an order placed during the outage is accepted: the pipeline runs on Redis ...
+        second = place_order(s)
+        if halts:
+            # ... and, in flight while the database stays unreachable, it halts trading
+            until(lambda: pnl(s)["halted"], halt_after_s + 15, "a halt while the database is down")
+            state = pnl(s)
+            assert state["haltReason"] == "system_error", state
+            assert "database unreachable" in (state["haltNote"] or ""), state
+        else:
+            # ... and is sent on to the executor, which waits for the database rather than failing it
+            until(lambda: run_of(s, second).get("state") == "ordered", 15, "the second order sent to the executor")
+            assert not run_of(s, second)["outcome"]
+        assert not restarts(s), f"an agent crashed during the outage:\n{logs(s)}"
+
+        # 4. the database comes back: every agent recovers by itself
+        pg.start()
+        all_healthy_again(s, 60)
+
+        # 5. the order from the outage was not lost
+        run2 = wait_outcome(s, second, 60)
+        outcome, order2 = run2["outcome"], run2["orderId"]
+        assert outcome in TERMINAL and (outcome == "filled" or run2["reason"]), run2
+        if halts:
+            # the halt reached the executor's gate before the order could be recorded there
+            assert (outcome, run2["reason"]) == ("rejected", "halted"), run2
+        else:
+            assert outcome == "filled", run2
+        assert order2, run2  # risk approved it: the executor decided it, so the ledger knows it
+
+        # 6. the ledger: each fill exactly once, and the order rows agree with the outcomes
+        assert fills_of(pg, order1) == 1
+        assert order_rows(pg, order1) == ["filled"]
+        assert fills_of(pg, order2) == (1 if outcome == "filled" else 0)
+        assert order_rows(pg, order2) == [outcome], run2
+        if halts:
+            # the halt decided while nothing could be written was saved once the database returned
+            saved = until(
+                lambda: pg.sql("SELECT reason FROM halt_state WHERE halted"), 15, "the halt saved in the database"
+            )
+            assert saved == [["system_error"]], saved
+            assert pnl(s)["haltReason"] == "system_error"  # still halted: an operator must look
+        assert executor_restarts_only(restarts(s)), f"an agent crashed:\n{logs(s)}"
+        assert s.proc.poll() is None, f"cli-trading up exited:\n{logs(s)}"
+    finally:
+        s.stop()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="trade-executor exits on a database error raised while it handles an order: "
+    "TradeExecutor.handle_orders lets it out, bus.Consumer.run catches only Redis errors (REDIS_DOWN, "
+    "which includes OSError: a refused TCP connection passes for a Redis outage, any error the server "
+    "answers does not), so the consumer task dies and Agent._task_done stops the agent; restarts fail "
+    "('database not usable') until the database is back, and the supervisor gives up after 5 in 60 s",
+)
+def test_executor_survives_a_database_that_refuses_it(tmp_path: Path, pg: PgCluster) -> None:
+    """The same outage, but the server answers with an error instead of refusing the TCP
+    connection: what clients meet while PostgreSQL starts up, recovers or shuts down, which is
+    where `pg_ctl stop` lands an executor that is writing at that instant. Made deterministic by
+    locking the database out while the server stays up."""
+    s = start(tmp_path, pg, port_base=17521, halt_after_s=600)
+    try:
+        run1 = wait_outcome(s, place_order(s), 30)
+        assert run1["outcome"] == "filled", run1
+
+        pg.lock_out()
+        until(lambda: db_down_reported(s, "trade-executor"), 15, "trade-executor /health 503 with the database down")
+        second = place_order(s)
+        until(lambda: run_of(s, second).get("state") == "ordered", 15, "the second order sent to the executor")
+
+        # The executor now fails to claim the order at every try. It must stay up, reporting the
+        # database on /health, rather than exit: a restart cannot succeed while the database is
+        # away. Watched for a bounded while, ending early on a crash.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not restarts(s):
+            assert db_down_reported(s, "trade-executor") or restarts(s), health(s, "trade-executor")
+            time.sleep(0.25)
+        assert not restarts(s), f"an agent crashed during the outage:\n{restarts(s)}"
+
+        pg.let_in()
+        all_healthy_again(s, 60)
+        run2 = wait_outcome(s, second, 60)
+        assert run2["outcome"] == "filled", run2
+        assert fills_of(pg, run2["orderId"]) == 1
+        assert not restarts(s), f"an agent crashed:\n{logs(s)}"
+    finally:
+        with contextlib.suppress(Exception):
+            pg.let_in()
+        s.stop()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the halt.system_error raised because the database is unreachable is dead-lettered, never "
+    "sent: the notification-manager needs the database before it sends anything (Dispatcher._event: "
+    "intake.observe opens or updates an incident), and the bus gives a failing message 5 tries within "
+    "~2 s (Consumer retry_backoff_s=0.2, MAX_FAILURES=5) before notify.events.dlq, which nothing "
+    "replays once the database is back",
+)
+def test_outage_halt_is_notified_once_the_database_is_back(tmp_path: Path, pg: PgCluster) -> None:
+    s = start(tmp_path, pg, port_base=17531, halt_after_s=3)
+    dlq = dlq_of(Stream.NOTIFY)
+    r = redis.Redis.from_url(REDIS_URL)
+
+    def notified() -> bool:
+        try:
+            got = httpx.get(s.url("notification-manager") + "/notify/recent", timeout=5).json()["events"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return False
+        return any(e.get("type") == "halt.system_error" for e in got)
+
+    try:
+        pg.stop("fast")
+        place_order(s)  # an order in flight while the database is away: the outage halt's condition
+        until(lambda: pnl(s)["halted"], 20, "a halt while the database is down")
+        # The notification must wait for the database, not be given up on: watch the notifier for a
+        # bounded while longer than the bus's retries take to exhaust, ending early on a dead letter.
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline and not r.xlen(dlq):
+            time.sleep(0.25)
+        assert r.xlen(dlq) == 0, r.xrange(dlq)
+        pg.start()
+        all_healthy_again(s, 60)
+        until(notified, 30, "the halt.system_error notification handled once the database is back")
+    finally:
+        s.stop()
