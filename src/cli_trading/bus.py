@@ -32,6 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cli_trading import metrics
 from cli_trading.contracts import INFLIGHT_KEY, dlq_of, iso
+from cli_trading.faults import is_outage
 from cli_trading.logs import get_logger
 
 log = get_logger("bus")
@@ -156,6 +157,8 @@ def per_message(fn: MessageHandler) -> BatchHandler:
                 await fn(d)
                 out.append(None)
             except Exception as exc:  # noqa: BLE001 - the consumer decides retry or DLQ
+                if is_outage(exc):
+                    raise  # not this message's fault: the whole batch waits for the dependency
                 out.append(exc)
         return out
 
@@ -194,6 +197,8 @@ class Consumer:
         self._next_claim = 0.0
         self._next_gauge = 0.0
         self.healthy = False
+        self.stalled: str | None = None  # why the last batch could not be handled, until one is
+        self._stalls = 0
         self.handled = 0
 
     # -- keys ------------------------------------------------------------------------------
@@ -324,7 +329,14 @@ class Consumer:
                 seen[i] = k in first
                 first.add(k)
         fresh = [d for d, dup in zip(batch, seen, strict=True) if not dup]
-        handled = await self.handler(fresh) if fresh else []
+        try:
+            handled = await self.handler(fresh) if fresh else []
+        except (RedisConnectionError, RedisTimeoutError):
+            raise  # Redis itself: the run loop waits for it
+        except Exception as exc:  # noqa: BLE001 - a dependency outage, or a bug: never crash
+            self._stall(exc)
+            return
+        self.stalled, self._stalls = None, 0
         if not isinstance(handled, Handled):
             handled = Handled(handled)
         results = handled.outcomes
@@ -356,6 +368,24 @@ class Consumer:
             for d, exc in failed:
                 log.warning("message failed", stream=self.stream, group=self.group, id=d.id, error=repr(exc))
             self._retry_at = time.monotonic() + self.retry_backoff_s * min(max(counts), 10)
+
+    def _stall(self, exc: Exception) -> None:
+        """The handler raised instead of judging each message: nothing is acked or counted
+        against the messages; they stay pending and are read again after a growing backoff
+        (database outages end here). The consumer reports itself unhealthy meanwhile."""
+        self._stalls += 1
+        self.stalled = f"{type(exc).__name__}: {str(exc)[:200]}"
+        delay = min(self.retry_backoff_s * 2 ** min(self._stalls, 5), 5.0)
+        self._retry_at = time.monotonic() + max(delay, 0.05)
+        metrics.MESSAGES_HANDLED.labels(self.stream, self.group, "stalled").inc()
+        log.error(
+            "batch not handled, will retry",
+            stream=self.stream,
+            group=self.group,
+            error=self.stalled,
+            outage=is_outage(exc),
+            retryInS=round(delay, 2),
+        )
 
     async def _seen(self, keys: list[str | None]) -> list[bool]:
         real = [k for k in keys if k]

@@ -250,10 +250,61 @@ async def test_failing_message_retried_then_dead_lettered(
     assert await c.burst() == 0 and rec.attempts[ids[1]] == 3
 
 
+async def test_outage_is_never_dead_lettered_and_the_batch_waits_for_the_dependency(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
+) -> None:
+    """A database outage raises from the handler (e.g. ConnectionRefusedError): the message is not
+    the culprit, so it is neither counted nor dead-lettered, however many tries it takes."""
+    down = True
+    rec = Recorder(fail=lambda d, n: ConnectionRefusedError("database down") if down else None)
+    c = make_consumer(rec, max_failures=2, retry_backoff_s=0.001)
+    eid = await bus.publish(stream, {"n": 1, "requestId": "r1"})
+    for _ in range(6):  # three times max_failures
+        c._retry_at = 0.0  # skip the backoff wait
+        await c.burst()
+    assert rec.attempts[eid] == 6 and not rec.ok
+    assert await dlq_entries(redis_client, stream) == []
+    assert await pending(redis_client, stream) == 1
+    assert not await redis_client.hexists(c._fail_key, eid)  # never counted against the message
+    assert c.stalled and "database down" in c.stalled
+    down = False
+    c._retry_at = 0.0
+    await c.burst()
+    assert rec.ok_payloads() == [1] and c.stalled is None
+    assert await pending(redis_client, stream) == 0
+
+
+async def test_a_raising_batch_handler_backs_off_instead_of_crashing(
+    bus: Bus, redis_client: aioredis.Redis, stream: str
+) -> None:
+    calls = 0
+
+    async def handler(batch: list[Delivery]) -> list[None]:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise RuntimeError("bug or outage")
+        return [None] * len(batch)
+
+    c = Consumer(bus, stream, GROUP, "c1", handler, retry_backoff_s=0.01)
+    stop = asyncio.Event()
+    task = asyncio.create_task(c.run(stop))
+    try:
+        await bus.publish(stream, {"n": 1})
+        await wait_for(lambda: calls >= 3, within=5)
+        await wait_for(lambda: c.stalled is None, within=2)
+        assert await pending(redis_client, stream) == 0
+        assert not task.done()  # the consumer never died
+    finally:
+        stop.set()
+        await task
+        await c.close()
+
+
 async def test_transient_failure_recovers_without_dlq(
     bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
 ) -> None:
-    rec = Recorder(fail=lambda d, n: ConnectionError("flaky") if n <= 2 else None)
+    rec = Recorder(fail=lambda d, n: RuntimeError("flaky") if n <= 2 else None)
     c = make_consumer(rec, max_failures=5)
     eid = await bus.publish(stream, {"n": 1})
     await c.burst()

@@ -237,8 +237,10 @@ class Agent:
             self._db_ok = await dbengine.check(self.engine)
             metrics.DEPENDENCY_UP.labels("database").set(int(self._db_ok))
             checks["database"] = {"ok": self._db_ok}
-        lagging = [f"{c.stream}/{c.group}" for c in self.consumers if not c.healthy]
+        lagging = [f"{c.stream}/{c.group}" for c in self.consumers if not c.healthy or c.stalled]
         checks["consumers"] = {"ok": not lagging, "unhealthy": lagging}
+        if stalled := {f"{c.stream}/{c.group}": c.stalled for c in self.consumers if c.stalled}:
+            checks["consumers"]["stalled"] = stalled
         return checks
 
     def export_host_metrics(self) -> None:
@@ -258,7 +260,14 @@ class Agent:
             "uptimeSeconds": round(time.time() - self.started_at, 1),
             "mode": self.settings.trading_mode,
             "consumers": [
-                {"stream": c.stream, "group": c.group, "name": c.name, "healthy": c.healthy, "handled": c.handled}
+                {
+                    "stream": c.stream,
+                    "group": c.group,
+                    "name": c.name,
+                    "healthy": c.healthy,
+                    "handled": c.handled,
+                    "stalled": c.stalled,
+                }
                 for c in self.consumers
             ],
         }

@@ -64,6 +64,8 @@ class TradeExecutor(Agent):
             except ValidationError as exc:
                 outcomes[d.id] = PoisonMessage(f"invalid order: {exc.errors()[0]['msg']}")
         msgs = list(orders.values())
+        if self._paper_stale:
+            await self._reload_paper_ledger()
         if self.adapter.settles_with_claim:
             fresh, results = await self._claim_execute_settle(msgs)
         else:
@@ -93,14 +95,19 @@ class TradeExecutor(Agent):
                 await repo.settle_orders(s, orders=orders, fills=fills)
             return fresh, results
         except Exception:
-            await self._reload_paper_ledger()  # the fills applied in memory were rolled back
+            # the fills applied in memory were rolled back: rebuild the paper account from the
+            # database before the next batch (now, if the database still answers)
+            self._paper_stale = True
             raise
+
+    _paper_stale = False
 
     async def _reload_paper_ledger(self) -> None:
         async with self.session() as s:
             fills = await repo.all_fills(s)
         self.paper_ledger = replay(self.settings.starting_cash, fills, {})
         self.adapter.ledger = self.paper_ledger  # type: ignore[attr-defined]
+        self._paper_stale = False
 
     def _claim_rows(self, msgs: list[OrderMsg]) -> list[dict[str, Any]]:
         now = self.clock()
