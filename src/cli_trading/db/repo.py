@@ -17,24 +17,41 @@ from cli_trading.trading.halt import HaltState as Halt
 from cli_trading.trading.ledger import FillRecord
 
 
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind else "sqlite"
+
+
 def _insert(session: AsyncSession, table: Table) -> Any:
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return (postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert)(table)
+
+
+# Statements run on every batch are built once: building one (and its cache key) costs more CPU
+# than executing it on a small batch.
+_built: dict[tuple[Any, ...], Any] = {}
+
+
+def _insert_new_stmt(session: AsyncSession, table: Table, key: str) -> Any:
+    k = ("insert_new", _dialect(session), table.name, key)
+    if k not in _built:
+        _built[k] = _insert(session, table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+    return _built[k]
 
 
 async def insert_new(session: AsyncSession, *, table: Table, rows: Sequence[dict[str, Any]], key: str) -> set[str]:
     """Insert rows whose key is not there yet; return the keys actually inserted."""
     if not rows:
         return set()
-    stmt = _insert(session, table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
-    res = await session.execute(stmt, list(rows))
+    res = await session.execute(_insert_new_stmt(session, table, key), list(rows))
     return {r[0] for r in res.all()}
 
 
 # -- audit ----------------------------------------------------------------------------------
+_AUDIT_INSERT = AuditEvent.__table__.insert()
+
+
 async def add_audit(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(AuditEvent.__table__.insert(), list(rows))
+        await session.execute(_AUDIT_INSERT, list(rows))
 
 
 async def audit_tail(
@@ -59,9 +76,12 @@ async def _update_many(session: AsyncSession, table: Table, key: str, rows: Sequ
     for row in rows:
         by_cols.setdefault(tuple(sorted(row)), []).append({f"b_{k}": v for k, v in row.items()})
     for cols, params in by_cols.items():
-        values = {c: bindparam(f"b_{c}") for c in cols if c != key}
-        stmt = update(table).where(table.c[key] == bindparam(f"b_{key}")).values(**values)
-        await session.execute(stmt.execution_options(synchronize_session=False), params)
+        k = ("update_many", table.name, key, cols)
+        if k not in _built:
+            values = {c: bindparam(f"b_{c}") for c in cols if c != key}
+            stmt = update(table).where(table.c[key] == bindparam(f"b_{key}")).values(**values)
+            _built[k] = stmt.execution_options(synchronize_session=False)
+        await session.execute(_built[k], params)
 
 
 async def update_runs(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> None:
