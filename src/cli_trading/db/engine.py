@@ -47,7 +47,10 @@ def make_engine(url: str, **kw: Any) -> AsyncEngine:
         return engine
     kw.setdefault("pool_size", 10)
     kw.setdefault("max_overflow", 10)
-    return create_async_engine(url, pool_pre_ping=True, **kw)
+    # No pre-ping (a round trip before every transaction): after a restart of the server the
+    # first statement on a stale connection fails, SQLAlchemy then invalidates the whole pool,
+    # and the caller's retry (the bus keeps the batch, write-behind keeps its rows) reconnects.
+    return create_async_engine(url, pool_pre_ping=False, **kw)
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
