@@ -43,10 +43,10 @@ async def test_rollover(tmp_path: Path, reason: str, clears: bool) -> None:
         assert orc.day and orc.day.date == "2026-03-01"
         await orc.halts.halt(reason=reason, mode="halt", actor="system", source=None, note=None)
         clock.now += timedelta(seconds=20)  # still the same UTC day
-        await orc._roll_day()
+        await orc.roll_day()
         assert orc.halts.state.halted
         clock.now += timedelta(seconds=20)  # 00:00:10 the next day
-        await orc._roll_day()
+        await orc.roll_day()
         assert orc.day.date == "2026-03-02"
         assert orc.halts.state.halted is not clears
         live = await r.hgetall("cli-trading:halt")

@@ -4,7 +4,6 @@ and the halt state. Routes live in `orchestrator_api.py`."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable
 from decimal import Decimal
@@ -14,7 +13,7 @@ from fastapi import FastAPI
 
 from cli_trading import metrics
 from cli_trading.agents.base import Agent, Subscription
-from cli_trading.bus import REDIS_DOWN, Delivery, Handled, Message, Outcome, per_message
+from cli_trading.bus import Delivery, Handled, Message, Outcome, per_message
 from cli_trading.contracts import (
     AUTO_CLEARING_REASONS,
     AnalyzeCommand,
@@ -24,14 +23,13 @@ from cli_trading.contracts import (
     OrderMsg,
     RiskRequest,
     Stream,
-    dlq_of,
     iso,
     new_id,
     order_id_for,
 )
 from cli_trading.control.halts import HaltController
 from cli_trading.control.runs import Run, RunBook, from_row
-from cli_trading.db import engine as dbengine
+from cli_trading.control.watchdogs import Watchdogs
 from cli_trading.db import repo
 from cli_trading.haltgate import HaltGate
 from cli_trading.trading import day as tday
@@ -55,8 +53,6 @@ class Orchestrator(Agent):
         self.runs = RunBook()
         self.exec_failures = 0
         self.overridden: set[str] = set()  # automatic halts force-unhalted today
-        self.db_down_since: float | None = None
-        self.dlq_seen: dict[str, int] = {}
         async with self.session() as sess:
             self.ledger: Ledger = replay(s.starting_cash, await repo.all_fills(sess), await repo.load_marks(sess))
             halt_state = await repo.load_halt(sess)
@@ -75,9 +71,9 @@ class Orchestrator(Agent):
             state=halt_state,
         )
         await self.halts.restore()  # before any consumer starts: nothing trades on a stale flag
-        for stream in (Stream.ORDERS, Stream.STATUS):
-            self.dlq_seen[dlq_of(stream)] = await self.redis.xlen(dlq_of(stream))
-        await self._roll_day()
+        self.watchdogs = Watchdogs(self)
+        await self.watchdogs.start()
+        await self.roll_day()
 
     def subscriptions(self) -> list[Subscription]:
         rid = lambda p: p.get("requestId")  # noqa: E731
@@ -90,7 +86,7 @@ class Orchestrator(Agent):
         ]
 
     def loops(self) -> list[Any]:
-        return [self._watch_loop]
+        return [self.watchdogs.run]
 
     def add_routes(self, app: FastAPI) -> None:
         from cli_trading.agents.orchestrator_api import add_routes
@@ -145,7 +141,7 @@ class Orchestrator(Agent):
                 },
             )
 
-    async def _roll_day(self) -> None:
+    async def roll_day(self) -> None:
         new = tday.rollover(self.day, now=self.clock(), equity=self.ledger.snapshot().equity, defaults=self.defaults)
         if new is None:
             return
@@ -356,7 +352,7 @@ class Orchestrator(Agent):
             latest[d.payload["symbol"]] = Decimal(d.payload["close"])
         for sym, px in latest.items():
             self.ledger.mark(sym, px)
-        await self._roll_day()
+        await self.roll_day()
         await self._check_auto_halt()
         if not self.halts.state.halted:
             for sym in latest:
@@ -375,50 +371,6 @@ class Orchestrator(Agent):
 
     async def write_behind(self, session: Any) -> Callable[[], None]:
         return await self.runs.flush(session)  # in the audit transaction: a run with its steps
-
-    async def _watch_loop(self) -> None:
-        """Once a second: day rollover, the Redis halt mirror, database and DLQ watchdogs."""
-        while not self.stop_event.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.stop_event.wait(), 1.0)
-            try:
-                await self._roll_day()
-                await self.halts.reconcile()
-                await self._watch_dlq()
-            except REDIS_DOWN:
-                pass
-            except Exception as exc:  # noqa: BLE001 - a watchdog must keep watching
-                self.log.warning("watch step failed", error=str(exc)[:200])
-            await self._watch_db()
-
-    async def _watch_dlq(self) -> None:
-        for dlq, seen in self.dlq_seen.items():
-            n = await self.redis.xlen(dlq)
-            if n > seen and not self.halts.state.halted:
-                await self.halts.halt(
-                    reason=HaltReason.SYSTEM_ERROR,
-                    mode=HaltMode.HALT,
-                    actor="system",
-                    source=None,
-                    note=f"{n - seen} message(s) dead-lettered on {dlq}",
-                )
-            self.dlq_seen[dlq] = n
-
-    async def _watch_db(self) -> None:
-        loop = asyncio.get_running_loop()
-        if await dbengine.check(self.engine):  # type: ignore[arg-type]
-            self.db_down_since = None
-            return
-        self.db_down_since = self.db_down_since or loop.time()
-        down_for = loop.time() - self.db_down_since
-        if down_for >= self.settings.db_outage_halt_s and self.runs.in_flight() and not self.halts.state.halted:
-            await self.halts.halt(
-                reason=HaltReason.SYSTEM_ERROR,
-                mode=HaltMode.HALT,
-                actor="system",
-                source=None,
-                note=f"database unreachable for {down_for:.0f}s with orders in flight",
-            )
 
     async def on_auth_spike(self, addr: str) -> None:
         if self.settings.auth_spike_halts and not self.halts.state.halted:
