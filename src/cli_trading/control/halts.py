@@ -1,8 +1,9 @@
 """Applying halt decisions (the policy is `trading/halt.py`): Redis gate first (the guarantee),
-then the database (survives restarts), then metrics, audit and notification."""
+then, together, the database (survives restarts) and the notification; metrics and audit."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
@@ -49,17 +50,20 @@ class HaltController:
     async def halt(self, *, reason: str, mode: str, actor: str, source: str | None, note: str | None) -> dict[str, Any]:
         now = self.clock()
         self.state = policy.halt(self.state, reason=reason, mode=mode, actor=actor, note=note, now=now)
-        inflight = await self._publish()
-        await self._record("halt", actor=actor, source=source, note=note, now=now, detail={"inFlight": inflight})
+        inflight = await self._publish()  # from here on, no order outside `inflight` can pass
         metrics.HALTS.labels(reason).inc()
-        await self.notify(
-            f"halt.{reason}",
-            halt_severity(reason),
-            f"Trading halted: {reason}" + (f" ({note})" if note else ""),
-            reason=reason,
-            mode=mode,
-            actor=actor,
-            note=note,
+        # the durable record and the notification are independent: write both at once
+        await asyncio.gather(
+            self._record("halt", actor=actor, source=source, note=note, now=now, detail={"inFlight": inflight}),
+            self.notify(
+                f"halt.{reason}",
+                halt_severity(reason),
+                f"Trading halted: {reason}" + (f" ({note})" if note else ""),
+                reason=reason,
+                mode=mode,
+                actor=actor,
+                note=note,
+            ),
         )
         return {**self.state.to_api(), "inFlight": inflight}
 
@@ -78,24 +82,26 @@ class HaltController:
         self.state = policy.unhalt(before, pnl_pct=pnl_pct, limits=limits, force=force)  # may raise UnhaltRefused
         now = self.clock()
         await self._publish()
-        await self._record(
-            why,
-            actor=actor,
-            source=source,
-            note=note,
-            now=now,
-            detail={"previousReason": before.reason, "force": force},
-            reason=before.reason,
-        )
         msg = f"Trading resumed ({why}) after {before.reason}" + (f": {note}" if note else "")
-        await self.notify(
-            f"unhalt.{why}",
-            "info" if why != "unhalt" or not force else "warning",
-            msg,
-            previousReason=before.reason,
-            actor=actor,
-            force=force,
-            note=note,
+        await asyncio.gather(
+            self._record(
+                why,
+                actor=actor,
+                source=source,
+                note=note,
+                now=now,
+                detail={"previousReason": before.reason, "force": force},
+                reason=before.reason,
+            ),
+            self.notify(
+                f"unhalt.{why}",
+                "info" if why != "unhalt" or not force else "warning",
+                msg,
+                previousReason=before.reason,
+                actor=actor,
+                force=force,
+                note=note,
+            ),
         )
         return self.state.to_api()
 
