@@ -43,12 +43,15 @@ async def main() -> None:
     ap.add_argument("--token", required=True)
     ap.add_argument("--halts", type=int, default=30)
     ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--rate", type=float, default=0.0, help="open-loop load (runs/s) instead of a closed loop")
     a = ap.parse_args()
     r = aioredis.from_url(a.redis)
     driver = Path(__file__).with_name("pipeline_driver.py")
     load = await asyncio.create_subprocess_exec(
-        sys.executable, str(driver), "--url", a.url, "--redis", a.redis, "-c", str(a.clients),
-        "--for-seconds", str(a.halts * 0.6 + 5), "--stall", "3", stdout=asyncio.subprocess.PIPE,
+        sys.executable, str(driver), "--url", a.url, "--redis", a.redis, "--stall", "3",
+        *(["--rate", str(a.rate), "--seconds", str(a.halts * 0.6 + 5)] if a.rate else
+          ["-c", str(a.clients), "--for-seconds", str(a.halts * 0.6 + 5)]),
+        stdout=asyncio.subprocess.PIPE,
     )
     halt_ms, settle_ms, in_flight = [], [], []
     async with aiohttp.ClientSession(a.url, headers={"X-Admin-Token": a.token}) as c:
@@ -70,7 +73,7 @@ async def main() -> None:
             await asyncio.sleep(0.3)
     out, _ = await load.communicate()
     print(json.dumps({
-        "halts": len(halt_ms), "clients": a.clients,
+        "halts": len(halt_ms), "load_kind": f"open loop {a.rate}/s" if a.rate else f"closed loop, {a.clients} clients",
         "halt_response_ms_p50_p95_p99": [pct(halt_ms, p) for p in (50, 95, 99)],
         "in_flight_at_halt_max": max(in_flight, default=0),
         "last_in_flight_settled_ms_p50_p99": [pct(settle_ms, p) for p in (50, 99)],

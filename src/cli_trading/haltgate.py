@@ -24,7 +24,7 @@ for i = 2, #ARGV do redis.call('SADD', KEYS[2], ARGV[i]) end
 return 'ok'
 """
 
-_SET = """
+SET_FLAG = """
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(ARGV))
 return redis.call('SMEMBERS', KEYS[2])
@@ -35,7 +35,7 @@ class HaltGate:
     def __init__(self, redis: Any) -> None:
         self.redis = redis
         self._gate = redis.register_script(_GATE)
-        self._set = redis.register_script(_SET)
+        self._set = redis.register_script(SET_FLAG)
 
     async def gate(self, order_ids: list[str], *, reducing: bool = False) -> str:
         """'ok' (ids registered in flight), 'unknown' or 'halted:<mode>'. With reducing=True

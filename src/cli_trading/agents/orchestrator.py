@@ -4,6 +4,7 @@ and the halt state. Routes live in `orchestrator_api.py`."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from decimal import Decimal
@@ -27,6 +28,7 @@ from cli_trading.contracts import (
     new_id,
     order_id_for,
 )
+from cli_trading.control.halt_writer import HaltWriter
 from cli_trading.control.halts import HaltController
 from cli_trading.control.runs import Run, RunBook, from_row
 from cli_trading.control.watchdogs import Watchdogs
@@ -62,10 +64,13 @@ class Orchestrator(Agent):
         self.day = (
             tday.TradingDay(row.day, row.start_equity, Limits(row.target_pct, row.loss_limit_pct)) if row else None
         )
+        self.halt_writer = HaltWriter(redis_url=s.redis_url, db_url=s.db_url)
+        await asyncio.to_thread(self.halt_writer.warm_up)
         self.halts = HaltController(
             gate=HaltGate(self.redis),
+            writer=self.halt_writer,
             sessions=self.session,
-            notify=self.notify,
+            agent=self.name,
             audit=self.audit,
             clock=self.clock,
             state=halt_state,
@@ -87,6 +92,10 @@ class Orchestrator(Agent):
 
     def loops(self) -> list[Any]:
         return [self.watchdogs.run]
+
+    async def on_stop(self) -> None:
+        if writer := getattr(self, "halt_writer", None):  # absent when start-up failed early
+            writer.close()
 
     def add_routes(self, app: FastAPI) -> None:
         from cli_trading.agents.orchestrator_api import add_routes

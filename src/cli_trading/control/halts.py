@@ -1,17 +1,18 @@
-"""Applying halt decisions (the policy is `trading/halt.py`): Redis gate first (the guarantee),
-then, together, the database (survives restarts) and the notification; metrics and audit."""
+"""Applying halt decisions (the policy is `trading/halt.py`): the Redis flag with its
+notification first (the guarantee), then the database (survives restarts); metrics and audit.
+A transition is written by `HaltWriter` without waiting for the event loop (see there)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from cli_trading import metrics
 from cli_trading.bus import REDIS_DOWN
-from cli_trading.contracts import halt_severity
+from cli_trading.contracts import NotifyEvent, halt_severity
+from cli_trading.control.halt_writer import HaltWriter
 from cli_trading.db import repo
 from cli_trading.haltgate import HaltGate
 from cli_trading.logs import get_logger
@@ -26,14 +27,17 @@ class HaltController:
         self,
         *,
         gate: HaltGate,
+        writer: HaltWriter,
         sessions: Callable[[], Any],
-        notify: Callable[..., Awaitable[None]],
+        agent: str,
         audit: Callable[..., None],
         clock: Callable[[], datetime],
         state: HaltState,
     ) -> None:
-        self.gate, self.sessions, self.notify, self.audit, self.clock = gate, sessions, notify, audit, clock
+        self.gate, self.writer, self.sessions, self.audit, self.clock = gate, writer, sessions, audit, clock
+        self.agent = agent
         self.state = state
+        self.unsaved = False  # the last durable write failed: `reconcile` retries it
         self.export()
 
     def export(self) -> None:
@@ -50,21 +54,17 @@ class HaltController:
     async def halt(self, *, reason: str, mode: str, actor: str, source: str | None, note: str | None) -> dict[str, Any]:
         now = self.clock()
         self.state = policy.halt(self.state, reason=reason, mode=mode, actor=actor, note=note, now=now)
-        inflight = await self._publish()  # from here on, no order outside `inflight` can pass
         metrics.HALTS.labels(reason).inc()
-        # the durable record and the notification are independent: write both at once
-        await asyncio.gather(
-            self._record("halt", actor=actor, source=source, note=note, now=now, detail={"inFlight": inflight}),
-            self.notify(
-                f"halt.{reason}",
-                halt_severity(reason),
-                f"Trading halted: {reason}" + (f" ({note})" if note else ""),
-                reason=reason,
-                mode=mode,
-                actor=actor,
-                note=note,
-            ),
+        notice = self._notice(
+            f"halt.{reason}",
+            halt_severity(reason),
+            f"Trading halted: {reason}" + (f" ({note})" if note else ""),
+            reason=reason,
+            mode=mode,
+            actor=actor,
+            note=note,
         )
+        inflight = await self._apply("halt", actor=actor, source=source, note=note, now=now, notice=notice)
         return {**self.state.to_api(), "inFlight": inflight}
 
     async def unhalt(
@@ -81,39 +81,31 @@ class HaltController:
         before = self.state
         self.state = policy.unhalt(before, pnl_pct=pnl_pct, limits=limits, force=force)  # may raise UnhaltRefused
         now = self.clock()
-        await self._publish()
-        msg = f"Trading resumed ({why}) after {before.reason}" + (f": {note}" if note else "")
-        await asyncio.gather(
-            self._record(
-                why,
-                actor=actor,
-                source=source,
-                note=note,
-                now=now,
-                detail={"previousReason": before.reason, "force": force},
-                reason=before.reason,
-            ),
-            self.notify(
-                f"unhalt.{why}",
-                "info" if why != "unhalt" or not force else "warning",
-                msg,
-                previousReason=before.reason,
-                actor=actor,
-                force=force,
-                note=note,
-            ),
+        notice = self._notice(
+            f"unhalt.{why}",
+            "info" if why != "unhalt" or not force else "warning",
+            f"Trading resumed ({why}) after {before.reason}" + (f": {note}" if note else ""),
+            previousReason=before.reason,
+            actor=actor,
+            force=force,
+            note=note,
+        )
+        await self._apply(
+            why,
+            actor=actor,
+            source=source,
+            note=note,
+            now=now,
+            notice=notice,
+            detail={"previousReason": before.reason, "force": force},
+            reason=before.reason,
         )
         return self.state.to_api()
 
-    async def _publish(self) -> list[str]:
-        self.export()
-        try:
-            return await self.gate.publish(self.state)
-        except REDIS_DOWN as exc:  # the reconcile loop republishes when Redis is back
-            log.error("halt flag not published to redis", error=str(exc))
-            return []
+    def _notice(self, type_: str, severity: str, message: str, **context: Any) -> NotifyEvent:
+        return NotifyEvent(type=type_, severity=severity, message=message, context={"agent": self.agent, **context})
 
-    async def _record(
+    async def _apply(
         self,
         action: str,
         *,
@@ -121,29 +113,45 @@ class HaltController:
         source: str | None,
         note: str | None,
         now: datetime,
-        detail: dict[str, Any],
+        notice: NotifyEvent,
+        detail: dict[str, Any] | None = None,
         reason: str | None = None,
-    ) -> None:
+    ) -> list[str]:
+        """Flag and notification, then the durable record; returns the orders in flight when
+        the flag was set (a halt's record lists them)."""
+        self.export()
+        state = self.state
+        try:
+            inflight = self.writer.flag(state, notice)  # from here on, no order outside it can pass
+        except REDIS_DOWN as exc:  # the reconcile loop republishes when Redis is back
+            log.error("halt flag not published to redis", error=str(exc))
+            inflight = []
         event = {
             "action": action,
-            "reason": reason or self.state.reason,
-            "mode": self.state.mode,
+            "reason": reason or state.reason,
+            "mode": state.mode,
             "actor": actor,
             "source": source,
             "note": note,
-            "detail": detail,
+            "detail": {"inFlight": inflight} if action == "halt" else detail,
         }
         self.audit(f"halt:{action}", actor=actor, source=source, result=event["reason"], note=note)
+        self.unsaved = not await self._save(state, event, now, urgent=True)
+        return inflight
+
+    async def _save(self, state: HaltState, event: dict[str, Any], now: datetime, *, urgent: bool) -> bool:
+        """urgent: written synchronously where the writer can (a transition being answered);
+        otherwise on the async session (the retries after an outage must not stall the loop)."""
         try:
-            async with self.sessions() as s, s.begin():
-                await repo.save_halt(s, state=self.state, event=event, now=now)
+            if urgent and self.writer.writes_database:
+                self.writer.record(state, event, now)
+            else:
+                async with self.sessions() as s, s.begin():
+                    await repo.save_halt(s, state=state, event=event, now=now)
         except Exception as exc:  # noqa: BLE001 - the live flag is set; the reconcile loop retries
             log.error("halt state not saved to the database", error=str(exc)[:200])
-            self.unsaved = True
-            return
-        self.unsaved = False
-
-    unsaved = False
+            return False
+        return True
 
     async def reconcile(self) -> None:
         """Every second: Redis lost the flag (flush, restart) → put it back; a database write
@@ -153,22 +161,13 @@ class HaltController:
             log.warning("halt flag missing or stale in redis, restoring", halted=self.state.halted)
             await self.gate.publish(self.state)
         if self.unsaved:
-            try:
-                async with self.sessions() as s, s.begin():
-                    await repo.save_halt(
-                        s,
-                        state=self.state,
-                        now=self.clock(),
-                        event={
-                            "action": "resync",
-                            "reason": self.state.reason,
-                            "mode": self.state.mode,
-                            "actor": "system",
-                            "source": None,
-                            "note": "saved after a database outage",
-                            "detail": None,
-                        },
-                    )
-                self.unsaved = False
-            except Exception:  # noqa: BLE001
-                pass
+            event = {
+                "action": "resync",
+                "reason": self.state.reason,
+                "mode": self.state.mode,
+                "actor": "system",
+                "source": None,
+                "note": "saved after a database outage",
+                "detail": None,
+            }
+            self.unsaved = not await self._save(self.state, event, self.clock(), urgent=False)

@@ -161,8 +161,10 @@ async def load_halt(session: AsyncSession) -> Halt:
     return Halt(row.halted, row.reason, row.mode, row.halted_at, row.halted_by, row.note)
 
 
-async def save_halt(session: AsyncSession, *, state: Halt, event: dict[str, Any], now: datetime) -> None:
-    """Write the state and its transition in one transaction (the caller commits)."""
+def halt_statements(dialect: str, *, state: Halt, event: dict[str, Any], now: datetime) -> list[Any]:
+    """The state and its transition, atomically; the last statement returns the event's id. On
+    PostgreSQL one statement (the upsert as a CTE of the event's insert), so an autocommit
+    connection writes it in one round trip; on SQLite two, for the caller's transaction."""
     values = {
         "halted": state.halted,
         "reason": state.reason,
@@ -172,9 +174,20 @@ async def save_halt(session: AsyncSession, *, state: Halt, event: dict[str, Any]
         "note": state.note,
         "updated_at": now,
     }
-    stmt = _insert(session, HaltState.__table__).values(id=1, **values)
-    await session.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=values))
-    await session.execute(HaltEvent.__table__.insert().values(ts=now, **event))
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    upsert = insert(HaltState.__table__).values(id=1, **values)
+    upsert = upsert.on_conflict_do_update(index_elements=["id"], set_=values)
+    record = HaltEvent.__table__.insert().values(ts=now, **event).returning(HaltEvent.id)
+    if dialect == "postgresql":
+        return [record.add_cte(upsert.cte("halt_state_upsert"))]
+    return [upsert, record]
+
+
+async def save_halt(session: AsyncSession, *, state: Halt, event: dict[str, Any], now: datetime) -> int:
+    """Write the state and its transition (the caller commits); returns the event's id."""
+    for stmt in halt_statements(_dialect(session), state=state, event=event, now=now):
+        result = await session.execute(stmt)
+    return result.scalar_one()
 
 
 async def halt_events(session: AsyncSession, *, limit: int = 100) -> list[HaltEvent]:

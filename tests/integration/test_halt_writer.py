@@ -1,0 +1,135 @@
+"""The halt writer on the real servers: a halt sets the Redis flag, lists the orders in flight,
+publishes its notification and records state and event in PostgreSQL, without letting the event
+loop run anything else meanwhile; when the database does not answer, the flag still holds and
+the reconcile loop saves the state later."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from cli_trading.agents.orchestrator import Orchestrator
+from cli_trading.config import load_settings
+from cli_trading.contracts import HALT_KEY, INFLIGHT_KEY
+from cli_trading.control.halt_writer import HaltWriter
+
+pytestmark = pytest.mark.integration
+REDIS = "redis://127.0.0.1:6379/10"
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A database of this test's own (the orchestrator migrates it on start)."""
+    name = f"ct_halt_{uuid.uuid4().hex[:10]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def orc(tmp_path: Path, pg_url: str) -> AsyncIterator[Orchestrator]:
+    r = aioredis.from_url(REDIS)
+    await r.flushdb()
+    o = Orchestrator(load_settings(data_dir=tmp_path, redis_url=REDIS, database_url=pg_url, admin_token="x" * 20))
+    await o.start()
+    try:
+        yield o
+    finally:
+        await o.stop()
+        await r.flushdb()
+        await r.aclose()
+
+
+async def halt_rows(pg_url: str) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+    conn = await asyncpg.connect(pg_url)
+    try:
+        state = await conn.fetchrow("SELECT halted, reason, halted_by FROM halt_state WHERE id = 1")
+        events = await conn.fetch("SELECT action, reason, actor, note, detail FROM halt_events ORDER BY id")
+        return state, events
+    finally:
+        await conn.close()
+
+
+async def test_halt_is_written_without_yielding_to_the_loop(orc: Orchestrator, pg_url: str) -> None:
+    assert orc.halt_writer.writes_database
+    r = aioredis.from_url(REDIS)
+    await r.sadd(INFLIGHT_KEY, "ord-in-flight")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    t = asyncio.create_task(ticker())
+    await asyncio.sleep(0.01)
+    before = ticks
+    result = await orc.halts.halt(reason="manual", mode="halt", actor="op-1234", source="127.0.0.1", note="3am")
+    assert ticks == before  # nothing else ran on the loop while the halt was being put in place
+    t.cancel()
+
+    assert result["halted"] is True and result["inFlight"] == ["ord-in-flight"]
+    assert (await r.hgetall(HALT_KEY))[b"halted"] == b"1"
+    notes = [orjson.loads(f[b"data"]) for _, f in await r.xrange("notify.events")]
+    halt_note = next(n for n in notes if n["type"] == "halt.manual")
+    assert halt_note["severity"] == "warning"  # the runbook's severity of a manual halt
+    assert halt_note["context"]["agent"] == "orchestrator" and "3am" in halt_note["message"]
+    state, events = await halt_rows(pg_url)
+    assert state["halted"] is True and state["reason"] == "manual" and state["halted_by"] == "op-1234"
+    assert events[-1]["action"] == "halt" and events[-1]["note"] == "3am"
+    assert orjson.loads(events[-1]["detail"]) == {"inFlight": ["ord-in-flight"]}
+    assert orc.halts.unsaved is False
+
+    await orc.halts.unhalt(
+        actor="op-1234", source=None, note="checked", force=False, pnl_pct=orc.pnl_pct(), limits=orc.day.limits
+    )
+    assert (await r.hgetall(HALT_KEY))[b"halted"] == b"0"
+    state, events = await halt_rows(pg_url)
+    assert state["halted"] is False
+    assert events[-1]["action"] == "unhalt" and orjson.loads(events[-1]["detail"])["previousReason"] == "manual"
+    await r.aclose()
+
+
+async def test_database_not_answering_keeps_the_flag_and_saves_later(orc: Orchestrator, pg_url: str) -> None:
+    # the writer's connection points at a port where nothing listens: the durable write fails fast
+    orc.halts.writer = HaltWriter(redis_url=REDIS, db_url="postgresql+asyncpg://postgres@127.0.0.1:9/none")
+    result = await orc.halts.halt(reason="emergency_stop", mode="halt", actor="op", source=None, note=None)
+    assert result["halted"] is True
+    r = aioredis.from_url(REDIS)
+    assert (await r.hgetall(HALT_KEY))[b"halted"] == b"1"  # the guarantee does not wait for the database
+    assert orc.halts.unsaved is True
+    state, _ = await halt_rows(pg_url)
+    assert state is None or state["halted"] is False
+
+    await orc.halts.reconcile()  # what the watchdog does every second, on the agent's own engine
+    assert orc.halts.unsaved is False
+    state, events = await halt_rows(pg_url)
+    assert state["halted"] is True and state["reason"] == "emergency_stop"
+    assert events[-1]["action"] == "resync"
+    await r.aclose()
+
+
+def test_sqlite_is_left_to_the_async_session(tmp_path: Path) -> None:
+    w = HaltWriter(redis_url=REDIS, db_url=f"sqlite+aiosqlite:///{tmp_path / 't.db'}")
+    assert not w.writes_database
+    w.close()
