@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from pydantic import BaseModel
+from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -57,8 +58,22 @@ def encode(payload: BaseModel | dict[str, Any]) -> bytes:
     return orjson.dumps(payload, default=_default)
 
 
+class _HiredisPacking(aioredis.Connection):
+    """redis-py's asyncio connection packs commands in Python, copying the buffer for every
+    argument; its sync client uses hiredis. A batch's acks, keys and outputs travel as one large
+    EVAL, where packing in C costs a quarter as much. Same bytes on the wire."""
+
+    _packer = HiredisRespSerializer()
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        return self._packer.pack(*args)
+
+
 def connect(url: str, **kw: Any) -> aioredis.Redis:
-    return aioredis.from_url(url, socket_connect_timeout=2, health_check_interval=15, **kw)
+    # rediss:// and unix:// URLs pick their own connection class (the Python packer)
+    return aioredis.from_url(
+        url, socket_connect_timeout=2, health_check_interval=15, connection_class=_HiredisPacking, **kw
+    )
 
 
 class Bus:

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cli_trading.contracts import HaltMode
 from cli_trading.trading.halt import HaltState
@@ -153,7 +155,7 @@ def test_insufficient_cash_counts_reservations() -> None:
     lg = ledger("3000")
     book = RiskBook()
     book.reserve(req(qty="1", price="2000", rid="earlier"))
-    assert book.reserved_cash == {"earlier": D("2000")}
+    assert book.reserved_cash == D("2000")
     assert check(req(qty="1", price="1500"), lg=lg, book=book) == "insufficient_cash"
     assert check(req(qty="1", price="1000"), lg=lg, book=book) is None
     book.release("earlier")
@@ -259,8 +261,9 @@ def test_book_reserve_release() -> None:
     book = RiskBook()
     book.reserve(req("buy", "0.1", "20000", rid="b"))
     book.reserve(req("sell", "2", "1500", symbol="ETH-USD", rid="s"))
-    assert book.reserved_cash == {"b": D("2000")}
-    assert book.reserved_qty == {"s": ("ETH-USD", D("2"))}
+    assert book.reserved_cash == D("2000")
+    book.reserve(req("buy", "0.1", "20000", rid="b"))  # twice: counted once
+    assert book.reserved_cash == D("2000") and set(book.reserved) == {"b", "s"}
     assert book.pending_notional("BTC-USD") == D("2000")
     assert book.pending_notional("ETH-USD") == D("-3000")
     assert book.pending_notional() == D("-1000")
@@ -268,4 +271,36 @@ def test_book_reserve_release() -> None:
     book.release("b")
     book.release("s")
     book.release("never-reserved")
-    assert book.reserved_cash == {} and book.reserved_qty == {} and book.reserved_notional == {}
+    assert book.reserved == {} and book.reserved_cash == 0
+    assert book.pending_notional() == 0 and book.pending_notional("ETH-USD") == 0 and book.held_qty("ETH-USD") == 0
+
+
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["reserve", "release"]),
+        st.sampled_from(["r1", "r2", "r3", "r4", "r5"]),
+        st.sampled_from(["buy", "sell"]),
+        st.sampled_from(["BTC-USD", "ETH-USD"]),
+        st.decimals("0.00000001", "5", places=8),
+        st.decimals("1", "90000", places=2),
+    ),
+    max_size=60,
+)
+
+
+@given(ops)
+def test_book_totals_equal_a_recomputation(steps: list) -> None:
+    """The running totals are what summing the open reservations gives, after any sequence."""
+    book = RiskBook()
+    for op, rid, side, symbol, qty, price in steps:
+        if op == "reserve":
+            book.reserve(Request(rid, symbol, side, qty, price, 1.0))
+        else:
+            book.release(rid)
+    open_ = list(book.reserved.values())
+    signed = [(r.symbol, r.qty * r.price * (1 if r.side == "buy" else -1)) for r in open_]
+    assert book.reserved_cash == sum((r.qty * r.price for r in open_ if r.side == "buy"), Decimal(0))
+    assert book.pending_notional() == sum((n for _, n in signed), Decimal(0))
+    for sym in ("BTC-USD", "ETH-USD"):
+        assert book.pending_notional(sym) == sum((n for s, n in signed if s == sym), Decimal(0))
+        assert book.held_qty(sym) == sum((r.qty for r in open_ if r.side == "sell" and r.symbol == sym), Decimal(0))

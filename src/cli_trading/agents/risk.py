@@ -94,5 +94,5 @@ class RiskManager(Agent):
         return {
             "rules": self.rules.model_dump(mode="json"),
             "decisions": self.decisions,
-            "reservations": len(self.book.reserved_notional),
+            "reservations": len(self.book.reserved),
         }

@@ -49,31 +49,41 @@ class Request:
 @dataclass
 class RiskBook:
     """What the risk manager knows beyond the ledger: reservations for approved orders not yet
-    settled, and the recent approvals for the rate rule."""
+    settled, and the recent approvals for the rate rule. The totals are kept as reservations
+    come and go (exact: Decimal), so a decision costs the same with 5 or 500 orders in flight."""
 
-    reserved_cash: dict[str, Decimal] = field(default_factory=dict)
-    reserved_qty: dict[str, tuple[str, Decimal]] = field(default_factory=dict)
-    reserved_notional: dict[str, tuple[str, Decimal]] = field(default_factory=dict)
+    reserved: dict[str, Request] = field(default_factory=dict)
+    reserved_cash: Decimal = ZERO  # by buys
+    _held: dict[str, Decimal] = field(default_factory=dict)  # quantity by sells, per symbol
+    _notional: dict[str, Decimal] = field(default_factory=dict)  # signed, per symbol
+    _total_notional: Decimal = ZERO
     recent: deque[datetime] = field(default_factory=deque)
 
     def reserve(self, r: Request) -> None:
-        notional = r.qty * r.price
-        self.reserved_notional[r.request_id] = (r.symbol, notional if r.side == "buy" else -notional)
-        if r.side == "buy":
-            self.reserved_cash[r.request_id] = notional
-        else:
-            self.reserved_qty[r.request_id] = (r.symbol, r.qty)
+        self.release(r.request_id)  # the same request reserved twice counts once
+        self.reserved[r.request_id] = r
+        self._apply(r, 1)
 
     def release(self, request_id: str) -> None:
-        self.reserved_cash.pop(request_id, None)
-        self.reserved_qty.pop(request_id, None)
-        self.reserved_notional.pop(request_id, None)
+        r = self.reserved.pop(request_id, None)
+        if r is not None:
+            self._apply(r, -1)
+
+    def _apply(self, r: Request, sign: int) -> None:
+        notional = r.qty * r.price * sign
+        if r.side == "buy":
+            self.reserved_cash += notional
+        else:
+            self._held[r.symbol] = self._held.get(r.symbol, ZERO) + r.qty * sign
+            notional = -notional
+        self._notional[r.symbol] = self._notional.get(r.symbol, ZERO) + notional
+        self._total_notional += notional
 
     def held_qty(self, symbol: str) -> Decimal:
-        return sum((q for s, q in self.reserved_qty.values() if s == symbol), ZERO)
+        return self._held.get(symbol, ZERO)
 
     def pending_notional(self, symbol: str | None = None) -> Decimal:
-        return sum((n for s, n in self.reserved_notional.values() if symbol in (None, s)), ZERO)
+        return self._total_notional if symbol is None else self._notional.get(symbol, ZERO)
 
 
 def evaluate(
@@ -95,7 +105,7 @@ def evaluate(
     if r.side == "buy" and notional > rules.max_order_notional:  # a sell only reduces exposure (spot)
         return "max_order_notional"
     if r.side == "buy":
-        if ledger.cash - sum(book.reserved_cash.values(), ZERO) < notional:
+        if ledger.cash - book.reserved_cash < notional:
             return "insufficient_cash"
         held = ledger.qty_of(r.symbol) * (ledger.price_of(r.symbol) or r.price)
         if held + book.pending_notional(r.symbol) + notional > rules.max_position_notional:
