@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, bindparam, desc, select, update
+from sqlalchemy import Table, bindparam, desc, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,18 +30,33 @@ def _insert(session: AsyncSession, table: Table) -> Any:
 _built: dict[tuple[Any, ...], Any] = {}
 
 
-def _insert_new_stmt(session: AsyncSession, table: Table, key: str) -> Any:
-    k = ("insert_new", _dialect(session), table.name, key)
+def _insert_new_stmt(session: AsyncSession, table: Table, key: str, cols: tuple[str, ...]) -> Any:
+    dialect = _dialect(session)
+    k = ("insert_new", dialect, table.name, key, cols if dialect == "postgresql" else ())
     if k not in _built:
-        _built[k] = _insert(session, table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+        if dialect == "postgresql":
+            # INSERT … SELECT unnest(one array per column): the same statement for any number of
+            # rows, so the server and asyncpg prepare it once (a multi-row VALUES, which
+            # executemany with RETURNING becomes, is a new statement for every batch size)
+            arrays = [func.unnest(bindparam(f"u_{c}", type_=postgresql.ARRAY(table.c[c].type))) for c in cols]
+            stmt = postgresql.insert(table).from_select(list(cols), select(*arrays))
+        else:
+            stmt = _insert(session, table)
+        _built[k] = stmt.on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
     return _built[k]
 
 
 async def insert_new(session: AsyncSession, *, table: Table, rows: Sequence[dict[str, Any]], key: str) -> set[str]:
-    """Insert rows whose key is not there yet; return the keys actually inserted."""
+    """Insert rows whose key is not there yet; return the keys actually inserted. The rows share
+    one set of columns."""
     if not rows:
         return set()
-    res = await session.execute(_insert_new_stmt(session, table, key), list(rows))
+    cols = tuple(rows[0])
+    stmt = _insert_new_stmt(session, table, key, cols)
+    if _dialect(session) == "postgresql":
+        res = await session.execute(stmt, {f"u_{c}": [r[c] for r in rows] for c in cols})
+    else:
+        res = await session.execute(stmt, list(rows))
     return {r[0] for r in res.all()}
 
 
