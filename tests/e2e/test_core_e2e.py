@@ -87,9 +87,15 @@ def test_paper_trading_fills_and_pnl_matches_the_ledger(system) -> None:
 
 def test_bad_input_gets_clear_errors(system) -> None:
     with system.client() as c:
-        assert c.post("/orchestrate/run", content=b"{not json").status_code == 400
+        r = c.post("/orchestrate/run", content=b"{not json", headers={"X-Request-Id": "bad-json-1"})
+        # served ahead of FastAPI's stack (web.HotRoutes): the same JSON errors and request ids
+        assert r.status_code == 400 and r.json()["error"] == "malformed JSON body"
+        assert r.headers["x-request-id"] == "bad-json-1"
         r = c.post("/orchestrate/run", json={"symbol": "BTC-USD", "side": "buy", "notional": -5})
         assert r.status_code == 422 and "notional" in r.json()["error"]
+        assert r.json()["fields"][0]["field"] == "notional"
+        metrics = c.get("/metrics").text
+        assert 'http_requests_total{method="POST",route="/orchestrate/run",status="422"}' in metrics
         r = c.post("/orchestrate/run", json={"symbol": "DOGE-XYZ", "side": "buy", "notional": 5})
         assert r.status_code == 400 and "unknown symbol" in r.json()["error"]
         assert c.get("/orchestrate/run/nope").status_code == 404
