@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from cli_trading.bus import STREAM_MAXLEN, encode
 from cli_trading.contracts import HALT_KEY, INFLIGHT_KEY, NotifyEvent, Stream
+from cli_trading.db import engine as dbengine
 from cli_trading.db import repo
 from cli_trading.haltgate import SET_FLAG
 from cli_trading.trading.halt import HaltState
@@ -39,6 +40,7 @@ class HaltWriter:
             self.db = sa.create_engine(
                 url.set(drivername="postgresql+psycopg"),
                 isolation_level="AUTOCOMMIT",
+                json_serializer=dbengine.json_text,
                 pool_size=1,
                 max_overflow=0,
                 pool_timeout=TIMEOUT_S,
