@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Start cli-trading on the machine's PostgreSQL and Redis (a fresh database and Redis DB 15),
-# run the pipeline benchmark (closed-loop throughput, open-loop latency at 100 runs/s) and the
-# halt-latency benchmark, print their JSON lines, stop. Record the figures in docs/benchmarks.md.
+# run the pipeline benchmark (closed-loop throughput, sustained for a minute, open-loop latency
+# at 100 runs/s) and the halt-latency benchmark under both loads, print their JSON lines, stop.
+# First, the ceiling of the HTTP clients themselves. Record the figures in docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
+$PY bench/client_ceiling.py
 DATA=$(mktemp -d)
 export REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/15}
 export DATABASE_URL=${BENCH_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/ct_bench}
@@ -18,7 +20,9 @@ UP=$!
 trap 'kill -INT $UP; wait $UP' EXIT
 for _ in $(seq 1 90); do curl -sf http://127.0.0.1:7005/health >/dev/null && curl -sf http://127.0.0.1:7001/health >/dev/null && break; sleep 1; done
 $PY bench/pipeline_driver.py --redis "$REDIS_URL" -n "${N:-2000}" -c 32
+$PY bench/pipeline_driver.py --redis "$REDIS_URL" -c 32 --for-seconds 60
 $PY bench/pipeline_driver.py --redis "$REDIS_URL" --rate 100 --seconds 10
 # the acceptance check's client (httpx): what perf-pipeline.sh sees on this machine
 $PY bench/pipeline_driver.py --redis "$REDIS_URL" -n "${N:-2000}" -c 32 --client httpx
 $PY bench/halt_latency.py --redis "$REDIS_URL" --token "$ADMIN_TOKEN"
+$PY bench/halt_latency.py --redis "$REDIS_URL" --token "$ADMIN_TOKEN" --rate 100
