@@ -174,9 +174,8 @@ class Observe:
         try:
             if scope["path"].startswith("/admin/"):
                 await _admin_guard(self.agent, request, self.app, receive, send_with_id)
-                self.agent.audit_admin(
-                    request.method,
-                    request.url.path,
+                await self.agent.audit_admin(
+                    request,
                     actor=getattr(request.state, "actor", None),
                     addr=client_addr(request),
                     status=status[0],
