@@ -2,8 +2,9 @@
 """Halt latency under load: while the core benchmark's closed loop of manual orders runs through
 a live system (pipeline_driver.py in its own process, so the load generator never delays the
 halt client), halt and unhalt repeatedly and time each POST /admin/orchestrate/halt (request →
-response), and after each halt the time until the last in-flight order has settled (exec.status
-seen for every order the halt listed as in flight). Prints one JSON line."""
+response, each on a new connection as an operator's curl makes it), and after each halt the time
+until the last in-flight order has settled (exec.status seen for every order the halt listed as
+in flight). Prints one JSON line."""
 
 from __future__ import annotations
 
@@ -54,7 +55,9 @@ async def main() -> None:
         stdout=asyncio.subprocess.PIPE,
     )
     halt_ms, settle_ms, in_flight = [], [], []
-    async with aiohttp.ClientSession(a.url, headers={"X-Admin-Token": a.token}) as c:
+    # a new connection per request, as the runbook's curl and `cli-trading halt` make
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(a.url, headers={"X-Admin-Token": a.token}, connector=connector) as c:
         await asyncio.sleep(2)
         for _ in range(a.halts):
             last = await r.xrevrange("exec.status", "+", "-", count=1)

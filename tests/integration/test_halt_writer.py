@@ -129,6 +129,14 @@ async def test_database_not_answering_keeps_the_flag_and_saves_later(orc: Orches
     await r.aclose()
 
 
+def test_a_database_the_sync_driver_cannot_reach_falls_back_to_the_async_session() -> None:
+    w = HaltWriter(redis_url=REDIS, db_url="postgresql+asyncpg://postgres@127.0.0.1:9/none")
+    assert w.writes_database
+    w.warm_up()  # does not raise: the orchestrator starts all the same
+    assert not w.writes_database
+    w.close()
+
+
 def test_sqlite_is_left_to_the_async_session(tmp_path: Path) -> None:
     w = HaltWriter(redis_url=REDIS, db_url=f"sqlite+aiosqlite:///{tmp_path / 't.db'}")
     assert not w.writes_database

@@ -14,6 +14,7 @@ could wait for a lock that an async transaction holds across an await of this ve
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
@@ -21,13 +22,15 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from cli_trading.bus import STREAM_MAXLEN, encode
+from cli_trading.bus import REDIS_DOWN, STREAM_MAXLEN, encode
 from cli_trading.contracts import HALT_KEY, INFLIGHT_KEY, NotifyEvent, Stream
 from cli_trading.db import engine as dbengine
 from cli_trading.db import repo
 from cli_trading.haltgate import SET_FLAG
+from cli_trading.logs import get_logger
 from cli_trading.trading.halt import HaltState
 
+log = get_logger("halts")
 TIMEOUT_S = 1.0  # a server that does not answer stalls the loop this long at most, then we go on
 
 
@@ -55,11 +58,19 @@ class HaltWriter:
         return self.db is not None
 
     def warm_up(self) -> None:
-        """Open both connections now, so that the first halt does not pay for them."""
-        self.redis.ping()
+        """Open both connections now, so that the first halt does not pay for them. A database
+        this driver cannot reach (options only asyncpg understands, say) leaves the records to
+        the agent's own async session: slower under load, never lost."""
+        with contextlib.suppress(*REDIS_DOWN):  # Redis down now: the flag call retries, then falls back
+            self.redis.ping()
         if self.db is not None:
-            with self.db.connect() as c:
-                c.execute(sa.text("SELECT 1"))
+            try:
+                with self.db.connect() as c:
+                    c.execute(sa.text("SELECT 1"))
+            except Exception as exc:  # noqa: BLE001 - any failure means: do not use this path
+                log.warning("halt records go through the async session", error=str(exc)[:200])
+                self.db.dispose()
+                self.db = None
 
     def flag(self, state: HaltState, notice: NotifyEvent) -> list[str]:
         """Set the live flag and publish the notification in one round trip; returns the orders
@@ -70,7 +81,7 @@ class HaltWriter:
         pipe.eval(SET_FLAG, 2, HALT_KEY, INFLIGHT_KEY, *flat)
         pipe.xadd(Stream.NOTIFY, {"data": encode(notice)}, maxlen=STREAM_MAXLEN, approximate=True)
         members, _ = pipe.execute()
-        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+        return _members(members)
 
     def record(self, state: HaltState, event: dict[str, Any], now: datetime) -> int:
         """PostgreSQL only: the state and its record in one statement; returns the record's id."""
@@ -83,3 +94,7 @@ class HaltWriter:
         self.redis.close()
         if self.db is not None:
             self.db.dispose()
+
+
+def _members(members: list[Any]) -> list[str]:
+    return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
