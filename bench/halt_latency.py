@@ -26,9 +26,9 @@ def pct(values: list[float], p: float) -> float | None:
     return round(s[min(len(s) - 1, int(p / 100 * len(s)))], 2)
 
 
-async def settled(r: aioredis.Redis, order_ids: set[str], start_id: bytes, timeout: float = 10) -> float | None:
+async def settled(r: aioredis.Redis, order_ids: set[str], start_id: bytes, limit_s: float = 10) -> float | None:
     t0, last = time.perf_counter(), start_id
-    while order_ids and time.perf_counter() - t0 < timeout:
+    while order_ids and time.perf_counter() - t0 < limit_s:
         res = await r.xread({"exec.status": last}, count=1000, block=200) or []
         for _, entries in res:
             for eid, fields in entries:
