@@ -19,6 +19,8 @@ redis-cli -u "$REDIS_URL" FLUSHDB >/dev/null
 UP=$!
 trap 'kill -INT $UP; wait $UP' EXIT
 for _ in $(seq 1 90); do curl -sf http://127.0.0.1:7005/health >/dev/null && curl -sf http://127.0.0.1:7001/health >/dev/null && break; sleep 1; done
+# warm-up, not recorded: the first batches after a start prepare statements and fill caches
+$PY bench/pipeline_driver.py --redis "$REDIS_URL" -n 1000 -c 32 >/dev/null
 $PY bench/pipeline_driver.py --redis "$REDIS_URL" -n "${N:-2000}" -c 32
 $PY bench/pipeline_driver.py --redis "$REDIS_URL" -c 32 --for-seconds 60
 $PY bench/pipeline_driver.py --redis "$REDIS_URL" --rate 100 --seconds 10
