@@ -75,6 +75,17 @@ def pg_database() -> Iterator[str]:
 
 
 @pytest.fixture
+async def own_pg_database() -> AsyncIterator[str]:
+    """A database of this test's own (plain URL), for an agent that migrates it on start."""
+    name = f"ct_own_{uuid.uuid4().hex[:10]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{_pg_base(PG_ADMIN_URL)}/{name}"
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
 def pg_url(pg_database: str) -> str:
     """The session database in the SQLAlchemy async form."""
     return normalize_database_url(pg_database)

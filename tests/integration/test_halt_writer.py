@@ -6,8 +6,6 @@ the reconcile loop saves the state later."""
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,33 +21,15 @@ from cli_trading.control.halt_writer import HaltWriter
 
 pytestmark = pytest.mark.integration
 REDIS = "redis://127.0.0.1:6379/10"
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    """A database of this test's own (the orchestrator migrates it on start)."""
-    name = f"ct_halt_{uuid.uuid4().hex[:10]}"
-    await _admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-async def orc(tmp_path: Path, pg_url: str) -> AsyncIterator[Orchestrator]:
+async def orc(tmp_path: Path, own_pg_database: str) -> AsyncIterator[Orchestrator]:
     r = aioredis.from_url(REDIS)
     await r.flushdb()
-    o = Orchestrator(load_settings(data_dir=tmp_path, redis_url=REDIS, database_url=pg_url, admin_token="x" * 20))
+    o = Orchestrator(
+        load_settings(data_dir=tmp_path, redis_url=REDIS, database_url=own_pg_database, admin_token="x" * 20)
+    )
     await o.start()
     try:
         yield o
@@ -69,7 +49,7 @@ async def halt_rows(pg_url: str) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
         await conn.close()
 
 
-async def test_halt_is_written_without_yielding_to_the_loop(orc: Orchestrator, pg_url: str) -> None:
+async def test_halt_is_written_without_yielding_to_the_loop(orc: Orchestrator, own_pg_database: str) -> None:
     assert orc.halt_writer.writes_database
     r = aioredis.from_url(REDIS)
     await r.sadd(INFLIGHT_KEY, "ord-in-flight")
@@ -94,7 +74,7 @@ async def test_halt_is_written_without_yielding_to_the_loop(orc: Orchestrator, p
     halt_note = next(n for n in notes if n["type"] == "halt.manual")
     assert halt_note["severity"] == "warning"  # the runbook's severity of a manual halt
     assert halt_note["context"]["agent"] == "orchestrator" and "3am" in halt_note["message"]
-    state, events = await halt_rows(pg_url)
+    state, events = await halt_rows(own_pg_database)
     assert state["halted"] is True and state["reason"] == "manual" and state["halted_by"] == "op-1234"
     assert events[-1]["action"] == "halt" and events[-1]["note"] == "3am"
     assert orjson.loads(events[-1]["detail"]) == {"inFlight": ["ord-in-flight"]}
@@ -104,13 +84,13 @@ async def test_halt_is_written_without_yielding_to_the_loop(orc: Orchestrator, p
         actor="op-1234", source=None, note="checked", force=False, pnl_pct=orc.pnl_pct(), limits=orc.day.limits
     )
     assert (await r.hgetall(HALT_KEY))[b"halted"] == b"0"
-    state, events = await halt_rows(pg_url)
+    state, events = await halt_rows(own_pg_database)
     assert state["halted"] is False
     assert events[-1]["action"] == "unhalt" and orjson.loads(events[-1]["detail"])["previousReason"] == "manual"
     await r.aclose()
 
 
-async def test_database_not_answering_keeps_the_flag_and_saves_later(orc: Orchestrator, pg_url: str) -> None:
+async def test_database_not_answering_keeps_the_flag_and_saves_later(orc: Orchestrator, own_pg_database: str) -> None:
     # the writer's connection points at a port where nothing listens: the durable write fails fast
     orc.halts.writer = HaltWriter(redis_url=REDIS, db_url="postgresql+asyncpg://postgres@127.0.0.1:9/none")
     result = await orc.halts.halt(reason="emergency_stop", mode="halt", actor="op", source=None, note=None)
@@ -118,12 +98,12 @@ async def test_database_not_answering_keeps_the_flag_and_saves_later(orc: Orches
     r = aioredis.from_url(REDIS)
     assert (await r.hgetall(HALT_KEY))[b"halted"] == b"1"  # the guarantee does not wait for the database
     assert orc.halts.unsaved is True
-    state, _ = await halt_rows(pg_url)
+    state, _ = await halt_rows(own_pg_database)
     assert state is None or state["halted"] is False
 
     await orc.halts.reconcile()  # what the watchdog does every second, on the agent's own engine
     assert orc.halts.unsaved is False
-    state, events = await halt_rows(pg_url)
+    state, events = await halt_rows(own_pg_database)
     assert state["halted"] is True and state["reason"] == "emergency_stop"
     assert events[-1]["action"] == "resync"
     await r.aclose()
