@@ -87,7 +87,7 @@ class Bus:
         self.url = url
         self.redis = connect(url)
         self._pending: list[tuple[str, bytes, asyncio.Future[str]]] = []
-        self._flusher: asyncio.Future[None] | None = None
+        self._flusher: asyncio.Future[None] | None = None  # a reference: the loop keeps tasks weakly
 
     async def ping(self) -> bool:
         try:
@@ -124,12 +124,7 @@ class Bus:
                 fut.set_result(eid.decode())
 
     async def publish_many(self, items: Sequence[tuple[str, BaseModel | dict[str, Any]]]) -> None:
-        if not items:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for stream, payload in items:
-                pipe.xadd(stream, {"data": encode(payload)}, maxlen=STREAM_MAXLEN, approximate=True)
-            await pipe.execute()
+        await asyncio.gather(*(self.publish(stream, payload) for stream, payload in items))  # one pipeline
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -153,7 +148,7 @@ Message = tuple[str, BaseModel | dict[str, Any]]  # (stream, payload)
 @dataclass(slots=True)
 class Handled:
     """What a batch handler may return instead of bare outcomes: messages to publish, and
-    `inflight_done` order ids to take out of the in-flight set, in the same MULTI/EXEC as the acks.
+    `inflight_done` order ids to take out of the in-flight set, in the same atomic call as the acks.
     A crash can then never leave a message acked without its outputs (or the reverse)."""
 
     outcomes: Sequence[Outcome]

@@ -61,6 +61,15 @@ def client_addr(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse(error_body(exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+
+async def crashed(request: Request, exc: Exception) -> JSONResponse:
+    structlog.get_logger("web").exception("unhandled error", path=request.url.path)
+    return JSONResponse({"error": "internal error", "type": type(exc).__name__}, status_code=500)
+
+
 def create_app(agent: Agent) -> Any:
     """The agent's ASGI app: FastAPI, behind `HotRoutes` when the agent has routes so busy that
     FastAPI's middleware stack matters (the orchestrator's POST /orchestrate/run)."""
@@ -80,19 +89,13 @@ def _fastapi_app(agent: Agent) -> FastAPI:
 
     app.add_middleware(Observe, agent=agent)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse(error_body(exc.detail), status_code=exc.status_code, headers=exc.headers)
-
+    app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errs = validation_errors(exc)
         return JSONResponse({"error": f"invalid field: {errs[0]['field']}", "fields": errs}, status_code=422)
 
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception) -> JSONResponse:
-        structlog.get_logger("web").exception("unhandled error", path=request.url.path)
-        return JSONResponse({"error": "internal error", "type": type(exc).__name__}, status_code=500)
+    app.add_exception_handler(Exception, crashed)
 
     @app.get("/health", tags=["ops"])
     async def health() -> JSONResponse:
@@ -141,13 +144,9 @@ class _JsonErrors:
         try:
             await self.route.handle(scope, receive, send)
         except StarletteHTTPException as exc:
-            await JSONResponse(error_body(exc.detail), status_code=exc.status_code, headers=exc.headers)(
-                scope, receive, send
-            )
+            await (await http_error(Request(scope), exc))(scope, receive, send)
         except Exception as exc:  # noqa: BLE001 - the same answer as the app's own handler
-            structlog.get_logger("web").exception("unhandled error", path=scope["path"])
-            body = {"error": "internal error", "type": type(exc).__name__}
-            await JSONResponse(body, status_code=500)(scope, receive, send)
+            await (await crashed(Request(scope), exc))(scope, receive, send)
 
 
 class Observe:

@@ -21,8 +21,10 @@ def _dialect(session: AsyncSession) -> str:
     return session.bind.dialect.name if session.bind else "sqlite"
 
 
-def _insert(session: AsyncSession, table: Table) -> Any:
-    return (postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert)(table)
+def _insert(session: AsyncSession | str, table: Table) -> Any:
+    """INSERT with ON CONFLICT, for the session's dialect (or a dialect name)."""
+    dialect = session if isinstance(session, str) else _dialect(session)
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 # Statements run on every batch are built once: building one (and its cache key) costs more CPU
@@ -39,9 +41,9 @@ def _insert_new_stmt(session: AsyncSession, table: Table, key: str, cols: tuple[
             # rows, so the server and asyncpg prepare it once (a multi-row VALUES, which
             # executemany with RETURNING becomes, is a new statement for every batch size)
             arrays = [func.unnest(bindparam(f"u_{c}", type_=postgresql.ARRAY(table.c[c].type))) for c in cols]
-            stmt = postgresql.insert(table).from_select(list(cols), select(*arrays))
+            stmt = _insert(dialect, table).from_select(list(cols), select(*arrays))
         else:
-            stmt = _insert(session, table)
+            stmt = _insert(dialect, table)
         _built[k] = stmt.on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
     return _built[k]
 
@@ -189,8 +191,7 @@ def halt_statements(dialect: str, *, state: Halt, event: dict[str, Any], now: da
         "note": state.note,
         "updated_at": now,
     }
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    upsert = insert(HaltState.__table__).values(id=1, **values)
+    upsert = _insert(dialect, HaltState.__table__).values(id=1, **values)
     upsert = upsert.on_conflict_do_update(index_elements=["id"], set_=values)
     record = HaltEvent.__table__.insert().values(ts=now, **event).returning(HaltEvent.id)
     if dialect == "postgresql":
