@@ -109,6 +109,10 @@ class Lockout:
             return None
         return max(1, int(left + 0.999))
 
+    def locked(self, addr: str) -> bool:
+        """Read-only (safe from another thread): whether a lock, even an expired one, is recorded."""
+        return addr in self._locked
+
     def fail(self, addr: str) -> bool:
         """Record a failure; True when it locks the address."""
         now = self._now()

@@ -173,8 +173,9 @@ class Observe:
         try:
             if scope["path"].startswith("/admin/"):
                 await _admin_guard(self.agent, request, self.app, receive, send_with_id)
-                await self.agent.audit_admin(
-                    request,
+                self.agent.audit_admin(
+                    request.method,
+                    request.url.path,
                     actor=getattr(request.state, "actor", None),
                     addr=client_addr(request),
                     status=status[0],

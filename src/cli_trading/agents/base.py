@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import os
 import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from typing import Any, ClassVar
 
 import orjson
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from cli_trading import metrics
@@ -57,9 +59,18 @@ class AdminGuard:
 
 
 class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_started = on_started
+
     @contextlib.contextmanager
     def capture_signals(self):  # type: ignore[override]
         yield  # the agent owns signal handling
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.on_started()
 
 
 class Agent:
@@ -82,6 +93,8 @@ class Agent:
         self.started_at = time.time()
         self._tasks: list[asyncio.Task[Any]] = []
         self._audit_buffer: list[dict[str, Any]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # set in start(): audit() may be called from threads
+        self._loop_thread = threading.get_ident()
         self._db_ok = True
         token = settings.admin_token or None
         self.guard = AdminGuard(
@@ -108,6 +121,9 @@ class Agent:
     async def on_stop(self) -> None:
         pass
 
+    def on_listening(self, sock: socket.socket, server: uvicorn.Server) -> None:
+        """Hook: the HTTP server is up on `sock` (the orchestrator opens its halt door)."""
+
     async def status(self) -> dict[str, Any]:
         return {}
 
@@ -129,6 +145,10 @@ class Agent:
         An agent without a database logs it instead."""
         if not self.uses_db:
             self.log.info("audit", action=action, **fields)
+            return
+        if self._loop is not None and threading.get_ident() != self._loop_thread:
+            # from the halt door's thread: the buffer belongs to the event loop
+            self._loop.call_soon_threadsafe(functools.partial(self.audit, action, **fields))
             return
         self._audit_buffer.append(
             {
@@ -179,13 +199,12 @@ class Agent:
         except REDIS_DOWN as exc:
             self.log.error("could not publish notification", type=type_, error=str(exc))
 
-    async def audit_admin(
-        self, request: Request, *, actor: str | None, addr: str, status: int, request_id: str
+    def audit_admin(
+        self, method: str, route: str, *, actor: str | None, addr: str, status: int, request_id: str
     ) -> None:
-        route = request.url.path
         result = "ok" if status < 400 else str(status)
         self.audit(
-            f"admin:{request.method} {route}",
+            f"admin:{method} {route}",
             actor=actor,
             source=addr,
             target=route,
@@ -197,7 +216,7 @@ class Agent:
                 {
                     "ts": self.clock().isoformat(),
                     "agent": self.name,
-                    "method": request.method,
+                    "method": method,
                     "route": route,
                     "status": status,
                     "client": addr,
@@ -275,6 +294,7 @@ class Agent:
     # -- lifecycle (final) -----------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
+        self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
         if not s.redis_url:
             raise StartupError(
                 "REDIS_URL is not set (cli-trading up starts an embedded Redis; "
@@ -374,12 +394,18 @@ class Agent:
             ssl_keyfile=s.tls_key_file,
             timeout_graceful_shutdown=2,
         )
-        server = _Server(config)
+        server = _Server(config, on_started=lambda: self.on_listening(sock, server))
+        try:
+            sock = config.bind_socket()  # ours, so that a thread may accept on it too (halt door)
+        except SystemExit:  # uvicorn has logged why (the port is taken)
+            print(f"{self.name}: cannot listen on {s.bind_host}:{s.port_of(self.name)}", file=sys.stderr)
+            await self.stop()
+            return 1
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
-        web = asyncio.create_task(server.serve())
-        web.add_done_callback(lambda _: self.stop_event.set())  # e.g. the port was taken
+        web = asyncio.create_task(server.serve(sockets=[sock]))
+        web.add_done_callback(lambda _: self.stop_event.set())
         self.log.info("agent started", port=s.port_of(self.name), host=s.bind_host)
         await self.stop_event.wait()
         self.log.info("stopping")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import socket
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -28,6 +30,7 @@ from cli_trading.contracts import (
     new_id,
     order_id_for,
 )
+from cli_trading.control.halt_door import HaltDoor
 from cli_trading.control.halt_writer import HaltWriter
 from cli_trading.control.halts import HaltController
 from cli_trading.control.runs import Run, RunBook, from_row
@@ -93,7 +96,37 @@ class Orchestrator(Agent):
     def loops(self) -> list[Any]:
         return [self.watchdogs.run]
 
+    door: HaltDoor | None = None
+
+    def on_listening(self, sock: socket.socket, server: Any) -> None:
+        """Open the halt door (control/halt_door.py) on the listening socket: PostgreSQL (the
+        writer records there itself) and plain HTTP (the door does not speak TLS) only."""
+        if not self.halt_writer.writes_database or self.settings.tls_cert_file:
+            return
+        from cli_trading.agents.orchestrator_api import door_handler
+
+        loop = asyncio.get_running_loop()
+        config = server.config
+        protocol = functools.partial(
+            config.http_protocol_class, config=config, server_state=server.server_state, app_state=server.lifespan.state
+        )
+
+        def adopt(conn: socket.socket) -> None:  # from the door's thread: the loop serves this one
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(loop.connect_accepted_socket(protocol, conn)))
+
+        self.door = HaltDoor(sock, handle=door_handler(self), adopt=adopt)
+        self.door.start()
+
+    def observe_door(self, req: Any, *, actor: str, seconds: float) -> None:
+        """What the HTTP layer records for a request, for the one the door answered."""
+        route = "/admin/orchestrate/halt"
+        metrics.HTTP_LATENCY.labels("POST", route).observe(seconds)
+        metrics.HTTP_REQUESTS.labels("POST", route, "200").inc()
+        self.audit_admin("POST", route, actor=actor, addr=req.addr, status=200, request_id=req.request_id)
+
     async def on_stop(self) -> None:
+        if self.door is not None:
+            self.door.stop()
         if writer := getattr(self, "halt_writer", None):  # absent when start-up failed early
             writer.close()
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
+import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as ApiPath
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.routing import Route
 
-from cli_trading.contracts import HaltMode, HaltReason
+from cli_trading.auth import allowed, fingerprint
+from cli_trading.contracts import HaltMode, HaltReason, new_id
 from cli_trading.control import params, streams
+from cli_trading.control.halt_door import DoorRequest, Handler
 from cli_trading.db import repo
 from cli_trading.trading import day as tday
 from cli_trading.trading.halt import UnhaltRefused
@@ -283,3 +287,28 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
                 orc, reason="operator", strategy=body.strategy, symbol=body.symbol
             )
         }
+
+
+def door_handler(orc: Orchestrator) -> Handler:
+    """POST /admin/orchestrate/halt as the halt door answers it, on its own thread: the same
+    checks, body and answer as the route above. What it cannot answer as surely (a refusal, whose
+    counting belongs to the loop; a bad body; flatten, which places orders) goes to the loop."""
+
+    def handle(req: DoorRequest) -> tuple[int, dict[str, Any]] | None:
+        guard, token = orc.guard, req.headers.get("x-admin-token")
+        if guard.lockout.locked(req.addr) or not guard.tokens.check(token) or not allowed(req.addr, guard.allow):
+            return None
+        try:
+            body = HaltBody.model_validate(orjson.loads(req.body) if req.body.strip() else {})
+        except (orjson.JSONDecodeError, ValidationError):
+            return None
+        if body.mode == HaltMode.FLATTEN:
+            return None
+        started = time.perf_counter()
+        req.request_id = req.headers.get("x-request-id") or new_id()
+        actor = fingerprint(token)  # type: ignore[arg-type]
+        result = orc.halts.halt_now(reason=body.reason, mode=body.mode, actor=actor, source=req.addr, note=body.note)
+        orc.observe_door(req, actor=actor, seconds=time.perf_counter() - started)
+        return 200, result
+
+    return handle

@@ -72,6 +72,11 @@ class HaltWriter:
                 self.db.dispose()
                 self.db = None
 
+    def publish(self, state: HaltState) -> list[str]:
+        """The live flag alone (restoring it after Redis lost it)."""
+        flat = [x for kv in state.to_redis().items() for x in kv]
+        return _members(self.redis.eval(SET_FLAG, 2, HALT_KEY, INFLIGHT_KEY, *flat))
+
     def flag(self, state: HaltState, notice: NotifyEvent) -> list[str]:
         """Set the live flag and publish the notification in one round trip; returns the orders
         in flight at that instant (read atomically with the flag: the guarantee)."""

@@ -4,6 +4,7 @@ A transition is written by `HaltWriter` without waiting for the event loop (see 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -38,6 +39,8 @@ class HaltController:
         self.agent = agent
         self.state = state
         self.unsaved = False  # the last durable write failed: `reconcile` retries it
+        # transitions come from the event loop and from the halt door's thread: one at a time
+        self.lock = threading.Lock()
         self.export()
 
     def export(self) -> None:
@@ -52,20 +55,36 @@ class HaltController:
         await self.gate.publish(self.state)
 
     async def halt(self, *, reason: str, mode: str, actor: str, source: str | None, note: str | None) -> dict[str, Any]:
-        now = self.clock()
-        self.state = policy.halt(self.state, reason=reason, mode=mode, actor=actor, note=note, now=now)
-        metrics.HALTS.labels(reason).inc()
-        notice = self._notice(
-            f"halt.{reason}",
-            halt_severity(reason),
-            f"Trading halted: {reason}" + (f" ({note})" if note else ""),
-            reason=reason,
-            mode=mode,
-            actor=actor,
-            note=note,
-        )
-        inflight = await self._apply("halt", actor=actor, source=source, note=note, now=now, notice=notice)
-        return {**self.state.to_api(), "inFlight": inflight}
+        result, unrecorded = self._halt(reason=reason, mode=mode, actor=actor, source=source, note=note)
+        if unrecorded:
+            await self._record_later(*unrecorded)
+        return result
+
+    def halt_now(self, *, reason: str, mode: str, actor: str, source: str | None, note: str | None) -> dict[str, Any]:
+        """The halt, entirely synchronous: for the halt door's thread, which uses it only when
+        the writer records to the database itself (PostgreSQL)."""
+        result, unrecorded = self._halt(reason=reason, mode=mode, actor=actor, source=source, note=note)
+        assert unrecorded is None
+        return result
+
+    def _halt(
+        self, *, reason: str, mode: str, actor: str, source: str | None, note: str | None
+    ) -> tuple[dict[str, Any], tuple[Any, ...] | None]:
+        with self.lock:
+            now = self.clock()
+            self.state = policy.halt(self.state, reason=reason, mode=mode, actor=actor, note=note, now=now)
+            metrics.HALTS.labels(reason).inc()
+            notice = self._notice(
+                f"halt.{reason}",
+                halt_severity(reason),
+                f"Trading halted: {reason}" + (f" ({note})" if note else ""),
+                reason=reason,
+                mode=mode,
+                actor=actor,
+                note=note,
+            )
+            inflight, unrecorded = self._apply("halt", actor=actor, source=source, note=note, now=now, notice=notice)
+            return {**self.state.to_api(), "inFlight": inflight}, unrecorded
 
     async def unhalt(
         self,
@@ -78,34 +97,37 @@ class HaltController:
         limits: Limits,
         why: str = "unhalt",
     ) -> dict[str, Any]:
-        before = self.state
-        self.state = policy.unhalt(before, pnl_pct=pnl_pct, limits=limits, force=force)  # may raise UnhaltRefused
-        now = self.clock()
-        notice = self._notice(
-            f"unhalt.{why}",
-            "info" if why != "unhalt" or not force else "warning",
-            f"Trading resumed ({why}) after {before.reason}" + (f": {note}" if note else ""),
-            previousReason=before.reason,
-            actor=actor,
-            force=force,
-            note=note,
-        )
-        await self._apply(
-            why,
-            actor=actor,
-            source=source,
-            note=note,
-            now=now,
-            notice=notice,
-            detail={"previousReason": before.reason, "force": force},
-            reason=before.reason,
-        )
+        with self.lock:
+            before = self.state
+            self.state = policy.unhalt(before, pnl_pct=pnl_pct, limits=limits, force=force)  # may raise UnhaltRefused
+            now = self.clock()
+            notice = self._notice(
+                f"unhalt.{why}",
+                "info" if why != "unhalt" or not force else "warning",
+                f"Trading resumed ({why}) after {before.reason}" + (f": {note}" if note else ""),
+                previousReason=before.reason,
+                actor=actor,
+                force=force,
+                note=note,
+            )
+            _, unrecorded = self._apply(
+                why,
+                actor=actor,
+                source=source,
+                note=note,
+                now=now,
+                notice=notice,
+                detail={"previousReason": before.reason, "force": force},
+                reason=before.reason,
+            )
+        if unrecorded:
+            await self._record_later(*unrecorded)
         return self.state.to_api()
 
     def _notice(self, type_: str, severity: str, message: str, **context: Any) -> NotifyEvent:
         return NotifyEvent(type=type_, severity=severity, message=message, context={"agent": self.agent, **context})
 
-    async def _apply(
+    def _apply(
         self,
         action: str,
         *,
@@ -116,9 +138,11 @@ class HaltController:
         notice: NotifyEvent,
         detail: dict[str, Any] | None = None,
         reason: str | None = None,
-    ) -> list[str]:
-        """Flag and notification, then the durable record; returns the orders in flight when
-        the flag was set (a halt's record lists them)."""
+    ) -> tuple[list[str], tuple[Any, ...] | None]:
+        """Flag and notification, then the durable record, synchronously (the caller holds the
+        lock). Returns the orders in flight when the flag was set (a halt's record lists them)
+        and, when the writer cannot record to this database (SQLite), what `_record_later` must
+        write."""
         self.export()
         state = self.state
         try:
@@ -136,22 +160,26 @@ class HaltController:
             "detail": {"inFlight": inflight} if action == "halt" else detail,
         }
         self.audit(f"halt:{action}", actor=actor, source=source, result=event["reason"], note=note)
-        self.unsaved = not await self._save(state, event, now, urgent=True)
-        return inflight
-
-    async def _save(self, state: HaltState, event: dict[str, Any], now: datetime, *, urgent: bool) -> bool:
-        """urgent: written synchronously where the writer can (a transition being answered);
-        otherwise on the async session (the retries after an outage must not stall the loop)."""
+        if not self.writer.writes_database:
+            return inflight, (state, event, now)
         try:
-            if urgent and self.writer.writes_database:
-                self.writer.record(state, event, now)
-            else:
-                async with self.sessions() as s, s.begin():
-                    await repo.save_halt(s, state=state, event=event, now=now)
+            self.writer.record(state, event, now)
+            self.unsaved = False
         except Exception as exc:  # noqa: BLE001 - the live flag is set; the reconcile loop retries
             log.error("halt state not saved to the database", error=str(exc)[:200])
-            return False
-        return True
+            self.unsaved = True
+        return inflight, None
+
+    async def _record_later(self, state: HaltState, event: dict[str, Any], now: datetime) -> None:
+        """On the agent's async session (SQLite; and the retries after an outage, which must
+        not stall the loop)."""
+        try:
+            async with self.sessions() as s, s.begin():
+                await repo.save_halt(s, state=state, event=event, now=now)
+            self.unsaved = False
+        except Exception as exc:  # noqa: BLE001 - the live flag is set; the reconcile loop retries
+            log.error("halt state not saved to the database", error=str(exc)[:200])
+            self.unsaved = True
 
     async def reconcile(self) -> None:
         """Every second: Redis lost the flag (flush, restart) → put it back; a database write
@@ -159,7 +187,8 @@ class HaltController:
         live = await self.gate.read()
         if live is None or live.halted != self.state.halted or live.mode != self.state.mode:
             log.warning("halt flag missing or stale in redis, restoring", halted=self.state.halted)
-            await self.gate.publish(self.state)
+            with self.lock:  # never over a transition the halt door is writing
+                self.writer.publish(self.state)
         if self.unsaved:
             event = {
                 "action": "resync",
@@ -170,4 +199,4 @@ class HaltController:
                 "note": "saved after a database outage",
                 "detail": None,
             }
-            self.unsaved = not await self._save(self.state, event, self.clock(), urgent=False)
+            await self._record_later(self.state, event, self.clock())
