@@ -37,6 +37,16 @@ async def settled(r: aioredis.Redis, order_ids: set[str], start_id: bytes, limit
     return None if order_ids else (time.perf_counter() - t0) * 1000
 
 
+async def curl_halt(url: str, token: str) -> tuple[float, dict]:
+    """The runbook's own command; curl's time_total (connect to last byte, not its start-up)."""
+    proc = await asyncio.create_subprocess_exec(
+        "curl", "-s", "-X", "POST", "-H", f"X-Admin-Token: {token}", f"{url}/admin/orchestrate/halt",
+        "-d", '{"reason":"manual","note":"bench"}', "-w", "\\n%{time_total}", stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    body, total = out.decode().rsplit("\n", 1)
+    return float(total) * 1000, json.loads(body)
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", default="http://127.0.0.1:7001")
@@ -44,6 +54,7 @@ async def main() -> None:
     ap.add_argument("--token", required=True)
     ap.add_argument("--halts", type=int, default=30)
     ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--client", choices=["curl", "aiohttp"], default="curl", help="who sends the halts")
     ap.add_argument("--rate", type=float, default=0.0, help="open-loop load (runs/s) instead of a closed loop")
     a = ap.parse_args()
     r = aioredis.from_url(a.redis)
@@ -62,10 +73,14 @@ async def main() -> None:
         for _ in range(a.halts):
             last = await r.xrevrange("exec.status", "+", "-", count=1)
             start = last[0][0] if last else b"0-0"
-            t0 = time.perf_counter()
-            async with c.post("/admin/orchestrate/halt", json={"reason": "manual", "note": "bench"}) as res:
-                body = await res.json()
-            halt_ms.append((time.perf_counter() - t0) * 1000)
+            if a.client == "curl":
+                ms, body = await curl_halt(a.url, a.token)
+            else:
+                t0 = time.perf_counter()
+                async with c.post("/admin/orchestrate/halt", json={"reason": "manual", "note": "bench"}) as res:
+                    body = await res.json()
+                ms = (time.perf_counter() - t0) * 1000
+            halt_ms.append(ms)
             ids = set(body.get("inFlight", []))
             in_flight.append(len(ids))
             s = await settled(r, ids, start)
@@ -76,7 +91,7 @@ async def main() -> None:
             await asyncio.sleep(0.3)
     out, _ = await load.communicate()
     print(json.dumps({
-        "halts": len(halt_ms), "load_kind": f"open loop {a.rate}/s" if a.rate else f"closed loop, {a.clients} clients",
+        "halts": len(halt_ms), "client": a.client, "load_kind": f"open loop {a.rate}/s" if a.rate else f"closed loop, {a.clients} clients",
         "halt_response_ms_p50_p95_p99": [pct(halt_ms, p) for p in (50, 95, 99)],
         "in_flight_at_halt_max": max(in_flight, default=0),
         "last_in_flight_settled_ms_p50_p99": [pct(settle_ms, p) for p in (50, 99)],

@@ -121,6 +121,11 @@ class Agent:
     async def on_stop(self) -> None:
         pass
 
+    def accepts_itself(self) -> bool:
+        """Hook: True when the agent accepts the connections on its port itself and hands the
+        HTTP server those that are its own (the orchestrator's halt door, in `on_listening`)."""
+        return False
+
     def on_listening(self, sock: socket.socket, server: uvicorn.Server) -> None:
         """Hook: the HTTP server is up on `sock` (the orchestrator opens its halt door)."""
 
@@ -404,7 +409,10 @@ class Agent:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
-        web = asyncio.create_task(server.serve(sockets=[sock]))
+        itself = self.accepts_itself()
+        if itself:
+            sock.listen(config.backlog)
+        web = asyncio.create_task(server.serve(sockets=[] if itself else [sock]))
         web.add_done_callback(lambda _: self.stop_event.set())
         self.log.info("agent started", port=s.port_of(self.name), host=s.bind_host)
         await self.stop_event.wait()
@@ -413,6 +421,7 @@ class Agent:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(web, 3)
         await self.stop()
+        sock.close()  # uvicorn closes the sockets it listens on, not one the agent accepts on
         self.log.info("stopped")
         return 0 if server.started else 1
 

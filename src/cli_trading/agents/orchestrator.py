@@ -61,6 +61,7 @@ class Orchestrator(Agent):
         async with self.session() as sess:
             self.ledger: Ledger = replay(s.starting_cash, await repo.all_fills(sess), await repo.load_marks(sess))
             halt_state = await repo.load_halt(sess)
+            halt_saved_at = await repo.halt_saved_at(sess)
             row = await repo.get_day(sess, day=tday.day_of(self.clock()))
             for r in await repo.open_runs(sess):
                 self.runs.adopt(from_row(r))
@@ -78,7 +79,7 @@ class Orchestrator(Agent):
             clock=self.clock,
             state=halt_state,
         )
-        await self.halts.restore()  # before any consumer starts: nothing trades on a stale flag
+        await self.halts.restore(halt_saved_at)  # before any consumer starts: nothing trades on a stale flag
         self.watchdogs = Watchdogs(self)
         await self.watchdogs.start()
         await self.roll_day()
@@ -98,10 +99,13 @@ class Orchestrator(Agent):
 
     door: HaltDoor | None = None
 
-    def on_listening(self, sock: socket.socket, server: Any) -> None:
-        """Open the halt door (control/halt_door.py) on the listening socket: PostgreSQL (the
+    def accepts_itself(self) -> bool:
+        """The halt door (control/halt_door.py) takes every new connection: on PostgreSQL (the
         writer records there itself) and plain HTTP (the door does not speak TLS) only."""
-        if not self.halt_writer.writes_database or self.settings.tls_cert_file:
+        return self.halt_writer.writes_database and not self.settings.tls_cert_file
+
+    def on_listening(self, sock: socket.socket, server: Any) -> None:
+        if not self.accepts_itself():
             return
         from cli_trading.agents.orchestrator_api import door_handler
 
@@ -114,7 +118,13 @@ class Orchestrator(Agent):
         def adopt(conn: socket.socket) -> None:  # from the door's thread: the loop serves this one
             loop.call_soon_threadsafe(lambda: asyncio.ensure_future(loop.connect_accepted_socket(protocol, conn)))
 
-        self.door = HaltDoor(sock, handle=door_handler(self), adopt=adopt)
+        async def accept_in_loop() -> None:  # the door's thread ended: the loop takes its place
+            server.servers.append(await loop.create_server(protocol, sock=sock, backlog=config.backlog))
+
+        def on_exit() -> None:
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(accept_in_loop()))
+
+        self.door = HaltDoor(sock, handle=door_handler(self), adopt=adopt, on_exit=on_exit)
         self.door.start()
 
     def observe_door(self, req: Any, *, actor: str, seconds: float) -> None:

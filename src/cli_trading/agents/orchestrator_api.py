@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -294,21 +295,27 @@ def door_handler(orc: Orchestrator) -> Handler:
     checks, body and answer as the route above. What it cannot answer as surely (a refusal, whose
     counting belongs to the loop; a bad body; flatten, which places orders) goes to the loop."""
 
-    def handle(req: DoorRequest) -> tuple[int, dict[str, Any]] | None:
+    def handle(req: DoorRequest, reply: Callable[[int, dict[str, Any]], None]) -> bool:
         guard, token = orc.guard, req.headers.get("x-admin-token")
         if guard.lockout.locked(req.addr) or not guard.tokens.check(token) or not allowed(req.addr, guard.allow):
-            return None
+            return False
         try:
             body = HaltBody.model_validate(orjson.loads(req.body) if req.body.strip() else {})
         except (orjson.JSONDecodeError, ValidationError):
-            return None
+            return False
         if body.mode == HaltMode.FLATTEN:
-            return None
+            return False
         started = time.perf_counter()
         req.request_id = req.headers.get("x-request-id") or new_id()
         actor = fingerprint(token)  # type: ignore[arg-type]
-        result = orc.halts.halt_now(reason=body.reason, mode=body.mode, actor=actor, source=req.addr, note=body.note)
-        orc.observe_door(req, actor=actor, seconds=time.perf_counter() - started)
-        return 200, result
+
+        def answer(result: dict[str, Any]) -> None:
+            reply(200, result)
+            orc.observe_door(req, actor=actor, seconds=time.perf_counter() - started)
+
+        orc.halts.halt_now(
+            reason=body.reason, mode=body.mode, actor=actor, source=req.addr, note=body.note, reply=answer
+        )
+        return True
 
     return handle

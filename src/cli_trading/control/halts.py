@@ -21,6 +21,7 @@ from cli_trading.trading import halt as policy
 from cli_trading.trading.halt import HaltState, Limits
 
 log = get_logger("halts")
+Record = tuple[HaltState, dict[str, Any], datetime]  # what `_record_now` / `_record_later` write
 
 
 class HaltController:
@@ -50,41 +51,77 @@ class HaltController:
         if s.halted:
             metrics.HALT_INFO.labels(s.reason or "unknown", s.mode).set(1)
 
-    async def restore(self) -> None:
-        """Publish the durable state to Redis before anything trades."""
+    async def restore(self, saved_at: datetime | None) -> None:
+        """Publish the durable state to Redis before anything trades. One exception: a halt in
+        Redis newer than the database's last transition (`saved_at`) is kept and recorded. The
+        halt door answers before it records, so a crash in those milliseconds leaves a halt only
+        in Redis; a halt is never undone by a restart."""
+        live = await self.gate.read()
+        if (
+            live is not None
+            and live.halted
+            and not self.state.halted
+            and live.halted_at is not None
+            and (saved_at is None or live.halted_at > saved_at)
+        ):
+            log.warning("a halt newer than the database's state found in redis: keeping it", reason=live.reason)
+            self.state = live
+            self.export()
+            event = self._event("recovered", actor="system", source=None, note="found in redis at start, not recorded")
+            await self._record_later(live, event, self.clock())
         await self.gate.publish(self.state)
 
     async def halt(self, *, reason: str, mode: str, actor: str, source: str | None, note: str | None) -> dict[str, Any]:
-        result, unrecorded = self._halt(reason=reason, mode=mode, actor=actor, source=source, note=note)
-        if unrecorded:
-            await self._record_later(*unrecorded)
+        """From the event loop: flag and notification, the record, then the answer."""
+        with self.lock:
+            result, record = self._halt(reason=reason, mode=mode, actor=actor, source=source, note=note)
+            recorded = self._record_now(*record)
+        if not recorded:
+            await self._record_later(*record)
         return result
 
-    def halt_now(self, *, reason: str, mode: str, actor: str, source: str | None, note: str | None) -> dict[str, Any]:
-        """The halt, entirely synchronous: for the halt door's thread, which uses it only when
-        the writer records to the database itself (PostgreSQL)."""
-        result, unrecorded = self._halt(reason=reason, mode=mode, actor=actor, source=source, note=note)
-        assert unrecorded is None
-        return result
+    def halt_now(
+        self,
+        *,
+        reason: str,
+        mode: str,
+        actor: str,
+        source: str | None,
+        note: str | None,
+        reply: Callable[[dict[str, Any]], None],
+    ) -> None:
+        """From the halt door's thread (PostgreSQL only), entirely synchronous: flag and
+        notification, the answer (`reply`), then the record. The guarantee needs the flag only;
+        the record follows within milliseconds, under the same lock, so no other transition is
+        recorded in between (and `restore` keeps a halt a crash left unrecorded)."""
+        with self.lock:
+            result, record = self._halt(reason=reason, mode=mode, actor=actor, source=source, note=note)
+            try:
+                reply(result)
+            finally:
+                self._record_now(*record)
 
     def _halt(
         self, *, reason: str, mode: str, actor: str, source: str | None, note: str | None
-    ) -> tuple[dict[str, Any], tuple[Any, ...] | None]:
-        with self.lock:
-            now = self.clock()
-            self.state = policy.halt(self.state, reason=reason, mode=mode, actor=actor, note=note, now=now)
-            metrics.HALTS.labels(reason).inc()
-            notice = self._notice(
-                f"halt.{reason}",
-                halt_severity(reason),
-                f"Trading halted: {reason}" + (f" ({note})" if note else ""),
-                reason=reason,
-                mode=mode,
-                actor=actor,
-                note=note,
-            )
-            inflight, unrecorded = self._apply("halt", actor=actor, source=source, note=note, now=now, notice=notice)
-            return {**self.state.to_api(), "inFlight": inflight}, unrecorded
+    ) -> tuple[dict[str, Any], Record]:
+        """The transition and its flag (the caller holds the lock); returns the answer and the
+        record to write."""
+        now = self.clock()
+        self.state = policy.halt(self.state, reason=reason, mode=mode, actor=actor, note=note, now=now)
+        metrics.HALTS.labels(reason).inc()
+        notice = self._notice(
+            f"halt.{reason}",
+            halt_severity(reason),
+            f"Trading halted: {reason}" + (f" ({note})" if note else ""),
+            reason=reason,
+            mode=mode,
+            actor=actor,
+            note=note,
+        )
+        inflight = self._flag(notice)
+        event = self._event("halt", actor=actor, source=source, note=note, detail={"inFlight": inflight})
+        self.audit("halt:halt", actor=actor, source=source, result=reason, note=note)
+        return {**self.state.to_api(), "inFlight": inflight}, (self.state, event, now)
 
     async def unhalt(
         self,
@@ -110,65 +147,67 @@ class HaltController:
                 force=force,
                 note=note,
             )
-            _, unrecorded = self._apply(
+            self._flag(notice)
+            event = self._event(
                 why,
                 actor=actor,
                 source=source,
                 note=note,
-                now=now,
-                notice=notice,
                 detail={"previousReason": before.reason, "force": force},
                 reason=before.reason,
             )
-        if unrecorded:
-            await self._record_later(*unrecorded)
+            self.audit(f"halt:{why}", actor=actor, source=source, result=before.reason, note=note)
+            record = (self.state, event, now)
+            recorded = self._record_now(*record)
+        if not recorded:
+            await self._record_later(*record)
         return self.state.to_api()
 
     def _notice(self, type_: str, severity: str, message: str, **context: Any) -> NotifyEvent:
         return NotifyEvent(type=type_, severity=severity, message=message, context={"agent": self.agent, **context})
 
-    def _apply(
+    def _flag(self, notice: NotifyEvent) -> list[str]:
+        """The live flag and its notification; returns the orders in flight at that instant."""
+        self.export()
+        try:
+            return self.writer.flag(self.state, notice)  # from here on, no order outside it can pass
+        except REDIS_DOWN as exc:  # the reconcile loop republishes when Redis is back
+            log.error("halt flag not published to redis", error=str(exc))
+            return []
+
+    def _event(
         self,
         action: str,
         *,
         actor: str,
         source: str | None,
         note: str | None,
-        now: datetime,
-        notice: NotifyEvent,
         detail: dict[str, Any] | None = None,
         reason: str | None = None,
-    ) -> tuple[list[str], tuple[Any, ...] | None]:
-        """Flag and notification, then the durable record, synchronously (the caller holds the
-        lock). Returns the orders in flight when the flag was set (a halt's record lists them)
-        and, when the writer cannot record to this database (SQLite), what `_record_later` must
-        write."""
-        self.export()
-        state = self.state
-        try:
-            inflight = self.writer.flag(state, notice)  # from here on, no order outside it can pass
-        except REDIS_DOWN as exc:  # the reconcile loop republishes when Redis is back
-            log.error("halt flag not published to redis", error=str(exc))
-            inflight = []
-        event = {
+    ) -> dict[str, Any]:
+        s = self.state
+        return {
             "action": action,
-            "reason": reason or state.reason,
-            "mode": state.mode,
+            "reason": reason or s.reason,
+            "mode": s.mode,
             "actor": actor,
             "source": source,
             "note": note,
-            "detail": {"inFlight": inflight} if action == "halt" else detail,
+            "detail": detail,
         }
-        self.audit(f"halt:{action}", actor=actor, source=source, result=event["reason"], note=note)
+
+    def _record_now(self, state: HaltState, event: dict[str, Any], now: datetime) -> bool:
+        """Synchronously, where the writer can (PostgreSQL); False when the caller must use
+        `_record_later` (SQLite)."""
         if not self.writer.writes_database:
-            return inflight, (state, event, now)
+            return False
         try:
             self.writer.record(state, event, now)
             self.unsaved = False
         except Exception as exc:  # noqa: BLE001 - the live flag is set; the reconcile loop retries
             log.error("halt state not saved to the database", error=str(exc)[:200])
             self.unsaved = True
-        return inflight, None
+        return True
 
     async def _record_later(self, state: HaltState, event: dict[str, Any], now: datetime) -> None:
         """On the agent's async session (SQLite; and the retries after an outage, which must
@@ -190,13 +229,5 @@ class HaltController:
             with self.lock:  # never over a transition the halt door is writing
                 self.writer.publish(self.state)
         if self.unsaved:
-            event = {
-                "action": "resync",
-                "reason": self.state.reason,
-                "mode": self.state.mode,
-                "actor": "system",
-                "source": None,
-                "note": "saved after a database outage",
-                "detail": None,
-            }
+            event = self._event("resync", actor="system", source=None, note="saved after a database outage")
             await self._record_later(self.state, event, self.clock())

@@ -178,6 +178,11 @@ async def load_halt(session: AsyncSession) -> Halt:
     return Halt(row.halted, row.reason, row.mode, row.halted_at, row.halted_by, row.note)
 
 
+async def halt_saved_at(session: AsyncSession) -> datetime | None:
+    """When the halt state was last written (None: never)."""
+    return await session.scalar(select(HaltState.updated_at).where(HaltState.id == 1))
+
+
 def halt_statements(dialect: str, *, state: Halt, event: dict[str, Any], now: datetime) -> list[Any]:
     """The state and its transition, atomically; the last statement returns the event's id. On
     PostgreSQL one statement (the upsert as a CTE of the event's insert), so an autocommit
