@@ -2,15 +2,20 @@
 """Halt latency under load: while the core benchmark's closed loop of manual orders runs through
 a live system (pipeline_driver.py in its own process, so the load generator never delays the
 halt client), halt and unhalt repeatedly and time each POST /admin/orchestrate/halt (request →
-response, each on a new connection as an operator's curl makes it), and after each halt the time
-until the last in-flight order has settled (exec.status seen for every order the halt listed as
-in flight). Prints one JSON line."""
+response, each on a new connection), and after each halt the time until the last in-flight order
+has settled (exec.status seen for every order the halt listed as in flight). Prints one JSON line.
+
+The halts are sent with the runbook's own command, curl, timed by curl itself (`time_total`:
+connect to last byte; not its start-up), at the priority of the shell that runs this
+(CURL_PREFIX, e.g. "chrt -f 1", runs it otherwise); --client aiohttp sends them from this
+process instead."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,9 +44,10 @@ async def settled(r: aioredis.Redis, order_ids: set[str], start_id: bytes, limit
 
 async def curl_halt(url: str, token: str) -> tuple[float, dict]:
     """The runbook's own command; curl's time_total (connect to last byte, not its start-up)."""
+    cmd = ["curl", "-s", "-X", "POST", "-H", f"X-Admin-Token: {token}", f"{url}/admin/orchestrate/halt",
+           "-d", '{"reason":"manual","note":"bench"}', "-w", "\\n%{time_total}"]
     proc = await asyncio.create_subprocess_exec(
-        "curl", "-s", "-X", "POST", "-H", f"X-Admin-Token: {token}", f"{url}/admin/orchestrate/halt",
-        "-d", '{"reason":"manual","note":"bench"}', "-w", "\\n%{time_total}", stdout=asyncio.subprocess.PIPE)
+        *os.environ.get("CURL_PREFIX", "").split(), *cmd, stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     body, total = out.decode().rsplit("\n", 1)
     return float(total) * 1000, json.loads(body)
@@ -91,7 +97,8 @@ async def main() -> None:
             await asyncio.sleep(0.3)
     out, _ = await load.communicate()
     print(json.dumps({
-        "halts": len(halt_ms), "client": a.client, "load_kind": f"open loop {a.rate}/s" if a.rate else f"closed loop, {a.clients} clients",
+        "halts": len(halt_ms), "client": a.client,
+        "load_kind": f"open loop {a.rate}/s" if a.rate else f"closed loop, {a.clients} clients",
         "halt_response_ms_p50_p95_p99": [pct(halt_ms, p) for p in (50, 95, 99)],
         "in_flight_at_halt_max": max(in_flight, default=0),
         "last_in_flight_settled_ms_p50_p99": [pct(settle_ms, p) for p in (50, 99)],

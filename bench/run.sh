@@ -26,5 +26,8 @@ $PY bench/pipeline_driver.py --redis "$REDIS_URL" -c 32 --for-seconds 60
 $PY bench/pipeline_driver.py --redis "$REDIS_URL" --rate 100 --seconds 10
 # the acceptance check's client (httpx): what perf-pipeline.sh sees on this machine
 $PY bench/pipeline_driver.py --redis "$REDIS_URL" -n "${N:-2000}" -c 32 --client httpx
-$PY bench/halt_latency.py --redis "$REDIS_URL" --token "$ADMIN_TOKEN"
-$PY bench/halt_latency.py --redis "$REDIS_URL" --token "$ADMIN_TOKEN" --rate 100
+# halts sent with curl (the runbook's command): 200 under the closed loop, 100 under 100 runs/s;
+# then under the closed loop from aiohttp, as measured before 2026-11-27 afternoon
+$PY bench/halt_latency.py --redis "$REDIS_URL" --token "$ADMIN_TOKEN" --halts 200
+$PY bench/halt_latency.py --redis "$REDIS_URL" --token "$ADMIN_TOKEN" --halts 100 --rate 100
+$PY bench/halt_latency.py --redis "$REDIS_URL" --token "$ADMIN_TOKEN" --client aiohttp

@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     auth_spike_halts: bool = False
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    # agents yield the CPU to the operator's tools (and to Redis/PostgreSQL) on a saturated machine
+    agent_nice: int = Field(default=5, ge=0, le=19)
 
     trading_mode: Literal["paper", "live"] = "paper"
     symbols: str = "BTC-USD,ETH-USD"

@@ -75,6 +75,9 @@ def get_logger(name: str) -> Any:
 def file_logger(path: Path, name: str, max_bytes: int = 20_000_000) -> logging.Logger:
     """A plain JSON-lines file (the admin access log), rotated by size, not propagated."""
     lg = logging.getLogger(name)
+    for old in [h for h in lg.handlers if getattr(h, "baseFilename", None) != str(path.absolute())]:
+        lg.removeHandler(old)  # another agent of this process (tests) logged elsewhere
+        old.close()
     if not lg.handlers:
         path.parent.mkdir(parents=True, exist_ok=True)
         h = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=5)

@@ -5,6 +5,7 @@ door accepts meanwhile is served by the loop once it runs again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -158,3 +159,38 @@ def test_parse_takes_only_a_complete_halt_request() -> None:
     assert parse(req.replace(b"halt", b"unhalt"), "127.0.0.1") is None
     chunked = b"POST /admin/orchestrate/halt HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
     assert parse(chunked, "127.0.0.1") is None
+
+
+async def test_the_door_runs_at_real_time_priority_when_allowed(orc: tuple[Orchestrator, str]) -> None:
+    o, _ = orc
+    assert o.door is not None
+    tid = o.door._thread.native_id
+    assert tid is not None
+    if os.geteuid() == 0:  # CI runs as root: SCHED_FIFO is allowed, and kept between halts
+        assert o.door.priority == "realtime (SCHED_FIFO)"
+        async with httpx.AsyncClient(base_url=URL) as c:
+            r = await c.post("/admin/orchestrate/halt", headers={"X-Admin-Token": TOKEN}, content=b"{}")
+        assert r.status_code == 200
+        await asyncio.sleep(0.2)
+        assert os.sched_getscheduler(tid) == os.SCHED_FIFO
+    else:
+        assert o.door.priority == "nice -10" or o.door.priority.startswith("normal")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+async def test_if_the_door_thread_ends_the_loop_accepts_instead(orc: tuple[Orchestrator, str]) -> None:
+    o, _ = orc
+    assert o.door is not None
+
+    def broken(*_: Any) -> None:
+        raise SystemExit("simulated: the door's thread dies")
+
+    o.door._serve = broken  # type: ignore[method-assign]
+    async with httpx.AsyncClient(base_url=URL, timeout=5) as c:
+        with contextlib.suppress(httpx.TransportError):
+            await c.get("/health")  # the connection that ends the thread is lost with it
+        await asyncio.sleep(0.3)
+        assert not o.door._thread.is_alive()
+        r = await c.post("/admin/orchestrate/halt", headers={"X-Admin-Token": TOKEN}, content=b'{"reason":"manual"}')
+    assert r.status_code == 200 and r.json()["haltReason"] == "manual"
+    assert o.halts.state.halted

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
@@ -18,6 +20,7 @@ from cli_trading.agents.orchestrator import Orchestrator
 from cli_trading.config import load_settings
 from cli_trading.contracts import HALT_KEY, INFLIGHT_KEY
 from cli_trading.control.halt_writer import HaltWriter
+from cli_trading.trading.halt import HaltState, Limits, from_redis
 
 pytestmark = pytest.mark.integration
 REDIS = "redis://127.0.0.1:6379/10"
@@ -121,3 +124,48 @@ def test_sqlite_is_left_to_the_async_session(tmp_path: Path) -> None:
     w = HaltWriter(redis_url=REDIS, db_url=f"sqlite+aiosqlite:///{tmp_path / 't.db'}")
     assert not w.writes_database
     w.close()
+
+
+async def _restart_with_live_flag(o: Orchestrator, state: HaltState) -> Orchestrator:
+    """Stop the orchestrator, leave `state` as the live flag in Redis, start again."""
+    await o.stop()
+    r = aioredis.from_url(REDIS)
+    await r.delete(HALT_KEY)
+    await r.hset(HALT_KEY, mapping=state.to_redis())
+    await r.aclose()
+    again = Orchestrator(o.settings)
+    await again.start()
+    return again
+
+
+async def test_a_halt_only_redis_has_survives_a_restart(orc: Orchestrator, own_pg_database: str) -> None:
+    """The halt door answers before it records: a crash in between leaves the halt in Redis only.
+    A restart keeps it (and records it) instead of publishing the database's older state."""
+    crash = HaltState(True, "emergency_stop", "halt", datetime.now(UTC), "tok:operator", "door answered")
+    o = await _restart_with_live_flag(orc, crash)
+    try:
+        assert o.halts.state.halted and o.halts.state.reason == "emergency_stop"
+        live = from_redis(await aioredis.from_url(REDIS).hgetall(HALT_KEY))
+        assert live is not None and live.halted and live.reason == "emergency_stop"
+        state, events = await halt_rows(own_pg_database)
+        assert state["halted"] and state["reason"] == "emergency_stop"
+        assert [e["action"] for e in events] == ["recovered"]
+    finally:
+        await o.stop()
+
+
+async def test_an_older_halt_in_redis_does_not_undo_a_recorded_unhalt(orc: Orchestrator, own_pg_database: str) -> None:
+    await orc.halts.halt(reason="manual", mode="halt", actor="tok:a", source=None, note=None)
+    await orc.halts.unhalt(
+        actor="tok:a", source=None, note=None, force=True, pnl_pct=Decimal(0), limits=Limits(Decimal(5), Decimal(3))
+    )
+    stale = HaltState(True, "manual", "halt", datetime.now(UTC) - timedelta(hours=1), "tok:a", None)
+    o = await _restart_with_live_flag(orc, stale)  # e.g. Redis restored from an old snapshot
+    try:
+        assert not o.halts.state.halted
+        live = from_redis(await aioredis.from_url(REDIS).hgetall(HALT_KEY))
+        assert live is not None and not live.halted
+        _, events = await halt_rows(own_pg_database)
+        assert [e["action"] for e in events] == ["halt", "unhalt"]
+    finally:
+        await o.stop()

@@ -435,7 +435,18 @@ def run_agent(agent_cls: type[Agent], settings: Settings) -> int:
     except ImportError:
         pass
     tune_gc()
+    lower_priority(settings.agent_nice)
     return asyncio.run(agent_cls(settings).serve())
+
+
+def lower_priority(nice: int) -> None:
+    """Run at `AGENT_NICE` (before any thread starts, so that all inherit it): on a machine the
+    agents saturate, an operator's shell and curl, and the Redis and PostgreSQL the agents wait
+    on, get a core first. Only ever raised (no privilege needed); the halt door's thread asks
+    for more than normal priority on its own."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice > current:
+        os.nice(nice - current)
 
 
 def tune_gc() -> None:

@@ -128,7 +128,7 @@ class HaltDoor:
         self._thread.join(2)
 
     def _run(self) -> None:
-        self.priority = _raise_priority()
+        self.priority = _set_priority(urgent=True)
         log.info("halt door open", priority=self.priority)
         try:
             self._accept_loop()
@@ -172,10 +172,16 @@ class HaltDoor:
             conn.sendall(response(status, body, request.request_id))
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_WR)
+            # what follows (audit, the record) is not urgent: leave the cores to the client
+            # that just got its answer and to the trading agents
+            _set_priority(urgent=False)
 
-        if request is not None and self.handle(request, reply):
-            conn.close()
-            return
+        try:
+            if request is not None and self.handle(request, reply):
+                conn.close()
+                return
+        finally:
+            self.priority = _set_priority(urgent=True)
         conn.setblocking(False)
         self.adopt(conn)
 
@@ -200,14 +206,21 @@ class HaltDoor:
             time.sleep(0.001)  # a halt's head is there: wait a little for the rest
 
 
-def _raise_priority() -> str:
-    """Real-time priority for this thread if the process may (root, CAP_SYS_NICE), else a lower
-    nice value, else none. The thread sleeps in poll() but for the few ms of a halt."""
+def _set_priority(*, urgent: bool) -> str:
+    """Urgent: real-time priority for this thread if the process may (root, CAP_SYS_NICE or an
+    RLIMIT_RTPRIO of 1), else nice -10 (CAP_SYS_NICE or an RLIMIT_NICE of 30), else none. The
+    thread sleeps in poll() but for the few ms of a halt. Not urgent: back to normal."""
     tid = threading.get_native_id()
+    if not urgent:
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, os.getpid()))
+        return "normal"
     with contextlib.suppress(OSError, AttributeError):
         os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(1))
         return "realtime (SCHED_FIFO)"
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, tid, -10)
         return "nice -10"
-    return "normal (grant CAP_SYS_NICE for real-time priority)"
+    return "normal (allow SCHED_FIFO or a lower nice value for faster halts under load)"

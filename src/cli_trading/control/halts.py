@@ -68,6 +68,7 @@ class HaltController:
             self.state = live
             self.export()
             event = self._event("recovered", actor="system", source=None, note="found in redis at start, not recorded")
+            self._audit(event)
             await self._record_later(live, event, self.clock())
         await self.gate.publish(self.state)
 
@@ -75,6 +76,7 @@ class HaltController:
         """From the event loop: flag and notification, the record, then the answer."""
         with self.lock:
             result, record = self._halt(reason=reason, mode=mode, actor=actor, source=source, note=note)
+            self._audit(record[1])
             recorded = self._record_now(*record)
         if not recorded:
             await self._record_later(*record)
@@ -97,8 +99,9 @@ class HaltController:
         with self.lock:
             result, record = self._halt(reason=reason, mode=mode, actor=actor, source=source, note=note)
             try:
-                reply(result)
+                reply(result)  # before the audit too: that wakes the event loop, a system call
             finally:
+                self._audit(record[1])
                 self._record_now(*record)
 
     def _halt(
@@ -120,7 +123,6 @@ class HaltController:
         )
         inflight = self._flag(notice)
         event = self._event("halt", actor=actor, source=source, note=note, detail={"inFlight": inflight})
-        self.audit("halt:halt", actor=actor, source=source, result=reason, note=note)
         return {**self.state.to_api(), "inFlight": inflight}, (self.state, event, now)
 
     async def unhalt(
@@ -156,7 +158,7 @@ class HaltController:
                 detail={"previousReason": before.reason, "force": force},
                 reason=before.reason,
             )
-            self.audit(f"halt:{why}", actor=actor, source=source, result=before.reason, note=note)
+            self._audit(event)
             record = (self.state, event, now)
             recorded = self._record_now(*record)
         if not recorded:
@@ -195,6 +197,15 @@ class HaltController:
             "note": note,
             "detail": detail,
         }
+
+    def _audit(self, event: dict[str, Any]) -> None:
+        self.audit(
+            f"halt:{event['action']}",
+            actor=event["actor"],
+            source=event["source"],
+            result=event["reason"],
+            note=event["note"],
+        )
 
     def _record_now(self, state: HaltState, event: dict[str, Any], now: datetime) -> bool:
         """Synchronously, where the writer can (PostgreSQL); False when the caller must use
