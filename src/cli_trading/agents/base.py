@@ -401,7 +401,7 @@ class Agent:
         )
         server = _Server(config, on_started=lambda: self.on_listening(sock, server))
         try:
-            sock = config.bind_socket()  # ours, so that a thread may accept on it too (halt door)
+            sock = config.bind_socket()  # ours: the agent may accept on it itself (halt door)
         except SystemExit:  # uvicorn has logged why (the port is taken)
             print(f"{self.name}: cannot listen on {s.bind_host}:{s.port_of(self.name)}", file=sys.stderr)
             await self.stop()

@@ -293,9 +293,12 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
 def door_handler(orc: Orchestrator) -> Handler:
     """POST /admin/orchestrate/halt as the halt door answers it, on its own thread: the same
     checks, body and answer as the route above. What it cannot answer as surely (a refusal, whose
-    counting belongs to the loop; a bad body; flatten, which places orders) goes to the loop."""
+    counting belongs to the loop; a bad body; flatten, which places orders; a request through a
+    proxy, whose client address the server works out from its headers) goes to the loop."""
 
     def handle(req: DoorRequest, reply: Callable[[int, dict[str, Any]], None]) -> bool:
+        if "x-forwarded-for" in req.headers or "forwarded" in req.headers:
+            return False  # through a proxy: the loop's server works out the client's address
         guard, token = orc.guard, req.headers.get("x-admin-token")
         if guard.lockout.locked(req.addr) or not guard.tokens.check(token) or not allowed(req.addr, guard.allow):
             return False
