@@ -67,6 +67,10 @@ def test_scripted_incident_postmortem_and_recovery_checklist(
     assert listed.returncode == 0, listed.stderr
     inc = next(i for i in json.loads(listed.stdout)["incidents"] if i["cause"] == "halt:emergency_stop")
     assert (inc["severity"], inc["status"]) == ("P0", "INVESTIGATING")
+    # an id beyond the database's integer range is a clear 422, not a server error
+    too_big = nm.get(f"/incidents/{2**64}")
+    assert too_big.status_code == 422 and "incident_id" in too_big.text
+    assert nm.get("/incidents/999999").status_code == 404
 
     vr = cli(s, "verify-recovery", "--json")
     assert vr.returncode == 1, vr.stdout

@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
+from fastapi import Path as ApiPath
 from fastapi.responses import PlainTextResponse
 
 from cli_trading.agents.base import Agent, StartupError, Subscription
@@ -26,6 +27,10 @@ from cli_trading.notify.incidents import IncidentError, Incidents
 from cli_trading.notify.schemas import AckBody, IncidentAck, OpenBody, ResolveBody, UpdateBody
 from cli_trading.notify.watchdog import Watchdog, probe_once
 from cli_trading.web import ApiError, json_body
+
+INT_MAX = 2**31 - 1  # incident ids are 32-bit integers in the database: larger ones are a 422, not a crash
+IncidentId = Annotated[int, ApiPath(ge=1, le=INT_MAX)]
+IncidentFilter = Annotated[int | None, Query(ge=1, le=INT_MAX)]
 
 
 def _actor(request: Request, by: str | None) -> str:
@@ -166,7 +171,9 @@ def _notify_routes(nm: NotificationManager, app: FastAPI) -> None:
         return {"published": len(found), "traceIds": [e.traceId for e in found]}
 
     @app.get("/notify/deliveries", tags=["notify"])
-    async def deliveries(limit: int = 50, incidentId: int | None = None, traceId: str | None = None) -> dict[str, Any]:
+    async def deliveries(
+        limit: int = 50, incidentId: IncidentFilter = None, traceId: str | None = None
+    ) -> dict[str, Any]:
         async with nm.session() as s:
             rows = await store.notifications(
                 s, limit=min(max(limit, 1), 1000), incident_id=incidentId, trace_id=traceId
@@ -213,11 +220,11 @@ def _incident_routes(nm: NotificationManager, app: FastAPI) -> None:
         return {"incidents": found}
 
     @app.get("/incidents/{incident_id}", tags=["incidents"])
-    async def show(incident_id: int) -> dict[str, Any]:
+    async def show(incident_id: IncidentId) -> dict[str, Any]:
         return await _guarded(nm.incidents.get)(incident_id)
 
     @app.get("/incidents/{incident_id}/postmortem", tags=["incidents"], response_class=PlainTextResponse)
-    async def pm(incident_id: int) -> PlainTextResponse:
+    async def pm(incident_id: IncidentId) -> PlainTextResponse:
         try:
             text = await nm.postmortem(incident_id)
         except IncidentError as exc:
@@ -238,12 +245,12 @@ def _incident_routes(nm: NotificationManager, app: FastAPI) -> None:
         )
 
     @app.post("/admin/incidents/{incident_id}/ack", tags=["incidents"])
-    async def ack(incident_id: int, request: Request) -> dict[str, Any]:
+    async def ack(incident_id: IncidentId, request: Request) -> dict[str, Any]:
         b = await json_body(request, IncidentAck)
         return await _guarded(nm.incidents.ack)(incident_id, actor=_actor(request, b.by), commander=b.commander or b.by)
 
     @app.post("/admin/incidents/{incident_id}/update", tags=["incidents"])
-    async def update(incident_id: int, request: Request) -> dict[str, Any]:
+    async def update(incident_id: IncidentId, request: Request) -> dict[str, Any]:
         b = await json_body(request, UpdateBody)
         return await _guarded(nm.incidents.update)(
             incident_id,
@@ -257,7 +264,7 @@ def _incident_routes(nm: NotificationManager, app: FastAPI) -> None:
         )
 
     @app.post("/admin/incidents/{incident_id}/resolve", tags=["incidents"])
-    async def resolve(incident_id: int, request: Request) -> dict[str, Any]:
+    async def resolve(incident_id: IncidentId, request: Request) -> dict[str, Any]:
         b = await json_body(request, ResolveBody)
         return await _guarded(nm.incidents.resolve)(
             incident_id, actor=_actor(request, b.by), root_cause=b.rootCause, resolution=b.resolution
