@@ -9,7 +9,6 @@ import contextlib
 import os
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,25 +25,14 @@ from cli_trading.control.halt_door import parse
 
 pytestmark = pytest.mark.integration
 REDIS = "redis://127.0.0.1:6379/10"
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PORT_BASE = 18301
 URL = f"http://127.0.0.1:{PORT_BASE}"
 TOKEN = "door-token-0123456789abcdef"
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
-async def orc(tmp_path: Path) -> AsyncIterator[tuple[Orchestrator, str]]:
-    name = f"ct_door_{uuid.uuid4().hex[:10]}"
-    await _admin(f'CREATE DATABASE "{name}"')
-    pg_url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+async def orc(tmp_path: Path, own_pg_database: str) -> AsyncIterator[tuple[Orchestrator, str]]:
+    pg_url = own_pg_database
     r = aioredis.from_url(REDIS)
     await r.flushdb()
     o = Orchestrator(
@@ -66,7 +54,6 @@ async def orc(tmp_path: Path) -> AsyncIterator[tuple[Orchestrator, str]]:
         await asyncio.wait_for(serving, 15)
         await r.flushdb()
         await r.aclose()
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _call(results: dict[str, Any], key: str, method: str, path: str, **kw: Any) -> None:
