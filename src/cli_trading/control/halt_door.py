@@ -164,17 +164,16 @@ class HaltDoor:
         request = self._peek(conn, addr)
 
         def reply(status: int, body: dict[str, Any]) -> None:
+            # as few system calls as possible before the answer: after each one the thread
+            # waits for the interpreter lock again, up to SWITCH_INTERVAL_S under load
             assert request is not None
-            conn.settimeout(1.0)
-            left = request.size  # read what was peeked: closing over unread bytes would reset
-            while left > 0 and (chunk := conn.recv(left)):
-                left -= len(chunk)
             conn.sendall(response(status, body, request.request_id))
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_WR)
             # what follows (audit, the record) is not urgent: leave the cores to the client
             # that just got its answer and to the trading agents
             _set_priority(urgent=False)
+            _drain(conn, request.size)  # take what was peeked: closing over unread bytes would reset
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_WR)
 
         try:
             if request is not None and self.handle(request, reply):
@@ -189,10 +188,9 @@ class HaltDoor:
         """The first request, once complete, without taking it off the socket; None as soon as
         it is clearly not a halt."""
         deadline = time.monotonic() + WAIT_FOR_REST_S
-        conn.setblocking(False)
         while True:
             try:
-                data = conn.recv(MAX_REQUEST, socket.MSG_PEEK)
+                data = conn.recv(MAX_REQUEST, socket.MSG_PEEK | socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return None  # nothing sent within DEFER_ACCEPT_S: the loop waits for it
             if not data:
@@ -204,6 +202,13 @@ class HaltDoor:
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.001)  # a halt's head is there: wait a little for the rest
+
+
+def _drain(conn: socket.socket, size: int) -> None:
+    """Read `size` bytes that are already there (peeked), without blocking."""
+    with contextlib.suppress(BlockingIOError):
+        while size > 0 and (chunk := conn.recv(size, socket.MSG_DONTWAIT)):
+            size -= len(chunk)
 
 
 def _set_priority(*, urgent: bool) -> str:
