@@ -6,6 +6,8 @@ the reconcile loop saves the state later."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,12 +16,13 @@ from pathlib import Path
 import asyncpg
 import orjson
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from cli_trading.agents.orchestrator import Orchestrator
 from cli_trading.config import load_settings
 from cli_trading.contracts import HALT_KEY, INFLIGHT_KEY
-from cli_trading.control.halt_writer import HaltWriter
+from cli_trading.control.halt_writer import FlagLine, HaltWriter
 from cli_trading.trading.halt import HaltState, Limits, from_redis
 
 pytestmark = pytest.mark.integration
@@ -169,3 +172,37 @@ async def test_an_older_halt_in_redis_does_not_undo_a_recorded_unhalt(orc: Orche
         assert [e["action"] for e in events] == ["halt", "unhalt"]
     finally:
         await o.stop()
+
+
+def test_flag_line_talks_to_the_real_redis_and_reconnects() -> None:
+    line = FlagLine.for_url("redis://127.0.0.1:6379/10")
+    assert line is not None
+    assert line.call([("SET", "ct:flagline", "1"), ("GET", "ct:flagline")]) == [b"OK", b"1"]
+    assert line.sock is not None
+    host, port = line.sock.getsockname()[:2]
+    admin = redis.Redis.from_url("redis://127.0.0.1:6379/10")
+    assert admin.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}") in (b"OK", "OK", True)
+    admin.close()
+    with pytest.raises(redis.ConnectionError):
+        line.call([("GET", "ct:flagline")])  # finds its connection gone: closed, reported
+    assert line.call([("GET", "ct:flagline"), ("DEL", "ct:flagline")]) == [b"1", 1]  # a new one, same db
+    line.close()
+
+
+def test_flag_line_gives_up_after_its_timeout_and_knows_its_limits() -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # accepts (the kernel does), never answers
+    line = FlagLine(silent.getsockname(), [])
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError):
+        line.call([("PING",)])
+    assert 0.9 <= time.monotonic() - started < 3
+    silent.close()
+    with pytest.raises(redis.ConnectionError):
+        FlagLine(("127.0.0.1", 1), []).call([("PING",)])  # nothing listens there
+    assert FlagLine.for_url("rediss://127.0.0.1:6380/0") is None
+    assert FlagLine.for_url("unix:///run/redis.sock") is None
+    auth = FlagLine.for_url("redis://user:secret@10.0.0.1:6390/3")
+    assert auth is not None and auth.addr == ("10.0.0.1", 6390)
+    assert auth.setup == [("AUTH", "user", "secret"), ("SELECT", 3)]

@@ -15,9 +15,12 @@ could wait for a lock that an async transaction holds across an await of this ve
 from __future__ import annotations
 
 import contextlib
+import socket
+import struct
 from datetime import datetime
 from typing import Any
 
+import hiredis
 import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -37,6 +40,7 @@ TIMEOUT_S = 1.0  # a server that does not answer stalls the loop this long at mo
 class HaltWriter:
     def __init__(self, *, redis_url: str, db_url: str) -> None:
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)
+        self.line = FlagLine.for_url(redis_url)  # None: TLS or a Unix socket, redis-py sends the flag
         self.db: sa.Engine | None = None
         url = make_url(db_url)
         if url.get_backend_name() == "postgresql":
@@ -63,6 +67,8 @@ class HaltWriter:
         the agent's own async session: slower under load, never lost."""
         with contextlib.suppress(*REDIS_DOWN):  # Redis down now: the flag call retries, then falls back
             self.redis.ping()
+            if self.line is not None:
+                self.line.call([("PING",)])
         if self.db is not None:
             try:
                 with self.db.connect() as c:
@@ -81,11 +87,14 @@ class HaltWriter:
         """Set the live flag and publish the notification in one round trip; returns the orders
         in flight at that instant (read atomically with the flag: the guarantee)."""
         flat = [x for kv in state.to_redis().items() for x in kv]
-        pipe = self.redis.pipeline(transaction=False)
-        # EVAL, not EVALSHA: a pipeline with registered scripts checks them first (a round trip)
-        pipe.eval(SET_FLAG, 2, HALT_KEY, INFLIGHT_KEY, *flat)
-        pipe.xadd(Stream.NOTIFY, {"data": encode(notice)}, maxlen=STREAM_MAXLEN, approximate=True)
-        members, _ = pipe.execute()
+        # EVAL, not EVALSHA: nothing to check first (a round trip)
+        flag = ("EVAL", SET_FLAG, 2, HALT_KEY, INFLIGHT_KEY, *flat)
+        notify = ("XADD", Stream.NOTIFY, "MAXLEN", "~", STREAM_MAXLEN, "*", "data", encode(notice))
+        if self.line is not None:
+            members, _ = self.line.call([flag, notify])
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            members, _ = pipe.execute_command(*flag).execute_command(*notify).execute()
         return _members(members)
 
     def record(self, state: HaltState, event: dict[str, Any], now: datetime) -> int:
@@ -97,9 +106,78 @@ class HaltWriter:
 
     def close(self) -> None:
         self.redis.close()
+        if self.line is not None:
+            self.line.close()
         if self.db is not None:
             self.db.dispose()
 
 
 def _members(members: list[Any]) -> list[str]:
     return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+
+
+class FlagLine:
+    """The halt flag's own Redis connection: a blocking socket with the timeouts kept by the
+    kernel, so that a halt's round trip is one send and, as a rule, one receive. Under load each
+    system call of the halt door's thread is followed by a wait for the interpreter lock, and
+    redis-py in timeout mode makes four or five per round trip (a readiness check of the pooled
+    connection, a receive that finds nothing yet, a poll, the receive). Plain TCP URLs only."""
+
+    def __init__(self, addr: tuple[str, int], setup: list[tuple[Any, ...]]) -> None:
+        self.addr, self.setup = addr, setup
+        self.sock: socket.socket | None = None
+
+    @classmethod
+    def for_url(cls, url: str) -> FlagLine | None:
+        opts = redis.connection.parse_url(url)
+        if "path" in opts or "connection_class" in opts:  # Unix socket, TLS: redis-py's job
+            return None
+        setup: list[tuple[Any, ...]] = []
+        if opts.get("password"):
+            setup.append(("AUTH", *([opts["username"]] if opts.get("username") else []), opts["password"]))
+        if opts.get("db"):
+            setup.append(("SELECT", opts["db"]))
+        return cls((opts.get("host") or "localhost", int(opts.get("port") or 6379)), setup)
+
+    def call(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send the commands in one write and return their replies; any failure closes the
+        connection (the next call opens a new one) and raises redis.ConnectionError."""
+        try:
+            if self.sock is None:
+                self.sock = self._connect()
+            return self._send(self.sock, commands)
+        except (OSError, hiredis.ProtocolError, redis.ResponseError) as exc:
+            self.close()
+            raise redis.ConnectionError(f"halt flag: {exc}") from exc
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(self.addr, timeout=TIMEOUT_S)
+        sock.settimeout(None)  # blocking: the kernel enforces the timeouts below
+        tv = struct.pack("ll", int(TIMEOUT_S), int(TIMEOUT_S % 1 * 1_000_000))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.setup:
+            self._send(sock, self.setup)
+        return sock
+
+    @staticmethod
+    def _send(sock: socket.socket, commands: list[tuple[Any, ...]]) -> list[Any]:
+        sock.sendall(b"".join(hiredis.pack_command(c) for c in commands))
+        reader, replies = hiredis.Reader(), []
+        while len(replies) < len(commands):
+            data = sock.recv(65536)  # a timeout raises BlockingIOError
+            if not data:
+                raise ConnectionResetError("redis closed the connection")
+            reader.feed(data)
+            while (reply := reader.gets()) is not False:
+                if isinstance(reply, hiredis.ReplyError):
+                    raise redis.ResponseError(str(reply))
+                replies.append(reply)
+        return replies
+
+    def close(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+            self.sock = None
