@@ -19,11 +19,12 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from cli_trading.agents.orchestrator import Orchestrator
+from cli_trading.agents.orchestrator import FLATTEN_ROUNDS, Orchestrator
 from cli_trading.config import load_settings
 from cli_trading.contracts import HALT_KEY, INFLIGHT_KEY
 from cli_trading.control.halt_writer import FlagLine, HaltWriter
 from cli_trading.trading.halt import HaltState, Limits, from_redis
+from cli_trading.trading.ledger import FillRecord
 
 pytestmark = pytest.mark.integration
 REDIS = "redis://127.0.0.1:6379/10"
@@ -206,3 +207,26 @@ def test_flag_line_gives_up_after_its_timeout_and_knows_its_limits() -> None:
     auth = FlagLine.for_url("redis://user:secret@10.0.0.1:6390/3")
     assert auth is not None and auth.addr == ("10.0.0.1", 6390)
     assert auth.setup == [("AUTH", "user", "secret"), ("SELECT", 3)]
+
+
+async def test_flatten_mode_keeps_closing_what_is_still_open(orc: Orchestrator) -> None:
+    """A position left open after a flatten halt (an order in flight at the halt filled, or the
+    first flatten sell was refused while another sell was in flight) gets a new flatten order once
+    nothing is on its way; a few rounds at most."""
+    watchdogs = [t for t in orc._tasks if t.get_coro().__qualname__ == "Watchdogs.run"]  # type: ignore[union-attr]
+    assert len(watchdogs) == 1
+    watchdogs[0].cancel()  # this test plays the watchdogs' once-a-second call itself
+    await orc.halts.halt(reason="emergency_stop", mode="flatten", actor="tok:a", source=None, note=None)
+    await orc.keep_flattening()
+    assert orc.runs.in_flight() == 0  # flat: nothing to do
+    orc.ledger.apply(FillRecord("ord-late", "BTC-USD", "buy", Decimal("0.5"), Decimal("100"), Decimal("0")))
+    for round_ in range(1, FLATTEN_ROUNDS + 1):
+        await orc.keep_flattening()
+        open_runs = list(orc.runs.active.values())
+        assert [(r.symbol, r.side, r.qty) for r in open_runs] == [("BTC-USD", "sell", Decimal("0.5"))], round_
+        assert open_runs[0].request_id.startswith("flatten-")
+        await orc.keep_flattening()
+        assert orc.runs.in_flight() == 1  # one at a time: it waits while one is on its way
+        orc.runs.active.clear()  # refused, say: the position is still open
+    await orc.keep_flattening()
+    assert orc.runs.in_flight() == 0  # the rounds are spent: left to the operator

@@ -49,6 +49,9 @@ class RunRefused(Exception):
         self.status, self.error, self.run = status, error, run
 
 
+FLATTEN_ROUNDS = 5  # flatten mode's closing rounds for positions still open after the first
+
+
 class Orchestrator(Agent):
     name = "orchestrator"
 
@@ -58,6 +61,7 @@ class Orchestrator(Agent):
         self.runs = RunBook()
         self.exec_failures = 0
         self.overridden: set[str] = set()  # automatic halts force-unhalted today
+        self.flatten_rounds, self.flatten_key = 0, None  # keep_flattening's rounds for this halt
         async with self.session() as sess:
             self.ledger: Ledger = replay(s.starting_cash, await repo.all_fills(sess), await repo.load_marks(sess))
             halt_state = await repo.load_halt(sess)
@@ -448,6 +452,22 @@ class Orchestrator(Agent):
         if mode == HaltMode.FLATTEN:
             result["flatten"] = await self._flatten()
         return result
+
+    async def keep_flattening(self) -> None:
+        """Flatten mode closes what is still open once nothing is on its way (every second, from
+        the watchdogs): a position opened by an order that was in flight at the halt, or one the
+        first flatten order could not close because another sell was in flight (the risk manager
+        refuses a reducing sell larger than the position net of those). A few rounds at most: a
+        position no order can close (dust under the exchange's minimum) is left to the operator."""
+        s = self.halts.state
+        if not (s.halted and s.mode == HaltMode.FLATTEN) or self.runs.in_flight() or not self.ledger.holdings():
+            return
+        key = (s.halted_at, s.reason)
+        self.flatten_rounds = self.flatten_rounds + 1 if self.flatten_key == key else 1
+        self.flatten_key = key
+        if self.flatten_rounds <= FLATTEN_ROUNDS:
+            self.log.warning("flatten: positions still open, closing them", round=self.flatten_rounds)
+            await self._flatten()
 
     async def _flatten(self) -> list[str]:
         rids = []

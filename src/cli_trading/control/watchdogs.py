@@ -1,5 +1,5 @@
 """The orchestrator's watchdogs, once a second: the trading day's rollover, the Redis halt flag
-kept equal to the durable state, and the automatic `system_error` halts for a message
+kept equal to the durable state, flatten mode until flat, and the automatic `system_error` halts for a message
 dead-lettered on the order path and for a database outage with orders in flight."""
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Watchdogs:
             try:
                 await orc.roll_day()
                 await orc.halts.reconcile()
+                await orc.keep_flattening()
                 await self._dead_letters()
             except REDIS_DOWN:
                 pass
