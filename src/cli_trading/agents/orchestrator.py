@@ -468,6 +468,9 @@ class Orchestrator(Agent):
         if self.flatten_rounds <= FLATTEN_ROUNDS:
             self.log.warning("flatten: positions still open, closing them", round=self.flatten_rounds)
             await self._flatten()
+        elif self.flatten_rounds == FLATTEN_ROUNDS + 1:
+            symbols = [h["symbol"] for h in self.ledger.holdings()]
+            self.log.error("flatten: positions still open after the last round, close them by hand", symbols=symbols)
 
     async def _flatten(self) -> list[str]:
         rids = []
