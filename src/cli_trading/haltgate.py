@@ -3,8 +3,8 @@
 The live halt flag is a Redis hash. The executor passes every order through `gate()` right before
 the adapter: one Lua script that, atomically, refuses when halted (or when the flag is missing,
 e.g. after a Redis flush, until the orchestrator restores it from the database) and otherwise
-registers the order ids as in flight. The orchestrator's `publish_halt()` sets the flag and reads
-the in-flight set in the same atomic step. Hence: once a halt has answered, no order that was
+registers the order ids as in flight. The orchestrator's halt writer sets the flag with `SET_FLAG`,
+which reads the in-flight set in the same atomic step. Hence: once a halt has answered, no order that was
 not listed in its answer can reach the adapter.
 """
 
@@ -35,19 +35,12 @@ class HaltGate:
     def __init__(self, redis: Any) -> None:
         self.redis = redis
         self._gate = redis.register_script(_GATE)
-        self._set = redis.register_script(SET_FLAG)
 
     async def gate(self, order_ids: list[str], *, reducing: bool = False) -> str:
         """'ok' (ids registered in flight), 'unknown' or 'halted:<mode>'. With reducing=True
         the ids pass in reduce_only/flatten modes (the caller checked they shrink positions)."""
         res = await self._gate(keys=[HALT_KEY, INFLIGHT_KEY], args=["reducing" if reducing else "all", *order_ids])
         return res.decode() if isinstance(res, bytes) else str(res)
-
-    async def publish(self, state: HaltState) -> list[str]:
-        """Write the live flag; returns the orders in flight at that instant."""
-        flat = [x for kv in state.to_redis().items() for x in kv]
-        members = await self._set(keys=[HALT_KEY, INFLIGHT_KEY], args=flat)
-        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
 
     async def read(self) -> HaltState | None:
         return from_redis(await self.redis.hgetall(HALT_KEY))

@@ -10,9 +10,9 @@ refusals with their lockout counting, bad bodies, `flatten`, a request not all t
 to the event loop untouched, as if the loop had accepted it; a request on a connection the client
 keeps open (keep-alive) is the loop's from the start.
 
-The thread asks the kernel for real-time priority (SCHED_FIFO) and, failing that, for a higher
-nice value: on two saturated cores a halt otherwise waits for a core at every step. Without
-CAP_SYS_NICE it runs at normal priority and says so once in the log.
+The thread asks the kernel for real-time priority (SCHED_FIFO) and, failing that, for a lower
+nice value: on two saturated cores a halt otherwise waits for a core at every step. When neither
+is allowed it runs at normal priority; the log says which it got ("halt door open").
 
 Parsing here is deliberately narrow: one request with a Content-Length body; anything else goes
 to the loop, which has a real HTTP server."""
@@ -162,11 +162,13 @@ class HaltDoor:
 
     def _serve(self, conn: socket.socket, addr: str) -> None:
         request = self._peek(conn, addr)
+        if request is None:
+            self._give(conn)
+            return
 
         def reply(status: int, body: dict[str, Any]) -> None:
             # as few system calls as possible before the answer: after each one the thread
             # waits for the interpreter lock again, up to SWITCH_INTERVAL_S under load
-            assert request is not None
             conn.sendall(response(status, body, request.request_id))
             # what follows (audit, the record) is not urgent: leave the cores to the client
             # that just got its answer and to the trading agents
@@ -176,11 +178,16 @@ class HaltDoor:
                 conn.shutdown(socket.SHUT_WR)
 
         try:
-            if request is not None and self.handle(request, reply):
-                conn.close()
-                return
+            handled = self.handle(request, reply)
         finally:
-            self.priority = _set_priority(urgent=True)
+            _set_priority(urgent=True)  # lowered once it answered; ready for the next halt
+        if handled:
+            conn.close()
+        else:
+            self._give(conn)
+
+    def _give(self, conn: socket.socket) -> None:
+        """Hand the connection to the event loop, untouched."""
         conn.setblocking(False)
         self.adopt(conn)
 

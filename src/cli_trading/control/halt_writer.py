@@ -79,16 +79,13 @@ class HaltWriter:
                 self.db = None
 
     def publish(self, state: HaltState) -> list[str]:
-        """The live flag alone (restoring it after Redis lost it)."""
-        flat = [x for kv in state.to_redis().items() for x in kv]
-        return _members(self.redis.eval(SET_FLAG, 2, HALT_KEY, INFLIGHT_KEY, *flat))
+        """The live flag alone (at start, and restoring it after Redis lost it)."""
+        return _members(self.redis.execute_command(*_set_flag(state)))
 
     def flag(self, state: HaltState, notice: NotifyEvent) -> list[str]:
         """Set the live flag and publish the notification in one round trip; returns the orders
         in flight at that instant (read atomically with the flag: the guarantee)."""
-        flat = [x for kv in state.to_redis().items() for x in kv]
-        # EVAL, not EVALSHA: nothing to check first (a round trip)
-        flag = ("EVAL", SET_FLAG, 2, HALT_KEY, INFLIGHT_KEY, *flat)
+        flag = _set_flag(state)
         notify = ("XADD", Stream.NOTIFY, "MAXLEN", "~", STREAM_MAXLEN, "*", "data", encode(notice))
         if self.line is not None:
             members, _ = self.line.call([flag, notify])
@@ -110,6 +107,12 @@ class HaltWriter:
             self.line.close()
         if self.db is not None:
             self.db.dispose()
+
+
+def _set_flag(state: HaltState) -> tuple[Any, ...]:
+    """The command that sets the flag and returns the orders in flight (EVAL, not EVALSHA:
+    nothing to check first, no round trip for a script that is not loaded yet)."""
+    return ("EVAL", SET_FLAG, 2, HALT_KEY, INFLIGHT_KEY, *[x for kv in state.to_redis().items() for x in kv])
 
 
 def _members(members: list[Any]) -> list[str]:

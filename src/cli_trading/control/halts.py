@@ -70,7 +70,8 @@ class HaltController:
             event = self._event("recovered", actor="system", source=None, note="found in redis at start, not recorded")
             self._audit(event)
             await self._record_later(live, event, self.clock())
-        await self.gate.publish(self.state)
+        with self.lock:
+            self.writer.publish(self.state)
 
     async def halt(self, *, reason: str, mode: str, actor: str, source: str | None, note: str | None) -> dict[str, Any]:
         """From the event loop: flag and notification, the record, then the answer."""

@@ -1,6 +1,6 @@
 """The orchestrator's watchdogs, once a second: the trading day's rollover, the Redis halt flag
-kept equal to the durable state, flatten mode until flat, and the automatic `system_error` halts for a message
-dead-lettered on the order path and for a database outage with orders in flight."""
+kept equal to the durable state, flatten mode until flat, and the automatic `system_error` halts
+for a message dead-lettered on the order path and for a database outage with orders in flight."""
 
 from __future__ import annotations
 
