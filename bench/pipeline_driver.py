@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -99,6 +100,8 @@ async def main() -> None:
     ap.add_argument("--notional", type=float, default=10.0)
     ap.add_argument("--stall", type=float, default=15.0)
     ap.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp")
+    ap.add_argument("--token", default=os.environ.get("ADMIN_TOKEN", ""),
+                    help="admin token sent with each manual order (X-Admin-Token); default $ADMIN_TOKEN")
     a = ap.parse_args()
 
     r = aioredis.from_url(a.redis)
@@ -117,7 +120,8 @@ async def main() -> None:
             sent[rid] = time.perf_counter()
             body = {"symbol": "BTC-USD", "side": "buy" if i % 2 == 0 else "sell", "notional": a.notional}
             try:
-                code: int | str = await post(f"{a.url}/orchestrate/run", body, {"X-Request-Id": rid})
+                headers = {"X-Request-Id": rid, "X-Admin-Token": a.token}
+                code: int | str = await post(f"{a.url}/orchestrate/run", body, headers)
             except Exception as e:  # noqa: BLE001 - counted, the run goes on
                 code = type(e).__name__
             codes[str(code)] = codes.get(str(code), 0) + 1

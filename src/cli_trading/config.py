@@ -95,6 +95,14 @@ class Settings(BaseSettings):
     auth_lockout_s: float = 300.0
     auth_spike_threshold: int = 20
     auth_spike_halts: bool = False
+    # analysis runs (POST /orchestrate/run without side) need the admin token too; manual orders always do
+    run_requires_token: bool = False
+    # POST /notify: the admin token or this one; POST /notify/alertmanager: this one (Alertmanager's
+    # webhook http_config.authorization, so that Alertmanager never holds the admin token)
+    notify_token: str | None = Field(default=None, repr=False)
+    notify_token_file: str | None = None
+    alertmanager_token: str | None = Field(default=None, repr=False)
+    alertmanager_token_file: str | None = None
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     # agents yield the CPU to the operator's tools (and to Redis/PostgreSQL) on a saturated machine

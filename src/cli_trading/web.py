@@ -5,6 +5,7 @@ admin guard (token, lockout, allow-list, audit) on every /admin/* route."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -18,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from cli_trading import metrics
-from cli_trading.auth import allowed, fingerprint
+from cli_trading.auth import TokenStore, allowed, fingerprint
 from cli_trading.contracts import new_id
 
 if TYPE_CHECKING:
@@ -192,30 +193,66 @@ class Observe:
 
 async def _admin_guard(agent: Agent, request: Request, app: Any, receive: Any, send: Any) -> None:
     """Token, lockout and allow-list for /admin/*; refusals answer here, the rest go on."""
-    addr = client_addr(request)
-    token = request.headers.get("x-admin-token")
-    request.state.actor = fingerprint(token) if token else None
-    guard = agent.guard
-    retry = guard.lockout.retry_after(addr)
-    if retry is not None:
-        refusal: Response | None = JSONResponse(
-            {"error": "too many failed authentications from this address", "retryAfter": retry},
-            status_code=429,
-            headers={"Retry-After": str(retry)},
-        )
-    elif not guard.tokens.check(token):
-        metrics.ADMIN_AUTH_FAILURES.inc()
-        guard.lockout.fail(addr)
-        await agent.auth_failed(addr)
-        error = "missing X-Admin-Token header" if not token else "invalid admin token"
-        if not guard.tokens.configured():
-            error = "admin API disabled: set ADMIN_TOKEN or ADMIN_TOKEN_FILE"
-        refusal = JSONResponse({"error": error}, status_code=401)
-    elif not allowed(addr, guard.allow):
-        refusal = JSONResponse({"error": f"address {addr} is not in the admin allow-list"}, status_code=403)
-    else:
-        refusal = None
+    refusal = await auth_refusal(agent, request, [(request.headers.get("x-admin-token"), agent.guard.tokens)])
     if refusal is not None:
         await refusal(request.scope, receive, send)
     else:
         await app(request.scope, receive, send)
+
+
+def bearer(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (what Alertmanager sends)."""
+    kind, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if kind.lower() == "bearer" else None
+
+
+async def auth_refusal(
+    agent: Agent,
+    request: Request,
+    credentials: Sequence[tuple[str | None, TokenStore]],
+    *,
+    allow_list: bool = True,
+    disabled: str = "admin API disabled: set ADMIN_TOKEN or ADMIN_TOKEN_FILE",
+) -> JSONResponse | None:
+    """None when one presented credential is valid for its store; otherwise the answer (429 while
+    the address is locked out, 401 for a missing or wrong credential, 403 outside the allow-list).
+    Failures count towards the lockout, the metric and the security spike like the admin API's."""
+    addr = client_addr(request)
+    valid = next((tok for tok, store in credentials if tok and store.check(tok)), None)
+    presented = next((tok for tok, _ in credentials if tok), None)
+    request.state.actor = fingerprint(valid or presented) if (valid or presented) else None
+    retry = agent.guard.lockout.retry_after(addr)
+    if retry is not None:
+        return JSONResponse(
+            {"error": "too many failed authentications from this address", "retryAfter": retry},
+            status_code=429,
+            headers={"Retry-After": str(retry)},
+        )
+    if valid is None:
+        metrics.ADMIN_AUTH_FAILURES.inc()
+        agent.guard.lockout.fail(addr)
+        await agent.auth_failed(addr)
+        error = "missing X-Admin-Token header" if not presented else "invalid admin token"
+        if not any(store.configured() for _, store in credentials):
+            error = disabled
+        return JSONResponse({"error": error}, status_code=401)
+    if allow_list and not allowed(addr, agent.guard.allow):
+        return JSONResponse({"error": f"address {addr} is not in the admin allow-list"}, status_code=403)
+    return None
+
+
+async def guarded(agent: Agent, request: Request, credentials: Sequence[tuple[str | None, TokenStore]],
+                  **kw: Any) -> JSONResponse | None:
+    """`auth_refusal` for a route outside /admin/ (a manual order, /notify): a refusal is audited
+    like an admin call (who, where from, what, result); the caller returns it."""
+    refusal = await auth_refusal(agent, request, credentials, **kw)
+    if refusal is not None:
+        agent.audit_admin(
+            request.method,
+            request.url.path,
+            actor=getattr(request.state, "actor", None),
+            addr=client_addr(request),
+            status=refusal.status_code,
+            request_id=request.headers.get("x-request-id") or "",
+        )
+    return refusal

@@ -39,7 +39,9 @@ def test_every_agent_serves_health_status_metrics_openapi(system) -> None:
 
 def test_paper_trading_fills_and_pnl_matches_the_ledger(system) -> None:
     with system.client() as c:
-        r = c.post("/orchestrate/run", content=b'{"symbol":"BTC-USD","side":"buy","notional":250}')
+        r = c.post(
+            "/orchestrate/run", content=b'{"symbol":"BTC-USD","side":"buy","notional":250}', headers=system.admin
+        )
         assert r.status_code == 202, r.text
         run = wait_outcome(c, r.json()["requestId"])
         assert run["outcome"] == "filled", run
@@ -96,7 +98,7 @@ def test_bad_input_gets_clear_errors(system) -> None:
         assert r.json()["fields"][0]["field"] == "notional"
         metrics = c.get("/metrics").text
         assert 'http_requests_total{method="POST",route="/orchestrate/run",status="422"}' in metrics
-        r = c.post("/orchestrate/run", json={"symbol": "DOGE-XYZ", "side": "buy", "notional": 5})
+        r = c.post("/orchestrate/run", json={"symbol": "DOGE-XYZ", "side": "buy", "notional": 5}, headers=system.admin)
         assert r.status_code == 400 and "unknown symbol" in r.json()["error"]
         assert c.get("/orchestrate/run/nope").status_code == 404
 

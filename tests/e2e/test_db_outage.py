@@ -237,7 +237,10 @@ def place_order(s: System, notional: int = 50) -> str:
 
     def attempt() -> str | None:
         r = httpx.post(
-            s.url() + "/orchestrate/run", json={"symbol": "BTC-USD", "side": "buy", "notional": notional}, timeout=10
+            s.url() + "/orchestrate/run",
+            json={"symbol": "BTC-USD", "side": "buy", "notional": notional},
+            timeout=10,
+            headers=s.admin,
         )
         if r.status_code == 409 and "no market price" in r.text:
             return None

@@ -28,7 +28,9 @@ async def _drive(system, halt_after: int) -> tuple[float, dict, list[int]]:
             while sent < ORDERS:
                 sent += 1
                 side = "buy"
-                r = await c.post("/orchestrate/run", json={"symbol": "BTC-USD", "side": side, "notional": 5})
+                r = await c.post(
+                    "/orchestrate/run", json={"symbol": "BTC-USD", "side": side, "notional": 5}, headers=system.admin
+                )
                 codes.append(r.status_code)
 
     async def halter() -> None:

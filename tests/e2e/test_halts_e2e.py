@@ -32,7 +32,9 @@ def pnl(s: System) -> dict:
 
 
 def order(s: System, side: str = "buy", notional: float = 100) -> httpx.Response:
-    return httpx.post(s.url() + "/orchestrate/run", json={"symbol": "BTC-USD", "side": side, "notional": notional})
+    return httpx.post(
+        s.url() + "/orchestrate/run", json={"symbol": "BTC-USD", "side": side, "notional": notional}, headers=s.admin
+    )
 
 
 def filled(s: System, rid: str) -> bool:

@@ -136,6 +136,7 @@ def test_failed_notification_goes_to_the_dlq_and_requeue_delivers_it(notify_syst
     nm, orc = s.client("notification-manager"), s.client()
     r = nm.post(
         "/notify",
+        headers=s.admin,
         content=json.dumps(
             {"type": "metrics.latency", "severity": "warning", "message": "p95 8 s", "context": {"seconds": 8}}
         ),

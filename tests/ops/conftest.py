@@ -129,7 +129,7 @@ class Ops:
         deadline = time.monotonic() + timeout
         while True:
             r = httpx.post(self.url() + "/orchestrate/run", timeout=10,
-                           json={"symbol": "BTC-USD", "side": side, "notional": notional})
+                           json={"symbol": "BTC-USD", "side": side, "notional": notional}, headers=self.admin())
             if r.status_code == 202 or time.monotonic() > deadline:
                 break
             time.sleep(0.5)  # no market price yet right after start

@@ -13,9 +13,10 @@ from typing import Annotated, Any
 import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as ApiPath
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from cli_trading.agents.base import Agent, StartupError, Subscription
+from cli_trading.auth import TokenStore
 from cli_trading.bus import Delivery, per_message
 from cli_trading.config import ConfigError
 from cli_trading.contracts import AGENTS, Group, NotifyEvent, Stream
@@ -26,8 +27,10 @@ from cli_trading.notify.dispatch import Dispatcher, recent
 from cli_trading.notify.incidents import IncidentError, Incidents
 from cli_trading.notify.schemas import AckBody, IncidentAck, OpenBody, ResolveBody, UpdateBody
 from cli_trading.notify.watchdog import Watchdog, probe_once
-from cli_trading.web import ApiError, json_body
+from cli_trading.web import ApiError, bearer, guarded, json_body
 
+NOTIFY_DISABLED = "POST /notify disabled: set ADMIN_TOKEN or NOTIFY_TOKEN(_FILE)"
+AM_DISABLED = "Alertmanager webhook disabled: set ALERTMANAGER_TOKEN(_FILE) and its http_config.authorization"
 INT_MAX = 2**31 - 1  # incident ids are 32-bit integers in the database: larger ones are a 422, not a crash
 IncidentId = Annotated[int, ApiPath(ge=1, le=INT_MAX)]
 IncidentFilter = Annotated[int | None, Query(ge=1, le=INT_MAX)]
@@ -154,13 +157,29 @@ def _notify_routes(nm: NotificationManager, app: FastAPI) -> None:
     async def recent_events(limit: int = 50) -> dict[str, Any]:
         return {"events": await recent(nm.redis, limit=min(max(limit, 1), 500))}
 
-    @app.post("/notify", status_code=202, tags=["notify"])
-    async def post(request: Request) -> dict[str, Any]:
+    # Anyone who reaches 7006 could page the on-call with a forged P0: both need a credential.
+    # /notify: the admin token or NOTIFY_TOKEN (X-Admin-Token, X-Notify-Token or Bearer);
+    # /notify/alertmanager: ALERTMANAGER_TOKEN as a Bearer token (or the admin token).
+    admin = nm.guard.tokens
+    notify_tokens = TokenStore(token=nm.settings.notify_token or None, token_file=nm.settings.notify_token_file)
+    am_tokens = TokenStore(token=nm.settings.alertmanager_token or None, token_file=nm.settings.alertmanager_token_file)
+
+    @app.post("/notify", status_code=202, tags=["notify"], response_model=None)
+    async def post(request: Request) -> dict[str, Any] | JSONResponse:
+        presented = request.headers.get("x-notify-token") or bearer(request)
+        creds = [(request.headers.get("x-admin-token"), admin), (presented, notify_tokens)]
+        refusal = await guarded(nm, request, creds, allow_list=False, disabled=NOTIFY_DISABLED)
+        if refusal is not None:
+            return refusal
         ev = await json_body(request, NotifyEvent)
         return {"id": await nm.publish(ev), "traceId": ev.traceId}
 
-    @app.post("/notify/alertmanager", status_code=202, tags=["notify"])
-    async def from_alertmanager(request: Request) -> dict[str, Any]:
+    @app.post("/notify/alertmanager", status_code=202, tags=["notify"], response_model=None)
+    async def from_alertmanager(request: Request) -> dict[str, Any] | JSONResponse:
+        creds = [(bearer(request), am_tokens), (request.headers.get("x-admin-token"), admin)]
+        refusal = await guarded(nm, request, creds, allow_list=False, disabled=AM_DISABLED)
+        if refusal is not None:
+            return refusal
         try:
             payload = orjson.loads(await request.body())
         except orjson.JSONDecodeError as exc:

@@ -21,7 +21,7 @@ from cli_trading.control.halt_door import DoorRequest, Handler
 from cli_trading.db import repo
 from cli_trading.trading import day as tday
 from cli_trading.trading.halt import UnhaltRefused
-from cli_trading.web import ApiError, client_addr, json_body
+from cli_trading.web import ApiError, client_addr, guarded, json_body
 
 if TYPE_CHECKING:
     from cli_trading.agents.orchestrator import Orchestrator
@@ -99,6 +99,12 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
         from cli_trading.agents.orchestrator import RunRefused
 
         body = await json_body(request, RunBody)
+        # a manual order is money: the admin token, in every mode; an analysis run stays open
+        # unless RUN_REQUIRES_TOKEN says otherwise (the runbook sends it without a token)
+        if body.side is not None or orc.settings.run_requires_token:
+            refusal = await guarded(orc, request, [(request.headers.get("x-admin-token"), orc.guard.tokens)])
+            if refusal is not None:
+                return refusal
         symbol = body.symbol.upper()
         if symbol not in orc.settings.symbol_list:
             raise ApiError(400, f"unknown symbol {body.symbol!r}", symbols=orc.settings.symbol_list)
