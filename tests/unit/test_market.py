@@ -238,13 +238,22 @@ async def test_ccxt_feed_retries_transient_errors_and_raises_others() -> None:
 
 def test_own_data_folder(tmp_path: Path) -> None:
     rows = "ts,open,high,low,close,volume\n"
-    rows += "2024-01-01T00:15:00Z,2,3,1,2.5,7\n2024-01-01T00:00:00Z,1,2,1,2,5\n2024-01-01T00:00:00Z,1,2,1,2,5\n"
+    rows += "2024-01-01T00:00:00Z,1,2,1,2,5\n2024-01-01T00:15:00Z,2,3,1,2.5,7\n"
     (tmp_path / "SOL-USD_mine.csv").write_text(rows)
     assert available_symbols(tmp_path) == ["SOL-USD"]
     bars = load_bars("SOL-USD", tmp_path)
-    assert [b.ts.minute for b in bars] == [0, 15], "sorted and de-duplicated"
+    assert [b.ts.minute for b in bars] == [0, 15]
     assert bar_interval("SOL-USD", tmp_path) == timedelta(minutes=15)  # label is no timeframe: from the data
     with pytest.raises(UnknownSymbol, match="SOL-USD"):
         load_bars("BTC-USD", tmp_path)
     assert [s for _, s in build_timeline(["SOL-USD"], tmp_path)] == [(bars[0],), (bars[1],)]
     assert ReplayFeed(["SOL-USD"], folder=str(tmp_path)).steps[0][1] == (bars[0],)
+
+
+def test_own_data_folder_refuses_duplicates_and_disorder(tmp_path: Path) -> None:
+    rows = "ts,open,high,low,close,volume\n"
+    rows += "2024-01-01T00:15:00Z,2,3,1,2.5,7\n2024-01-01T00:00:00Z,1,2,1,2,5\n2024-01-01T00:00:00Z,1,2,1,2,5\n"
+    (tmp_path / "SOL-USD_15m.csv").write_text(rows)
+    with pytest.raises(ValueError, match=r"line 2 and 3: .* comes after") as info:
+        load_bars("SOL-USD", tmp_path)
+    assert "line 3 and 4: timestamp 2024-01-01T00:00:00+00:00 twice" in str(info.value)

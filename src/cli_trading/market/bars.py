@@ -4,7 +4,9 @@ Each shipped file is `data/<SYMBOL>_<timeframe>.csv.gz` (e.g. `BTC-USD_1h.csv.gz
 ts (ISO-8601 UTC, the bar's open time), open, high, low, close, volume (in the base currency),
 sorted ascending. See `data/SOURCE.md` for where the data comes from. Every function takes an
 optional `folder` of your own files, `<SYMBOL>_<label>.csv` or `.csv.gz`, laid out the same way,
-which then replaces the shipped data."""
+which then replaces the shipped data. Every file is checked as it is read (`datacheck.py`): a
+file with duplicate or out-of-order timestamps or impossible prices is refused with a report
+naming its lines, and gaps are kept, filled or refused as the caller asks."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from cli_trading.market.datacheck import GapPolicy, Problem, Report, Row, checked, parse_rows
 
 DATA_DIR = Path(__file__).parent / "data"
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -70,7 +74,6 @@ class Bar:
         )
 
 
-@cache
 def _files(folder: Path) -> dict[str, tuple[Path, str]]:
     out: dict[str, tuple[Path, str]] = {}
     for p in sorted(folder.glob("*_*.csv*")):
@@ -100,30 +103,65 @@ def _entry(symbol: str, folder: str | Path | None) -> tuple[Path, str]:
         ) from None
 
 
-@cache
-def _load(symbol: str, folder: Path) -> tuple[Bar, ...]:
-    path, _ = _entry(symbol, folder)
+def _label_interval(label: str) -> timedelta | None:
+    try:
+        return parse_timeframe(label)
+    except ValueError:
+        return None
+
+
+def read_rows(path: Path) -> tuple[list[Row], list[Problem]]:
+    """The rows of a candle CSV file (plain or gzip) in file order, and the lines that do not parse."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", newline="") as fh:
-        bars = tuple(Bar.from_dict({"symbol": symbol, **row}) for row in csv.DictReader(fh))
-    if not bars:
-        raise ValueError(f"{path} holds no bars")
-    return tuple(sorted({b.ts: b for b in bars}.values(), key=lambda b: b.ts))
+    try:
+        with opener(path, "rt", newline="") as fh:
+            return parse_rows(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from exc
 
 
-def load_bars(symbol: str, folder: str | Path | None = None) -> list[Bar]:
+def check_file(
+    path: str | Path, *, interval: timedelta | None = None, gaps: GapPolicy | str = GapPolicy.ALLOW
+) -> tuple[list[Row], Report]:
+    """Read and check one candle file (see `datacheck`): the rows to use (sorted, gaps handled as
+    `gaps` says) and the report. Raises DataError naming the lines when the file is unusable."""
+    path = Path(path)
+    if interval is None:
+        interval = _label_interval(path.name.removesuffix(".gz").removesuffix(".csv").rsplit("_", 1)[-1])
+    rows, unreadable = read_rows(path)
+    return checked(rows, interval=interval, gaps=GapPolicy(gaps), source=str(path), unreadable=unreadable)
+
+
+def read_csv(
+    path: str | Path, symbol: str, *, interval: timedelta | None = None, gaps: GapPolicy | str = GapPolicy.ALLOW
+) -> list[Bar]:
+    """The bars of one candle file, checked (DataError naming the lines when it is unusable)."""
+    rows, _ = check_file(path, interval=interval, gaps=gaps)
+    return [Bar(symbol, r.ts, r.open, r.high, r.low, r.close, r.volume) for r in rows]
+
+
+@cache
+def _read(symbol: str, path: Path, _mtime_ns: int, gaps: GapPolicy) -> tuple[Bar, ...]:
+    # keyed on the file's modification time: a file downloaded again is read again
+    return tuple(read_csv(path, symbol, gaps=gaps))
+
+
+def load_bars(symbol: str, folder: str | Path | None = None, *, gaps: GapPolicy | str = GapPolicy.ALLOW) -> list[Bar]:
     """All bars of `symbol`, oldest first (parsed once, then a fresh list per call). `folder`:
-    your own files instead of the shipped ones; they are sorted and de-duplicated on load."""
-    return list(_load(symbol, _folder(folder)))
+    your own files instead of the shipped ones. Every file is checked on load (`datacheck`): a
+    duplicate or out-of-order timestamp, a bad price or an unreadable line is a DataError naming
+    the lines; gaps are kept, filled or refused as `gaps` says."""
+    path, _ = _entry(symbol, folder)
+    return list(_read(symbol, path, path.stat().st_mtime_ns, GapPolicy(gaps)))
 
 
 def bar_interval(symbol: str, folder: str | Path | None = None) -> timedelta:
     """The length of one bar: from the file name's label ('1h', '1d'), else the most common
     spacing of the data (1 hour for the shipped BTC-USD, 1 day for ETH-USD)."""
-    label = _entry(symbol, folder)[1]
-    try:
-        return parse_timeframe(label)
-    except ValueError:
-        ts = [b.ts for b in _load(symbol, _folder(folder))]
-        gaps = Counter(b - a for a, b in zip(ts, ts[1:], strict=False))
-        return gaps.most_common(1)[0][0] if gaps else timedelta(0)
+    path, label = _entry(symbol, folder)
+    iv = _label_interval(label)
+    if iv is not None:
+        return iv
+    ts = [b.ts for b in load_bars(symbol, folder)]
+    steps = Counter(b - a for a, b in zip(ts, ts[1:], strict=False))
+    return steps.most_common(1)[0][0] if steps else timedelta(0)
