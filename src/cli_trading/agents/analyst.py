@@ -13,7 +13,7 @@ from cli_trading.contracts import BarMsg, Group, SignalMsg, Stream
 from cli_trading.market.bars import Bar
 from cli_trading.market.ccxt_feed import CcxtFeed
 from cli_trading.market.replay import ReplayFeed
-from cli_trading.trading.strategies import build_strategy
+from cli_trading.trading.strategies import Candle, Signal, Strategy, build_strategy
 from cli_trading.trading.strategy_config import load_strategy_config
 
 WINDOW = 300
@@ -25,8 +25,11 @@ class MarketAnalyst(Agent):
 
     async def on_start(self) -> None:
         self.config = load_strategy_config(self.settings.config_file("strategies.yaml"))
-        self.strategies = {e.name: build_strategy(e.name, e.params) for e in self.config.strategies}
-        self.windows: dict[str, deque[Bar]] = {s: deque(maxlen=WINDOW) for s in self.settings.symbol_list}
+        symbols = self.settings.symbol_list
+        # one instance per strategy and symbol: each follows its symbol bar by bar (incremental)
+        self.models: dict[str, dict[str, Strategy[Any]]] = {s: self.config.for_symbol(s) for s in symbols}
+        self.last: dict[str, dict[str, Signal]] = {s: {} for s in symbols}
+        self.windows: dict[str, deque[Bar]] = {s: deque(maxlen=WINDOW) for s in symbols}
         self.feed = ReplayFeed(
             self.settings.symbol_list, speed=self.settings.speed, folder=self.settings.market_data_dir
         )
@@ -56,7 +59,7 @@ class MarketAnalyst(Agent):
         async for bar in self.feed.stream():
             if self.stop_event.is_set():
                 return
-            self.windows[bar.symbol].append(bar)
+            self.observe(bar)
             await self.bus.publish(
                 Stream.BARS,
                 BarMsg(  # type: ignore[union-attr]
@@ -71,10 +74,31 @@ class MarketAnalyst(Agent):
             )
             self.bars_published += 1
 
-    def analyze(self, symbol: str) -> tuple[Any, Bar | None]:
-        window = list(self.windows.get(symbol, ()))
-        signals = [self.strategies[e.name].decide(window) for e in self.config.strategies if e.applies_to(symbol)]
-        return self.config.combine_signals(signals), (window[-1] if window else None)
+    def observe(self, bar: Bar) -> None:
+        """Every strategy of the symbol sees the closed bar once (what the backtest does too)."""
+        self.windows[bar.symbol].append(bar)
+        candle = Candle.of(bar)
+        last = self.last[bar.symbol]
+        for name, model in self.models[bar.symbol].items():
+            last[name] = model.on_bar(candle)
+
+    def analyze(self, symbol: str) -> tuple[Signal, Bar | None]:
+        """The combined signal as of the symbol's latest bar, and that bar."""
+        window = self.windows.get(symbol)
+        last = window[-1] if window else None
+        return self.config.combine_signals(list(self.last.get(symbol, {}).values())), last
+
+    def apply_params(self, name: str, params: dict[str, Any]) -> None:
+        """New parameters: fresh instances, warmed up on the bars kept since start (at most WINDOW)."""
+        entry = next(e for e in self.config.strategies if e.name == name)
+        for symbol, models in self.models.items():
+            if name not in models:
+                continue
+            model = build_strategy(name, params, cls=type(models[name]))
+            for bar in self.windows[symbol]:
+                self.last[symbol][name] = model.on_bar(Candle.of(bar))
+            models[name] = model
+        entry.params = params
 
     async def on_commands(self, batch: list[Delivery]) -> list[Outcome]:
         out = []
@@ -98,7 +122,7 @@ class MarketAnalyst(Agent):
             elif kind == "halt":
                 self.halted_reason = p.get("reason")
             elif kind == "params":
-                self.strategies[p["strategy"]] = build_strategy(p["strategy"], p["params"])
+                self.apply_params(p["strategy"], p["params"])
                 self.audit("params:applied", target=p["strategy"], params=p["params"])
             out.append(None)
         return out
@@ -107,6 +131,6 @@ class MarketAnalyst(Agent):
         return {
             "feed": self.feed.state(),
             "barsPublished": self.bars_published,
-            "strategies": list(self.strategies),
+            "strategies": [e.name for e in self.config.strategies],
             "symbols": self.settings.symbol_list,
         }

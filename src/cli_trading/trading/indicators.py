@@ -99,3 +99,166 @@ def atr(highs: Sequence[float], lows: Sequence[float], closes: Sequence[float], 
     for tr in trs[n:]:
         value += (tr - value) / n
     return max(0.0, value)
+
+
+# -- incremental indicators: constant work per value ------------------------------------------
+#
+# The same definitions as the functions above, fed one value at a time (oldest first): after the
+# same values, `value` equals the function's result (up to float rounding). Strategies keep one
+# per symbol and update it once per closed bar, in backtests and in live trading alike.
+
+
+class EMA:
+    """Exponential moving average (alpha = 2 / (n + 1)), seeded with the SMA of the first `n`."""
+
+    __slots__ = ("n", "alpha", "value", "_count", "_seed")
+
+    def __init__(self, n: int) -> None:
+        _check_period(n)
+        self.n, self.alpha = n, 2 / (n + 1)
+        self.value: float | None = None
+        self._count, self._seed = 0, 0.0
+
+    def update(self, x: float) -> float | None:
+        v = self.value
+        if v is not None:
+            v += self.alpha * (x - v)
+            self.value = v
+            return v
+        self._count += 1
+        self._seed += x
+        if self._count == self.n:
+            self.value = self._seed / self.n
+        return self.value
+
+
+class Rolling:
+    """Mean and population standard deviation of the last `n` values. Running sums are kept
+    relative to an anchor and recomputed exactly from the window once per `n` updates (amortised
+    constant work), so float error cannot build up over millions of bars."""
+
+    __slots__ = ("n", "_buf", "_i", "_full", "_anchor", "_sum", "_sq", "_since")
+
+    def __init__(self, n: int) -> None:
+        _check_period(n)
+        self.n = n
+        self._buf: list[float] = []
+        self._i, self._full, self._since = 0, False, 0
+        self._anchor = self._sum = self._sq = 0.0
+
+    def update(self, x: float) -> None:
+        if not self._full:
+            if not self._buf:
+                self._anchor = x
+            self._buf.append(x)
+            d = x - self._anchor
+            self._sum += d
+            self._sq += d * d
+            self._full = len(self._buf) == self.n
+            return
+        old = self._buf[self._i]
+        self._buf[self._i] = x
+        self._i = (self._i + 1) % self.n
+        self._since += 1
+        if self._since >= self.n:
+            self._recompute()
+            return
+        a = self._anchor
+        do, dn = old - a, x - a
+        self._sum += dn - do
+        self._sq += dn * dn - do * do
+
+    def _recompute(self) -> None:
+        self._since = 0
+        self._anchor = a = math.fsum(self._buf) / self.n
+        self._sum = math.fsum(x - a for x in self._buf)
+        self._sq = math.fsum((x - a) ** 2 for x in self._buf)
+
+    @property
+    def ready(self) -> bool:
+        return self._full
+
+    @property
+    def mean(self) -> float:
+        return self._anchor + self._sum / self.n
+
+    @property
+    def std(self) -> float:
+        m = self._sum / self.n
+        return math.sqrt(max(self._sq / self.n - m * m, 0.0))
+
+    def bands(self, k: float) -> Bands:
+        mid, sd = self.mean, self.std
+        return Bands(mid, mid + k * sd, mid - k * sd)
+
+
+class RSI:
+    """Wilder's RSI (see `rsi`): ready after n + 1 values."""
+
+    __slots__ = ("n", "_prev", "_count", "_gain", "_loss", "_keep", "_w")
+
+    def __init__(self, n: int = 14) -> None:
+        _check_period(n)
+        self.n = n
+        self._prev: float | None = None
+        self._count = 0
+        self._gain = self._loss = 0.0
+        self._keep, self._w = (n - 1) / n, 1 / n
+
+    def update(self, x: float) -> float | None:
+        prev, self._prev = self._prev, x
+        if prev is None:
+            return None
+        d = x - prev
+        if self._count < self.n:  # the seed: the mean of the first n changes
+            self._count += 1
+            if d > 0:
+                self._gain += d / self.n
+            else:
+                self._loss -= d / self.n
+            if self._count < self.n:
+                return None
+            return self.value
+        if d > 0:
+            self._gain = self._gain * self._keep + d * self._w
+            self._loss *= self._keep
+        else:
+            self._gain *= self._keep
+            self._loss = self._loss * self._keep - d * self._w
+        return self.value
+
+    @property
+    def value(self) -> float | None:
+        if self._count < self.n:
+            return None
+        g, lo = self._gain, self._loss
+        if g + lo <= 0:
+            return 50.0
+        return min(100.0, max(0.0, 100.0 * g / (g + lo)))
+
+
+class ATR:
+    """Wilder's Average True Range (see `atr`): ready after n + 1 bars."""
+
+    __slots__ = ("n", "_prev_close", "_count", "_sum", "value")
+
+    def __init__(self, n: int = 14) -> None:
+        _check_period(n)
+        self.n = n
+        self._prev_close: float | None = None
+        self._count, self._sum = 0, 0.0
+        self.value: float | None = None
+
+    def update(self, high: float, low: float, close: float) -> float | None:
+        pc, self._prev_close = self._prev_close, close
+        if pc is None:
+            return None
+        tr = max(high - low, abs(high - pc), abs(low - pc))
+        if self.value is not None:
+            self.value = max(0.0, self.value + (tr - self.value) / self.n)
+            return self.value
+        self._count += 1
+        self._sum += tr
+        if self._count == self.n:
+            self.value = max(0.0, self._sum / self.n)
+        return self.value

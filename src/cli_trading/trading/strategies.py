@@ -1,29 +1,37 @@
-"""Strategies: from a window of bars (oldest first) to a side and a confidence, or hold.
+"""Strategies: from bars to a side and a confidence, or hold.
 
-Pure and synchronous: `decide` reads only `.close`, `.high` and `.low` of the bars it is given
-(a `cli_trading.market.bars.Bar`, or anything with those attributes), converts them to float and
-returns a `Signal`. Parameters are strict pydantic models: an unknown or invalid parameter is a
-ValueError that names it.
+The interface (docs/strategies.md): a strategy is a subclass of `Strategy` with a `name`, a
+`Params` model (a `StrategyParams`, validated at start) and `on_bar(candle) -> Signal`. One
+instance follows one symbol: it sees every closed candle of that symbol exactly once, oldest
+first, keeps whatever state it needs (incremental indicators: constant work per bar) and answers
+with its decision as of that candle. The backtest, the paper system and live trading call the
+same `on_bar` in the same order, so a strategy behaves the same in all three.
+
+`decide(bars)` gives the decision after a window of bars: a fresh instance fed the window (the
+built-ins compute it directly from the window, which is what the optimizer's quick search uses).
+
+Pure and synchronous. Parameters are strict pydantic models: an unknown or invalid parameter is
+a ValueError that names it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from cli_trading.config import StrictModel
-from cli_trading.trading.indicators import bollinger, ema, rsi
+from cli_trading.trading.indicators import EMA, RSI, Bands, Rolling, bollinger, ema, rsi
 
 Side = Literal["buy", "sell"]
 
 
 class PriceBar(Protocol):
-    """What a strategy reads from a bar (`cli_trading.market.bars.Bar` satisfies it)."""
+    """What `decide` reads from a bar (`cli_trading.market.bars.Bar` satisfies it)."""
 
     @property
     def close(self) -> Decimal | float: ...
@@ -33,24 +41,62 @@ class PriceBar(Protocol):
     def low(self) -> Decimal | float: ...
 
 
-@dataclass(frozen=True)
-class Signal:
-    """A strategy's decision: `side` None means hold. `confidence` is within 0..1."""
+class Candle(NamedTuple):
+    """One closed bar as a strategy sees it: prices and volume as floats (indicators shape a
+    decision; sizing and fills use the exact Decimal prices). `ts` is the bar's open time (UTC)."""
 
+    symbol: str
+    ts: datetime | None
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float = 0.0
+
+    @classmethod
+    def of(cls, bar: Any, symbol: str = "") -> Candle:
+        """From a `market.bars.Bar` or anything with close/high/low (open, volume, ts optional)."""
+        close = float(bar.close)
+        return cls(
+            getattr(bar, "symbol", symbol),
+            getattr(bar, "ts", None),
+            float(getattr(bar, "open", close)),
+            float(bar.high),
+            float(bar.low),
+            close,
+            float(getattr(bar, "volume", 0.0)),
+        )
+
+
+class _SignalFields(NamedTuple):
     side: Side | None
     confidence: float
     strategy: str
     reason: str = ""
 
-    def __post_init__(self) -> None:
-        if self.side not in ("buy", "sell", None):
-            raise ValueError(f"side must be 'buy', 'sell' or None, got {self.side!r}")
-        if not 0.0 <= self.confidence <= 1.0:  # also rejects NaN
-            raise ValueError(f"confidence must be within 0..1, got {self.confidence!r}")
+
+class Signal(_SignalFields):
+    """A strategy's decision: `side` None means hold. `confidence` is within 0..1 (the risk
+    manager rejects signals below risk.yaml's min_confidence; sizing scales with it). Immutable
+    (a named tuple: strategies make one per bar, so it must be cheap)."""
+
+    __slots__ = ()
+
+    def __new__(cls, side: Side | None, confidence: float, strategy: str, reason: str = "") -> Signal:
+        if side not in ("buy", "sell", None):
+            raise ValueError(f"side must be 'buy', 'sell' or None, got {side!r}")
+        if not 0.0 <= confidence <= 1.0:  # also rejects NaN
+            raise ValueError(f"confidence must be within 0..1, got {confidence!r}")
+        return super().__new__(cls, side, confidence, strategy, reason)
 
     @property
     def is_hold(self) -> bool:
         return self.side is None
+
+
+def _trusted(side: Side | None, confidence: float, strategy: str, reason: str) -> Signal:
+    """A Signal whose values are valid by construction (the built-ins' hot path)."""
+    return tuple.__new__(Signal, (side, confidence, strategy, reason))
 
 
 def hold(strategy: str, reason: str) -> Signal:
@@ -68,41 +114,50 @@ class StrategyParams(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Strategy(Protocol):
-    """What the analyst, the backtest and the optimizer rely on."""
-
-    name: str
-    params: StrategyParams
-
-    @property
-    def lookback(self) -> int:
-        """The fewest bars `decide` needs to give anything but 'not enough bars'."""
-        ...
-
-    def decide(self, bars: Sequence[PriceBar]) -> Signal: ...
-
-
 P = TypeVar("P", bound=StrategyParams)
 
 
-class BaseStrategy(Generic[P]):
-    """Shared plumbing: a name, a params model class and an instance of it."""
+class Strategy(Generic[P]):
+    """Base class of every strategy, built-in or yours.
 
-    name: ClassVar[str]
-    Params: ClassVar[type[StrategyParams]]
+    Set `name` (the label on its signals; strategies.yaml may rename an instance) and `Params`
+    (its parameter model), and implement `on_bar`. Override `lookback` when the strategy needs
+    some bars before it can decide (it is documentation and a hint to callers; `on_bar` must
+    still answer, with a hold, before then)."""
 
-    def __init__(self, params: P | None = None) -> None:
-        self.params: P = params if params is not None else self.Params()  # type: ignore[assignment]
+    name: str = "strategy"
+    Params: ClassVar[type[StrategyParams]] = StrategyParams
+
+    def __init__(self, params: P | None = None, *, name: str | None = None) -> None:
+        self.params: P = params if params is not None else self.Params()  # type: ignore[assignment]  # P is Params
+        if name:
+            self.name = name
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params!r})"
 
     @property
     def lookback(self) -> int:
-        raise NotImplementedError
+        return 1
+
+    def on_bar(self, candle: Candle) -> Signal:
+        """The decision once `candle` has closed (called once per candle, oldest first)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement on_bar")
+
+    def fresh(self) -> Strategy[P]:
+        """A new instance with the same parameters and name and no history (one per symbol)."""
+        return type(self)(self.params, name=self.name)
 
     def decide(self, bars: Sequence[PriceBar]) -> Signal:
-        raise NotImplementedError
+        """The decision after `bars` (oldest first), by a fresh instance: O(len(bars))."""
+        sim = self.fresh()
+        sig = hold(self.name, "no bars")
+        for b in bars:
+            sig = sim.on_bar(Candle.of(b))
+        return sig
+
+
+BaseStrategy = Strategy  # the earlier name
 
 
 def closes_of(bars: Sequence[PriceBar]) -> list[float]:
@@ -127,7 +182,7 @@ class TrendParams(StrategyParams):
         return self
 
 
-class TrendFollowing(BaseStrategy[TrendParams]):
+class TrendFollowing(Strategy[TrendParams]):
     """EMA crossover: buy while the fast EMA is above the slow one, sell while below. The spread
     between them, as a percentage of the slow EMA, is the trend's strength: confidence rises from
     0.5 at no spread to 1 at `full_confidence_spread_pct`."""
@@ -135,24 +190,44 @@ class TrendFollowing(BaseStrategy[TrendParams]):
     name = "trend"
     Params = TrendParams
 
+    def __init__(self, params: TrendParams | None = None, *, name: str | None = None) -> None:
+        super().__init__(params, name=name)
+        p = self.params
+        self._fast, self._slow, self._n = EMA(p.fast), EMA(p.slow), 0
+        # the reasons are fixed strings: formatting the spread on every bar would cost more than
+        # the decision itself (the confidence already says how strong the trend is)
+        self._flat = hold(self.name, f"ema{p.fast} and ema{p.slow} within ±{p.min_spread_pct}%")
+        self._above, self._below = f"ema{p.fast} above ema{p.slow}", f"ema{p.fast} below ema{p.slow}"
+
     @property
     def lookback(self) -> int:
         return self.params.slow
 
+    def on_bar(self, candle: Candle) -> Signal:
+        self._n += 1
+        x = candle.close
+        return self._decision(self._fast.update(x), self._slow.update(x), self._n)
+
     def decide(self, bars: Sequence[PriceBar]) -> Signal:
-        p = self.params
         closes = closes_of(bars)
-        fast, slow = ema(closes, p.fast), ema(closes, p.slow)
+        return self._decision(ema(closes, self.params.fast), ema(closes, self.params.slow), len(closes))
+
+    def _decision(self, fast: float | None, slow: float | None, n: int) -> Signal:
+        p = self.params
         if fast is None or slow is None:
-            return hold(self.name, f"not enough bars ({len(closes)} < {p.slow})")
+            return hold(self.name, f"not enough bars ({n} < {p.slow})")
         if slow <= 0:
             return hold(self.name, "non-positive prices")
         spread = (fast - slow) / slow * 100
-        if abs(spread) <= p.min_spread_pct:
-            return hold(self.name, f"ema spread {spread:+.3f}% within ±{p.min_spread_pct}%")
-        confidence = 0.5 + 0.5 * _unit(abs(spread) / p.full_confidence_spread_pct)
-        side: Side = "buy" if spread > 0 else "sell"
-        return Signal(side, confidence, self.name, f"ema{p.fast} vs ema{p.slow} spread {spread:+.3f}%")
+        if spread != spread:  # NaN prices
+            return hold(self.name, "prices are not numbers")
+        if -p.min_spread_pct <= spread <= p.min_spread_pct:
+            return self._flat
+        strength = abs(spread) / p.full_confidence_spread_pct
+        # confidence is within 0.5..1 by construction: no need to validate it again
+        if spread > 0:
+            return _trusted("buy", 0.5 + 0.5 * (strength if strength < 1.0 else 1.0), self.name, self._above)
+        return _trusted("sell", 0.5 + 0.5 * (strength if strength < 1.0 else 1.0), self.name, self._below)
 
 
 # -- mean reversion -------------------------------------------------------------------------
@@ -172,7 +247,7 @@ class MeanReversionParams(StrategyParams):
         return self
 
 
-class MeanReversion(BaseStrategy[MeanReversionParams]):
+class MeanReversion(Strategy[MeanReversionParams]):
     """Bollinger bands confirmed by RSI: sell a close above the upper band while overbought, buy
     one below the lower band while oversold. Confidence rises from 0.5 with how far the close is
     outside the band (up to one band half-width: +0.25) and how extreme the RSI is (+0.25)."""
@@ -180,22 +255,44 @@ class MeanReversion(BaseStrategy[MeanReversionParams]):
     name = "mean_reversion"
     Params = MeanReversionParams
 
+    def __init__(self, params: MeanReversionParams | None = None, *, name: str | None = None) -> None:
+        super().__init__(params, name=name)
+        self._bands, self._rsi, self._n = Rolling(self.params.period), RSI(self.params.rsi_period), 0
+        self._inside = hold(self.name, "close inside the bands")
+        self._lookback = self.lookback
+
     @property
     def lookback(self) -> int:
         return max(self.params.period, self.params.rsi_period + 1)
 
+    def on_bar(self, candle: Candle) -> Signal:
+        self._n += 1
+        x = candle.close
+        bands = self._bands
+        bands.update(x)
+        r = self._rsi.update(x)
+        if self._n < self._lookback:
+            return hold(self.name, f"not enough bars ({self._n} < {self._lookback})")
+        mid, half = bands.mean, self.params.width * bands.std
+        if half <= 0 or mid - half <= x <= mid + half:  # the common case: cheap
+            return self._inside
+        return self._decision(Bands(mid, mid + half, mid - half), x, lambda: r)
+
     def decide(self, bars: Sequence[PriceBar]) -> Signal:
-        p = self.params
         closes = closes_of(bars)
         if len(closes) < self.lookback:
             return hold(self.name, f"not enough bars ({len(closes)} < {self.lookback})")
-        bands = bollinger(closes, p.period, p.width)
+        bands = bollinger(closes, self.params.period, self.params.width)
         assert bands is not None  # enough bars, checked above
-        last, half = closes[-1], bands.upper - bands.mid
+        return self._decision(bands, closes[-1], lambda: rsi(closes, self.params.rsi_period))
+
+    def _decision(self, bands: Bands, last: float, rsi_of: Callable[[], float | None]) -> Signal:
+        p = self.params
+        half = bands.upper - bands.mid
         if half <= 0 or bands.lower <= last <= bands.upper:
-            return hold(self.name, "close inside the bands")
-        r = rsi(closes, p.rsi_period)
-        assert r is not None
+            return self._inside
+        r = rsi_of()  # only when the close is outside the bands (the windowed RSI costs O(n))
+        assert r is not None  # lookback covers the RSI
         if last > bands.upper and r >= p.rsi_high:
             extremity = (r - p.rsi_high) / max(100 - p.rsi_high, 1e-9)
             return self._signal("sell", (last - bands.upper) / half, extremity, f"close above upper band, rsi {r:.0f}")
@@ -210,7 +307,7 @@ class MeanReversion(BaseStrategy[MeanReversionParams]):
 
 # -- registry and combination ---------------------------------------------------------------
 
-STRATEGIES: dict[str, type[BaseStrategy[Any]]] = {
+STRATEGIES: dict[str, type[Strategy[Any]]] = {
     TrendFollowing.name: TrendFollowing,
     MeanReversion.name: MeanReversion,
 }
@@ -234,24 +331,38 @@ def params_model(name: str) -> type[StrategyParams]:
     return STRATEGIES[name].Params
 
 
-def build_strategy(name: str, params: dict[str, Any] | None = None) -> Strategy:
-    """A strategy by registry name with its parameters validated; ValueError naming the problem."""
-    model = params_model(name)
+def build_strategy(
+    name: str, params: dict[str, Any] | None = None, *, cls: type[Strategy[Any]] | None = None
+) -> Strategy[Any]:
+    """A strategy with its parameters validated; ValueError naming the problem. `cls`: a class
+    of your own (strategies.yaml's `class:`), else the built-in registered under `name`."""
+    cls = cls or STRATEGIES.get(name)
+    if cls is None:
+        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)} (or give class: module:Class)")
+    model = cls.Params
     try:
         validated = model.model_validate(params or {})
     except ValidationError as exc:
         raise ValueError(f"strategy {name!r}: {_describe(exc, list(model.model_fields))}") from None
-    return STRATEGIES[name](validated)
+    return cls(validated, name=name)
+
+
+NO_SIGNAL = hold("combined", "no strategy has a signal")
 
 
 def combine(signals: Sequence[Signal], *, tie_margin: float = 0.1) -> Signal:
-    """The most confident non-hold signal ("max_confidence"). When the most confident signal on
-    the other side is within `tie_margin` of it, the strategies disagree: hold."""
-    active = sorted((s for s in signals if s.side), key=lambda s: s.confidence, reverse=True)
-    if not active:
-        return hold("combined", "no strategy has a signal")
-    best = active[0]
-    rival = next((s for s in active if s.side != best.side), None)
+    """The most confident non-hold signal ("max_confidence"; the first of equals). When the most
+    confident signal on the other side is within `tie_margin` of it, the strategies disagree: hold."""
+    best: Signal | None = None
+    for s in signals:
+        if s.side is not None and (best is None or s.confidence > best.confidence):
+            best = s
+    if best is None:
+        return NO_SIGNAL
+    rival: Signal | None = None
+    for s in signals:
+        if s.side is not None and s.side != best.side and (rival is None or s.confidence > rival.confidence):
+            rival = s
     if rival is not None and best.confidence - rival.confidence < tie_margin:
         return hold("combined", f"{best.strategy} ({best.side}) and {rival.strategy} ({rival.side}) disagree")
     return best

@@ -1,0 +1,135 @@
+"""Bars for a backtest: the shipped history, a folder of your own, or one CSV file, streamed.
+
+A backtest consumes *steps*: the bars that close at the same time, in the order the symbols were
+given, ordered by close time (`ts + bar length`) — the replay feed's order (market/replay.py), so
+a backtest and a replay under `cli-trading up` see the bars in the same sequence.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from cli_trading.market.bars import Bar, bar_interval, load_bars, parse_timeframe, parse_ts
+
+Step = Sequence[Bar]
+
+
+class DataError(ValueError):
+    """Bars that cannot be backtested (missing, out of order, unreadable): the message says which."""
+
+
+def _peek_interval(bars: Iterable[Bar]) -> tuple[timedelta, Iterator[Bar]]:
+    it = iter(bars)
+    head = list(itertools.islice(it, 2))
+    interval = head[1].ts - head[0].ts if len(head) == 2 else timedelta(0)
+    return interval, itertools.chain(head, it)
+
+
+def timeline(series: Mapping[str, Iterable[Bar]], intervals: Mapping[str, timedelta] | None = None) -> Iterator[Step]:
+    """Merge per-symbol bar streams (each oldest first) into steps by close time. `intervals`:
+    each symbol's bar length; by default the spacing of its first two bars. Streams: memory does
+    not grow with the length of the history."""
+    streams: list[Iterator[tuple[datetime, int, Bar]]] = []
+    for order, (symbol, bars) in enumerate(series.items()):
+        if intervals and symbol in intervals:
+            iv, it = intervals[symbol], iter(bars)
+        else:
+            iv, it = _peek_interval(bars)
+        streams.append((b.ts + iv, order, b) for b in it)
+    if len(streams) == 1:  # one symbol: every bar is a step of its own
+        yield from ([b] for _, _, b in streams[0])
+        return
+    step: list[Bar] = []
+    at: datetime | None = None
+    for close, _, bar in heapq.merge(*streams, key=lambda e: (e[0], e[1])):
+        if close != at and step:
+            yield step
+            step = []
+        at = close
+        step.append(bar)
+    if step:
+        yield step
+
+
+def _check_order(bars: Iterable[Bar], source: str) -> Iterator[Bar]:
+    prev: datetime | None = None
+    for n, b in enumerate(bars, start=1):
+        if prev is not None and b.ts <= prev:
+            raise DataError(f"{source}: bar {n} ({b.ts.isoformat()}) is not after the one before it")
+        prev = b.ts
+        yield b
+
+
+def stream_csv(path: Path, symbol: str) -> Iterator[Bar]:
+    """Bars of one CSV file (ts,open,high,low,close,volume; .csv or .csv.gz), read as they are
+    consumed. Timestamps must increase."""
+    opener = gzip.open if path.suffix == ".gz" else open
+
+    def rows() -> Iterator[Bar]:
+        with opener(path, "rt", newline="") as fh:
+            for n, row in enumerate(csv.DictReader(fh), start=2):
+                try:
+                    yield Bar.from_dict({"symbol": symbol, **row})
+                except (KeyError, ValueError, ArithmeticError) as exc:
+                    raise DataError(f"{path}: line {n}: {exc!r}") from None
+
+    return _check_order(rows(), str(path))
+
+
+def _window(bars: Iterable[Bar], start: datetime | None, end: datetime | None) -> Iterator[Bar]:
+    for b in bars:
+        if end is not None and b.ts >= end:
+            return
+        if start is None or b.ts >= start:
+            yield b
+
+
+def symbol_of_file(path: Path) -> tuple[str, str]:
+    """`BTC-USD_1h.csv[.gz]` -> ("BTC-USD", "1h")."""
+    stem = path.name.removesuffix(".gz").removesuffix(".csv")
+    symbol, _, label = stem.rpartition("_")
+    return (symbol or stem), label
+
+
+def load_series(
+    symbols: Sequence[str],
+    data: Path | None = None,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> tuple[dict[str, Iterable[Bar]], dict[str, timedelta]]:
+    """The bars of `symbols` in [start, end) and their bar lengths. `data`: None for the shipped
+    history, a folder of `<SYMBOL>_<timeframe>.csv[.gz]` files, or one such CSV file (streamed;
+    then `symbols` is its symbol or empty)."""
+    if data is not None and data.is_file():
+        sym, label = symbol_of_file(data)
+        symbol = symbols[0] if len(symbols) == 1 else sym
+        if len(symbols) > 1:
+            raise DataError(f"{data} is one file: give at most one symbol (got {', '.join(symbols)})")
+        try:
+            iv = parse_timeframe(label)
+        except ValueError:
+            iv, _ = _peek_interval(stream_csv(data, symbol))
+        return {symbol: _window(stream_csv(data, symbol), start, end)}, {symbol: iv}
+    if data is not None and not data.is_dir():
+        raise DataError(f"--data {data}: no such file or folder")
+    series: dict[str, Iterable[Bar]] = {}
+    intervals: dict[str, timedelta] = {}
+    for s in symbols:
+        bars = load_bars(s, data)  # UnknownSymbol (a ValueError) names the available ones
+        series[s] = list(_window(bars, start, end))
+        intervals[s] = bar_interval(s, data)
+        if not series[s]:
+            raise DataError(f"no {s} bars between {start or 'the start'} and {end or 'the end'}")
+    return series, intervals
+
+
+def parse_date(value: str | None) -> datetime | None:
+    """`2018-01-01` or an ISO timestamp, as UTC; None stays None."""
+    return parse_ts(value) if value else None

@@ -1,0 +1,248 @@
+"""The backtest engine: the agents' pipeline, in one process, bar by bar.
+
+Every decision is the pure function the agents call, in the order they call it:
+
+- the strategies see the bar, their signals are combined (market-analyst: `Strategy.on_bar`,
+  `combine`);
+- marks, the market day's rollover, PnL halts (orchestrator `on_bars`: `Ledger.mark`,
+  `day.rollover`, `halt.clears_at_rollover`/`unhalt`, `halt.automatic`);
+- a run per traded symbol: sizing and the halt check (orchestrator `_size_and_route`:
+  `size_order`, `halt.allows`);
+- the pre-trade rules (risk-manager: `risk.evaluate`);
+- the paper fill with slippage, fee and affordability (trade-executor's paper engine:
+  `paper_fill`, `affordable`);
+- the ledger and PnL halts again (orchestrator `on_status`: `Ledger.apply`, `halt.automatic`).
+
+The trading day is the market day: the UTC date of the bar's open time (in replays under
+`cli-trading up` as well). Order ids are `bt-<n>`. No I/O here: `runner.run` drives it and records the outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from cli_trading.contracts import HaltMode
+from cli_trading.market.bars import Bar
+from cli_trading.trading import day as tday
+from cli_trading.trading import halt as policy
+from cli_trading.trading import risk
+from cli_trading.trading.fills import affordable, paper_fill, size_order
+from cli_trading.trading.ledger import FillRecord, Ledger
+from cli_trading.trading.strategies import Candle, Signal, Strategy, hold
+from cli_trading.trading.strategy_config import StrategyFile
+
+ZERO = Decimal(0)
+ONE_DAY = timedelta(days=1)
+MARGIN = Decimal("1e-9")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """The knobs the agents take from settings (Settings' fields of the same names)."""
+
+    starting_cash: Decimal = Decimal("10000")
+    risk_fraction: Decimal = Decimal("0.02")
+    fee_bps: Decimal = Decimal("10")
+    slippage_bps: Decimal = Decimal("5")
+    daily_target_pct: Decimal = Decimal("5")
+    daily_loss_limit_pct: Decimal = Decimal("3")
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> SimConfig:
+        names = cls.__dataclass_fields__
+        values = {n: getattr(settings, n) for n in names if hasattr(settings, n)}
+        return cls(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One fill, as the trade executor would have reported it."""
+
+    order_id: str
+    ts: datetime  # open time of the bar it was decided on
+    symbol: str
+    side: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    strategy: str
+    confidence: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HaltEvent:
+    ts: datetime
+    action: str  # "halt" or "unhalt"
+    reason: str
+    day: str
+
+
+@dataclass
+class Counters:
+    steps: int = 0
+    runs: int = 0
+    holds: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    halts: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+
+class Engine:
+    """The pipeline's state for one run: ledger, risk book, halt state, trading day, strategies."""
+
+    def __init__(self, strategies: StrategyFile, rules: risk.RiskRules, cfg: SimConfig, symbols: Iterable[str]) -> None:
+        self.config, self.rules, self.cfg = strategies, rules, cfg
+        self.traded = set(symbols)
+        self.ledger = Ledger(cfg.starting_cash)
+        self.book = risk.RiskBook()
+        self.halt = policy.HaltState()
+        self.day: tday.TradingDay | None = None
+        self.day_end: datetime | None = None
+        self.defaults = policy.Limits(cfg.daily_target_pct, cfg.daily_loss_limit_pct)
+        self.overridden: set[str] = set()
+        self.models: dict[str, list[Strategy[Any]]] = {}
+        self.signals: dict[str, Signal] = {}
+        self.closes: dict[str, float] = {}
+        self._bounds: tuple[Decimal, Decimal] | None = None
+        self._combine = strategies.combine_signals
+        self.counters = Counters()
+        self.halt_events: list[HaltEvent] = []
+        self.fills: list[Fill] = []  # this run's fills (the caller decides whether to keep them)
+        self._n = 0
+
+    # -- the market analyst ----------------------------------------------------------------
+    def observe(self, bar: Bar) -> None:
+        """The analyst's feed: every strategy of the symbol sees the closed bar; the combined
+        signal is what an analysis of the symbol would answer now."""
+        sym = bar.symbol
+        models = self.models.get(sym)
+        if models is None:
+            models = self.models[sym] = list(self.config.for_symbol(sym).values())
+        close = float(bar.close)
+        self.closes[sym] = close
+        candle = Candle(sym, bar.ts, float(bar.open), float(bar.high), float(bar.low), close, 0.0)
+        self.signals[sym] = self._combine([m.on_bar(candle) for m in models])
+
+    # -- the orchestrator ------------------------------------------------------------------
+    def step(self, bars: Sequence[Bar]) -> None:
+        """One step of the timeline, as the orchestrator's `on_bars` handles a batch of bars:
+        marks, the market day, PnL halts, then a run per traded symbol."""
+        mark = self.ledger.mark
+        for bar in bars:
+            self.observe(bar)
+            mark(bar.symbol, bar.close)
+        if len(bars) == 1:
+            latest: Sequence[Bar] = bars
+            now = bars[0].ts
+        else:
+            by_symbol = {b.symbol: b for b in bars}  # the latest bar of each symbol
+            latest, now = list(by_symbol.values()), max(b.ts for b in bars)
+        self.counters.steps += 1
+        if self.day_end is None or now >= self.day_end or now < self.day_end - ONE_DAY:
+            self.roll_day(now)
+        self.check_auto_halt(now)
+        if not self.halt.halted:
+            for bar in latest:
+                if bar.symbol in self.traded:
+                    self.run(bar, now)
+
+    def equity(self) -> Decimal:
+        """`Ledger.snapshot().equity`, computed the same way without the rest of the snapshot."""
+        led = self.ledger
+        exposure = ZERO
+        for sym, pos in led.positions.items():
+            if pos.qty:
+                exposure += led.marks.get(sym, pos.avg_cost) * pos.qty
+        return led.cash + exposure
+
+    def roll_day(self, now: datetime) -> None:
+        new = tday.rollover(self.day, now=now, equity=self.equity(), defaults=self.defaults)
+        if new is None:
+            return
+        first = self.day is None
+        self.day, self.day_end = new, datetime.combine(now.date(), datetime.min.time(), now.tzinfo) + ONE_DAY
+        self._bounds = None
+        self.overridden.clear()
+        if not first and policy.clears_at_rollover(self.halt):
+            reason = self.halt.reason or ""
+            self.halt = policy.unhalt(self.halt, pnl_pct=ZERO, limits=new.limits, force=True)
+            self.halt_events.append(HaltEvent(now, "unhalt", f"rollover_clear:{reason}", new.date))
+
+    def check_auto_halt(self, now: datetime) -> None:
+        """`halt.automatic` on today's PnL, as the orchestrator does after marks and fills.
+        Skipped only when equity is safely inside the day's band (a margin of 1e-9 around the
+        target and the loss limit), where `automatic` cannot answer anything but None."""
+        day = self.day
+        if day is None or self.halt.halted:
+            return
+        equity = self.equity()
+        bounds = self._bounds
+        if bounds is None:
+            start, lim = day.start_equity, day.limits
+            bounds = self._bounds = (
+                start * (1 - lim.loss_limit_pct / 100) * (1 + MARGIN),
+                start * (1 + lim.target_pct / 100) * (1 - MARGIN),
+            )
+        if bounds[0] < equity < bounds[1]:
+            return
+        pct = day.percent(equity)
+        reason = policy.automatic(self.halt, pnl_pct=pct, limits=day.limits, overridden=frozenset(self.overridden))
+        if reason:
+            note = f"PnL {pct.quantize(Decimal('0.01'))}% on {day.date}"
+            self.halt = policy.halt(self.halt, reason=reason, mode=HaltMode.HALT, actor="system", note=note, now=now)
+            self.counters.halts[reason] = self.counters.halts.get(reason, 0) + 1
+            self.halt_events.append(HaltEvent(now, "halt", reason, day.date))
+
+    def run(self, bar: Bar, now: datetime) -> None:
+        """An automatic run: analysis → sizing → halt check → risk → paper fill → ledger."""
+        self.counters.runs += 1
+        sig = self.signals.get(bar.symbol) or hold("combined", "no analysis")
+        side, price = sig.side, bar.close
+        if side is None or not price:
+            self.counters.holds += 1
+            return
+        held = self.ledger.qty_of(bar.symbol)
+        qty = size_order(
+            side=side,
+            equity=self.equity(),
+            price=price,
+            confidence=sig.confidence,
+            risk_fraction=self.cfg.risk_fraction,
+            held=held,
+        )
+        if qty <= 0:
+            self.counters.holds += 1
+            return
+        if not policy.allows(self.halt, side=side, position_qty=held, qty=qty):
+            self.counters.reject("halted")
+            return
+        self._n += 1
+        oid = f"bt-{self._n}"
+        req = risk.Request(oid, bar.symbol, side, qty, price, sig.confidence)
+        why = risk.evaluate(req, rules=self.rules, halt=self.halt, ledger=self.ledger, book=self.book, now=now)
+        if why is None:
+            why = self.execute(oid, bar, sig, qty, now)
+        if why is not None:
+            self.counters.reject(why)
+
+    # -- the trade executor's paper engine, then the orchestrator's on_status ---------------
+    def execute(self, oid: str, bar: Bar, sig: Signal, qty: Decimal, now: datetime) -> str | None:
+        side = sig.side
+        assert side is not None
+        fill = paper_fill(side, qty, bar.close, slippage_bps=self.cfg.slippage_bps, fee_bps=self.cfg.fee_bps)
+        why = affordable(side, qty, fill, cash=self.ledger.cash, held=self.ledger.qty_of(bar.symbol))
+        if why:
+            return why
+        self.ledger.apply(FillRecord(oid, bar.symbol, side, qty, fill.price, fill.fee))
+        self.fills.append(
+            Fill(oid, bar.ts, bar.symbol, side, qty, fill.price, fill.fee, sig.strategy, sig.confidence, sig.reason)
+        )
+        self.check_auto_halt(now)
+        return None

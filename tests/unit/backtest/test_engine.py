@@ -1,0 +1,94 @@
+"""The backtest engine: the agents' pure functions in their order, per market day."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from cli_trading.backtest import run
+from cli_trading.market.bars import Bar, load_bars
+from cli_trading.trading.ledger import FillRecord, replay
+from cli_trading.trading.risk import RiskRules
+from cli_trading.trading.strategies import Candle, Signal, Strategy, StrategyParams
+from cli_trading.trading.strategy_config import StrategyFile
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def bars(closes: list[float], symbol: str = "BTC-USD", step: timedelta = timedelta(hours=1)) -> list[Bar]:
+    out = []
+    for i, c in enumerate(closes):
+        d = Decimal(str(c))
+        out.append(Bar(symbol, T0 + i * step, d, d, d, d, Decimal(1)))
+    return out
+
+
+class Always(Strategy[StrategyParams]):
+    """Buys on every bar with full confidence (a test strategy)."""
+
+    name = "always"
+
+    def on_bar(self, candle: Candle) -> Signal:
+        return Signal("buy", 1.0, self.name, "always")
+
+
+def only(cls: type[Strategy[Any]]) -> StrategyFile:
+    return StrategyFile.model_validate({"strategies": [{"name": "t", "class": f"{cls.__module__}:{cls.__qualname__}"}]})
+
+
+def test_shipped_history_trades_and_the_ledger_agrees_with_the_fills() -> None:
+    res = run({"BTC-USD": load_bars("BTC-USD")})
+    m = res.metrics
+    assert m.bars == 5000 and m.fills == len(res.fills) > 100 and m.trades > 0
+    ledger = replay(
+        Decimal(10000), [FillRecord(f.order_id, f.symbol, f.side, f.qty, f.price, f.fee) for f in res.fills], {}
+    )
+    assert ledger.cash == res.final_cash
+    assert ledger.fees == sum((f.fee for f in res.fills), Decimal(0))
+    assert abs(m.fees_paid - float(ledger.fees)) < 1e-6
+    assert all(f.price > 0 and f.qty > 0 and f.fee > 0 for f in res.fills)
+
+
+def test_fills_follow_sizing_slippage_and_fees() -> None:
+    res = run({"BTC-USD": bars([100.0] * 3)}, only(Always), RiskRules(min_confidence=0.5))
+    first = res.fills[0]
+    # 2% of 10000 equity at confidence 1 → 200 / 100 = 2 units; 5 bps slippage; 10 bps fee
+    assert first.qty == Decimal("2") and first.price == Decimal("100.05")
+    assert first.fee == (Decimal("2") * Decimal("100.05") * Decimal("0.001")).quantize(Decimal("0.00000001"))
+
+
+def test_position_limit_is_enforced_by_the_risk_rules() -> None:
+    res = run({"BTC-USD": bars([100.0] * 50)}, only(Always), RiskRules(max_position_notional=Decimal(1000)))
+    held = sum(f.qty for f in res.fills)
+    assert held * 100 <= 1000
+    assert res.counters.rejected.get("max_position_notional", 0) > 0
+
+
+def test_daily_loss_halt_holds_for_the_market_day_and_clears_on_the_next() -> None:
+    # buys at 100 on day 1 at 00:00..03:00, then a crash at 04:00 trips the 3% loss limit
+    closes = [100.0] * 4 + [10.0] * 20 + [10.0] * 30  # day 2 starts at bar 24
+    res = run(
+        {"BTC-USD": bars(closes)},
+        only(Always),
+        RiskRules(
+            min_confidence=0.5,
+            max_order_notional=Decimal(100000),
+            max_position_notional=Decimal(100000),
+            max_total_exposure=Decimal(100000),
+        ),
+        risk_fraction="0.5",
+    )
+    actions = [(h.action, h.reason, h.day) for h in res.halts]
+    assert actions[0] == ("halt", "daily_loss_limit", "2024-01-01")
+    assert actions[1] == ("unhalt", "rollover_clear:daily_loss_limit", "2024-01-02")
+    day1 = [f for f in res.fills if f.ts.date().isoformat() == "2024-01-01"]
+    assert day1 and all(f.ts.hour < 4 for f in day1)  # nothing after the halt that day
+    assert any(f.ts.date().isoformat() == "2024-01-02" for f in res.fills)  # trading again
+
+
+def test_unknown_option_is_refused() -> None:
+    with pytest.raises(TypeError, match="fees"):
+        run({"BTC-USD": bars([1.0])}, fees=1)
