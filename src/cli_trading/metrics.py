@@ -31,3 +31,8 @@ RISK_REJECTIONS = Counter("trading_risk_rejections", "Risk rejections by reason"
 
 HOST_DISK_FREE = Gauge("host_disk_free_ratio", "Free fraction of the data folder's disk")
 HOST_MEMORY_AVAILABLE = Gauge("host_memory_available_ratio", "Available fraction of host memory")
+
+SUPERVISED_RESTARTS = Gauge(
+    "supervised_process_restarts", "Restarts of a process by cli-trading up since it started", ["process"]
+)
+SUPERVISED_CRASH_LOOP = Gauge("supervised_process_crash_loop", "1 while the process is in a crash loop", ["process"])

@@ -1,7 +1,8 @@
-"""`cli-trading up`: the single-machine run. Starts an embedded Redis (unless REDIS_URL is set),
-migrates the database, runs the seven agents as supervised processes (restarted with backoff
-when they crash), shows their state and a line per fill and rejection, and stops everything on
-Ctrl-C or SIGTERM within seconds."""
+"""`cli-trading up`: the single-machine run. Takes the data folder's lock (one `up` per folder),
+starts an embedded Redis (unless REDIS_URL is set), migrates the database, runs the seven agents
+as supervised processes (`supervised.py`: restarted with backoff, Redis too, never abandoned),
+shows their state and a line per fill and rejection, and stops everything on Ctrl-C or SIGTERM
+within seconds. Its children end with it however it ends (parent-death signal)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,10 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redis
 from rich.console import Console
 from rich.table import Table
@@ -25,89 +22,12 @@ from rich.table import Table
 from cli_trading.config import Settings, redact_url
 from cli_trading.contracts import AGENTS
 from cli_trading.embedded_redis import EmbeddedRedis, UpError
+from cli_trading.supervised import Supervisor
 from cli_trading.ticker import Ticker
+from cli_trading.uplock import LockHeld, UpLock, reap_leftovers
 
 console = Console(stderr=False, highlight=False)
 RUNTIME_FILE = "runtime.json"
-
-
-@dataclass
-class Child:
-    name: str
-    proc: subprocess.Popen[bytes] | None = None
-    restarts: list[float] = field(default_factory=list)
-    state: str = "starting"
-
-
-class Supervisor:
-    def __init__(self, settings: Settings, env: dict[str, str], *, agents: tuple[str, ...] = AGENTS) -> None:
-        self.settings, self.env = settings, env
-        self.children = {n: Child(n) for n in agents}
-        self.stopping = False
-
-    def spawn(self, child: Child) -> None:
-        out = open(self.settings.logs_path / f"{child.name}.out", "ab")  # noqa: SIM115 - handed to the child  # crash output only; JSON goes to .log
-        child.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli_trading", "agent", child.name],
-            env={**self.env, "CONSUMER_NAME": f"{child.name}-1", "LOG_STDERR": "0"},
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-        out.close()
-        child.state = "starting"
-
-    def start_all(self) -> None:
-        for c in self.children.values():
-            self.spawn(c)
-
-    def check(self) -> list[str]:
-        """Restart crashed agents with backoff; returns lines worth telling the operator."""
-        lines = []
-        now = time.monotonic()
-        for c in self.children.values():
-            if c.proc is None or c.proc.poll() is None or self.stopping:
-                continue
-            code = c.proc.returncode
-            c.restarts = [t for t in c.restarts if now - t < 60]
-            if len(c.restarts) >= 5:
-                if c.state != "failed":
-                    c.state = "failed"
-                    lines.append(
-                        f"[red]{c.name} keeps crashing (exit {code}); not restarting. "
-                        f"See {self.settings.logs_path / (c.name + '.out')}[/red]"
-                    )
-                continue
-            c.restarts.append(now)
-            lines.append(f"[yellow]{c.name} exited with {code}; restarting[/yellow]")
-            self.spawn(c)
-        return lines
-
-    def stop_all(self, timeout: float = 6.0) -> None:
-        self.stopping = True
-        for c in self.children.values():
-            if c.proc and c.proc.poll() is None:
-                c.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for c in self.children.values():
-            if c.proc is None:
-                continue
-            try:
-                c.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                c.proc.kill()
-                c.proc.wait()
-
-    def health(self) -> dict[str, str]:
-        out = {}
-        with httpx.Client(timeout=1.0) as http:
-            for name in self.children:
-                try:
-                    r = http.get(f"http://127.0.0.1:{self.settings.port_of(name)}/health")
-                    out[name] = "healthy" if r.status_code == 200 else f"unhealthy ({r.status_code})"
-                except httpx.HTTPError:
-                    out[name] = "down"
-        return out
 
 
 def prepare_env(settings: Settings, *, redis_url: str, token_file: Path | None) -> dict[str, str]:
@@ -215,7 +135,29 @@ def run_up(settings: Settings, *, extras: list[Any] | None = None) -> int:
     with start()/stop() (Prometheus, nginx) started after the agents."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.logs_path.mkdir(parents=True, exist_ok=True)
-    check_ports(settings)
+    lock = UpLock(settings.data_dir)
+    try:
+        lock.acquire()
+    except LockHeld as exc:
+        raise UpError(str(exc)) from None
+    try:
+        _take_over(settings)
+        check_ports(settings)
+        return _run_locked(settings, extras)
+    finally:
+        lock.release()
+
+
+def _take_over(settings: Settings) -> None:
+    """A previous `up` on this folder died (its lock is free): wait for what it started to end."""
+    prev = read_runtime(settings.data_dir)
+    pids = [int(p) for p in [*(prev.get("agents") or {}).values(), prev.get("redisPid")] if p]
+    if waited := reap_leftovers(pids):
+        console.print(f"[yellow]a previous cli-trading up (pid {prev.get('pid')}) died; "
+                      f"its {len(waited)} leftover processes have ended[/yellow]")
+
+
+def _run_locked(settings: Settings, extras: list[Any] | None) -> int:
     embedded = None
     redis_url = settings.redis_url
     if not redis_url:
@@ -237,34 +179,25 @@ def run_up(settings: Settings, *, extras: list[Any] | None = None) -> int:
         migrate_once(settings)
         token_file = ensure_token(settings)
         describe(settings, redis_url, token_file)
-        sup = Supervisor(settings, prepare_env(settings, redis_url=redis_url, token_file=token_file))
-        sup.start_all()
-        write_runtime(
-            settings,
-            {
-                "pid": os.getpid(),
-                "redisUrl": redis_url,
-                "databaseUrl": redact_url(settings.db_url),
-                "portBase": settings.port_base,
-                "bindHost": settings.bind_host,
-                "adminTokenFile": str(token_file.resolve()) if token_file else settings.admin_token_file,
-                "agents": {n: c.proc.pid for n, c in sup.children.items() if c.proc},
-            },
+        sup = Supervisor(
+            settings, prepare_env(settings, redis_url=redis_url, token_file=token_file), embedded=embedded
         )
+        sup.start_all()
+        runtime = {
+            "pid": os.getpid(),
+            "redisUrl": redis_url,
+            "redisPid": embedded.pid if embedded else None,
+            "databaseUrl": redact_url(settings.db_url),
+            "portBase": settings.port_base,
+            "bindHost": settings.bind_host,
+            "adminTokenFile": str(token_file.resolve()) if token_file else settings.admin_token_file,
+        }
+        _write_pids(settings, runtime, sup)
         _wait_healthy(sup, stop)
         for extra in extras or []:
             extra.start()
             started.append(extra)
-        ticker = Ticker(redis_url)
-        last_health = time.monotonic()
-        while not stop["now"]:
-            for line in ticker.poll(500) + sup.check():
-                console.print(line)
-            if time.monotonic() - last_health > 10:
-                last_health = time.monotonic()
-                bad = {n: s for n, s in sup.health().items() if s != "healthy"}
-                for n, s in bad.items():
-                    console.print(f"[red]{n}: {s}[/red]")
+        _supervise(settings, sup, runtime, redis_url, stop)
         console.print("stopping…")
         return 0
     finally:
@@ -277,6 +210,37 @@ def run_up(settings: Settings, *, extras: list[Any] | None = None) -> int:
         for s, h in old.items():
             signal.signal(s, h)
         console.print("stopped")
+
+
+def _supervise(
+    settings: Settings, sup: Supervisor, runtime: dict[str, Any], redis_url: str, stop: dict[str, bool]
+) -> None:
+    ticker = Ticker(redis_url)
+    last_health = time.monotonic()
+    pids = _pids(sup)
+    while not stop["now"]:
+        for line in ticker.poll(500) + sup.check():
+            console.print(line)
+        if _pids(sup) != pids:  # a restart: runtime.json names the processes a takeover waits for
+            pids = _pids(sup)
+            _write_pids(settings, runtime, sup)
+        if time.monotonic() - last_health > 10:
+            last_health = time.monotonic()
+            bad = {n: s for n, s in sup.health().items() if s != "healthy"}
+            for n, s in bad.items():
+                console.print(f"[red]{n}: {s}[/red]")
+
+
+def _pids(sup: Supervisor) -> dict[str, int | None]:
+    out = {n: c.pid for n, c in sup.children.items()}
+    out["redis"] = sup.embedded.pid if sup.embedded else None
+    return out
+
+
+def _write_pids(settings: Settings, runtime: dict[str, Any], sup: Supervisor) -> None:
+    runtime["agents"] = {n: c.pid for n, c in sup.children.items() if c.pid}
+    runtime["redisPid"] = sup.embedded.pid if sup.embedded else None
+    write_runtime(settings, runtime)
 
 
 def _redis_ok(url: str) -> bool:

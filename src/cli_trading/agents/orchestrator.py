@@ -37,6 +37,8 @@ from cli_trading.control.runs import Run, RunBook, from_row
 from cli_trading.control.watchdogs import Watchdogs
 from cli_trading.db import repo
 from cli_trading.haltgate import HaltGate
+from cli_trading.supervision import fetch as fetch_supervision
+from cli_trading.supervision import health_entry
 from cli_trading.trading import day as tday
 from cli_trading.trading.fills import qty_for_notional, size_order
 from cli_trading.trading.halt import Limits, allows, automatic, clears_at_rollover
@@ -100,6 +102,10 @@ class Orchestrator(Agent):
 
     def loops(self) -> list[Any]:
         return [self.watchdogs.run]
+
+    async def health_checks(self) -> dict[str, dict[str, Any]]:
+        """Also `up`'s view of every process (crash loops), read from Redis (supervision.py)."""
+        return {**await super().health_checks(), "supervision": health_entry(await fetch_supervision(self.redis))}
 
     door: HaltDoor | None = None
 

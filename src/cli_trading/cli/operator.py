@@ -56,18 +56,28 @@ def status(json_: Json = False, token: Token = None) -> None:
         raise typer.Exit(NOT_RUNNING)
     pnl_ = call(t, "GET", "/pnl/status") if health["orchestrator"]["status"] != "down" else {}
     streams = _streams_or_none(t)
-    doc = {"agents": health, "pnl": pnl_, "streams": streams}
-    bad = any(h["status"] != "healthy" for h in health.values()) or pnl_.get("halted")
+    sup = ((health["orchestrator"].get("checks") or {}).get("supervision") or {}).get("processes") or {}
+    doc = {"agents": health, "pnl": pnl_, "streams": streams, "supervision": sup or None}
+    looping = [n for n, p in sup.items() if p.get("crashLoop")]
+    bad = any(h["status"] != "healthy" for h in health.values()) or pnl_.get("halted") or looping
     if json_:
         print_json(doc)
         raise typer.Exit(1 if bad else 0)
     table = Table(title="agents")
-    for col in ("agent", "url", "state"):
+    for col in ("agent", "url", "state", "restarts"):
         table.add_column(col)
     for name, h in health.items():
         color = {"healthy": "green", "unhealthy": "yellow"}.get(h["status"], "red")
-        table.add_row(name, h["url"], f"[{color}]{h['status']}[/{color}]")
+        p = sup.get(name) or {}
+        state = h["status"] if p.get("state") in (None, "running") else f"{h['status']} ({p['state']})"
+        color = "red" if p.get("crashLoop") else color
+        table.add_row(name, h["url"], f"[{color}]{state}[/{color}]", str(p.get("restarts", "")))
+    if "redis" in sup:
+        p = sup["redis"]
+        table.add_row("redis (embedded)", "", p["state"], str(p.get("restarts", "")))
     console.print(table)
+    if looping:
+        err.print(f"[red]crash loop: {', '.join(looping)} (cli-trading up keeps restarting them; see logs/)[/red]")
     if pnl_:
         _print_pnl(pnl_)
     if streams is not None:
