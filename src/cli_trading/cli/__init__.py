@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from cli_trading.cli import backtest as backtest_cli
 from cli_trading.cli import data as data_cli
 from cli_trading.cli import edge_secrets, incidents, operator, ops, system
 
@@ -12,5 +13,5 @@ app = typer.Typer(
     add_completion=False,
     help="cli-trading: a self-hosted trading system you can stop, understand and recover.",
 )
-for area in (system, operator, incidents, ops, edge_secrets, data_cli):
+for area in (system, operator, incidents, ops, edge_secrets, data_cli, backtest_cli):
     area.register(app)
