@@ -16,12 +16,12 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from cli_trading.exchanges.sim import public, signed
 from cli_trading.exchanges.sim.auth import check_key
-from cli_trading.exchanges.sim.errors import INTERNAL, BinanceError, error
+from cli_trading.exchanges.sim.errors import UNKNOWN_STATUS, BinanceError, error
 from cli_trading.exchanges.sim.exchange import SimExchange
 from cli_trading.exchanges.sim.faults import FaultPlan, Faults, RateLimiter
 
@@ -175,6 +175,10 @@ class Gate:
         delay = self.rt.faults.latency_s(path)
         if delay:
             await asyncio.sleep(delay)
+        if refusal is not None and refusal.status >= 500:  # from the front, as a gateway answers: no JSON
+            page = f"<html><body><h1>{refusal.status} Service Unavailable</h1></body></html>"
+            await HTMLResponse(page, refusal.status)(scope, receive, send)
+            return
         if refusal is not None:
             await JSONResponse(refusal.body(), refusal.status, headers=refusal.headers)(scope, receive, send)
             return
@@ -197,7 +201,7 @@ class Gate:
         await self.app(scope, receive, swallow)  # the order is done and on disk; its answer goes nowhere
         plan = self.rt.faults.plan
         if plan.lose_answer_mode == "error":
-            exc = error(INTERNAL, 503)
+            exc = error(UNKNOWN_STATUS, 503)  # Binance's "execution status unknown"
             await JSONResponse(exc.body(), exc.status)(scope, receive, send)
             return
         if plan.lose_answer_mode == "timeout":

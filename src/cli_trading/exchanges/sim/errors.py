@@ -37,6 +37,10 @@ BAD_SIGNATURE = (-1022, "Signature for this request is not valid.")
 BAD_KEY_FORMAT = (-2014, "API-key format invalid.")
 BAD_KEY = (-2015, "Invalid API-key, IP, or permissions for action.")
 INTERNAL = (-1001, "Internal error; unable to process your request. Please try again.")
+UNKNOWN_STATUS = (
+    -1007,
+    "Timeout waiting for response from backend server. Send status unknown; execution status unknown.",
+)
 TOO_MANY = (
     -1003,
     "Too many requests; current limit of IP(127.0.0.1) is {limit} requests per minute. "

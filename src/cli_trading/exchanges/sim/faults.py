@@ -4,11 +4,12 @@ A `FaultPlan` (from the command line, or `POST /sim/faults` at run time) says wh
 each kind has a `*_next` count (the next N matching requests, deterministic: what tests use) and a
 `*_rate` probability (random, seeded: what a rehearsal uses). Kinds:
 - latency: every request on `paths` waits `latency_ms` first;
-- error: a 5xx with Binance's -1001 body, before anything is done;
+- error: a 5xx page from the front (no JSON), before anything is done;
 - throttle: 429 (or 418) with `Retry-After`, before anything is done;
 - lose_answer: an order placement or cancel is carried out and written to disk, then the
   answer is lost: held `lose_answer_hold_s` then dropped (`timeout`, the client times out),
-  the connection closed at once (`drop`), or a 503 instead of the answer (`error`);
+  the connection closed at once (`drop`), or a 503 with Binance's -1007 "execution status
+  unknown" instead of the answer (`error`);
 - reject: an order placement refused with -2010, nothing created.
 The limiter is separate: more than `limit` requests in a minute answer 429 with Retry-After; a
 client that goes on past twice the limit is banned with 418 for `ban_s`, as Binance does."""

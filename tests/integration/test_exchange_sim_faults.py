@@ -1,0 +1,140 @@
+"""exchange-sim's faults through ccxt (latency, 5xx, 429/418 with Retry-After, the answer lost
+after the order was done, rejections) and its state across restarts, kill -9 included."""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import ccxt
+import httpx
+import pytest
+from tests.integration.simproc import KEY, SimProcess
+
+pytestmark = pytest.mark.integration
+SYMBOL = "BTC/USDT"
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
+    proc = SimProcess(tmp_path_factory.mktemp("simf") / "data", "--speed", "0").start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def ex(sim: SimProcess) -> Iterator[ccxt.binance]:
+    sim.admin("DELETE", "/sim/faults")
+    sim.set_price("BTCUSDT", "10000")
+    client = sim.client(timeout_ms=1500)
+    client.load_markets()
+    yield client
+    sim.admin("DELETE", "/sim/faults")
+
+
+def cid() -> str:
+    return "f-" + uuid.uuid4().hex[:16]
+
+
+def test_latency(ex: ccxt.binance, sim: SimProcess) -> None:
+    sim.faults(latency_ms=400)
+    start = time.monotonic()
+    ex.fetch_balance()
+    assert time.monotonic() - start >= 0.4
+    sim.admin("DELETE", "/sim/faults")
+    start = time.monotonic()
+    ex.fetch_balance()
+    assert time.monotonic() - start < 0.4
+
+
+def test_5xx_is_a_ccxt_exception_and_nothing_is_done(ex: ccxt.binance, sim: SimProcess) -> None:
+    sim.faults(error_next=1)
+    client_id = cid()
+    with pytest.raises(ccxt.ExchangeNotAvailable):
+        ex.create_order(SYMBOL, "market", "buy", 0.001, params={"newClientOrderId": client_id})
+    with pytest.raises(ccxt.OrderNotFound):
+        ex.fetch_order(None, SYMBOL, params={"origClientOrderId": client_id})
+    assert sim.admin("GET", "/sim/faults")["injected"]["error"] >= 1
+
+
+@pytest.mark.parametrize("status", [429, 418])
+def test_throttled_with_retry_after(ex: ccxt.binance, sim: SimProcess, status: int) -> None:
+    sim.faults(throttle_next=1, throttle_status=status, retry_after_s=3)
+    r = httpx.get(f"{sim.url}/api/v3/ticker/price", params={"symbol": "BTCUSDT"})
+    assert r.status_code == status and r.headers["Retry-After"] == "3" and r.json()["code"] == -1003
+    sim.faults(throttle_next=1, throttle_status=status)
+    with pytest.raises(ccxt.DDoSProtection):
+        ex.fetch_balance()
+    assert ex.fetch_balance()["total"]  # the next request goes through
+
+
+@pytest.mark.parametrize("mode", ["timeout", "drop", "error"])
+def test_order_done_but_answer_lost_then_found_by_client_id(ex: ccxt.binance, sim: SimProcess, mode: str) -> None:
+    sim.faults(lose_answer_next=1, lose_answer_mode=mode, lose_answer_hold_s=3)
+    client_id = cid()
+    expected = {"timeout": ccxt.RequestTimeout, "drop": ccxt.NetworkError, "error": ccxt.RequestTimeout}
+    with pytest.raises(expected[mode]):
+        ex.create_order(SYMBOL, "market", "buy", 0.001, params={"newClientOrderId": client_id})
+    found = ex.fetch_order(None, SYMBOL, params={"origClientOrderId": client_id})
+    assert found["status"] == "closed" and found["filled"] == 0.001
+    with pytest.raises(ccxt.InvalidOrder, match="Duplicate"):  # a blind re-send is refused
+        ex.create_order(SYMBOL, "market", "buy", 0.001, params={"newClientOrderId": client_id})
+    assert [o["clientOrderId"] for o in ex.fetch_orders(SYMBOL)].count(client_id) == 1
+
+
+def test_rejected_orders(ex: ccxt.binance, sim: SimProcess) -> None:
+    sim.faults(reject_next=1)
+    client_id = cid()
+    with pytest.raises(ccxt.InvalidOrder, match="-2010"):
+        ex.create_order(SYMBOL, "market", "buy", 0.001, params={"newClientOrderId": client_id})
+    with pytest.raises(ccxt.OrderNotFound):
+        ex.fetch_order(None, SYMBOL, params={"origClientOrderId": client_id})
+    assert ex.create_order(SYMBOL, "market", "buy", 0.001)["status"] == "closed"
+
+
+def test_admin_needs_the_key_and_checks_bodies(sim: SimProcess) -> None:
+    assert httpx.post(f"{sim.url}/sim/faults", json={}).status_code == 401
+    bad = httpx.post(f"{sim.url}/sim/faults", json={"error_rate": 2}, headers={"X-MBX-APIKEY": KEY})
+    assert bad.status_code == 422
+    neg = httpx.post(f"{sim.url}/sim/balance", json={"asset": "BTC", "delta": "-1000"}, headers={"X-MBX-APIKEY": KEY})
+    assert neg.status_code == 409
+
+
+def test_balance_changed_behind_the_back(ex: ccxt.binance, sim: SimProcess) -> None:
+    before = ex.fetch_balance()["BTC"]["free"]
+    sim.admin("POST", "/sim/balance", {"asset": "BTC", "delta": "-0.01"})
+    assert ex.fetch_balance()["BTC"]["free"] == pytest.approx(before - 0.01)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_restart_keeps_orders_trades_balances_and_clock(tmp_path: Path, sig: int) -> None:
+    sim = SimProcess(tmp_path / "data", "--speed", "0").start()
+    try:
+        ex = sim.client()
+        ex.load_markets()
+        sim.set_price("BTCUSDT", "10000")
+        filled = ex.create_order(SYMBOL, "market", "buy", 0.002, params={"newClientOrderId": "keep-1"})
+        resting = ex.create_order(SYMBOL, "limit", "buy", 0.002, 9000, params={"newClientOrderId": "keep-2"})
+        sim.admin("POST", "/sim/clock", {"advance_s": 3600})
+        balance, price = ex.fetch_balance()["total"], ex.fetch_ticker(SYMBOL)["last"]
+        time.sleep(1.2)  # the clock's position is saved every second (and at a clean stop)
+    finally:
+        sim.stop(sig)
+    sim = SimProcess(tmp_path / "data", "--speed", "0", "--balance", "USDT=1", port=sim.port).start()
+    try:
+        ex = sim.client()
+        ex.load_markets()
+        assert ex.fetch_order(None, SYMBOL, params={"origClientOrderId": "keep-1"})["status"] == "closed"
+        assert [o["id"] for o in ex.fetch_open_orders(SYMBOL)] == [resting["id"]]
+        assert [t["order"] for t in ex.fetch_my_trades(SYMBOL)] == [filled["id"]]
+        assert ex.fetch_balance()["total"] == balance  # --balance does not reset a kept state
+        assert ex.fetch_ticker(SYMBOL)["last"] == price
+        with pytest.raises(ccxt.InvalidOrder, match="Duplicate"):
+            ex.create_order(SYMBOL, "market", "buy", 0.002, params={"newClientOrderId": "keep-1"})
+        assert int(ex.create_order(SYMBOL, "market", "buy", 0.002)["id"]) > int(resting["id"])
+        assert sim.admin("GET", "/sim/state")["restored"] is True
+    finally:
+        sim.stop()
