@@ -127,8 +127,7 @@ class Tapes:
         """(open, high, low, close, volume) over data time [a, b], across loops."""
         tape = self.by_symbol[symbol]
         if b - a >= self.span:
-            o, _, _, _, _ = tape.segment(self.wrap(a), self.wrap(a))
-            c = tape.price_at(self.wrap(b))
+            o, c = tape.price_at(self.wrap(a)), tape.price_at(self.wrap(b))
             return o, max(tape.prices), min(tape.prices), c, sum(tape.volumes) * (b - a) / self.span
         start, left, parts = self.wrap(a), b - a, []
         while True:
