@@ -15,11 +15,11 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /build
 RUN pip install --upgrade pip wheel
-# Dependencies first, from pyproject.toml alone: this layer stays cached while only src/ changes.
+# Dependencies first, at the versions and hashes of the lock (scripts/lock.sh makes it from
+# pyproject.toml): this layer stays cached while only src/ changes.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-      > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt
 COPY src ./src
 RUN pip wheel --no-deps --wheel-dir /wheels . \
  && pip install --no-deps /wheels/*.whl

@@ -65,7 +65,7 @@ class EmbeddedRedis:
         d = self.data_dir / "redis"
         d.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # noqa: S603 - argv of our own: the redis-server binary and its options
             [
                 redis_binary(),
                 "--port",

@@ -61,7 +61,7 @@ class Supervisor:
     # -- agents ----------------------------------------------------------------------------
     def spawn(self, child: Child) -> None:
         out = open(self.settings.logs_path / f"{child.name}.out", "ab")  # noqa: SIM115 - handed to the child  # crash output only; JSON goes to .log
-        child.proc = subprocess.Popen(
+        child.proc = subprocess.Popen(  # noqa: S603 - argv of our own: this interpreter, an agent by name
             [sys.executable, "-m", "cli_trading", "agent", child.name],
             env={**self.env, "CONSUMER_NAME": f"{child.name}-1", "LOG_STDERR": "0"},
             stdout=out,

@@ -105,7 +105,8 @@ def check_ports(settings: Settings) -> None:
     for name in AGENTS:
         port = settings.port_of(name)
         with socket.socket() as s:
-            if s.connect_ex((settings.bind_host if settings.bind_host != "0.0.0.0" else "127.0.0.1", port)) == 0:
+            wildcard = settings.bind_host == "0.0.0.0"  # noqa: S104 - a comparison, binds nothing
+            if s.connect_ex((settings.bind_host if not wildcard else "127.0.0.1", port)) == 0:
                 raise UpError(
                     f"port {port} ({name}) is already in use: is cli-trading already running? "
                     "Stop it, or choose other ports with --port-base"

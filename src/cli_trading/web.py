@@ -12,7 +12,7 @@ import orjson
 import structlog
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, ORJSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -83,7 +83,6 @@ def _fastapi_app(agent: Agent) -> FastAPI:
     app = FastAPI(
         title=f"cli-trading {agent.name}",
         version="0.1.0",
-        default_response_class=ORJSONResponse,
         docs_url="/docs",
         openapi_url="/openapi.json",
     )

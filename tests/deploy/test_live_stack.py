@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cli_trading.ops import tls
 from tests.deploy.conftest import tool
 from tests.e2e.conftest import TOKEN, System, start_system
 
@@ -54,13 +55,7 @@ def free_port() -> int:
 
 
 def make_cert(folder: Path) -> tuple[Path, Path]:
-    cert, key = folder / "server.crt", folder / "server.key"
-    subprocess.run(
-        [tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return tls.self_signed(folder / "server.crt", folder / "server.key", hosts=["localhost", "127.0.0.1"], days=1)
 
 
 @pytest.fixture(scope="module")

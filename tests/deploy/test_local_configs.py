@@ -46,7 +46,7 @@ def test_local_prometheus_config_follows_port_base(tmp_path: Path, env: None) ->
 
 
 def test_local_edge_config_is_the_compose_one_without_oauth2(tmp_path: Path, env: None) -> None:
-    tool("openssl")
+
     settings = load_settings(data_dir=tmp_path, port_base=21001)
     edge = LocalEdge(settings)
     config = edge.write_config()

@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli_trading.ops import tls
 from tests.deploy.conftest import DEPLOY, run_ok, tool
 
 NGINX_DIR = DEPLOY / "nginx"
@@ -39,26 +40,7 @@ def _free_port() -> int:
 
 
 def make_cert(folder: Path) -> tuple[Path, Path]:
-    crt, key = folder / "server.crt", folder / "server.key"
-    run_ok(
-        [
-            tool("openssl"),
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(crt),
-        ]
-    )
-    return crt, key
+    return tls.self_signed(folder / "server.crt", folder / "server.key", hosts=["localhost"], days=1)
 
 
 def render(dest: Path, *, upstreams: dict[str, str], ports: dict[str, int] | None = None) -> Path:

@@ -15,6 +15,8 @@ import orjson
 import pytest
 import redis
 
+from cli_trading.ops import tls
+
 pytestmark = pytest.mark.e2e
 TOKEN = "exposure-token-0123456789abcdef"
 REDIS_DB_URL = "redis://127.0.0.1:6379/14"
@@ -60,28 +62,7 @@ def test_allow_list_refuses_a_valid_token_from_elsewhere(tmp_path: Path) -> None
 
 def test_agents_serve_tls_themselves(tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    tls.self_signed(cert, key, hosts=["127.0.0.1"], days=1)
     p = start_orchestrator(tmp_path, TLS_CERT_FILE=str(cert), TLS_KEY_FILE=str(key))
     try:
         trust = ssl.create_default_context(cafile=str(cert))

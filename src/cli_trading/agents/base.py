@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import orjson
 import uvicorn
+import uvloop
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -138,11 +139,13 @@ class Agent:
     # -- shared services -------------------------------------------------------------------
     @property
     def redis(self) -> Any:
-        assert self.bus is not None
+        if self.bus is None:
+            raise RuntimeError(f"{self.name}: Redis used before the agent started")
         return self.bus.redis
 
     def session(self) -> AsyncSession:
-        assert self.sessions is not None
+        if self.sessions is None:
+            raise RuntimeError(f"{self.name}: the database used before the agent started")
         return self.sessions()
 
     def audit(self, action: str, **fields: Any) -> None:
@@ -428,15 +431,11 @@ class Agent:
 
 def run_agent(agent_cls: type[Agent], settings: Settings) -> int:
     configure(agent_cls.name, settings.logs_path, level=settings.log_level, stderr=settings.log_stderr)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
     tune_gc()
     lower_priority(settings.agent_nice)
-    return asyncio.run(agent_cls(settings).serve())
+    # uvloop's loop handed to the runner (uvloop.install(), a global policy, is deprecated)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(agent_cls(settings).serve())
 
 
 def lower_priority(nice: int) -> None:

@@ -178,7 +178,8 @@ class Orchestrator(Agent):
         }
 
     def pnl_pct(self) -> Decimal:
-        assert self.day is not None
+        if self.day is None:
+            raise RuntimeError("orchestrator: the trading day read before start")
         return self.day.percent(self.ledger.snapshot().equity)
 
     def refresh_metrics(self) -> None:
@@ -188,7 +189,8 @@ class Orchestrator(Agent):
             metrics.PNL_PCT.set(float(self.day.percent(snap.equity)))
 
     async def _save_day(self) -> None:
-        assert self.day is not None
+        if self.day is None:
+            raise RuntimeError("orchestrator: the trading day saved before start")
         d = self.day
         async with self.session() as s, s.begin():
             await repo.save_day(

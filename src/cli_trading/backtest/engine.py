@@ -235,7 +235,8 @@ class Engine:
     # -- the trade executor's paper engine, then the orchestrator's on_status ---------------
     def execute(self, oid: str, bar: Bar, sig: Signal, qty: Decimal, now: datetime) -> str | None:
         side = sig.side
-        assert side is not None
+        if side is None:  # a hold is never executed
+            raise ValueError(f"order {oid}: a signal without a side")
         fill = paper_fill(side, qty, bar.close, slippage_bps=self.cfg.slippage_bps, fee_bps=self.cfg.fee_bps)
         why = affordable(side, qty, fill, cash=self.ledger.cash, held=self.ledger.qty_of(bar.symbol))
         if why:

@@ -96,7 +96,8 @@ class HaltWriter:
 
     def record(self, state: HaltState, event: dict[str, Any], now: datetime) -> int:
         """PostgreSQL only: the state and its record in one statement; returns the record's id."""
-        assert self.db is not None
+        if self.db is None:
+            raise RuntimeError("halt writer: record() needs the PostgreSQL connection")
         (stmt,) = repo.halt_statements("postgresql", state=state, event=event, now=now)
         with self.db.connect() as c:
             return c.execute(stmt).scalar_one()

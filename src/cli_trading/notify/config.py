@@ -133,5 +133,6 @@ def load(settings: Settings) -> NotifyConfig:
     if not path.exists():
         raise ConfigError(f"notification config {path} does not exist (NOTIFY_CONFIG)")
     cfg = load_yaml(path, NotifyConfig)
-    assert isinstance(cfg, NotifyConfig)
+    if not isinstance(cfg, NotifyConfig):  # load_yaml returns the model it is given
+        raise TypeError(f"{path}: not a notification config")
     return cfg

@@ -25,7 +25,7 @@ SKIP_ROUTES = {"/metrics", "/health"}
 
 
 def base_url(settings: Settings, agent: str) -> str:
-    host = "127.0.0.1" if settings.bind_host in ("0.0.0.0", "::", "") else settings.bind_host
+    host = "127.0.0.1" if settings.bind_host in ("0.0.0.0", "::", "") else settings.bind_host  # noqa: S104 - a comparison, binds nothing
     scheme = "https" if settings.tls_cert_file else "http"
     return f"{scheme}://{host}:{settings.port_of(agent)}"
 

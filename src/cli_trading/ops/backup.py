@@ -125,7 +125,8 @@ def _backup_db(loc: Located, folder: Path) -> tuple[str, dict[str, Any]]:
     if loc.is_postgres:
         return "database.dump", asyncio.run(dbtools.pg_dump(loc.db_url, folder / "database.dump", cash))
     src = loc.sqlite_path
-    assert src is not None
+    if src is None:
+        raise BackupError("no database to back up: neither DATABASE_URL nor a SQLite file in the data folder")
     dest = folder / "database.sqlite"
     dbtools.sqlite_copy(src, dest)
     return "database.sqlite", asyncio.run(dbtools.summary_of(dbtools.sqlite_url(dest), cash))

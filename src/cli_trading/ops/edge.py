@@ -25,6 +25,7 @@ import subprocess
 from pathlib import Path
 
 from cli_trading.config import Settings
+from cli_trading.ops import tls
 from cli_trading.ops.monitoring import Daemon, deploy_dir, env_int, find_binary, local_host, port_free
 from cli_trading.supervisor import UpError, console
 
@@ -138,18 +139,8 @@ def self_signed(tls_dir: Path, host: str) -> tuple[Path, Path]:
     cert, key = tls_dir / "server.crt", tls_dir / "server.key"
     if cert.exists() and key.exists():
         return cert, key
-    openssl = shutil.which("openssl")
-    if not openssl:
-        raise UpError("--edge without TLS_CERT_FILE/TLS_KEY_FILE needs openssl to make a certificate")
     tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    san = f"subjectAltName=DNS:localhost,IP:127.0.0.1{',IP:' + host if host != '127.0.0.1' else ''}"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365", "-subj", "/CN=localhost",
-         "-addext", san, "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    key.chmod(0o600)
-    return cert, key
+    return tls.self_signed(cert, key, hosts=["localhost", "127.0.0.1", host])
 
 
 class LocalEdge:
@@ -210,8 +201,9 @@ class LocalEdge:
         config = self.write_config().resolve()
         prefix = str(self.workdir.resolve()) + "/"
         err = str(self.logs.resolve() / "error.log")
-        test = subprocess.run([nginx, "-t", "-q", "-p", prefix, "-e", err, "-c", str(config)],
-                              capture_output=True, text=True)  # fmt: skip
+        test = subprocess.run(  # noqa: S603 - argv of our own: the nginx binary, files we wrote
+            [nginx, "-t", "-q", "-p", prefix, "-e", err, "-c", str(config)], capture_output=True, text=True
+        )
         if test.returncode != 0:
             raise UpError(f"nginx rejects {config}: {(test.stderr or test.stdout).strip()[-500:]}")
         self.daemon = Daemon(

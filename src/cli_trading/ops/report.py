@@ -91,7 +91,8 @@ def system_state(loc: Located) -> dict[str, Any]:
 
 def _run(args: list[str]) -> str | None:
     try:
-        return subprocess.run(args, capture_output=True, text=True, timeout=10, check=False).stdout[-200_000:]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)  # noqa: S603 - our argv
+        return proc.stdout[-200_000:]
     except (OSError, subprocess.SubprocessError):
         return None
 

@@ -201,9 +201,10 @@ async def _restore_db(loc: Located, folder: Path, manifest: dict[str, Any], say:
     f = folder / manifest["database"]["file"]
     if loc.is_postgres:
         await dbtools.pg_restore(f, loc.db_url, terminate_others=True)
-    else:
-        assert loc.sqlite_path is not None
+    elif loc.sqlite_path is not None:
         dbtools.sqlite_copy(f, loc.sqlite_path)
+    else:
+        raise RestoreRefused("no database to restore into: set DATABASE_URL or DATA_DIR")
     say(f"database restored from {f.name}")
     return await dbtools.summary_of(loc.db_url, Decimal(manifest["ledger"]["startingCash"]))
 

@@ -283,7 +283,8 @@ class MeanReversion(Strategy[MeanReversionParams]):
         if len(closes) < self.lookback:
             return hold(self.name, f"not enough bars ({len(closes)} < {self.lookback})")
         bands = bollinger(closes, self.params.period, self.params.width)
-        assert bands is not None  # enough bars, checked above
+        if bands is None:  # not with enough bars (checked above): for the type checker
+            return hold(self.name, "not enough bars")
         return self._decision(bands, closes[-1], lambda: rsi(closes, self.params.rsi_period))
 
     def _decision(self, bands: Bands, last: float, rsi_of: Callable[[], float | None]) -> Signal:
@@ -292,7 +293,8 @@ class MeanReversion(Strategy[MeanReversionParams]):
         if half <= 0 or bands.lower <= last <= bands.upper:
             return self._inside
         r = rsi_of()  # only when the close is outside the bands (the windowed RSI costs O(n))
-        assert r is not None  # lookback covers the RSI
+        if r is None:  # not with the lookback, which covers the RSI: for the type checker
+            return hold(self.name, "not enough bars for the RSI")
         if last > bands.upper and r >= p.rsi_high:
             extremity = (r - p.rsi_high) / max(100 - p.rsi_high, 1e-9)
             return self._signal("sell", (last - bands.upper) / half, extremity, f"close above upper band, rsi {r:.0f}")
