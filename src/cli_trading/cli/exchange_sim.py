@@ -12,7 +12,7 @@ import typer
 from cli_trading.cli.client import console
 
 REHEARSAL_KEY = "sim-key"
-REHEARSAL_SECRET = "sim-secret"
+REHEARSAL_SECRET = "sim-secret"  # noqa: S105 - the local simulator's public test credential
 
 
 def register(app: typer.Typer) -> None:

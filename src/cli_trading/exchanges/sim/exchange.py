@@ -37,7 +37,7 @@ DEFAULT_BALANCES = {"USDT": Decimal("10000"), "BTC": Decimal("0.1"), "ETH": Deci
 @dataclass
 class SimConfig:
     api_key: str = "sim-key"
-    api_secret: str = "sim-secret"
+    api_secret: str = "sim-secret"  # noqa: S105 - the simulator's public test credential
     markets: tuple[Market, ...] = DEFAULT_MARKETS
     book: Book = field(default_factory=Book)
     speed: float = 60.0

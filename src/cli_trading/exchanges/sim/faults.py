@@ -50,7 +50,7 @@ class FaultPlan(BaseModel):
 class Faults:
     def __init__(self, plan: FaultPlan | None = None, seed: int | None = None) -> None:
         self.plan = plan or FaultPlan()
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # noqa: S311 - simulated faults, reproducible by seed: no secret
         self.counts: dict[str, int] = {"error": 0, "throttle": 0, "lose_answer": 0, "reject": 0}
 
     def _hits(self, path: str) -> bool:
