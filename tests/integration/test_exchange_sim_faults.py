@@ -138,3 +138,12 @@ def test_restart_keeps_orders_trades_balances_and_clock(tmp_path: Path, sig: int
         assert sim.admin("GET", "/sim/state")["restored"] is True
     finally:
         sim.stop()
+
+
+def test_late_answer_the_order_is_done_before_the_client_hears(ex: ccxt.binance, sim: SimProcess) -> None:
+    sim.faults(answer_delay_ms=2500)
+    client_id = cid()
+    with pytest.raises(ccxt.RequestTimeout):
+        ex.create_order(SYMBOL, "market", "buy", 0.001, params={"newClientOrderId": client_id})
+    sim.admin("DELETE", "/sim/faults")
+    assert ex.fetch_order(None, SYMBOL, params={"origClientOrderId": client_id})["status"] == "closed"

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from cli_trading.exchanges.sim.auth import sign, verify
 from cli_trading.exchanges.sim.errors import BinanceError
 from cli_trading.exchanges.sim.faults import FaultPlan, Faults, RateLimiter
-from cli_trading.exchanges.sim.tape import Clock, Tape, kline_opens
+from cli_trading.exchanges.sim.markets import DEFAULT_MARKETS, markets_for
+from cli_trading.exchanges.sim.tape import Clock, Tape, Tapes, kline_opens
 from cli_trading.market.bars import Bar
 
 NOW = 1_700_000_000_000
@@ -107,3 +109,20 @@ def test_limiter_429_then_418_ban() -> None:
     assert [a.status if a else 200 for a in answers] == [200, 200, 200, 429, 429, 429, 418]
     assert int(answers[3].headers["Retry-After"]) >= 1  # type: ignore[union-attr]  # a 429 has headers
     assert lim.check(200.0) is None  # the ban and the window are over
+
+
+def test_markets_from_your_own_candles(tmp_path: Path) -> None:
+    rows = ["ts,open,high,low,close,volume"] + [
+        f"2020-01-01T{h:02d}:00:00Z,{150 + h},{152 + h},{149 + h},{151 + h},10" for h in range(24)
+    ]
+    (tmp_path / "SOL-USD_1h.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "BTC-USD_1h.csv").write_text("\n".join(r.replace(",1", ",9") for r in rows) + "\n")
+    (tmp_path / "NOTES_x.csv").write_text("ts,open,high,low,close,volume\n")
+    markets = {m.symbol: m for m in markets_for(tmp_path)}
+    assert set(markets) == {"SOLUSDT", "BTCUSDT"}
+    assert markets["BTCUSDT"].step_size == Decimal("0.00001")  # the preset
+    sol = markets["SOLUSDT"]
+    assert sol.series == "SOL-USD" and sol.tick_size == Decimal("0.0001") and sol.step_size == Decimal("0.001")
+    tapes = Tapes({m.symbol: m.series for m in markets.values()}, tmp_path)
+    assert tapes.span == 24 * 3600 and 149 <= tapes.price("SOLUSDT", tapes.lo + 60) < 150
+    assert markets_for(None) == DEFAULT_MARKETS

@@ -64,6 +64,7 @@ def exchange_sim(
     from cli_trading.exchanges.sim.engine import Book
     from cli_trading.exchanges.sim.exchange import DEFAULT_BALANCES, SimConfig
     from cli_trading.exchanges.sim.faults import FaultPlan
+    from cli_trading.exchanges.sim.markets import markets_for
     from cli_trading.exchanges.sim.server import build, serve
     from cli_trading.market.bars import UnknownSymbol
 
@@ -82,6 +83,11 @@ def exchange_sim(
     if speed < 0 or book.depth <= 0 or not 0 <= book.fee_rate < 1:
         typer.secho("exchange-sim: --speed must be >= 0, --depth > 0, --fee-rate in [0, 1)", fg="red", err=True)
         raise typer.Exit(2)
+    try:
+        markets = markets_for(candles)
+    except (UnknownSymbol, ValueError, OSError) as exc:
+        typer.secho(f"exchange-sim: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
     config = SimConfig(
         api_key=api_key,
         api_secret=api_secret,
@@ -90,6 +96,7 @@ def exchange_sim(
         balances=_balances(balance) if balance else dict(DEFAULT_BALANCES),
         request_limit=request_limit,
         candles=candles,
+        markets=markets,
     )
     try:
         rt, app = build(config, data_dir, plan, seed)

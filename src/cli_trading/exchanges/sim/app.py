@@ -186,10 +186,13 @@ class Gate:
             await self._lose_answer(scope, receive, send)
             return
         used = str(self.rt.limiter.used(now)).encode()
+        after = self.rt.faults.answer_delay_s(path)
 
         async def send_weight(msg: Message) -> None:
             if msg["type"] == "http.response.start":
                 msg["headers"] = [*msg.get("headers", []), (b"x-mbx-used-weight-1m", used)]
+                if after:
+                    await asyncio.sleep(after)  # done and saved; the answer is late
             await send(msg)
 
         await self.app(scope, receive, send_weight)

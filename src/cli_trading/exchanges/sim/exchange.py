@@ -89,6 +89,7 @@ class SimExchange:
         self.next_order_id = int(meta.get("next_order_id", 1))
         self.next_trade_id = int(meta.get("next_trade_id", 1))
         self.last_price: dict[str, Decimal] = {}
+        self._saved_clock: tuple[float, float] = (self.clock.anchor_data, self.clock.speed)
         self.restored = not loaded.fresh
         if loaded.fresh:
             self.wallet = {a: Balance(v) for a, v in config.balances.items()}
@@ -131,9 +132,9 @@ class SimExchange:
     def _save(
         self, now: float, *, orders: list[Order] | None = None, fills: list[Fill] | None = None, wallet: bool = False
     ) -> None:
-        self.store.save(
-            orders=orders or (), fills=fills or (), wallet=self.wallet if wallet else None, meta=self._meta(now)
-        )
+        meta = self._meta(now)
+        self.store.save(orders=orders or (), fills=fills or (), wallet=self.wallet if wallet else None, meta=meta)
+        self._remember_clock(meta)
 
     # --- orders -----------------------------------------------------------------------------
 
@@ -304,7 +305,13 @@ class SimExchange:
         return fills
 
     def save_clock(self, now: float) -> None:
-        self._save(now)
+        """The clock's position, when it moved since it was last written (a frozen clock: never)."""
+        position = (self.clock.data_time(now), self.clock.speed)
+        if position != self._saved_clock:
+            self._save(now)
+
+    def _remember_clock(self, meta: dict[str, Any]) -> None:
+        self._saved_clock = (meta["clock"]["data_time"], meta["clock"]["speed"])
 
     # --- behind the system's back (admin) ----------------------------------------------------
 

@@ -3,7 +3,9 @@
 A `FaultPlan` (from the command line, or `POST /sim/faults` at run time) says what goes wrong:
 each kind has a `*_next` count (the next N matching requests, deterministic: what tests use) and a
 `*_rate` probability (random, seeded: what a rehearsal uses). Kinds:
-- latency: every request on `paths` waits `latency_ms` first;
+- latency: every request on `paths` waits `latency_ms` before it is carried out, and its
+  answer waits `answer_delay_ms` after (an order is then done while the client still waits: the
+  window in which a client crash leaves an order it never heard of);
 - error: a 5xx page from the front (no JSON), before anything is done;
 - throttle: 429 (or 418) with `Retry-After`, before anything is done;
 - lose_answer: an order placement or cancel is carried out and written to disk, then the
@@ -32,6 +34,7 @@ class FaultPlan(BaseModel):
 
     paths: list[str] = Field(default=["/api/v3/", "/sapi/"], description="path prefixes the request faults hit")
     latency_ms: int = Field(default=0, ge=0, le=600_000)
+    answer_delay_ms: int = Field(default=0, ge=0, le=600_000)
     error_rate: float = Field(default=0.0, ge=0, le=1)
     error_next: int = Field(default=0, ge=0)
     error_status: int = Field(default=503, ge=500, le=599)
@@ -68,6 +71,9 @@ class Faults:
 
     def latency_s(self, path: str) -> float:
         return self.plan.latency_ms / 1000 if self._hits(path) else 0.0
+
+    def answer_delay_s(self, path: str) -> float:
+        return self.plan.answer_delay_ms / 1000 if self._hits(path) else 0.0
 
     def before(self, path: str) -> BinanceError | None:
         """A fault answered instead of the request (nothing is done), or None."""

@@ -7,11 +7,13 @@ Binance's message ("Filter failure: LOT_SIZE", …)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
 from typing import Any
 
 from cli_trading.exchanges.sim.errors import BinanceError
+from cli_trading.market.bars import available_symbols, load_bars
 
 ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET")
 EIGHT = Decimal("0.00000001")
@@ -63,6 +65,36 @@ DEFAULT_MARKETS: tuple[Market, ...] = (
         Decimal("5"),
     ),
 )
+
+
+def _generic(symbol: str, base: str, quote: str, series: str, price: Decimal) -> Market:
+    """Filters for a series without a preset: a tick of about a millionth of the price, a lot
+    worth at most about one unit of quote."""
+    magnitude = price.adjusted()  # floor(log10(price))
+    tick = max(EIGHT, Decimal(1).scaleb(magnitude - 6))
+    step = min(Decimal(1), Decimal(1).scaleb(-(magnitude + 1)))
+    return Market(symbol, base, quote, series, tick, step, step, Decimal("9000000"), Decimal("5"), min_price=tick)
+
+
+def markets_for(folder: Path | None) -> tuple[Market, ...]:
+    """The shipped markets, or one `<BASE>USDT` market per `<BASE>-USD[T]` series in your
+    candle folder (presets for BTC and ETH, filters sized from the price for the others)."""
+    if folder is None:
+        return DEFAULT_MARKETS
+    presets = {m.base: m for m in DEFAULT_MARKETS}
+    out = []
+    for series in available_symbols(folder):
+        base, _, quote = series.partition("-")
+        if quote not in ("USD", "USDT") or not base.isalnum():
+            continue
+        base = base.upper()
+        if base in presets:
+            out.append(replace(presets[base], series=series))
+        else:
+            out.append(_generic(f"{base}USDT", base, "USDT", series, load_bars(series, folder)[-1].close))
+    if not out:
+        raise ValueError(f"no <BASE>-USD or <BASE>-USDT candle files in {folder}")
+    return tuple(out)
 
 
 def assets(markets: tuple[Market, ...]) -> list[str]:
