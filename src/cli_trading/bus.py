@@ -27,19 +27,24 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from pydantic import BaseModel
-from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cli_trading import metrics
+from cli_trading.busops import ATOMIC as _ATOMIC
+from cli_trading.busops import Ops as _Ops
+from cli_trading.busops import connect
 from cli_trading.contracts import INFLIGHT_KEY, dlq_of, iso
 from cli_trading.faults import is_outage
 from cli_trading.logs import get_logger
+from cli_trading.streamops import TRIM_INTERVAL_S, trim_consumed
+from cli_trading.streamops import requeue as requeue  # the DLQ admin's, here for its importers
 
 log = get_logger("bus")
+# Streams are trimmed by consumption (streamops.py), never capped by length when written:
+# kept for writers elsewhere that still cap (a stream they write is also trimmed by consumption)
 STREAM_MAXLEN = 100_000
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -56,24 +61,6 @@ def encode(payload: BaseModel | dict[str, Any]) -> bytes:
     if isinstance(payload, BaseModel):
         payload = payload.model_dump(mode="json", exclude_none=True)
     return orjson.dumps(payload, default=_default)
-
-
-class _HiredisPacking(aioredis.Connection):
-    """redis-py's asyncio connection packs commands in Python, copying the buffer for every
-    argument; its sync client uses hiredis. A batch's acks, keys and outputs travel as one large
-    EVAL, where packing in C costs a quarter as much. Same bytes on the wire."""
-
-    _packer = HiredisRespSerializer()
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        return self._packer.pack(*args)
-
-
-def connect(url: str, **kw: Any) -> aioredis.Redis:
-    # rediss:// and unix:// URLs pick their own connection class (the Python packer)
-    return aioredis.from_url(
-        url, socket_connect_timeout=2, health_check_interval=15, connection_class=_HiredisPacking, **kw
-    )
 
 
 class Bus:
@@ -108,7 +95,7 @@ class Bus:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for stream, data, _ in batch:
-                    pipe.xadd(stream, {"data": data}, maxlen=STREAM_MAXLEN, approximate=True)
+                    pipe.xadd(stream, {"data": data})  # no length cap: trimmed by consumption
                 ids = await pipe.execute()
         except asyncio.CancelledError:
             for *_, fut in batch:
@@ -178,46 +165,6 @@ def per_message(fn: MessageHandler) -> BatchHandler:
     return handle
 
 
-# Runs a list of commands atomically, like MULTI/EXEC but as one command, so that it can share a
-# round trip with the next blocking XREADGROUP (MULTI cannot hold a blocking read). ARGV holds
-# [n, command, arg…] groups; keys travel in ARGV, which a single (non-cluster) Redis allows.
-_ATOMIC = """
-local i = 1
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
-  i = i + n + 1
-end
-return 1
-"""
-
-
-class _Ops:
-    """The writes that settle a batch (acks, idempotency keys, outputs, DLQ entries), recorded
-    to be run atomically by `_ATOMIC`."""
-
-    def __init__(self) -> None:
-        self.args: list[Any] = []
-
-    def _cmd(self, *cmd: Any) -> None:
-        self.args += [len(cmd), *cmd]
-
-    def xack(self, stream: str, group: str, *ids: str) -> None:
-        self._cmd("XACK", stream, group, *ids)
-
-    def xadd(self, stream: str, data: bytes) -> None:
-        self._cmd("XADD", stream, "MAXLEN", "~", STREAM_MAXLEN, "*", "data", data)
-
-    def set(self, key: str, ttl_s: int) -> None:
-        self._cmd("SET", key, 1, "EX", ttl_s)
-
-    def hdel(self, key: str, *fields: str) -> None:
-        self._cmd("HDEL", key, *fields)
-
-    def srem(self, key: str, *members: str) -> None:
-        self._cmd("SREM", key, *members)
-
-
 class Consumer:
     """One consumer in a group. `run()` loops until `stop` is set; `burst()` processes what is
     there now and returns (for tests and for draining)."""
@@ -236,7 +183,7 @@ class Consumer:
         max_failures: int = 5,
         retry_backoff_s: float = 0.2,
         claim_idle_ms: int = 30_000,
-        idem_ttl_s: int = 86_400,
+        idem_ttl_s: int = 900,
         start_id: str = "0",
     ) -> None:
         self.bus, self.stream, self.group, self.name = bus, stream, group, name
@@ -249,6 +196,7 @@ class Consumer:
         self._retry_at = 0.0  # own pending list to be re-read at or after this monotonic time
         self._next_claim = 0.0
         self._next_gauge = 0.0
+        self._next_trim = time.monotonic() + TRIM_INTERVAL_S
         self.healthy = False
         self._unsettled = _Ops()  # the last batch's writes, sent with the next read (one round trip)
         self.stalled: str | None = None  # why the last batch could not be handled, until one is
@@ -323,6 +271,9 @@ class Consumer:
         if now >= self._next_gauge:
             self._next_gauge = now + 2.0
             await self._export_pending()
+        if now >= self._next_trim:  # the stream is trimmed by consumption (streamops.py)
+            self._next_trim = now + TRIM_INTERVAL_S
+            await trim_consumed(self.bus.redis, self.stream)
         entries: list[tuple[bytes, dict[bytes, bytes] | None]] = []
         if now >= self._retry_at:
             entries = await self._read("0")
@@ -480,19 +431,3 @@ class Consumer:
         ops.xack(self.stream, self.group, eid)
         metrics.DLQ_MESSAGES.labels(self.stream).inc()
         log.error("message dead-lettered", stream=self.stream, group=self.group, id=eid, error=error[:300])
-
-
-async def requeue(r: aioredis.Redis, dlq_stream: str, entry_id: str) -> str | None:
-    """Move one DLQ entry back to its original stream. XADD and XDEL run in one MULTI/EXEC, so a
-    crash can never lose the message between the two. Returns the new id, None if not found."""
-    found = await r.xrange(dlq_stream, entry_id, entry_id)
-    if not found:
-        return None
-    entry = orjson.loads(found[0][1][b"data"])
-    payload = entry["payload"]
-    data = payload.encode() if isinstance(payload, str) else encode(payload)
-    async with r.pipeline(transaction=True) as pipe:
-        pipe.xadd(entry["originalStream"], {"data": data}, maxlen=STREAM_MAXLEN, approximate=True)
-        pipe.xdel(dlq_stream, entry_id)
-        new_id, _ = await pipe.execute()
-    return new_id.decode()

@@ -151,10 +151,16 @@ class Supervisor:
         }
 
     def publish_state(self, now: float) -> None:
+        """In Redis for the orchestrator, and as `supervision.json` in the data folder."""
         self._last_publish = now
+        report = self.report(now)
+        with contextlib.suppress(OSError):
+            tmp = self.settings.data_dir / "supervision.json.tmp"
+            tmp.write_bytes(orjson.dumps(report["processes"]))
+            tmp.replace(self.settings.data_dir / "supervision.json")
         # Redis down: the embedded one is being restarted, or the operator's is out
         with contextlib.suppress(redis.RedisError):
-            self.r.set(SUPERVISION_KEY, orjson.dumps(self.report(now)), ex=SUPERVISION_TTL_S)
+            self.r.set(SUPERVISION_KEY, orjson.dumps(report), ex=SUPERVISION_TTL_S)
 
     def notify(self, severity: str, message: str, process: str, b: Backoff) -> None:
         event = {

@@ -4,6 +4,7 @@ record the halt guarantee is checked against)."""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, Protocol
@@ -34,9 +35,18 @@ class Received:
     side: str
 
 
+RECEIVED_KEEP = 20_000  # the adapter's record of recent orders (the halt checks read it); all are in `orders`
+
+
+def received_log() -> deque[Received]:
+    """The adapter's record of the last orders that reached it: bounded (it used to grow by one
+    entry per order forever)."""
+    return deque(maxlen=RECEIVED_KEEP)
+
+
 class ExchangeAdapter(Protocol):
     name: str
-    received: list[Received]
+    received: deque[Received]
     # True when the adapter's state lives in our own ledger (the paper engine): an order can then
     # be claimed and settled in one transaction, because a rollback undoes the fill as well. A
     # real exchange acts outside our transaction, so its claim must commit before it is called.

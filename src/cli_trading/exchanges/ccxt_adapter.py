@@ -7,7 +7,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from cli_trading.exchanges.base import ExecResult, OrderRequest, Received
+from cli_trading.exchanges.base import ExecResult, OrderRequest, Received, received_log
 
 
 def ccxt_symbol(symbol: str) -> str:
@@ -20,7 +20,7 @@ class CcxtExchange:
 
     def __init__(self, exchange: Any) -> None:
         self.exchange = exchange
-        self.received: list[Received] = []
+        self.received = received_log()
 
     @classmethod
     def create(cls, exchange_id: str, api_key: str, secret: str) -> CcxtExchange:

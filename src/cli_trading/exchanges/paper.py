@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
-from cli_trading.exchanges.base import ExecResult, OrderRequest, Received
+from cli_trading.exchanges.base import ExecResult, OrderRequest, Received, received_log
 from cli_trading.trading.fills import affordable, paper_fill
 from cli_trading.trading.ledger import FillRecord, Ledger
 
@@ -18,7 +18,7 @@ class PaperExchange:
     def __init__(self, ledger: Ledger, *, slippage_bps: Decimal, fee_bps: Decimal) -> None:
         self.ledger = ledger
         self.slippage_bps, self.fee_bps = slippage_bps, fee_bps
-        self.received: list[Received] = []
+        self.received = received_log()
 
     async def submit(self, order: OrderRequest) -> ExecResult:
         self.received.append(Received(order.order_id, time.time(), order.symbol, order.side))

@@ -7,6 +7,7 @@ Spot only: a position never goes below zero (the paper engine refuses what holdi
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -48,6 +49,34 @@ class PnlSnapshot:
     exposure: Decimal
 
 
+SEEN_KEEP = 100_000  # order ids remembered against a repeated fill (a bound on memory)
+
+
+class RecentKeys:
+    """A set that remembers only the last `capacity` keys added. A repeat of a fill comes from a
+    redelivery, within seconds or minutes; older repeats are stopped before the ledger (the
+    consumers' idempotency keys, the unique order id of the `fills` table)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._keys: set[str] = set()
+        self._order: deque[str] = deque()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, key: str) -> None:
+        if key in self._keys:
+            return
+        self._keys.add(key)
+        self._order.append(key)
+        if len(self._order) > self.capacity:
+            self._keys.discard(self._order.popleft())
+
+
 @dataclass
 class Ledger:
     starting_cash: Decimal
@@ -56,7 +85,7 @@ class Ledger:
     fees: Decimal = ZERO
     positions: dict[str, Position] = field(default_factory=dict)
     marks: dict[str, Decimal] = field(default_factory=dict)
-    seen: set[str] = field(default_factory=set)
+    seen: RecentKeys = field(default_factory=lambda: RecentKeys(SEEN_KEEP))
 
     def __post_init__(self) -> None:
         if not self.cash:
