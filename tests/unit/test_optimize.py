@@ -1,216 +1,206 @@
-"""Backtest and grid search for the parameter optimizer."""
+"""The pure part of walk-forward optimisation: windows, figures over slices, selection, proposals."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import math
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cli_trading.market.bars import load_bars
 from cli_trading.trading.optimize import (
-    WINDOW,
-    BacktestResult,
-    backtest,
+    Figures,
+    Trace,
+    Window,
+    WindowResult,
     candidates,
+    combine,
     default_grid,
-    grid_search,
-    score,
+    figures,
+    key_of,
+    proposals,
+    select,
+    windows,
 )
-from cli_trading.trading.strategies import PriceBar, Signal, StrategyParams, TrendFollowing, build_strategy
+
+HOUR = 3600
 
 
-@dataclass(frozen=True)
-class PxBar:
-    close: float
-    high: float
-    low: float
+def trace(equity: list[float], *, start: float = 100.0, trades: list[tuple[int, float]] | None = None) -> Trace:
+    return Trace(start, [i * HOUR for i in range(len(equity))], equity, trades or [], [i for i, _ in trades or []])
 
 
-def px(*closes: float) -> list[PxBar]:
-    return [PxBar(c, c, c) for c in closes]
+# -- windows ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class Scripted:
-    """A test strategy: `rule(last close)` gives the side, at `confidence`; records its windows."""
-
-    rule: Callable[[float], str | None]
-    confidence: float = 0.9
-    lookback: int = 1
-    name: str = "scripted"
-    params: StrategyParams = field(default_factory=StrategyParams)
-    windows: list[list[float]] = field(default_factory=list)
-
-    def decide(self, bars: Sequence[PriceBar]) -> Signal:
-        self.windows.append([float(b.close) for b in bars])
-        side = self.rule(float(bars[-1].close))
-        return Signal(side, self.confidence if side else 0.0, self.name, "")  # type: ignore[arg-type]
+def test_rolling_windows_test_back_to_back_up_to_the_last_bar() -> None:
+    ws = windows(700, count=4, train_ratio=3.0)
+    assert [w.test for w in ws] == [(300, 400), (400, 500), (500, 600), (600, 700)]
+    assert [w.train for w in ws] == [(0, 300), (100, 400), (200, 500), (300, 600)]
+    assert [w.index for w in ws] == [1, 2, 3, 4]
 
 
-def on(prices: dict[float, str]) -> Callable[[float], str | None]:
-    return lambda close: prices.get(close)
+def test_anchored_windows_keep_the_start() -> None:
+    assert {w.train[0] for w in windows(1000, count=3, anchored=True)} == {0}
 
 
-def test_hold_only_strategy_does_nothing() -> None:
-    result = backtest(Scripted(lambda _: None), px(100, 120, 80, 100), fee_bps=10)
-    assert result == BacktestResult(0.0, 0, 0.0, 0.0)
+@settings(max_examples=80, deadline=None)
+@given(st.integers(20, 20_000), st.integers(1, 8), st.floats(0.5, 6))
+def test_windows_never_test_on_their_train_bars(n: int, count: int, ratio: float) -> None:
+    try:
+        ws = windows(n, count=count, train_ratio=ratio)
+    except ValueError:
+        return
+    assert len(ws) == count and ws[-1].test[1] <= n
+    for a, b in zip(ws, ws[1:], strict=False):
+        assert a.test[1] == b.test[0]
+    for w in ws:
+        assert 0 <= w.train[0] < w.train[1] == w.test[0] < w.test[1]
 
 
-def test_no_bars_is_a_zero_result() -> None:
-    assert backtest(TrendFollowing(), []) == BacktestResult(0.0, 0, 0.0, 0.0)
+def test_too_few_bars_for_the_windows() -> None:
+    with pytest.raises(ValueError, match="too few"):
+        windows(10, count=8)
+    with pytest.raises(ValueError, match="at least one window"):
+        windows(100, count=0)
 
 
-def test_round_trip_return_after_fees() -> None:
-    strat = Scripted(on({100: "buy", 120: "sell"}))
-    free = backtest(strat, px(100, 110, 120, 130), fee_bps=0)
-    assert free.return_pct == pytest.approx(20.0)
-    assert (free.trades, free.win_rate, free.max_drawdown_pct) == (1, 1.0, 0.0)
-    paid = backtest(strat, px(100, 110, 120, 130), fee_bps=10)
-    assert paid.return_pct == pytest.approx((120 * 0.999 / (100 * 1.001) - 1) * 100)
+# -- figures ---------------------------------------------------------------------------------------
 
 
-def test_drawdown_and_losing_trade() -> None:
-    result = backtest(Scripted(on({100: "buy", 90: "sell"})), px(100, 80, 90, 95), fee_bps=0)
-    assert result.return_pct == pytest.approx(-10.0)
-    assert result.max_drawdown_pct == pytest.approx(20.0)
-    assert (result.trades, result.win_rate) == (1, 0.0)
+def test_figures_rebase_at_the_slice_start() -> None:
+    t = trace([100, 110, 99, 120, 60, 90], trades=[(1, 10.0), (3, -5.0), (5, 2.0)])
+    whole = figures(t, 0, 6)
+    assert whole.return_pct == pytest.approx(-10.0)
+    assert whole.max_drawdown_pct == pytest.approx(50.0)  # 120 -> 60
+    assert (whole.trades, whole.win_rate_pct, whole.fills, whole.bars) == (3, pytest.approx(200 / 3), 3, 6)
+    tail = figures(t, 3, 6)  # from 99, the equity after bar 2
+    assert tail.return_pct == pytest.approx((90 / 99 - 1) * 100)
+    assert tail.max_drawdown_pct == pytest.approx(50.0) and tail.trades == 2
+    head = figures(t, 0, 2)
+    assert head.return_pct == pytest.approx(10.0) and head.max_drawdown_pct == 0.0
 
 
-def test_buy_while_long_and_sell_while_flat_are_ignored() -> None:
-    strat = Scripted(on({100: "sell", 101: "buy", 102: "buy", 103: "sell", 104: "sell"}))
-    result = backtest(strat, px(100, 101, 102, 103, 104), fee_bps=0)
-    assert result.trades == 1
-    assert result.return_pct == pytest.approx((103 / 101 - 1) * 100)
+def test_sharpe_uses_daily_returns() -> None:
+    days = 30
+    eq, ts = [], []
+    value = 100.0
+    for d in range(days):
+        value *= 1.01 if d % 2 else 0.995
+        for h in range(24):
+            eq.append(value)
+            ts.append(d * 86400 + h * HOUR)
+    t = Trace(100.0, ts, eq)
+    f = figures(t, 0, len(eq))
+    rets = [eq[0] / 100 - 1] + [eq[(d + 1) * 24 - 1] / eq[d * 24 - 1] - 1 for d in range(1, days)]
+    mean = sum(rets) / len(rets)
+    sd = math.sqrt(sum((r - mean) ** 2 for r in rets) / (len(rets) - 1))
+    assert f.sharpe == pytest.approx(mean / sd * math.sqrt(365))
 
 
-def test_open_position_is_closed_at_the_last_bar() -> None:
-    result = backtest(Scripted(on({100: "buy"})), px(100, 105, 110), fee_bps=0)
-    assert (result.trades, result.win_rate) == (1, 1.0)
-    assert result.return_pct == pytest.approx(10.0)
+def test_combine_compounds_returns() -> None:
+    a = Figures(10, 10.0, 5.0, 1.0, 2, 50.0, 4)
+    b = Figures(30, -10.0, 12.0, -1.0, 1, 100.0, 2)
+    c = combine([a, b])
+    assert c.return_pct == pytest.approx(-1.0) and c.max_drawdown_pct == 12.0
+    assert (c.trades, c.fills, c.bars) == (3, 6, 40) and c.win_rate_pct == pytest.approx(200 / 3)
+    assert c.sharpe == pytest.approx((10 - 30) / 40)
+    assert combine([]).return_pct == 0.0
 
 
-def test_signals_below_min_confidence_are_not_traded() -> None:
-    strat = Scripted(on({100: "buy", 120: "sell"}), confidence=0.5)
-    assert backtest(strat, px(100, 120), min_confidence=0.55).trades == 0
-    assert backtest(strat, px(100, 120), min_confidence=0.5).trades == 1
+# -- selection and proposals -------------------------------------------------------------------------
+
+W = Window(1, (0, 4), (4, 8))
+CUR: dict[str, Any] = {"p": 0}
 
 
-def test_backtest_calls_decide_on_rolling_windows_without_lookahead() -> None:
-    closes = [float(100 + i) for i in range(250)]
-    strat = Scripted(lambda _: None, lookback=30)
-    backtest(strat, px(*closes))
-    assert len(strat.windows) == 250 - 29  # from the first bar with enough history
-    for i, window in enumerate(strat.windows, start=29):
-        assert window[-1] == closes[i]  # sees the bar just closed, never a later one
-        assert len(window) == min(i + 1, WINDOW)
+def test_select_takes_the_best_in_sample_and_measures_both_out_of_sample() -> None:
+    cur = trace([100, 101, 102, 103, 104, 105, 106, 107])
+    good_is = trace([100, 110, 120, 130, 120, 110, 100, 90])  # wins in sample, loses after
+    r = select(W, [({"p": 1}, good_is)], (CUR, cur))
+    assert r.params == {"p": 1} and r.in_sample.return_pct == pytest.approx(30.0)
+    assert r.out_of_sample.return_pct == pytest.approx((90 / 130 - 1) * 100)
+    assert r.current_out_of_sample.return_pct == pytest.approx((107 / 103 - 1) * 100)
+    assert proposals([r], CUR) == [], "worse out of sample than the current set: never proposed"
 
 
-def test_backtest_window_is_at_least_the_lookback() -> None:
-    strat = Scripted(lambda _: None, lookback=150)
-    backtest(strat, px(*range(1, 200)), window=100)
-    assert {len(w) for w in strat.windows} == {150}
+def test_on_a_tie_the_current_set_stays() -> None:
+    same = trace([100, 101, 102, 103, 104, 105, 106, 107])
+    r = select(W, [({"p": 1}, same)], (CUR, same))
+    assert r.params == CUR and proposals([r], CUR) == []
 
 
-def test_backtest_rejects_bad_settings() -> None:
-    with pytest.raises(ValueError, match="fee_bps"):
-        backtest(TrendFollowing(), px(1, 2), fee_bps=-1)
-    with pytest.raises(ValueError, match="window"):
-        backtest(TrendFollowing(), px(1, 2), window=0)
+def test_a_set_that_beats_the_current_one_out_of_sample_is_proposed_with_its_figures() -> None:
+    cur = trace([100, 99, 98, 97, 96, 95, 94, 93])
+    better = trace([100, 101, 102, 103, 104, 105, 106, 107])
+    r = select(W, [({"p": 2}, better)], (CUR, cur))
+    (p,) = proposals([r], CUR)
+    assert p.params == {"p": 2} and p.windows == (1,)
+    assert p.out_of_sample == r.out_of_sample and p.current_out_of_sample == r.current_out_of_sample
+    doc = p.as_dict()
+    assert doc["score"] == pytest.approx(p.out_of_sample.score()) and doc["outOfSample"]["bars"] == 4
 
 
-@settings(max_examples=30, deadline=None)
-@given(st.lists(st.floats(min_value=-0.04, max_value=0.04), min_size=1, max_size=200))
-def test_backtest_results_are_sane(steps: list[float]) -> None:
-    closes = [100.0]
-    for s in steps:
-        closes.append(closes[-1] * (1 + s))
-    for name in ("trend", "mean_reversion"):
-        r = backtest(build_strategy(name), px(*closes), fee_bps=10, min_confidence=0.5)
-        assert r.trades >= 0 and 0.0 <= r.win_rate <= 1.0
-        assert 0.0 <= r.max_drawdown_pct <= 100.0 and r.return_pct > -100.0
+def _fig(ret: float, dd: float = 0.0) -> Figures:
+    return Figures(10, ret, dd, 0.0, 1, 100.0, 2)
 
 
-# -- grid search ----------------------------------------------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.floats(-50, 50), st.floats(0, 40), st.floats(-50, 50), st.floats(0, 40)),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_no_proposal_is_worse_out_of_sample_than_the_current_set(
+    rows: list[tuple[int, float, float, float, float]],
+) -> None:
+    results = [
+        WindowResult(Window(i + 1, (0, 1), (1, 2)), {"p": p}, _fig(0), _fig(r, d), _fig(0), _fig(cr, cd), 4)
+        for i, (p, r, d, cr, cd) in enumerate(rows)
+    ]
+    for prop in proposals(results, {"p": 0}):
+        mine = [r for r in results if r.window.index in prop.windows]
+        assert prop.params != {"p": 0}
+        assert all(key_of(r.params) == key_of(prop.params) for r in mine)
+        assert (
+            combine([r.out_of_sample for r in mine]).score() > combine([r.current_out_of_sample for r in mine]).score()
+        )
 
 
-@pytest.fixture(scope="module")
-def btc() -> list[Any]:
-    return load_bars("BTC-USD")[-500:]
+def test_proposals_most_recent_first_and_limited() -> None:
+    results = [
+        WindowResult(Window(i, (0, 1), (1, 2)), {"p": i}, _fig(0), _fig(10), _fig(0), _fig(0), 3) for i in range(1, 9)
+    ]
+    got = proposals(results, {"p": 0}, limit=3)
+    assert [p.params["p"] for p in got] == [8, 7, 6]
 
 
-def test_grid_search_is_sorted_by_score_and_skips_invalid_combinations(btc: list[Any]) -> None:
-    grid = {"fast": [5, 12, 30], "slow": [20, 26]}  # fast=30 is never shorter than slow
-    proposals = grid_search("trend", {"min_spread_pct": 0.1}, grid, btc, fee_bps=10)
-    assert len(proposals) == 4
-    assert [p.score for p in proposals] == sorted((p.score for p in proposals), reverse=True)
-    for p in proposals:
-        assert p.params["fast"] < p.params["slow"] and p.params["min_spread_pct"] == 0.1
-        assert set(p.params) == {"fast", "slow", "min_spread_pct", "full_confidence_spread_pct"}
-        assert p.score == pytest.approx(score(p.result))
-        assert p.score == pytest.approx(p.result.return_pct - 0.5 * p.result.max_drawdown_pct)
-        assert vars(p.result) == p.result.as_dict()  # the optimizer agent publishes vars(result)
+# -- the search space ---------------------------------------------------------------------------------
 
 
-def test_grid_search_matches_a_direct_backtest(btc: list[Any]) -> None:
-    (best, *_) = grid_search("trend", {}, {"fast": [8]}, btc)
-    assert best.result == backtest(TrendFollowing(TrendFollowing.Params(fast=8)), btc)
-
-
-def test_score_penalises_drawdown() -> None:
-    calm, wild = BacktestResult(5.0, 3, 2.0, 0.6), BacktestResult(6.0, 3, 10.0, 0.6)
-    assert score(calm) > score(wild)
-    assert score(wild, drawdown_weight=0) > score(calm, drawdown_weight=0)
+def test_candidates_are_complete_distinct_and_valid() -> None:
+    sets = candidates("trend", {"min_spread_pct": 0.1}, {"fast": [5, 12, 30, 5], "slow": [20, 26]})
+    assert len(sets) == 4  # fast=30 is never shorter than slow; 5 twice is one set
+    assert all(set(s) == {"fast", "slow", "min_spread_pct", "full_confidence_spread_pct"} for s in sets)
 
 
 @pytest.mark.parametrize(
-    ("name", "base", "grid", "match"),
-    [
-        ("trend", {}, {"fsat": [5]}, "no parameter fsat"),
-        ("trend", {"slwo": 3}, {}, "no parameter slwo"),
-        ("trend", {}, {"fast": []}, "no values for fast"),
-        ("momentum", {}, {}, "unknown strategy"),
-    ],
+    ("base", "grid", "match"),
+    [({}, {"fsat": [5]}, "no parameter fsat"), ({"slwo": 3}, {}, "no parameter slwo"), ({}, {"fast": []}, "no values")],
 )
-def test_grid_search_rejects_bad_grids(
-    btc: list[Any], name: str, base: dict[str, Any], grid: dict[str, list[Any]], match: str
-) -> None:
+def test_bad_grids(base: dict[str, Any], grid: dict[str, list[Any]], match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        grid_search(name, base, grid, btc)
+        candidates("trend", base, grid)
 
 
-def test_candidates_are_distinct() -> None:
-    assert len(candidates("trend", {"fast": 5}, {"fast": [5, 5], "slow": [20, 20, 30]})) == 2
-
-
-@pytest.mark.parametrize("name", ["trend", "mean_reversion"])
-def test_default_grids_are_valid_and_fresh(name: str) -> None:
-    grid = default_grid(name)
-    assert len(candidates(name, {}, grid)) >= 20
-    grid[next(iter(grid))].append("junk")
-    assert "junk" not in default_grid(name)[next(iter(grid))]
-
-
-def test_default_grid_unknown_strategy() -> None:
+def test_default_grids() -> None:
+    assert len(candidates("trend", {}, default_grid("trend"))) == 24
+    assert len(candidates("mean_reversion", {}, default_grid("mean_reversion"))) == 36
+    g = default_grid("trend")
+    g["fast"].append(99)
+    assert 99 not in default_grid("trend")["fast"]
     with pytest.raises(ValueError, match="no default grid"):
         default_grid("momentum")
-
-
-TWENTY = {
-    "trend": {"fast": [5, 8, 10, 12, 15], "slow": [20, 26, 30, 40]},
-    "mean_reversion": {"period": [14, 20, 30, 40, 50], "width": [1.5, 2.0, 2.5, 3.0]},
-}
-
-
-@pytest.mark.parametrize("name", list(TWENTY))
-def test_500_bars_times_20_parameter_sets_is_fast(btc: list[Any], name: str) -> None:
-    assert len(btc) == 500
-    start = time.process_time()  # CPU time: robust to a busy test machine
-    proposals = grid_search(name, {}, TWENTY[name], btc)
-    elapsed = time.process_time() - start
-    assert len(proposals) == 20
-    assert elapsed < 1.0, f"{elapsed:.2f}s for 500 bars x 20 parameter sets"

@@ -1,138 +1,50 @@
-"""Parameter search for the parameter optimizer. Pure and synchronous.
+"""Walk-forward parameter optimisation: the pure part (docs/optimization.md). No I/O, no engine.
 
-`backtest` runs a long/flat simulation that calls the strategy's own `decide` on a rolling window
-of bars (never a re-implementation of its logic); `grid_search` backtests every combination of a
-parameter grid and ranks them by a score that penalises drawdown.
+The engine (`cli_trading.backtest.run`) runs each parameter set once over the history, as the
+system would have traded it, and leaves a `Trace`: the equity after every bar and the round
+trips it closed. Everything here works on traces:
 
-Simulation: after each bar closes the strategy sees the last `window` bars; a buy at or above
-`min_confidence` while flat goes all-in at that close, a sell while long exits at that close;
-every fill pays `fee_bps`. An open position is closed at the last bar. Floats are fine here: the
-results rank parameter sets, they never reach the ledger.
+- `windows` cuts the history into walk-forward windows: train on `train` bars, test on the
+  next `test` bars, roll forward by `test` bars (or, anchored, keep the train start at 0);
+- `figures` measures a trace over a slice of bars (its equity rebased at the slice's start);
+- `select` picks, for one window, the parameter set with the best in-sample score and measures
+  it, and the current set, out of sample on the window's test bars;
+- `proposals` keeps the sets selected by some window that did better out of sample than the
+  current set did on the same test bars — never one that did worse.
+
+A run up to bar t depends only on bars up to t, so a trace's figures over a test slice are out
+of sample for a selection made on the train slice before it. Floats are fine here: these
+figures rank parameter sets, they never reach the ledger.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cli_trading.trading.strategies import PriceBar, Signal, Strategy, build_strategy, params_model
+from cli_trading.trading.strategies import build_strategy, params_model
 
-WINDOW = 100
+DRAWDOWN_WEIGHT = 0.5
+DAY = 86_400
+PERIODS_PER_YEAR = 365
 
 DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
     "trend": {"fast": [5, 8, 12, 20], "slow": [21, 26, 50], "min_spread_pct": [0.05, 0.2]},
     "mean_reversion": {"period": [14, 20, 30], "width": [1.5, 2.0, 2.5], "rsi_low": [25, 30], "rsi_high": [70, 75]},
 }
+Params = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class BacktestResult:
-    return_pct: float
-    trades: int  # round trips (buy then sell), including one closed at the last bar
-    max_drawdown_pct: float  # largest fall of marked equity from its peak, in %
-    win_rate: float  # share of round trips that made money after fees, 0..1
-
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+def key_of(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A hashable, order-independent identity of a parameter set."""
+    return tuple(sorted(params.items()))
 
 
-@dataclass(frozen=True)
-class Proposal:
-    params: dict[str, Any]  # the complete, validated parameter set
-    result: BacktestResult
-    score: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Px:
-    """A bar reduced to the floats a strategy reads: cheap to convert again inside `decide`."""
-
-    close: float
-    high: float
-    low: float
-
-
-def _prices(bars: Sequence[PriceBar]) -> list[_Px]:
-    return [_Px(float(b.close), float(b.high), float(b.low)) for b in bars]
-
-
-class _Book:
-    """A long/flat account starting at equity 1.0, all-in on each entry."""
-
-    def __init__(self, fee: float) -> None:
-        self.fee = fee
-        self.cash = 1.0
-        self.entry: float | None = None  # cost per unit including the fee, while long
-        self.trades = self.wins = 0
-        self.peak, self.max_dd = 1.0, 0.0
-
-    def act(self, side: str | None, price: float) -> None:
-        if side == "buy" and self.entry is None and price > 0:
-            self.entry = price * (1 + self.fee)
-        elif side == "sell" and self.entry is not None:
-            self.exit(price)
-
-    def exit(self, price: float) -> None:
-        if self.entry is None:
-            return
-        gain = price * (1 - self.fee) / self.entry
-        self.cash *= gain
-        self.trades += 1
-        self.wins += gain > 1
-        self.entry = None
-
-    def mark(self, price: float) -> None:
-        equity = self.cash if self.entry is None else self.cash * price * (1 - self.fee) / self.entry
-        self.peak = max(self.peak, equity)
-        self.max_dd = max(self.max_dd, (self.peak - equity) / self.peak * 100)
-
-    def result(self) -> BacktestResult:
-        return BacktestResult((self.cash - 1) * 100, self.trades, self.max_dd, self.wins / max(self.trades, 1))
-
-
-def _side(sig: Signal, min_confidence: float) -> str | None:
-    return sig.side if sig.confidence >= min_confidence else None
-
-
-def _run(strategy: Strategy, px: Sequence[_Px], fee_bps: float, min_confidence: float, window: int) -> BacktestResult:
-    book = _Book(fee_bps / 10_000)
-    size = max(window, strategy.lookback)
-    for i in range(max(strategy.lookback - 1, 0), len(px)):
-        sig = strategy.decide(px[max(0, i + 1 - size) : i + 1])
-        book.act(_side(sig, min_confidence), px[i].close)
-        book.mark(px[i].close)
-    if book.entry is not None:
-        book.exit(px[-1].close)
-        book.mark(px[-1].close)
-    return book.result()
-
-
-def _check_sim(fee_bps: float, window: int) -> None:
-    if fee_bps < 0:
-        raise ValueError(f"fee_bps must not be negative, got {fee_bps}")
-    if window < 1:
-        raise ValueError(f"window must be at least 1, got {window}")
-
-
-def backtest(
-    strategy: Strategy,
-    bars: Sequence[PriceBar],
-    *,
-    fee_bps: float = 10.0,
-    min_confidence: float = 0.55,
-    window: int = WINDOW,
-) -> BacktestResult:
-    """Long/flat simulation of `strategy` over `bars` (oldest first); see the module docstring.
-    `window` bounds the bars each decision sees (at least the strategy's lookback)."""
-    _check_sim(fee_bps, window)
-    return _run(strategy, _prices(bars), fee_bps, min_confidence, window)
-
-
-def score(result: BacktestResult, *, drawdown_weight: float = 0.5) -> float:
-    """Return minus a drawdown penalty, both in %: the higher, the better."""
-    return result.return_pct - drawdown_weight * result.max_drawdown_pct
+# -- the search space ----------------------------------------------------------------------------
 
 
 def default_grid(strategy_name: str) -> dict[str, list[Any]]:
@@ -142,7 +54,8 @@ def default_grid(strategy_name: str) -> dict[str, list[Any]]:
     return {k: list(v) for k, v in DEFAULT_GRIDS[strategy_name].items()}
 
 
-def _check_grid(strategy_name: str, base: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> None:
+def check_names(strategy_name: str, base: Mapping[str, Any], grid: Mapping[str, Any]) -> None:
+    """ValueError naming any parameter the strategy does not have, or a grid axis with no value."""
     fields = params_model(strategy_name).model_fields
     unknown = sorted(k for k in {**base, **grid} if k not in fields)
     if unknown:
@@ -154,42 +67,255 @@ def _check_grid(strategy_name: str, base: Mapping[str, Any], grid: Mapping[str, 
         raise ValueError(f"grid has no values for {', '.join(empty)}")
 
 
-def candidates(strategy_name: str, base: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> list[Strategy]:
-    """One strategy per distinct valid combination of `grid` over `base`; combinations the params
-    model rejects (fast >= slow, ...) are skipped, unknown parameter names are a ValueError."""
-    _check_grid(strategy_name, base, grid)
+def candidates(strategy_name: str, base: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> list[Params]:
+    """Every distinct valid combination of `grid` over `base`, complete and validated, in grid
+    order; combinations the params model rejects (fast >= slow, ...) are skipped."""
+    check_names(strategy_name, base, grid)
     seen: set[tuple[tuple[str, Any], ...]] = set()
-    out: list[Strategy] = []
+    out: list[Params] = []
     for values in itertools.product(*grid.values()):
         try:
             strat = build_strategy(strategy_name, {**base, **dict(zip(grid, values, strict=True))})
         except ValueError:
             continue
-        key = tuple(sorted(strat.params.model_dump().items()))
-        if key not in seen:
-            seen.add(key)
-            out.append(strat)
+        params = strat.params.model_dump()
+        if key_of(params) not in seen:
+            seen.add(key_of(params))
+            out.append(params)
     return out
 
 
-def grid_search(
-    strategy_name: str,
-    base_params: Mapping[str, Any],
-    grid: Mapping[str, Sequence[Any]],
-    bars: Sequence[PriceBar],
+# -- walk-forward windows --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    index: int
+    train: tuple[int, int]  # bar indexes [start, end)
+    test: tuple[int, int]
+
+
+def windows(n_bars: int, *, count: int = 4, train_ratio: float = 3.0, anchored: bool = False) -> list[Window]:
+    """`count` walk-forward windows over `n_bars` bars: each tests on `test` bars right after
+    `train` = train_ratio x test bars, the tests back to back up to the last bar."""
+    if count < 1 or train_ratio <= 0:
+        raise ValueError(f"need at least one window and a positive train ratio (got {count}, {train_ratio})")
+    test = int(n_bars / (count + train_ratio))
+    train = n_bars - count * test
+    if test < 2 or train < 2:
+        raise ValueError(f"{n_bars} bars are too few for {count} walk-forward windows")
+    out = []
+    for i in range(count):
+        test_start = train + i * test
+        out.append(Window(i + 1, (0 if anchored else i * test, test_start), (test_start, test_start + test)))
+    return out
+
+
+# -- measuring a run -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What one engine run over the history leaves for the optimizer."""
+
+    start_equity: float
+    ts: Sequence[int]  # each bar's time, epoch seconds (the step's last bar open time)
+    equity: Sequence[float]  # equity after each bar
+    trades: Sequence[tuple[int, float]] = ()  # (bar index, PnL) of each round trip closed, in order
+    fills: Sequence[int] = ()  # bar index of each fill
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A parameter set's results over a slice of bars (percentages in %)."""
+
+    bars: int
+    return_pct: float
+    max_drawdown_pct: float
+    sharpe: float  # daily returns, annualised with 365 periods, risk-free rate 0
+    trades: int  # round trips closed in the slice
+    win_rate_pct: float
+    fills: int
+
+    def score(self, drawdown_weight: float = DRAWDOWN_WEIGHT) -> float:
+        """Return minus a drawdown penalty, both in %: the higher, the better."""
+        return self.return_pct - drawdown_weight * self.max_drawdown_pct
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "score": self.score()}
+
+
+def _sharpe(returns: Sequence[float]) -> float:
+    if len(returns) < 2:
+        return 0.0
+    mean = sum(returns) / len(returns)
+    var = sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
+    return mean / math.sqrt(var) * math.sqrt(PERIODS_PER_YEAR) if var > 0 else 0.0
+
+
+def _count(items: Sequence[int], start: int, end: int) -> int:
+    return bisect.bisect_left(items, end) - bisect.bisect_left(items, start)
+
+
+def figures(trace: Trace, start: int, end: int) -> Figures:
+    """`trace` over bars [start, end): the return from the equity just before the slice; daily
+    returns from the equity at each UTC day's last bar."""
+    end = min(end, len(trace.equity))
+    ts, equity = trace.ts, trace.equity
+    base = equity[start - 1] if start > 0 else trace.start_equity
+    eq = peak = day_close = base
+    worst, returns = 0.0, []
+    day = ts[start] // DAY if start < end else 0
+    for i in range(start, end):
+        if ts[i] // DAY != day:
+            returns.append(eq / day_close - 1 if day_close else 0.0)  # eq: the previous bar's, the day's last
+            day_close, day = eq, ts[i] // DAY
+        eq = equity[i]
+        if eq > peak:
+            peak = eq
+        elif peak > 0 and (peak - eq) / peak * 100 > worst:
+            worst = (peak - eq) / peak * 100
+    if end > start:
+        returns.append(eq / day_close - 1 if day_close else 0.0)
+    closed = [pnl for i, pnl in trace.trades if start <= i < end]
+    wins = sum(p > 0 for p in closed)
+    return Figures(
+        bars=max(end - start, 0),
+        return_pct=(eq / base - 1) * 100 if base else 0.0,
+        max_drawdown_pct=worst,
+        sharpe=_sharpe(returns),
+        trades=len(closed),
+        win_rate_pct=wins / len(closed) * 100 if closed else 0.0,
+        fills=_count(trace.fills, start, end),
+    )
+
+
+def combine(parts: Sequence[Figures]) -> Figures:
+    """Several slices' figures as one: returns compounded, the worst drawdown, trades summed,
+    Sharpe the bar-weighted mean of the slices'."""
+    if not parts:
+        return Figures(0, 0.0, 0.0, 0.0, 0, 0.0, 0)
+    growth = math.prod(1 + f.return_pct / 100 for f in parts)
+    trades = sum(f.trades for f in parts)
+    bars = sum(f.bars for f in parts)
+    return Figures(
+        bars=bars,
+        return_pct=(growth - 1) * 100,
+        max_drawdown_pct=max(f.max_drawdown_pct for f in parts),
+        sharpe=sum(f.sharpe * f.bars for f in parts) / bars if bars else 0.0,
+        trades=trades,
+        win_rate_pct=sum(f.win_rate_pct * f.trades for f in parts) / trades if trades else 0.0,
+        fills=sum(f.fills for f in parts),
+    )
+
+
+# -- selection -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    window: Window
+    params: Params  # the set with the best in-sample score
+    in_sample: Figures
+    out_of_sample: Figures
+    current_in_sample: Figures
+    current_out_of_sample: Figures
+    evaluated: int  # parameter sets compared on this window
+
+    def as_dict(self) -> dict[str, Any]:
+        w = self.window
+        return {
+            "window": w.index,
+            "train": list(w.train),
+            "test": list(w.test),
+            "params": self.params,
+            "evaluated": self.evaluated,
+            "inSample": self.in_sample.as_dict(),
+            "outOfSample": self.out_of_sample.as_dict(),
+            "current": {
+                "inSample": self.current_in_sample.as_dict(),
+                "outOfSample": self.current_out_of_sample.as_dict(),
+            },
+        }
+
+
+def select(
+    window: Window,
+    runs: Sequence[tuple[Params, Trace]],
+    current: tuple[Params, Trace],
     *,
-    fee_bps: float = 10.0,
-    min_confidence: float = 0.55,
-    drawdown_weight: float = 0.5,
-    window: int = WINDOW,
+    drawdown_weight: float = DRAWDOWN_WEIGHT,
+) -> WindowResult:
+    """The best in-sample set of `runs` (the current set competes too; on a tie the current set
+    stays, then the earlier run wins) and its figures, and the current set's, on both slices."""
+    train, test = window.train, window.test
+    cur_is = figures(current[1], *train)
+    best, best_is, best_trace = current[0], cur_is, current[1]
+    for params, trace in runs:
+        fig = figures(trace, *train)
+        if fig.score(drawdown_weight) > best_is.score(drawdown_weight):
+            best, best_is, best_trace = params, fig, trace
+    return WindowResult(
+        window,
+        best,
+        best_is,
+        figures(best_trace, *test),
+        cur_is,
+        figures(current[1], *test),
+        len(runs),
+    )
+
+
+@dataclass(frozen=True)
+class Proposal:
+    params: Params
+    in_sample: Figures  # over the train slices of the windows that selected it
+    out_of_sample: Figures  # over the test slices right after them
+    current_out_of_sample: Figures  # the current set over the same test slices
+    windows: tuple[int, ...] = field(default=())
+
+    @property
+    def score(self) -> float:
+        return self.out_of_sample.score()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The opt.results proposal: `params`, `score` (out of sample), the figures."""
+        return {
+            "params": self.params,
+            "score": round(self.score, 6),
+            "windows": list(self.windows),
+            "inSample": self.in_sample.as_dict(),
+            "outOfSample": self.out_of_sample.as_dict(),
+            "currentOutOfSample": self.current_out_of_sample.as_dict(),
+        }
+
+
+def proposals(
+    results: Sequence[WindowResult], current: Params, *, limit: int = 5, drawdown_weight: float = DRAWDOWN_WEIGHT
 ) -> list[Proposal]:
-    """Backtest every valid combination of `grid` over `base_params`; proposals best score first
-    (ties: fewer drawdown first, then grid order)."""
-    _check_sim(fee_bps, window)
-    strategies = candidates(strategy_name, base_params, grid)
-    px = _prices(bars)
-    proposals = []
-    for strat in strategies:
-        res = _run(strat, px, fee_bps, min_confidence, window)
-        proposals.append(Proposal(strat.params.model_dump(), res, score(res, drawdown_weight=drawdown_weight)))
-    return sorted(proposals, key=lambda p: (-p.score, p.result.max_drawdown_pct))
+    """The sets some window selected, other than the current one, whose out-of-sample score
+    over the windows that selected them beats the current set's over the same test slices; the
+    most recently selected first. A set that did worse out of sample is never proposed."""
+    chosen: dict[tuple[tuple[str, Any], ...], list[WindowResult]] = {}
+    for r in sorted(results, key=lambda r: -r.window.index):
+        if key_of(r.params) != key_of(current):
+            chosen.setdefault(key_of(r.params), []).append(r)
+    out = []
+    for rs in chosen.values():
+        oos = combine([r.out_of_sample for r in rs])
+        cur = combine([r.current_out_of_sample for r in rs])
+        if oos.score(drawdown_weight) > cur.score(drawdown_weight):
+            ins = combine([r.in_sample for r in rs])
+            out.append(Proposal(rs[0].params, ins, oos, cur, tuple(sorted(r.window.index for r in rs))))
+    return out[:limit]
+
+
+def summary(results: Sequence[WindowResult]) -> dict[str, Any]:
+    """The walk-forward as a whole: the selected sets chained over the test slices, against the
+    current set over the same slices; the in-sample figures for comparison."""
+    return {
+        "windows": len(results),
+        "inSample": combine([r.in_sample for r in results]).as_dict(),
+        "outOfSample": combine([r.out_of_sample for r in results]).as_dict(),
+        "currentOutOfSample": combine([r.current_out_of_sample for r in results]).as_dict(),
+    }
