@@ -1,19 +1,28 @@
 """parameter-optimizer (7007): on opt.requests (sent by the orchestrator after a loss, or by an
-operator), searches strategy parameters on recent candles and publishes proposals on
-opt.results for approval. The search itself is `trading/optimize.py`."""
+operator), runs a walk-forward optimisation of the strategy's parameters on the symbol's candles
+through the backtest engine, and publishes on opt.results the proposals that did better out of
+sample than the parameters in force (docs/optimization.md). The work is
+`research/walkforward.py`; it runs in a thread, spread over a pool of worker processes."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from cli_trading.agents.base import Agent, Subscription
+from cli_trading.backtest import SimConfig
 from cli_trading.bus import Delivery, per_message
+from cli_trading.config import load_yaml
 from cli_trading.contracts import Group, OptRequest, OptResult, Stream
 from cli_trading.market.bars import load_bars
-from cli_trading.trading.optimize import default_grid, grid_search
+from cli_trading.research.runs import Study
+from cli_trading.research.walkforward import Outcome, Spec, optimize
+from cli_trading.trading.optimize import summary
+from cli_trading.trading.risk import RiskFile, RiskRules
+from cli_trading.trading.strategy_config import StrategyFile, load_strategy_config
 
-LOOKBACK = 500
+HISTORY = 5000  # the most recent bars searched: the shipped BTC-USD history, 200 days of hours
 
 
 class ParameterOptimizer(Agent):
@@ -21,7 +30,10 @@ class ParameterOptimizer(Agent):
     uses_db = False
 
     async def on_start(self) -> None:
-        self.completed = 0
+        self.completed = self.failed = 0
+        self.last: dict[str, Any] | None = None
+        self.strategies: StrategyFile = load_strategy_config(self.settings.config_file("strategies.yaml"))
+        self.rules: RiskRules = load_yaml(self.settings.config_file("risk.yaml"), RiskFile).risk  # type: ignore[attr-defined]  # a RiskFile
 
     def subscriptions(self) -> list[Subscription]:
         return [
@@ -30,27 +42,56 @@ class ParameterOptimizer(Agent):
                 Group.OPTIMIZER,
                 per_message(self.on_request),
                 key=lambda p: p.get("requestId"),
-                batch=5,
+                batch=1,  # one search at a time: it already takes every core
             )
         ]
 
+    def study(self, symbol: str) -> Study:
+        bars = load_bars(symbol, self.settings.market_data_dir)[-HISTORY:]
+        cfg = SimConfig.from_settings(self.settings)
+        return Study.of(symbol, bars, self.strategies, self.rules, **vars(cfg))
+
+    def search(self, req: OptRequest, current: dict[str, Any] | None) -> Outcome:
+        return optimize(self.study(req.symbol), Spec(req.strategy), current=current)
+
     async def on_request(self, d: Delivery) -> None:
         req = OptRequest.model_validate(d.payload)
-        bars = load_bars(req.symbol, self.settings.market_data_dir)[-LOOKBACK:]
-        proposals = await asyncio.to_thread(
-            grid_search, req.strategy, {}, default_grid(req.strategy), bars, fee_bps=float(self.settings.fee_bps)
-        )
-        await self.bus.publish(
-            Stream.OPT_RESULTS,
-            OptResult(  # type: ignore[union-attr]
-                requestId=req.requestId,
-                strategy=req.strategy,
-                symbol=req.symbol,
-                traceId=req.traceId,
-                proposals=[{"params": p.params, "score": p.score, "result": vars(p.result)} for p in proposals[:5]],
-            ),
+        current = (req.model_extra or {}).get("current")
+        started = time.monotonic()
+        try:
+            out = await asyncio.to_thread(self.search, req, current)
+        except ValueError as exc:  # unknown symbol or strategy, too little history: say so, don't retry
+            self.failed += 1
+            await self.publish(req, proposals=[], error=str(exc))
+            self.log.warning("optimize.refused", requestId=req.requestId, error=str(exc))
+            return
+        await self.publish(
+            req,
+            proposals=[p.as_dict() for p in out.proposals],
+            current=out.current,
+            walkForward={**summary(out.results), "windows": [r.as_dict() for r in out.results]},
+            evaluated=out.evaluated,
+            bars=out.bars,
         )
         self.completed += 1
+        self.last = {
+            "requestId": req.requestId,
+            "strategy": req.strategy,
+            "symbol": req.symbol,
+            "proposals": len(out.proposals),
+            "evaluated": out.evaluated,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        self.log.info("optimize.done", **self.last)
+
+    async def publish(self, req: OptRequest, **fields: Any) -> None:
+        assert self.bus is not None  # set up by start(), before any message is consumed
+        await self.bus.publish(
+            Stream.OPT_RESULTS,
+            OptResult(
+                requestId=req.requestId, strategy=req.strategy, symbol=req.symbol, traceId=req.traceId, **fields
+            ),
+        )
 
     async def status(self) -> dict[str, Any]:
-        return {"completed": self.completed}
+        return {"completed": self.completed, "failed": self.failed, "last": self.last}

@@ -47,11 +47,21 @@ async def store_proposals(orc: Orchestrator, payload: dict[str, Any]) -> None:
     ]
     async with orc.session() as s, s.begin():
         s.add_all(rows)
+    what = f"{payload['strategy']} on {payload['symbol']}"
+    if payload.get("error"):
+        message = f"no parameter search for {what}: {payload['error']}"
+    elif rows:
+        message = f"{len(rows)} parameter proposal(s) for {what} await approval (better out of sample)"
+    else:
+        message = f"no parameter set for {what} did better out of sample than the current one: nothing to approve"
+    best = (payload.get("proposals") or [{}])[0]
     await orc.notify(
         "optimizer.proposals",
         "info",
-        f"{len(rows)} parameter proposal(s) for {payload['strategy']} on {payload['symbol']} await approval",
+        message,
         requestId=payload["requestId"],
+        outOfSample=best.get("outOfSample"),
+        currentOutOfSample=best.get("currentOutOfSample"),
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -145,12 +146,15 @@ class Runner:
 
     def __enter__(self) -> Runner:
         if self.workers > 1:
-            # forkserver: no fork of a process that runs threads (an agent's event loop); the
-            # command line may ask for fork, cheaper to start
-            method = self.start_method or "forkserver"
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context(method), initializer=_init, initargs=(self.study,)
-            )
+            # fork is the cheapest start (the workers inherit the study and the imports) but is
+            # only safe while this process runs no other thread: an agent (event loop, threads)
+            # gets forkserver, whose server has the engine imported once for all its workers
+            method = self.start_method or ("fork" if threading.active_count() == 1 else "forkserver")
+            ctx = multiprocessing.get_context(method)
+            if method == "forkserver":
+                ctx.set_forkserver_preload([__name__])
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init, initargs=(self.study,))
+            self._pool.submit(int).result()  # start the workers now, before any other thread appears
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from cli_trading.research.runs import Runner, Study
@@ -138,7 +139,11 @@ class Outcome:
     proposals: list[Proposal]
     evaluated: int  # distinct parameter sets backtested
     bars: int
+    times: Sequence[int] = ()  # each bar's open time, epoch seconds
     seconds: float = 0.0
+
+    def _dates(self, span: tuple[int, int]) -> list[str]:
+        return [datetime.fromtimestamp(self.times[i], UTC).isoformat() for i in (span[0], span[1] - 1)]
 
     def as_dict(self) -> dict[str, Any]:
         s = self.spec
@@ -152,7 +157,10 @@ class Outcome:
             "walkForward": {"windows": s.windows, "trainRatio": s.train_ratio, "anchored": s.anchored, "seed": s.seed},
             "current": self.current,
             "summary": summary(self.results),
-            "windows": [r.as_dict() for r in self.results],
+            "windows": [
+                {**r.as_dict(), "trainDates": self._dates(r.window.train), "testDates": self._dates(r.window.test)}
+                for r in self.results
+            ],
             "proposals": [p.as_dict() for p in self.proposals],
         }
 
@@ -192,6 +200,7 @@ def optimize(
         proposals(results, cur, limit=spec.limit, drawdown_weight=spec.drawdown_weight),
         evaluated,
         len(study.bars),
+        [int(b.ts.timestamp()) for b in study.bars],
         time.perf_counter() - started,
     )
 

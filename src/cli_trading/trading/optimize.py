@@ -29,6 +29,7 @@ from typing import Any
 from cli_trading.trading.strategies import build_strategy, params_model
 
 DRAWDOWN_WEIGHT = 0.5
+MIN_TEST_BARS = 24  # a day of hourly bars: fewer say nothing out of sample
 DAY = 86_400
 PERIODS_PER_YEAR = 365
 
@@ -97,13 +98,17 @@ class Window:
 
 def windows(n_bars: int, *, count: int = 4, train_ratio: float = 3.0, anchored: bool = False) -> list[Window]:
     """`count` walk-forward windows over `n_bars` bars: each tests on `test` bars right after
-    `train` = train_ratio x test bars, the tests back to back up to the last bar."""
+    `train` = train_ratio x test bars, the tests back to back up to the last bar (the first
+    window's train slice takes what the rounding leaves)."""
     if count < 1 or train_ratio <= 0:
         raise ValueError(f"need at least one window and a positive train ratio (got {count}, {train_ratio})")
     test = int(n_bars / (count + train_ratio))
     train = n_bars - count * test
-    if test < 2 or train < 2:
-        raise ValueError(f"{n_bars} bars are too few for {count} walk-forward windows")
+    if test < MIN_TEST_BARS:
+        raise ValueError(
+            f"{n_bars} bars are too few for {count} walk-forward windows: each would test on {test} bars"
+            f" (at least {MIN_TEST_BARS}); give more history or fewer windows"
+        )
     out = []
     for i in range(count):
         test_start = train + i * test
