@@ -85,7 +85,8 @@ class ParameterOptimizer(Agent):
         self.log.info("optimize.done", **self.last)
 
     async def publish(self, req: OptRequest, **fields: Any) -> None:
-        assert self.bus is not None  # set up by start(), before any message is consumed
+        if self.bus is None:  # set up by start(), before any message is consumed
+            raise RuntimeError("the optimizer publishes only once started")
         await self.bus.publish(
             Stream.OPT_RESULTS,
             OptResult(

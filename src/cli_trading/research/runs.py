@@ -54,7 +54,7 @@ class Study:
         if strategy not in models:
             names = ", ".join(models) or "none"
             raise ValueError(f"strategy {strategy!r} does not run on {self.symbol} (strategies there: {names})")
-        return models[strategy].params.model_dump()
+        return dict(models[strategy].params.model_dump())
 
     def config(self, strategy: str, params: Params | None) -> StrategyFile:
         """The strategies file with `strategy`'s parameters replaced by `params` (None: as is)."""
@@ -119,7 +119,8 @@ def _init(study: Study) -> None:
 
 def _evaluate(strategy: str, params: Params | None, study: Study | None = None) -> Trace | str:
     study = study or _STUDY
-    assert study is not None, "worker started without its study"
+    if study is None:
+        raise RuntimeError("worker started without its study")
     try:
         return trace(study, strategy, params)
     except ValueError as exc:  # parameters the strategy refuses: the search skips them

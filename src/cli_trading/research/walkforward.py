@@ -69,7 +69,8 @@ class Axis:
     def suggest(self, trial: Any) -> Any:
         if self.values:
             return trial.suggest_categorical(self.name, list(self.values))
-        assert self.low is not None and self.high is not None
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.name}: neither values nor a range")
         if self.integer:
             return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1))
         return trial.suggest_float(self.name, self.low, self.high, step=self.step)
@@ -166,7 +167,7 @@ class Outcome:
 
 
 def _complete(strategy: str, params: Mapping[str, Any]) -> Params:
-    return build_strategy(strategy, dict(params)).params.model_dump()
+    return dict(build_strategy(strategy, dict(params)).params.model_dump())
 
 
 def optimize(
