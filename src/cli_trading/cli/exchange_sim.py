@@ -110,4 +110,4 @@ def exchange_sim(
         f"exchange-sim (Binance spot API v3) on http://{host}:{port}, data {data_dir} ({state}), "
         f"API key {api_key!r}, markets {', '.join(rt.sim.markets)}"
     )
-    serve(app, host, port)
+    serve(app, host, port, data_dir)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
@@ -29,6 +30,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+log = structlog.get_logger("exchange-sim")
 TICK_S = 0.25  # how often the clock moves prices and fills resting orders
 CLOCK_SAVE_S = 1.0
 
@@ -72,7 +74,8 @@ def create_app(rt: Runtime) -> FastAPI:
     app.state.rt = rt
 
     @app.exception_handler(BinanceError)
-    async def _binance_error(_: Request, exc: BinanceError) -> JSONResponse:
+    async def _binance_error(request: Request, exc: BinanceError) -> JSONResponse:
+        log.info("refused", method=request.method, path=request.url.path, code=exc.code, msg=exc.msg)
         return JSONResponse(exc.body(), exc.status, headers=exc.headers)
 
     app.include_router(public.router)
@@ -175,6 +178,8 @@ class Gate:
         delay = self.rt.faults.latency_s(path)
         if delay:
             await asyncio.sleep(delay)
+        if refusal is not None:
+            log.warning("fault_injected", path=path, status=refusal.status)
         if refusal is not None and refusal.status >= 500:  # from the front, as a gateway answers: no JSON
             page = f"<html><body><h1>{refusal.status} Service Unavailable</h1></body></html>"
             await HTMLResponse(page, refusal.status)(scope, receive, send)
@@ -203,6 +208,7 @@ class Gate:
 
         await self.app(scope, receive, swallow)  # the order is done and on disk; its answer goes nowhere
         plan = self.rt.faults.plan
+        log.warning("fault_injected", path=scope["path"], kind="lose_answer", mode=plan.lose_answer_mode)
         if plan.lose_answer_mode == "error":
             exc = error(UNKNOWN_STATUS, 503)  # Binance's "execution status unknown"
             await JSONResponse(exc.body(), exc.status)(scope, receive, send)
@@ -212,5 +218,6 @@ class Gate:
         transport = getattr(getattr(send, "__self__", None), "transport", None)
         if transport is not None:
             transport.close()  # the client sees the connection end without an answer
-        else:  # a server without a reachable transport: an empty 504 is the closest thing
-            await JSONResponse({}, 504)(scope, receive, send)
+            await asyncio.sleep(0.05)  # uvicorn notices, and drops what follows without a complaint
+        # a server without a reachable transport: an empty 504 is the closest thing
+        await JSONResponse({}, 504)(scope, receive, send)

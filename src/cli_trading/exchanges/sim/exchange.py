@@ -13,6 +13,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from cli_trading.exchanges.sim import engine, views
 from cli_trading.exchanges.sim.engine import Balance, Book, Fill, Order
 from cli_trading.exchanges.sim.errors import (
@@ -31,6 +33,7 @@ from cli_trading.exchanges.sim.store import Store
 from cli_trading.exchanges.sim.tape import Clock, Tapes
 
 CLIENT_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
+log = structlog.get_logger("exchange-sim")
 DEFAULT_BALANCES = {"USDT": Decimal("10000"), "BTC": Decimal("0.1"), "ETH": Decimal("2")}
 
 
@@ -158,6 +161,7 @@ class SimExchange:
         self.by_client[order.client_id] = order
         self.fills.extend(fills)
         self._save(now, orders=[order], fills=fills, wallet=True)
+        log.info("order_placed", **_summary(order), fills=len(fills))
         return order, fills
 
     def _new_order(self, params: dict[str, str], m: Market, now: float) -> Order:
@@ -232,6 +236,7 @@ class SimExchange:
             raise error(UNKNOWN_ORDER)
         engine.cancel(order, self.markets[order.symbol], self.wallet, int(now * 1000))
         self._save(now, orders=[order], wallet=True)
+        log.info("order_cancelled", **_summary(order))
         return views.cancelled(
             order, params.get("newClientOrderId") or "cancel" + secrets.token_hex(8), int(now * 1000)
         )
@@ -291,6 +296,8 @@ class SimExchange:
             self.fills.extend(fills)
             touched = {f.order_id for f in fills}
             self._save(now, orders=[self.orders[i] for i in touched], fills=fills, wallet=True)
+            for i in touched:
+                log.info("resting_order_filled", **_summary(self.orders[i]), price=str(price))
         return fills
 
     def tick(self, now: float) -> list[Fill]:
@@ -319,6 +326,7 @@ class SimExchange:
         m = self.market(symbol)
         raw = Decimal(repr(self.tapes.price(symbol, self.clock.data_time(now))))
         self.scales[symbol] = m.round_price(price) / raw
+        log.info("admin_price_set", symbol=symbol, price=str(m.round_price(price)))
         fills = self.move(symbol, now)
         self._save(now)
         return fills
@@ -329,9 +337,24 @@ class SimExchange:
         if new < 0:
             raise ValueError(f"{asset} free balance would be {new}, below zero")
         bal.free = new
+        log.info("admin_balance_set", asset=asset, free=str(new))
         self._save(now, wallet=True)
         return bal
 
     def set_clock(self, now: float, *, speed: float | None, advance_s: float) -> None:
         self.clock.reanchor(now, speed=speed, advance_s=advance_s)
+        log.info("admin_clock_set", speed=self.clock.speed, advance_s=advance_s)
         self._save(now)
+
+
+def _summary(o: Order) -> dict[str, Any]:
+    return {
+        "orderId": o.order_id,
+        "clientOrderId": o.client_id,
+        "symbol": o.symbol,
+        "side": o.side,
+        "type": o.type,
+        "status": o.status,
+        "executedQty": str(o.executed),
+        "origQty": str(o.qty),
+    }

@@ -61,8 +61,9 @@ class Faults:
 
     def _take(self, kind: str) -> bool:
         """Consume one `<kind>_next`, else roll `<kind>_rate`."""
-        left = getattr(self.plan, f"{kind}_next")
-        hit = left > 0 or self.rng.random() < getattr(self.plan, f"{kind}_rate")
+        left: int = getattr(self.plan, f"{kind}_next")
+        rate: float = getattr(self.plan, f"{kind}_rate")
+        hit = left > 0 or self.rng.random() < rate
         if left > 0:
             setattr(self.plan, f"{kind}_next", left - 1)
         if hit:

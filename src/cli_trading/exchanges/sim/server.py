@@ -8,6 +8,7 @@ from typing import Any
 
 import uvicorn
 
+from cli_trading import logs
 from cli_trading.exchanges.sim.app import Gate, Runtime, create_app
 from cli_trading.exchanges.sim.exchange import SimConfig, SimExchange
 from cli_trading.exchanges.sim.faults import FaultPlan, Faults, RateLimiter
@@ -24,9 +25,10 @@ def build(
     return rt, Gate(create_app(rt), rt)
 
 
-def serve(app: Any, host: str, port: int) -> None:
-    """Run until SIGINT/SIGTERM; an answer held back by a fault does not delay the stop for long."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=1, lifespan="on")
-    )
-    server.run()
+def serve(app: Any, host: str, port: int, data_dir: Path) -> None:
+    """Run until SIGINT/SIGTERM; an answer held back by a fault does not delay the stop for long.
+    JSON logs (orders, fills, cancels, refusals, faults, admin changes) on stderr and in
+    `<data dir>/logs/exchange-sim.log`."""
+    logs.configure("exchange-sim", data_dir / "logs")
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=1, lifespan="on")
+    uvicorn.Server(config).run()
