@@ -41,12 +41,17 @@ def exchange_sim(
     ),
     api_key: Annotated[str, typer.Option(envvar="EXCHANGE_SIM_API_KEY", help="the API key it accepts")] = REHEARSAL_KEY,
     api_secret: Annotated[
-        str, typer.Option(envvar="EXCHANGE_SIM_API_SECRET", help="the API secret it accepts", show_default=False)
+        str, typer.Option(envvar="EXCHANGE_SIM_API_SECRET", help="the API secret it accepts (a rehearsal secret)")
     ] = REHEARSAL_SECRET,
     balance: Annotated[
         list[str] | None, typer.Option(help="starting balance ASSET=AMOUNT, repeatable (a new data dir only)")
     ] = None,
-    speed: Annotated[float, typer.Option(help="seconds of candle data per wall second (0 freezes prices)")] = 60.0,
+    speed: Annotated[
+        float | None,
+        typer.Option(
+            help="seconds of candle data per wall second, 0 freezes prices (default: as saved in the data dir, else 60)"
+        ),
+    ] = None,
     depth: Annotated[str, typer.Option(help="book depth: quote value per level and per price move")] = "5000",
     fee_rate: Annotated[str, typer.Option(help="commission rate, maker and taker")] = "0.001",
     candles: Annotated[Path | None, typer.Option(help="folder of your own candle files (default: shipped)")] = None,
@@ -80,7 +85,7 @@ def exchange_sim(
     except (InvalidOperation, ValidationError) as exc:
         typer.secho(f"exchange-sim: bad option: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
-    if speed < 0 or book.depth <= 0 or not 0 <= book.fee_rate < 1:
+    if (speed is not None and speed < 0) or book.depth <= 0 or not 0 <= book.fee_rate < 1:
         typer.secho("exchange-sim: --speed must be >= 0, --depth > 0, --fee-rate in [0, 1)", fg="red", err=True)
         raise typer.Exit(2)
     try:

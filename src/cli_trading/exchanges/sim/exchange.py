@@ -34,6 +34,7 @@ from cli_trading.exchanges.sim.tape import Clock, Tapes
 
 CLIENT_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 log = structlog.get_logger("exchange-sim")
+DEFAULT_SPEED = 60.0
 DEFAULT_BALANCES = {"USDT": Decimal("10000"), "BTC": Decimal("0.1"), "ETH": Decimal("2")}
 
 
@@ -43,7 +44,7 @@ class SimConfig:
     api_secret: str = "sim-secret"  # noqa: S105 - the simulator's public test credential
     markets: tuple[Market, ...] = DEFAULT_MARKETS
     book: Book = field(default_factory=Book)
-    speed: float = 60.0
+    speed: float | None = None  # None: as saved in the data dir, else DEFAULT_SPEED
     balances: dict[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_BALANCES))
     request_limit: int = 6000  # requests per minute before 429
     candles: Path | None = None  # your own candle files instead of the shipped ones
@@ -86,8 +87,9 @@ class SimExchange:
         self.fills: list[Fill] = loaded.fills
         self.wallet = loaded.wallet
         meta = loaded.meta
-        clock = meta.get("clock", {"data_time": self.tapes.default_start(), "speed": config.speed})
-        self.clock = Clock(now, float(clock["data_time"]), float(clock["speed"]))
+        clock = meta.get("clock", {"data_time": self.tapes.default_start(), "speed": DEFAULT_SPEED})
+        speed = config.speed if config.speed is not None else float(clock["speed"])
+        self.clock = Clock(now, float(clock["data_time"]), speed)
         self.scales = {s: Decimal(v) for s, v in meta.get("scales", {}).items()}
         self.next_order_id = int(meta.get("next_order_id", 1))
         self.next_trade_id = int(meta.get("next_trade_id", 1))
