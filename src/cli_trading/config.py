@@ -73,6 +73,23 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}:***@{host}" if ":" in userinfo else url
 
 
+def live_problems(s: Settings) -> None:
+    """Live mode with settings that cannot work: say what to change."""
+    if not (s.exchange_api_key or s.exchange_api_key_file):
+        raise ValueError("TRADING_MODE=live needs EXCHANGE_API_KEY_FILE (or EXCHANGE_API_KEY)")
+    if not (s.exchange_api_secret or s.exchange_api_secret_file):
+        raise ValueError("TRADING_MODE=live needs EXCHANGE_API_SECRET_FILE (or EXCHANGE_API_SECRET)")
+    for name in ("exchange_api_key_file", "exchange_api_secret_file"):
+        path = getattr(s, name)
+        if path and not Path(path).is_file():
+            raise ValueError(f"{name.upper()}={path}: no such file")
+    if s.exchange_url and not s.exchange_url.startswith(("http://", "https://")):
+        raise ValueError(f"EXCHANGE_URL={s.exchange_url!r} must start with http:// or https://")
+    quotes = {sym.split("-", 1)[-1] for sym in s.symbol_list}
+    if len(quotes) != 1:
+        raise ValueError(f"SYMBOLS={s.symbols!r}: live mode trades against one quote currency, got {sorted(quotes)}")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
 
@@ -113,6 +130,7 @@ class Settings(BaseSettings):
     speed: float = 1.0
     market_feed: Literal["replay", "ccxt"] = "replay"  # ccxt: live public candles from EXCHANGE_ID
     market_timeframe: str = "1h"
+    market_poll_s: float = Field(default=300.0, gt=0)  # live candles: the longest wait between polls
     market_data_dir: Path | None = (
         None  # your own candles: <SYMBOL>_<label>.csv[.gz], columns ts,open,high,low,close,volume
     )
@@ -135,6 +153,20 @@ class Settings(BaseSettings):
     exchange_api_key_file: str | None = None
     exchange_api_secret: str | None = Field(default=None, repr=False)
     exchange_api_secret_file: str | None = None
+    # live trading (docs/live-trading.md)
+    orchestrator_url: str | None = None  # where the executor asks for a drift halt (default: this host)
+    exchange_url: str | None = None  # the exchange's REST base URL instead of the real one (the simulator)
+    exchange_max_rps: float = Field(default=10.0, gt=0, le=1000)  # ceiling of requests per second
+    exchange_poll_s: float = Field(default=1.0, gt=0)  # how often open orders are followed
+    exchange_resolve_window_s: float = Field(default=15.0, gt=0)  # an unanswered order is found by then
+    exchange_markets_refresh_s: float = Field(default=3600.0, gt=0)
+    exchange_unknown_orders: Literal["cancel", "ignore"] = "cancel"  # open orders the ledger does not know
+    reconcile_interval_s: float = Field(default=30.0, gt=0)
+    reconcile_drift_limit: Decimal = Field(default=Decimal("10"), ge=0)  # in the quote currency
+    # caps in live mode (0 = no cap): notional per order and per UTC day, orders open at once
+    live_max_order_notional: Decimal = Field(default=Decimal("1000"), ge=0)
+    live_max_daily_notional: Decimal = Field(default=Decimal("10000"), ge=0)
+    live_max_open_orders: int = Field(default=5, ge=0)
     notify_config: str | None = None
 
     @field_validator("daily_target_pct", "daily_loss_limit_pct")
@@ -146,8 +178,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        if self.trading_mode == "live" and not (self.exchange_api_key or self.exchange_api_key_file):
-            raise ValueError("TRADING_MODE=live needs EXCHANGE_API_KEY or EXCHANGE_API_KEY_FILE")
+        if self.trading_mode == "live":
+            live_problems(self)
         return self
 
     # -- derived -------------------------------------------------------------------------

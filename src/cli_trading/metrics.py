@@ -36,3 +36,11 @@ SUPERVISED_RESTARTS = Gauge(
     "supervised_process_restarts", "Restarts of a process by cli-trading up since it started", ["process"]
 )
 SUPERVISED_CRASH_LOOP = Gauge("supervised_process_crash_loop", "1 while the process is in a crash loop", ["process"])
+
+# live trading: reconciliation with the exchange (the executor's desk)
+RECON_DRIFT = Gauge(
+    "trading_reconciliation_drift", "Drift between the exchange and the ledger, in the quote currency", ["asset"]
+)
+RECON_DRIFT_TOTAL = Gauge("trading_reconciliation_drift_total", "Total drift, in the quote currency")
+EXCHANGE_BACKOFFS = Counter("exchange_rate_limit_backoffs", "429/418 answers from the exchange honoured")
+EXCHANGE_OPEN_ORDERS = Gauge("exchange_open_orders", "Orders open at the exchange that the executor follows")

@@ -106,10 +106,25 @@ def test_limits_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_live_mode_needs_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="EXCHANGE_API_KEY"):
         load_settings(trading_mode="live")
-    assert load_settings(trading_mode="live", exchange_api_key="k").trading_mode == "live"
-    key = tmp_path / "key"
+    with pytest.raises(ConfigError, match="EXCHANGE_API_SECRET"):
+        load_settings(trading_mode="live", exchange_api_key="k")
+    assert load_settings(trading_mode="live", exchange_api_key="k", exchange_api_secret="s").trading_mode == "live"
+    key, sec = tmp_path / "key", tmp_path / "secret"
     key.write_text("k\n")
-    assert load_settings(trading_mode="live", exchange_api_key_file=str(key)).trading_mode == "live"
+    sec.write_text("s\n")
+    ok = load_settings(trading_mode="live", exchange_api_key_file=str(key), exchange_api_secret_file=str(sec))
+    assert ok.trading_mode == "live"
+    with pytest.raises(ConfigError, match="EXCHANGE_API_SECRET_FILE=.*no such file"):
+        load_settings(trading_mode="live", exchange_api_key_file=str(key), exchange_api_secret_file=str(tmp_path / "x"))
+
+
+def test_live_mode_rejects_inconsistent_settings() -> None:
+    keys = {"trading_mode": "live", "exchange_api_key": "k", "exchange_api_secret": "s"}
+    with pytest.raises(ConfigError, match="one quote currency"):
+        load_settings(**keys, symbols="BTC-USDT,ETH-BTC")
+    with pytest.raises(ConfigError, match="EXCHANGE_URL"):
+        load_settings(**keys, exchange_url="127.0.0.1:7100")
+    assert load_settings(**keys, exchange_url="http://127.0.0.1:7100", symbols="BTC-USDT").exchange_url
 
 
 def test_live_mode_keys_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,6 +132,7 @@ def test_live_mode_keys_from_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(ConfigError):
         load_settings()
     monkeypatch.setenv("EXCHANGE_API_KEY", "abc")
+    monkeypatch.setenv("EXCHANGE_API_SECRET", "def")
     assert load_settings().exchange_api_key == "abc"
 
 

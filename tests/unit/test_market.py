@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cli_trading.market.bars import Bar, UnknownSymbol, available_symbols, bar_interval, load_bars
-from cli_trading.market.ccxt_feed import CcxtFeed, from_ccxt_symbol, ohlcv_to_bar, to_ccxt_symbol
+from cli_trading.market.ccxt_feed import CcxtFeed, from_ccxt_symbol, next_poll_in, ohlcv_to_bar, to_ccxt_symbol
 from cli_trading.market.replay import ReplayFeed, build_timeline
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "ccxt_ohlcv_btc_usd.json"
@@ -201,12 +201,22 @@ async def test_ccxt_feed_yields_each_closed_bar_once() -> None:
             bars.append(bar)
     assert not exchange.polls, "every recorded answer was asked for"
     assert bars == [ohlcv_to_bar("BTC-USD", row) for row in recording["closedBars"]]
-    assert sleep.delays == [60] * 3
+    # each wait ends just after the candle then forming closes (never more than poll_seconds)
+    assert len(sleep.delays) == 3 and all(0 < d <= 60 for d in sleep.delays)
     assert feed.state()["lastBar"] == {"BTC-USD": bars[-1].ts.isoformat()}
     # the recording is the shipped data: the feed converts it to the same Bars
     shipped = {b.ts: b for b in load_bars("BTC-USD")}
     assert all(shipped[b.ts] == b for b in bars)
     assert bars[0].ts == datetime(2019, 10, 17, 2, tzinfo=UTC)
+
+
+def test_the_feed_polls_just_after_each_close_whatever_the_timeframe() -> None:
+    hour = 3_600_000
+    close = 1_700_002_800  # a whole hour, in seconds
+    assert next_poll_in(close - 10, hour, cap_s=300, lag_s=1) == 11  # 10 s to the close, 1 s of lag
+    assert next_poll_in(close + 5, hour, cap_s=300, lag_s=1) == 300  # just polled: wait, at most the cap
+    assert next_poll_in(close - 0.5, 60_000, cap_s=300, lag_s=1) == 1.5  # 1m candles: every minute
+    assert next_poll_in(close, 86_400_000, cap_s=30, lag_s=1) == 30  # a daily candle: the cap
 
 
 async def test_ccxt_feed_retries_transient_errors_and_raises_others() -> None:

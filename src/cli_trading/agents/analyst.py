@@ -30,19 +30,20 @@ class MarketAnalyst(Agent):
         self.models: dict[str, dict[str, Strategy[Any]]] = {s: self.config.for_symbol(s) for s in symbols}
         self.last: dict[str, dict[str, Signal]] = {s: {} for s in symbols}
         self.windows: dict[str, deque[Bar]] = {s: deque(maxlen=WINDOW) for s in symbols}
-        self.feed = ReplayFeed(
-            self.settings.symbol_list, speed=self.settings.speed, folder=self.settings.market_data_dir
-        )
+        self.feed = self._feed()
         self.bars_published = 0
         self.halted_reason: str | None = None
 
     def _feed(self) -> Any:
         s = self.settings
         if s.market_feed == "ccxt":  # live public candles; the exchange object is closed on stop
-            import ccxt.async_support as ccxt
+            from cli_trading.exchanges.ccxt_adapter import create_ccxt
 
-            self.exchange = getattr(ccxt, s.exchange_id)({"enableRateLimit": True})
-            return CcxtFeed(self.exchange, s.symbol_list, timeframe=s.market_timeframe)
+            # public candles need no keys; EXCHANGE_URL points them at the simulator too
+            self.exchange = create_ccxt(s.exchange_id, "", "", url=s.exchange_url, max_rps=s.exchange_max_rps)
+            return CcxtFeed(
+                self.exchange, s.symbol_list, timeframe=s.market_timeframe, poll_seconds=s.market_poll_s
+            )
         return ReplayFeed(s.symbol_list, speed=s.speed, folder=s.market_data_dir)
 
     async def on_stop(self) -> None:

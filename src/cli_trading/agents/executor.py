@@ -7,6 +7,7 @@ status is published again instead). The halt gate is the last line of defence.""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -14,16 +15,17 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from cli_trading import metrics
-from cli_trading.agents.base import Agent, Subscription, secret
+from cli_trading.agents.base import Agent, Subscription
 from cli_trading.bus import Delivery, Handled, Outcome, PoisonMessage
 from cli_trading.contracts import Group, OrderMsg, StatusMsg, Stream
 from cli_trading.db import repo
+from cli_trading.exchanges import live
 from cli_trading.exchanges.base import ExchangeAdapter, ExecResult, OrderRequest
-from cli_trading.exchanges.ccxt_adapter import CcxtExchange
+from cli_trading.exchanges.desk import Desk
 from cli_trading.exchanges.paper import PaperExchange
 from cli_trading.haltgate import HaltGate
 from cli_trading.trading.halt import HaltState, allows
-from cli_trading.trading.ledger import Ledger, replay
+from cli_trading.trading.ledger import ZERO, Ledger, replay
 
 
 class TradeExecutor(Agent):
@@ -32,14 +34,12 @@ class TradeExecutor(Agent):
     adapter: ExchangeAdapter
     paper_ledger: Ledger | None = None
 
+    desk: Desk | None = None
+
     async def on_start(self) -> None:
         self.gate = HaltGate(self.redis)
         if self.settings.trading_mode == "live":
-            self.adapter = CcxtExchange.create(
-                self.settings.exchange_id,
-                secret(self.settings, "exchange_api_key") or "",
-                secret(self.settings, "exchange_api_secret") or "",
-            )
+            self.adapter, self.desk = await live.start_desk(self)
         else:
             async with self.session() as s:
                 self.paper_ledger = replay(self.settings.starting_cash, await repo.all_fills(s), {})
@@ -50,6 +50,9 @@ class TradeExecutor(Agent):
     async def on_stop(self) -> None:
         if hasattr(self, "adapter"):
             await self.adapter.close()
+
+    def loops(self) -> list[Callable[[], Awaitable[None]]]:
+        return live.loops(self, self.desk) if self.desk else []
 
     def subscriptions(self) -> list[Subscription]:
         return [Subscription(Stream.ORDERS, Group.EXEC, self.handle_orders, key=lambda p: p.get("orderId"))]
@@ -71,8 +74,10 @@ class TradeExecutor(Agent):
         else:
             fresh = await self._claim(msgs)
             results = await self._gated([m for m in msgs if m.orderId in fresh])
+            results = await live.hand_over(self.desk, results) if self.desk else results
             await self._settle(*self._rows(results))
-        statuses = await self._replayed_status([m for m in msgs if m.orderId not in fresh])
+        seen = [m for m in msgs if m.orderId not in fresh]
+        statuses = await self._replayed_status(await live.not_followed(self.desk, seen) if self.desk else seen)
         statuses += [self._status(m, r) for m, r in results]
         for m, r in results:
             self.audit("order:" + r.status, request_id=m.requestId, target=m.orderId, result=r.reason)
@@ -172,6 +177,9 @@ class TradeExecutor(Agent):
             for m, r in results
             if r.status == "filled"
         ]
+        for row, (_, r) in zip(fill_rows, [x for x in results if x[1].status == "filled"], strict=True):
+            if r.tracked is not None:  # live: what the exchange filled (a partial fill is less)
+                row["qty"] = r.tracked.fill_qty
         return order_rows, fill_rows
 
     async def _gated(self, msgs: list[OrderMsg]) -> list[tuple[OrderMsg, ExecResult]]:
@@ -182,8 +190,10 @@ class TradeExecutor(Agent):
             return [(m, await self._submit(m)) for m in msgs]
         if verdict == "unknown":
             return [(m, ExecResult("rejected", reason="halt_state_unknown")) for m in msgs]
-        # reduce_only / flatten: only orders that shrink a position may pass
-        held = self.paper_ledger.qty_of if self.paper_ledger else (lambda _s: Decimal(0))
+        # reduce_only / flatten: only orders that shrink a position may pass (live: what the
+        # exchange says is held)
+        held = self.desk.held if self.desk else self.paper_ledger.qty_of if self.paper_ledger else (lambda _s: ZERO)
+        msgs = [live.flatten_all(self.desk, m) for m in msgs] if self.desk else msgs
         state = HaltState(halted=True, mode=verdict.split(":", 1)[1])
         reducing = [m for m in msgs if allows(state, side=m.side, position_qty=held(m.symbol), qty=m.qty)]
         passed = await self.gate.gate([m.orderId for m in reducing], reducing=True) == "ok" if reducing else False
@@ -194,7 +204,7 @@ class TradeExecutor(Agent):
         return out
 
     async def _submit(self, m: OrderMsg) -> ExecResult:
-        req = OrderRequest(m.orderId, m.symbol, m.side, m.qty, m.price or Decimal(0))
+        req = live.request(m) if self.desk else OrderRequest(m.orderId, m.symbol, m.side, m.qty, m.price or ZERO)
         if req.price <= 0 and self.settings.trading_mode == "paper":
             return ExecResult("rejected", reason="no reference price")
         try:
@@ -218,6 +228,14 @@ class TradeExecutor(Agent):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
+    async def settle_one(self, m: OrderMsg, r: ExecResult) -> None:
+        """The desk's final word on an order it followed: ledger rows, then its exec.status."""
+        await self._settle(*self._rows([(m, r)]))
+        st = self._status(m, r)
+        metrics.ORDERS.labels(st.status).inc()
+        self.audit("order:" + r.status, request_id=m.requestId, target=m.orderId, result=r.reason)
+        await self.bus.publish(Stream.STATUS, st)  # type: ignore[union-attr]
+
     @staticmethod
     def _status(m: OrderMsg, r: ExecResult) -> StatusMsg:
         return StatusMsg(
@@ -226,7 +244,7 @@ class TradeExecutor(Agent):
             status=r.status,
             symbol=m.symbol,
             side=m.side,
-            qty=m.qty,
+            qty=r.tracked.fill_qty if r.tracked is not None and r.status == "filled" else m.qty,
             price=r.price,
             fee=r.fee,
             reason=r.reason,
@@ -236,6 +254,8 @@ class TradeExecutor(Agent):
     # -- HTTP ------------------------------------------------------------------------------
     async def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"adapter": self.adapter.name, "received": len(self.adapter.received)}
+        if self.desk:
+            out["exchange"] = self.desk.status()
         if self.paper_ledger:
             snap = self.paper_ledger.snapshot()
             out["paperAccount"] = {"cash": str(snap.cash), "equity": str(snap.equity)}

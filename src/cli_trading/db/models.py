@@ -222,3 +222,52 @@ class Param(Base):
 
 
 Index("ix_params_request_rank", Param.request_id, Param.id)
+
+
+# -- live trading: what the exchange has (db/exchange_repo.py) ------------------------------
+class ExchangeOrder(Base):
+    """An order as the exchange has it, tracked until its final status (live mode)."""
+
+    __tablename__ = "exchange_orders"
+    order_id: Mapped[str] = mapped_column(String(90), primary_key=True)  # ours = the client order id
+    symbol: Mapped[str] = mapped_column(String(20))
+    side: Mapped[str] = mapped_column(String(4))
+    type: Mapped[str] = mapped_column(String(10))
+    qty: Mapped[Decimal] = mapped_column(Money)
+    limit_price: Mapped[Decimal | None] = mapped_column(Money)
+    time_in_force: Mapped[str | None] = mapped_column(String(4))
+    status: Mapped[str] = mapped_column(String(20), index=True)  # new … filled/cancelled/rejected/expired
+    exchange_order_id: Mapped[str | None] = mapped_column(String(64))
+    filled: Mapped[Decimal] = mapped_column(Money)
+    reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ExchangeFill(Base):
+    """One trade of an order at the exchange (a partial fill is a row of its own), with the fee as
+    charged and in the quote currency. `fills` keeps one row per order for the PnL ledger."""
+
+    __tablename__ = "exchange_fills"
+    __table_args__ = (Index("ux_exchange_fills_trade", "order_id", "trade_id", unique=True),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(String(90), index=True)
+    trade_id: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime)
+    symbol: Mapped[str] = mapped_column(String(20))
+    side: Mapped[str] = mapped_column(String(4))
+    qty: Mapped[Decimal] = mapped_column(Money)
+    price: Mapped[Decimal] = mapped_column(Money)
+    fee_charged: Mapped[Decimal] = mapped_column(Money)
+    fee_currency: Mapped[str | None] = mapped_column(String(16))
+    fee_quote: Mapped[Decimal] = mapped_column(Money)
+
+
+class ExchangeBaseline(Base):
+    """The exchange's balances when live trading started: what the ledger's fills are added to
+    when reconciliation compares balances with the ledger."""
+
+    __tablename__ = "exchange_baseline"
+    asset: Mapped[str] = mapped_column(String(16), primary_key=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)

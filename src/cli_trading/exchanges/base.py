@@ -7,7 +7,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from cli_trading.exchanges.orders import Tracked
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,14 +20,19 @@ class OrderRequest:
     side: Literal["buy", "sell"]
     qty: Decimal
     price: Decimal  # the reference (mark) price at decision time
+    type: Literal["market", "limit"] = "market"
+    limit_price: Decimal | None = None
+    time_in_force: Literal["GTC", "IOC", "FOK"] = "GTC"
 
 
 @dataclass(frozen=True, slots=True)
 class ExecResult:
-    status: Literal["filled", "rejected", "failed"]
+    # pending: at the exchange and not final yet (a resting limit order, or not resolved yet)
+    status: Literal["filled", "rejected", "failed", "pending"]
     price: Decimal | None = None
     fee: Decimal = Decimal("0")
     reason: str | None = None
+    tracked: Tracked | None = None  # live: the order as the exchange has it (fills, fees as charged)
 
 
 @dataclass(frozen=True, slots=True)

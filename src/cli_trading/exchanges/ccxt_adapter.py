@@ -1,55 +1,337 @@
-"""Live execution through ccxt: a market order with our orderId as clientOrderId, so that the
-exchange itself refuses a duplicate. Thin on purpose; the exchange object is injected."""
+"""Live execution through ccxt, done properly.
+
+- Markets are loaded at start (and refreshed): amounts and prices go out at the market's
+  precision, and an order under the minimum amount or notional is refused before sending.
+- Our orderId is the client order id, so the exchange itself refuses a duplicate and we can ask
+  it what became of an order whose answer we never got: an ambiguous result (timeout, 5xx,
+  connection lost, a crash between send and answer) is resolved by querying the client order id,
+  never by sending again blindly, and never recorded `failed` while it may still fill.
+- Every order is tracked until the exchange states its final status; each trade is a fill with
+  its fee as charged, converted to the quote currency.
+- ccxt's rate limiter stays on, at no more than `max_rps` requests per second; a 429/418 backs
+  off as long as the exchange says (Retry-After).
+The pure parts live in `markets.py` and `orders.py`; this module does the I/O.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
+
+import structlog
 
 from cli_trading.exchanges.base import ExecResult, OrderRequest, Received, received_log
+from cli_trading.exchanges.markets import MarketRules, ccxt_symbol
+from cli_trading.exchanges.orders import Tracked, fills_of, outcome
+
+T = TypeVar("T")
+log = structlog.get_logger("exchange")
+
+try:  # ccxt's exception classes (a dependency of the project; imported lazily for speed elsewhere)
+    import ccxt.async_support as ccxt_async
+    from ccxt.base.errors import (
+        AuthenticationError,
+        BadSymbol,
+        DDoSProtection,
+        DuplicateOrderId,
+        ExchangeError,
+        ExchangeNotAvailable,
+        InsufficientFunds,
+        InvalidOrder,
+        NetworkError,
+        OrderNotFound,
+    )
+except ImportError as exc:  # pragma: no cover - ccxt is a hard dependency
+    raise RuntimeError("ccxt is required for live trading") from exc
+
+# What the pipeline says for each definite refusal (the reason names it clearly)
+_REFUSALS: tuple[tuple[type[Exception], str], ...] = (
+    (AuthenticationError, "exchange_auth_failed"),
+    (DuplicateOrderId, "duplicate_client_order_id"),
+    (InsufficientFunds, "insufficient_funds"),
+    (BadSymbol, "bad_symbol"),
+    (InvalidOrder, "invalid_order"),
+)
 
 
-def ccxt_symbol(symbol: str) -> str:
-    return symbol.replace("-", "/")
+def refusal_reason(exc: Exception) -> str | None:
+    """A definite refusal by the exchange (nothing was placed), or None when the order may exist."""
+    text = str(exc)
+    if isinstance(exc, InvalidOrder) and "Duplicate order" in text:
+        return "duplicate_client_order_id"  # Binance -2010 "Duplicate order sent."
+    for kind, reason in _REFUSALS:
+        if isinstance(exc, kind):
+            return reason
+    if isinstance(exc, ExchangeError) and not isinstance(exc, ExchangeNotAvailable):
+        return "exchange_error"  # a 4xx the exchange answered: it did not place the order
+    return None
+
+
+def create_ccxt(exchange_id: str, api_key: str, secret: str, *, url: str | None, max_rps: float) -> Any:
+    """A ccxt exchange object: spot only, the rate limiter on and no faster than `max_rps`, its
+    REST URLs pointed at `url` when given (the simulator, or a proxy)."""
+    klass = getattr(ccxt_async, exchange_id, None)
+    if klass is None:
+        raise ValueError(f"unknown ccxt exchange {exchange_id!r}")
+    ex = klass(
+        {
+            "apiKey": api_key,
+            "secret": secret,
+            "enableRateLimit": True,
+            "timeout": 10_000,
+            "options": {"fetchCurrencies": False, "fetchMarkets": {"types": ["spot"]}, "defaultType": "spot"},
+        }
+    )
+    ex.rateLimit = max(float(ex.rateLimit), 1000.0 / max_rps)
+    pace(ex, max_rps)
+    if url:
+        ex.urls["api"] = _repoint(ex.urls["api"], url.rstrip("/"))
+    return ex
+
+
+class Pacer:
+    """At most `rps` requests per second, spaced evenly, whatever ccxt's limiter thinks each
+    endpoint weighs (its weights let several light requests through at once)."""
+
+    def __init__(self, rps: float) -> None:
+        self.gap, self.next_at = 1.0 / rps, 0.0
+        self.lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self.lock:
+            now = time.monotonic()
+            if self.next_at > now:
+                await asyncio.sleep(self.next_at - now)
+            self.next_at = max(now, self.next_at) + self.gap
+
+
+def pace(ex: Any, rps: float) -> None:
+    """Every HTTP request of `ex` goes through one `Pacer` (ccxt sends them all through `fetch`)."""
+    pacer = Pacer(rps)
+    ex.raw_fetch = ex.fetch
+
+    async def paced(*args: Any, **kw: Any) -> Any:
+        await pacer.wait()
+        return await ex.raw_fetch(*args, **kw)
+
+    ex.fetch = paced
+
+
+def _repoint(v: Any, base: str) -> Any:
+    if isinstance(v, dict):
+        return {k: _repoint(x, base) for k, x in v.items()}
+    if isinstance(v, str) and v.startswith("https://"):
+        host_end = v.find("/", len("https://"))
+        return base + (v[host_end:] if host_end > 0 else "")
+    return v
 
 
 class CcxtExchange:
     name = "ccxt"
     settles_with_claim = False
 
-    def __init__(self, exchange: Any) -> None:
+    def __init__(
+        self,
+        exchange: Any,
+        *,
+        resolve_window_s: float = 15.0,
+        poll_s: float = 0.5,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.exchange = exchange
         self.received = received_log()
+        self.markets: dict[str, MarketRules] = {}
+        self.resolve_window_s, self.poll_s, self.sleep = resolve_window_s, poll_s, sleep
+        self.backoffs = 0  # 429/418 answers honoured
 
-    @classmethod
-    def create(cls, exchange_id: str, api_key: str, secret: str) -> CcxtExchange:
-        import ccxt.async_support as ccxt
+    # -- plumbing ----------------------------------------------------------------------------
+    async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, attempts: int = 8, **kw: Any) -> T:
+        """One ccxt call; a 429/418 waits as long as the exchange says (Retry-After) and tries again."""
+        for i in range(attempts):
+            try:
+                return await fn(*args, **kw)
+            except DDoSProtection:
+                self.backoffs += 1
+                if i == attempts - 1:
+                    raise
+                await self.sleep(self._retry_after(i))
+        raise AssertionError("unreachable")
 
-        klass = getattr(ccxt, exchange_id, None)
-        if klass is None:
-            raise ValueError(f"unknown ccxt exchange {exchange_id!r}")
-        return cls(klass({"apiKey": api_key, "secret": secret, "enableRateLimit": True}))
+    def _retry_after(self, attempt: int) -> float:
+        headers = getattr(self.exchange, "last_response_headers", None) or {}
+        raw = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+        try:
+            return min(float(raw), 120.0) if raw is not None else min(0.5 * 2**attempt, 30.0)
+        except ValueError:
+            return min(0.5 * 2**attempt, 30.0)
 
+    async def load_markets(self, reload: bool = False) -> dict[str, MarketRules]:
+        from ccxt.base.decimal_to_precision import TICK_SIZE
+
+        loaded = await self.call(self.exchange.load_markets, reload)
+        tick = getattr(self.exchange, "precisionMode", TICK_SIZE) == TICK_SIZE
+        self.markets = {r.symbol: r for r in (MarketRules.from_ccxt(m, tick_size=tick) for m in loaded.values())}
+        return self.markets
+
+    def rules(self, symbol: str) -> MarketRules | None:
+        return self.markets.get(symbol)
+
+    async def balances(self) -> dict[str, Decimal]:
+        """Total held per asset (free + locked in open orders)."""
+        bal = await self.call(self.exchange.fetch_balance)
+        return {k: Decimal(str(v)) for k, v in (bal.get("total") or {}).items() if v is not None}
+
+    async def rates(self, assets: set[str], quote: str) -> dict[str, Decimal]:
+        """Prices in the quote currency of assets fees were charged in (BNB…), when a market exists."""
+        out: dict[str, Decimal] = {}
+        for a in assets:
+            sym = f"{a}-{quote}"
+            if sym in self.markets:
+                t = await self.call(self.exchange.fetch_ticker, ccxt_symbol(sym))
+                if t.get("last") is not None:
+                    out[a] = Decimal(str(t["last"]))
+        return out
+
+    # -- orders ------------------------------------------------------------------------------
     async def submit(self, order: OrderRequest) -> ExecResult:
         self.received.append(Received(order.order_id, time.time(), order.symbol, order.side))
+        rules = self.rules(order.symbol)
+        if rules is None:
+            return ExecResult("rejected", reason=f"bad_symbol: {order.symbol} is not a market of the exchange")
+        amount = rules.amount(order.qty)
+        ref = order.limit_price or order.price
+        why = rules.refusal(order.qty, ref) if ref > 0 else None
+        if why:  # the risk manager checks this first; the exchange would refuse it anyway
+            return ExecResult("rejected", reason=f"{why}: {amount} {order.symbol} at {ref}")
+        t = await self.place(order, amount, rules)
+        if t is None:
+            return ExecResult("pending", reason="unresolved at the exchange (never re-sent)")
+        return await self.result(t, order)
+
+    async def place(self, order: OrderRequest, amount: Decimal, rules: MarketRules) -> Tracked | None:
+        """Send once; on an ambiguous answer, find out by client order id what the exchange has."""
+        params: dict[str, Any] = {"newClientOrderId": order.order_id}
+        price = None
+        if order.type == "limit":
+            price = float(rules.price(order.limit_price or order.price))
+            params["timeInForce"] = order.time_in_force
+        sent_at = time.monotonic()
+        for _ in range(4):
+            try:
+                res = await self.exchange.create_order(
+                    ccxt_symbol(order.symbol), order.type, order.side, float(amount), price, params
+                )
+                return Tracked(order.order_id).update(res)
+            except DDoSProtection:
+                # refused by the rate limit before it was processed: wait as told, then check before
+                # anything is sent again
+                self.backoffs += 1
+                await self.sleep(self._retry_after(0))
+                found = await self.lookup(order.order_id, order.symbol)
+                if found is not None:
+                    return found
+            except Exception as exc:  # noqa: BLE001 - ccxt raises many types; sorted below
+                reason = refusal_reason(exc)
+                if reason is not None:
+                    return _rejected(order.order_id, reason, exc)
+                log.warning("ambiguous order result, resolving by client order id", orderId=order.order_id,
+                            error=f"{type(exc).__name__}: {str(exc)[:160]}")
+                return await self.resolve(order.order_id, order.symbol, since=sent_at)
+        return await self.resolve(order.order_id, order.symbol, since=sent_at)
+
+    async def lookup(self, order_id: str, symbol: str) -> Tracked | None:
+        """The order as the exchange has it (by client order id), or None when it has none."""
         try:
-            res = await self.exchange.create_order(
-                ccxt_symbol(order.symbol),
-                "market",
-                order.side,
-                float(order.qty),
-                params={"clientOrderId": order.order_id},
-            )
-        except Exception as exc:  # noqa: BLE001 - ccxt raises many types; all mean "not filled"
-            kind = type(exc).__name__
-            status = "rejected" if kind in ("InsufficientFunds", "InvalidOrder", "BadSymbol") else "failed"
-            return ExecResult(status, reason=f"{kind}: {str(exc)[:200]}")
-        price = res.get("average") or res.get("price")
-        fee = (res.get("fee") or {}).get("cost") or 0
-        if res.get("status") in ("closed", "filled") or res.get("filled"):
-            return ExecResult("filled", Decimal(str(price)) if price else order.price, Decimal(str(fee)))
-        return ExecResult("failed", reason=f"order status {res.get('status')!r}")
+            res = await self.call(self.exchange.fetch_order, "", ccxt_symbol(symbol), {"clientOrderId": order_id})
+        except OrderNotFound:
+            return None
+        return Tracked(order_id).update(res)
+
+    async def resolve(self, order_id: str, symbol: str, *, since: float | None = None) -> Tracked | None:
+        """Ask until the exchange knows the order, or until a request sent at `since` can no longer
+        be accepted (its receive window is over): then it was never placed. None when the
+        exchange cannot be asked now (the caller keeps the order pending and asks again later)."""
+        window = self.resolve_window_s
+        deadline = (since or time.monotonic()) + window
+        while True:
+            try:
+                found = await self.lookup(order_id, symbol)
+            except NetworkError as exc:
+                found = None
+                if time.monotonic() > deadline + window:
+                    log.error("exchange unreachable while resolving", orderId=order_id, error=str(exc)[:160])
+                    return None
+            else:
+                if found is not None:
+                    return found
+                if time.monotonic() > deadline:
+                    return _rejected(order_id, "not_at_exchange", None)
+            await self.sleep(self.poll_s)
+
+    async def follow(self, t: Tracked, symbol: str, *, quote_rates: bool = True) -> Tracked:
+        """Bring a tracked order up to date: its status and its trades."""
+        if t.status == "rejected" and t.exchange_id is None:
+            return t
+        fresh = await self.lookup(t.order_id, symbol) if not t.final or t.exchange_id is None else t
+        if fresh is None:
+            return t
+        t = t.update({"status": _ccxt_status(fresh.status), "filled": str(fresh.filled), "id": fresh.exchange_id})
+        if t.filled > t.fill_qty and t.exchange_id:
+            t = t.update({"status": _ccxt_status(t.status), "filled": str(t.filled)}, await self.trades(t, symbol))
+        return t
+
+    async def trades(self, t: Tracked, symbol: str) -> list[Any]:
+        rules = self.rules(symbol)
+        base, quote = (rules.base, rules.quote) if rules else symbol.split("-", 1)
+        params = {"orderId": t.exchange_id}
+        raw = await self.call(self.exchange.fetch_my_trades, ccxt_symbol(symbol), None, None, params)
+        raw = [x for x in raw if str(x.get("order")) == t.exchange_id]
+        other = {(x.get("fee") or {}).get("currency") for x in raw} - {base, quote, None}
+        rates = await self.rates({str(a) for a in other}, quote) if other else {}
+        return fills_of(raw, base=base, quote=quote, rates=rates)
+
+    async def result(self, t: Tracked, order: OrderRequest) -> ExecResult:
+        """Follow a market order to its end (it ends at once on a real exchange); a limit order
+        comes back pending, to be followed by the executor's tracker."""
+        deadline = time.monotonic() + self.resolve_window_s
+        t = await self.follow(t, order.symbol)
+        while order.type == "market" and not t.settled() and time.monotonic() < deadline:
+            await self.sleep(self.poll_s)
+            t = await self.follow(t, order.symbol)
+        return as_result(t)
+
+    async def cancel(self, order_id: str, symbol: str) -> Tracked | None:
+        # already final (filled, cancelled) or never placed: the lookup says which
+        with contextlib.suppress(OrderNotFound):
+            await self.call(self.exchange.cancel_order, "", ccxt_symbol(symbol), {"clientOrderId": order_id})
+        return await self.lookup(order_id, symbol)
+
+    async def open_orders(self, symbols: list[str]) -> list[dict[str, Any]]:
+        """Open orders of the symbols we trade (one request per symbol: Binance weighs an
+        all-symbol request as forty)."""
+        out: list[dict[str, Any]] = []
+        for sym in symbols:
+            if sym in self.markets:
+                out += await self.call(self.exchange.fetch_open_orders, ccxt_symbol(sym))
+        return out
 
     async def close(self) -> None:
         await self.exchange.close()
+
+
+def _ccxt_status(status: str) -> str:
+    return {"new": "open", "partially_filled": "open", "filled": "closed", "cancelled": "canceled"}.get(status, status)
+
+
+def _rejected(order_id: str, reason: str, exc: Exception | None) -> Tracked:
+    return Tracked(order_id, status="rejected", rejection=reason if exc is None else f"{reason}: {str(exc)[:160]}")
+
+
+def as_result(t: Tracked) -> ExecResult:
+    status, note = outcome(t)
+    reason = t.rejection or note
+    return ExecResult(status, t.average, t.fee_quote, reason, tracked=t)

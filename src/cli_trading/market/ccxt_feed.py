@@ -2,7 +2,8 @@
 
 The exchange object (a `ccxt.async_support` exchange, or anything with the same
 `fetch_ohlcv(symbol, timeframe, since, limit)`) is injected; the caller creates and closes it.
-Each poll asks every symbol for candles since the last one seen and yields, oldest first, only
+Each poll (just after a candle closes, or every `poll_seconds` at most) asks every symbol for
+candles since the last one seen and yields, oldest first, only
 bars that are new (open time after the last one yielded for that symbol) and closed (open time +
 timeframe <= now): the candle still forming is left for a later poll. Transient ccxt errors
 (subclasses of ccxt's NetworkError) are counted and retried at the next poll; others propagate."""
@@ -31,6 +32,15 @@ def _transient(exc: BaseException) -> bool:
     return any(k.__name__ == "NetworkError" for k in type(exc).__mro__)
 
 
+def next_poll_in(now_s: float, tf_ms: int, *, cap_s: float, lag_s: float = 1.0) -> float:
+    """Seconds until just after the current candle closes (the exchange needs a moment to publish
+    it), never longer than `cap_s`: a new candle is seen within seconds of its close whatever the
+    timeframe, without asking the exchange every few seconds for a daily candle."""
+    now_ms = now_s * 1000
+    close_ms = (now_ms // tf_ms + 1) * tf_ms
+    return max(0.05, min(cap_s, (close_ms - now_ms) / 1000 + lag_s))
+
+
 def ohlcv_to_bar(symbol: str, row: Sequence[Any]) -> Bar:
     """One ccxt candle `[ms, open, high, low, close, volume]` to a Bar."""
     ms, *values = row[:6]
@@ -51,12 +61,13 @@ class CcxtFeed:
         since_ms: int | None = None,
         limit: int | None = None,
         poll_seconds: float = 30.0,
+        lag_s: float = 1.0,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.exchange, self.symbols, self.timeframe = exchange, list(dict.fromkeys(symbols)), timeframe
         self.tf_ms = int(parse_timeframe(timeframe).total_seconds() * 1000)
-        self.since_ms, self.limit, self.poll_seconds = since_ms, limit, poll_seconds
+        self.since_ms, self.limit, self.poll_seconds, self.lag_s = since_ms, limit, poll_seconds, lag_s
         self.sleep, self.clock = sleep, clock
         self.seen_ms: dict[str, int] = {}  # open time of the last bar yielded, per symbol
         self.last: dict[str, Bar] = {}
@@ -91,7 +102,7 @@ class CcxtFeed:
                 for bar in bars:
                     self.last[symbol] = bar
                     yield bar
-            await self.sleep(self.poll_seconds)
+            await self.sleep(next_poll_in(self.clock(), self.tf_ms, cap_s=self.poll_seconds, lag_s=self.lag_s))
 
     def state(self) -> dict[str, Any]:
         return {

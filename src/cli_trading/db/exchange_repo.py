@@ -1,0 +1,86 @@
+"""Repository functions for live trading's own tables: orders as the exchange has them, their
+trades (each partial fill a row), and the balance baseline reconciliation starts from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, cast
+
+from sqlalchemy import Table, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cli_trading.db.models import ExchangeBaseline, ExchangeFill, ExchangeOrder
+from cli_trading.db.repo import _insert
+from cli_trading.exchanges.orders import FINAL, Tracked
+
+ORDERS = cast(Table, ExchangeOrder.__table__)
+FILLS = cast(Table, ExchangeFill.__table__)
+BASELINE = cast(Table, ExchangeBaseline.__table__)
+_ORDER_COLS = ("symbol", "side", "type", "qty", "limit_price", "time_in_force")
+
+
+async def save_tracked(
+    session: AsyncSession, *, order: dict[str, Any], tracked: Tracked, now: datetime
+) -> None:
+    """Upsert the order's exchange state and add its trades not recorded yet (by trade id)."""
+    values = {
+        **{c: order[c] for c in _ORDER_COLS},
+        "order_id": tracked.order_id,
+        "status": tracked.status,
+        "exchange_order_id": tracked.exchange_id,
+        "filled": max(tracked.filled, tracked.fill_qty),
+        "reason": (tracked.rejection or "")[:200] or None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    stmt = _insert(session, ORDERS).values(**values)
+    update = {k: values[k] for k in ("status", "exchange_order_id", "filled", "reason", "updated_at")}
+    await session.execute(stmt.on_conflict_do_update(index_elements=["order_id"], set_=update))
+    rows = [
+        {
+            "order_id": tracked.order_id,
+            "trade_id": f.trade_id,
+            "ts": now,
+            "symbol": order["symbol"],
+            "side": order["side"],
+            "qty": f.qty,
+            "price": f.price,
+            "fee_charged": f.fee_charged,
+            "fee_currency": f.fee_currency,
+            "fee_quote": f.fee_quote,
+        }
+        for f in tracked.fills
+    ]
+    if rows:
+        ins = _insert(session, FILLS).values(rows)
+        await session.execute(ins.on_conflict_do_nothing(index_elements=["order_id", "trade_id"]))
+
+
+async def open_orders(session: AsyncSession) -> list[ExchangeOrder]:
+    """Orders not final at the exchange as far as we know."""
+    stmt = select(ExchangeOrder).where(ExchangeOrder.status.not_in(sorted(FINAL)))
+    return list((await session.scalars(stmt)).all())
+
+
+async def known_ids(session: AsyncSession, *, order_ids: Sequence[str]) -> set[str]:
+    if not order_ids:
+        return set()
+    stmt = select(ExchangeOrder.order_id).where(ExchangeOrder.order_id.in_(list(order_ids)))
+    return set((await session.scalars(stmt)).all())
+
+
+async def fills(session: AsyncSession) -> list[ExchangeFill]:
+    return list((await session.scalars(select(ExchangeFill).order_by(ExchangeFill.id))).all())
+
+
+async def baseline(session: AsyncSession) -> dict[str, Decimal]:
+    return {b.asset: b.amount for b in (await session.scalars(select(ExchangeBaseline))).all()}
+
+
+async def set_baseline(session: AsyncSession, *, amounts: dict[str, Decimal], now: datetime) -> None:
+    """Record the balances live trading starts from (assets not recorded yet only)."""
+    for asset, amount in amounts.items():
+        stmt = _insert(session, BASELINE).values(asset=asset, amount=amount, set_at=now)
+        await session.execute(stmt.on_conflict_do_nothing(index_elements=["asset"]))

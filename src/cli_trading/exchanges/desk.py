@@ -1,0 +1,249 @@
+"""The live desk: the trade executor's companion in live mode. It owns what lives at the exchange
+between one order message and the order's final status:
+
+- the markets (loaded at start, refreshed, published in Redis for the risk manager);
+- the balances (read from the exchange: the held quantities reduce_only and flatten use);
+- every order not final yet (a resting limit order, an order whose answer was lost, an order left
+  pending by a crash), followed until the exchange states its end, each trade recorded once;
+- on a halt, open orders cancelled (halt, flatten) or kept only when they reduce (reduce_only);
+- reconciliation: balances and open orders at the exchange against the ledger, drift published
+  (`RECON_KEY`, metrics) and, past the limit, the halt `reconciliation_drift`.
+The decisions are pure (`orders.py`, `markets.py`, `reconcile.py`); this class does the I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import structlog
+
+from cli_trading import metrics
+from cli_trading.contracts import OrderMsg, iso
+from cli_trading.db import exchange_repo, repo
+from cli_trading.exchanges.base import ExecResult
+from cli_trading.exchanges.ccxt_adapter import CcxtExchange, as_result
+from cli_trading.exchanges.markets import MARKETS_KEY, ccxt_symbol
+from cli_trading.exchanges.orders import Tracked
+from cli_trading.exchanges.reconcile import DriftWatch, Report, drifts, expected_balances
+
+BALANCES_KEY = "cli-trading:exchange:balances"  # JSON {asset: total}, for the risk manager
+RECON_KEY = "cli-trading:exchange:reconciliation"  # JSON report, for /pnl/status and `status`
+log = structlog.get_logger("desk")
+
+Settle = Callable[[OrderMsg, ExecResult], Awaitable[None]]
+Halt = Callable[[str], Awaitable[None]]
+
+
+@dataclass
+class Open:
+    msg: OrderMsg
+    tracked: Tracked
+    since: float = 0.0  # monotonic time we started looking for it (an order not found yet)
+
+
+def order_row(m: OrderMsg) -> dict[str, Any]:
+    limit = m.type == "limit"
+    return {
+        "symbol": m.symbol,
+        "side": m.side,
+        "type": m.type,
+        "qty": m.qty,
+        "limit_price": m.price if limit else None,
+        "time_in_force": getattr(m, "timeInForce", None) or ("GTC" if limit else None),
+    }
+
+
+class Desk:
+    def __init__(
+        self,
+        adapter: CcxtExchange,
+        *,
+        sessions: Any,
+        redis: Any,
+        settle: Settle,
+        halt: Halt,
+        clock: Callable[[], Any],
+        quote: str,
+        symbols: list[str],
+        drift_limit: Decimal,
+        unknown_orders: str = "cancel",
+    ) -> None:
+        self.ex, self.sessions, self.redis = adapter, sessions, redis
+        self.settle, self.halt, self.clock, self.quote, self.symbols = settle, halt, clock, quote, symbols
+        self.open: dict[str, Open] = {}
+        self.balances: dict[str, Decimal] = {}
+        self.report: Report | None = None
+        self.watch = DriftWatch(drift_limit)
+        self.unknown_policy = unknown_orders
+        self.markets_at = 0.0
+
+    # -- markets and balances ----------------------------------------------------------------
+    async def refresh_markets(self) -> None:
+        rules = await self.ex.load_markets(reload=bool(self.markets_at))
+        self.markets_at = time.monotonic()
+        await self.redis.set(MARKETS_KEY, orjson.dumps({s: r.to_json() for s, r in rules.items()}))
+
+    async def refresh_balances(self) -> dict[str, Decimal]:
+        self.balances = await self.ex.balances()
+        await self.redis.set(BALANCES_KEY, orjson.dumps({k: str(v) for k, v in self.balances.items()}))
+        return self.balances
+
+    def held(self, symbol: str) -> Decimal:
+        """What the exchange says is held of the symbol's base asset (free and in open orders)."""
+        rules = self.ex.rules(symbol)
+        base = rules.base if rules else symbol.split("-", 1)[0]
+        return self.balances.get(base, Decimal(0))
+
+    # -- start ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.refresh_markets()
+        await self.refresh_balances()
+        async with self.sessions() as s, s.begin():
+            await exchange_repo.set_baseline(s, amounts=self.balances, now=self.clock())
+        await self.recover()
+        await self.reconcile()
+
+    async def recover(self) -> None:
+        """Orders a previous life left without a final status (a crash between send and answer,
+        an answer lost, a resting limit order): ask the exchange, by client order id, never send."""
+        async with self.sessions() as s:
+            pending = {o.order_id: o for o in await repo.stale_pending_orders(s)}
+        for oid, o in pending.items():
+            msg = OrderMsg.model_validate(
+                {"orderId": oid, "requestId": o.request_id, "symbol": o.symbol, "side": o.side, "qty": o.qty,
+                 "type": o.type}
+            )
+            t = await self.ex.resolve(oid, o.symbol)
+            if t is None:  # the exchange cannot be asked now: keep following it
+                self.open[oid] = Open(msg, Tracked(oid), time.monotonic())
+                continue
+            log.info("order from before the restart resolved", orderId=oid, status=t.status)
+            await self.track(msg, t)
+
+    # -- following orders ------------------------------------------------------------------------
+    async def track(self, msg: OrderMsg, t: Tracked) -> None:
+        """Record what the exchange has; settle when final, else keep following."""
+        t = await self.ex.follow(t, msg.symbol) if t.exchange_id or t.status != "rejected" else t
+        await self._save(msg, t)
+        if t.settled() or (t.final and not t.exchange_id):
+            self.open.pop(msg.orderId, None)
+            await self.settle(msg, as_result(t))
+            await self.refresh_balances()
+        else:
+            prev = self.open.get(msg.orderId)
+            self.open[msg.orderId] = Open(msg, t, prev.since if prev else time.monotonic())
+
+    async def follow_later(self, msg: OrderMsg, t: Tracked) -> None:
+        """An order not final yet (resting, or its answer lost): the tick follows it."""
+        await self._save(msg, t)
+        self.open[msg.orderId] = Open(msg, t, time.monotonic())
+
+    async def record(self, msg: OrderMsg, t: Tracked) -> None:
+        """A final result the executor settles itself: only its exchange rows."""
+        await self._save(msg, t)
+
+    async def _save(self, msg: OrderMsg, t: Tracked) -> None:
+        async with self.sessions() as s, s.begin():
+            await exchange_repo.save_tracked(s, order=order_row(msg), tracked=t, now=self.clock())
+
+    async def tick(self, halt_state: Any) -> None:
+        """Follow every open order once; on a halt, cancel what may not stay."""
+        for oid, o in list(self.open.items()):
+            try:
+                if halt_state is not None and halt_state.halted and not self._may_stay(o, halt_state.mode):
+                    log.info("cancelling an open order on halt", orderId=oid, mode=halt_state.mode)
+                    cancelled = await self.ex.cancel(oid, o.msg.symbol)
+                    t = o.tracked.update(_ccxt(cancelled)) if cancelled else o.tracked
+                elif o.tracked.exchange_id:
+                    t = o.tracked
+                else:
+                    t = await self._find(o)
+                await self.track(o.msg, t)
+            except Exception as exc:  # noqa: BLE001 - one order's trouble must not stop the others
+                log.warning("could not follow an order", orderId=oid, error=f"{type(exc).__name__}: {exc}"[:200])
+
+    async def _find(self, o: Open) -> Tracked:
+        """An order whose fate is unknown: the exchange has it, or, once a request could no longer
+        be accepted (the resolve window is over), it was never placed."""
+        found = await self.ex.lookup(o.msg.orderId, o.msg.symbol)
+        if found is not None:
+            return found
+        if time.monotonic() - o.since > self.ex.resolve_window_s:
+            return Tracked(o.msg.orderId, status="rejected", rejection="not_at_exchange")
+        return o.tracked
+
+    def _may_stay(self, o: Open, mode: str) -> bool:
+        """reduce_only keeps a resting order only when it reduces (a sell within what is held)."""
+        if mode != "reduce_only":
+            return False
+        return o.msg.side == "sell" and o.msg.qty <= self.held(o.msg.symbol)
+
+    # -- reconciliation --------------------------------------------------------------------------
+    async def reconcile(self) -> Report:
+        balances = await self.refresh_balances()
+        at_exchange = await self.ex.open_orders(self.symbols)
+        async with self.sessions() as s:
+            baseline = await exchange_repo.baseline(s)
+            trades = await exchange_repo.fills(s)
+            ids = [str(o.get("clientOrderId") or "") for o in at_exchange]
+            known = await exchange_repo.known_ids(s, order_ids=ids) | set(self.open)
+        unknown = [o for o in at_exchange if str(o.get("clientOrderId") or "") not in known]
+        await self._unknown(unknown)
+        prices = await self._prices(set(balances) | {t.symbol.split("-")[0] for t in trades})
+        expected = expected_balances(baseline, trades)
+        ignored = unknown if self.unknown_policy == "ignore" else []
+        unknown_ids = [str(o.get("clientOrderId") or o.get("id")) for o in ignored]
+        self.report = Report(drifts(balances, expected, prices=prices, quote=self.quote), unknown_ids, [])
+        await self._publish(self.report)
+        note = self.watch.observe(self.report)
+        if note:
+            log.error("reconciliation drift past the limit", note=note)
+            await self.halt(note)
+        return self.report
+
+    async def _unknown(self, orders: list[dict[str, Any]]) -> None:
+        """The documented policy for open orders the ledger does not know: `cancel` (default: the
+        bot trades alone on its account), `ignore` (count them as drift; someone else trades)."""
+        if self.unknown_policy != "cancel":
+            return
+        for o in orders:
+            with contextlib.suppress(Exception):
+                log.warning("cancelling an open order unknown to the ledger", clientOrderId=o.get("clientOrderId"))
+                await self.ex.call(self.ex.exchange.cancel_order, o["id"], o["symbol"])
+
+    async def _prices(self, assets: set[str]) -> dict[str, Decimal]:
+        out: dict[str, Decimal] = {}
+        for a in assets - {self.quote}:
+            if f"{a}-{self.quote}" in self.ex.markets:
+                with contextlib.suppress(Exception):
+                    t = await self.ex.call(self.ex.exchange.fetch_ticker, ccxt_symbol(f"{a}-{self.quote}"))
+                    out[a] = Decimal(str(t["last"]))
+        return out
+
+    async def _publish(self, r: Report) -> None:
+        body = {"ts": iso(self.clock()), "quote": self.quote, **r.to_api()}
+        await self.redis.set(RECON_KEY, orjson.dumps(body))
+        metrics.RECON_DRIFT.clear()
+        for a in r.assets:
+            metrics.RECON_DRIFT.labels(a.asset).set(float(a.value))
+        metrics.RECON_DRIFT_TOTAL.set(float(r.value))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "markets": len(self.ex.markets),
+            "openOrders": sorted(self.open),
+            "balances": {k: str(v) for k, v in self.balances.items() if v},
+            "reconciliation": self.report.to_api() if self.report else None,
+            "rateLimitBackoffs": self.ex.backoffs,
+        }
+
+
+def _ccxt(t: Tracked) -> dict[str, Any]:
+    status = {"new": "open", "partially_filled": "open", "filled": "closed", "cancelled": "canceled"}
+    return {"status": status.get(t.status, t.status), "filled": str(t.filled), "id": t.exchange_id}

@@ -1,0 +1,169 @@
+"""Wiring of live mode into the trade executor: building the exchange and its desk from the
+settings, the desk's loops, and the few places where live execution differs from paper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import structlog
+
+from cli_trading.agents.base import StartupError, secret
+from cli_trading.contracts import HaltMode, OrderMsg
+from cli_trading.exchanges.base import ExecResult, OrderRequest
+from cli_trading.exchanges.ccxt_adapter import AuthenticationError, CcxtExchange, create_ccxt
+from cli_trading.exchanges.desk import Desk
+from cli_trading.exchanges.reconcile import REASON as DRIFT_REASON
+
+if TYPE_CHECKING:
+    from cli_trading.agents.executor import TradeExecutor
+
+log = structlog.get_logger("live")
+FLATTEN_PREFIX = "flatten-"  # the orchestrator's flatten runs
+
+
+def quote_of(symbols: list[str]) -> str:
+    return symbols[0].split("-", 1)[1] if symbols and "-" in symbols[0] else "USDT"
+
+
+async def start_desk(agent: TradeExecutor) -> tuple[CcxtExchange, Desk]:
+    s = agent.settings
+    key, sec = secret(s, "exchange_api_key"), secret(s, "exchange_api_secret")
+    if not key or not sec:
+        raise StartupError("live mode needs EXCHANGE_API_KEY_FILE and EXCHANGE_API_SECRET_FILE")
+    ex = create_ccxt(s.exchange_id, key, sec, url=s.exchange_url, max_rps=s.exchange_max_rps)
+    adapter = CcxtExchange(ex, resolve_window_s=s.exchange_resolve_window_s)
+    desk = Desk(
+        adapter,
+        sessions=agent.session,
+        redis=agent.redis,
+        settle=agent.settle_one,
+        halt=lambda note: request_halt(agent, note),
+        clock=agent.clock,
+        quote=quote_of(s.symbol_list),
+        symbols=s.symbol_list,
+        drift_limit=s.reconcile_drift_limit,
+        unknown_orders=s.exchange_unknown_orders,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            await desk.start()
+            break
+        except Exception as exc:  # noqa: BLE001 - the exchange may come up after us
+            if isinstance(exc, AuthenticationError):  # no use retrying: say what to fix
+                await adapter.close()
+                raise StartupError(
+                    f"exchange {s.exchange_id} refused the API key or secret ({str(exc)[:160]}): check "
+                    "EXCHANGE_API_KEY_FILE and EXCHANGE_API_SECRET_FILE (trade permission, no withdrawal)"
+                ) from exc
+            if time.monotonic() > deadline:
+                await adapter.close()
+                raise StartupError(f"exchange {s.exchange_id} not usable: {type(exc).__name__}: {exc}") from exc
+            log.warning("exchange not ready, retrying", error=f"{type(exc).__name__}: {str(exc)[:160]}")
+            await asyncio.sleep(2)
+    log.info("live desk ready", exchange=s.exchange_id, markets=len(adapter.markets), url=s.exchange_url)
+    return adapter, desk
+
+
+def loops(agent: TradeExecutor, desk: Desk) -> list[Callable[[], Awaitable[None]]]:
+    s = agent.settings
+
+    async def every(period: float, step: Callable[[], Awaitable[Any]], what: str) -> None:
+        while not agent.stop_event.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(agent.stop_event.wait(), period)
+            if agent.stop_event.is_set():
+                return
+            try:
+                await step()
+            except Exception as exc:  # noqa: BLE001 - the loop goes on; the next round retries
+                log.warning(f"{what} failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+
+    async def follow() -> None:
+        await every(s.exchange_poll_s, lambda: _tick(agent, desk), "following open orders")
+
+    async def reconcile() -> None:
+        await every(s.reconcile_interval_s, desk.reconcile, "reconciliation")
+
+    async def markets() -> None:
+        await every(s.exchange_markets_refresh_s, desk.refresh_markets, "markets refresh")
+
+    return [follow, reconcile, markets]
+
+
+async def _tick(agent: TradeExecutor, desk: Desk) -> None:
+    if desk.open:
+        await desk.tick(await agent.gate.read())
+
+
+async def hand_over(desk: Desk, results: list[tuple[OrderMsg, ExecResult]]) -> list[tuple[OrderMsg, ExecResult]]:
+    """Orders not final at the exchange go to the desk (it settles them when they end); the final
+    ones get their exchange rows and are settled by the executor now."""
+    final = []
+    for m, r in results:
+        if r.tracked is None:  # refused before sending (halted, no market): nothing at the exchange
+            final.append((m, r))
+        elif r.status == "pending":
+            await desk.follow_later(m, r.tracked)
+        else:
+            await desk.record(m, r.tracked)
+            final.append((m, r))
+    if results:
+        await desk.refresh_balances()
+    return final
+
+
+async def not_followed(desk: Desk, msgs: list[OrderMsg]) -> list[OrderMsg]:
+    """Redelivered orders the desk follows get no status now: the desk gives the final one."""
+    return [m for m in msgs if m.orderId not in desk.open]
+
+
+def flatten_all(desk: Desk, m: OrderMsg) -> OrderMsg:
+    """A flatten sells what the exchange says is held, not what the ledger believes."""
+    if not m.requestId.startswith(FLATTEN_PREFIX) or m.side != "sell":
+        return m
+    rules = desk.ex.rules(m.symbol)
+    held = desk.held(m.symbol)
+    qty = rules.amount(held) if rules else held
+    return m.model_copy(update={"qty": qty}) if qty > 0 else m
+
+
+def request(m: OrderMsg) -> OrderRequest:
+    limit = m.type == "limit"
+    tif = str(getattr(m, "timeInForce", None) or "GTC").upper()
+    return OrderRequest(
+        m.orderId,
+        m.symbol,
+        m.side,
+        m.qty,
+        m.price or Decimal(0),
+        type=m.type,
+        limit_price=m.price if limit else None,
+        time_in_force=tif if tif in ("GTC", "IOC", "FOK") else "GTC",  # type: ignore[arg-type]  # checked
+    )
+
+
+async def request_halt(agent: TradeExecutor, note: str) -> None:
+    """The drift halt goes through the orchestrator's admin API, like an operator's: it is
+    recorded, notified (P1) and enforced everywhere once answered. Retried until answered."""
+    token = agent.guard.tokens.token if agent.guard.tokens.configured() else None
+    base = agent.settings.orchestrator_url or f"http://127.0.0.1:{agent.settings.port_of('orchestrator')}"
+    url = base.rstrip("/") + "/admin/orchestrate/halt"
+    body = {"reason": DRIFT_REASON, "note": note[:1000], "mode": HaltMode.HALT.value}
+    for attempt in range(10):
+        try:
+            async with httpx.AsyncClient(timeout=10) as c:
+                r = await c.post(url, json=body, headers={"X-Admin-Token": token or ""})
+            if r.status_code < 300:
+                log.error("halted: reconciliation drift", note=note)
+                return
+            log.error("drift halt refused", status=r.status_code, body=r.text[:200])
+        except httpx.HTTPError as exc:
+            log.error("drift halt not answered", error=str(exc)[:200])
+        await asyncio.sleep(min(2**attempt * 0.2, 5))

@@ -1,0 +1,78 @@
+"""`cli-trading exchange-sim` for tests: started on a free port in a folder of its own, driven
+through its /sim/ admin endpoints, stopped afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+KEY, SECRET = "sim-key", "sim-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Sim:
+    port: int
+    data_dir: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        r = httpx.request(method, self.url + path, json=body, headers={"X-MBX-APIKEY": KEY}, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def faults(self, **plan: Any) -> Any:
+        return self.admin("POST", "/sim/faults", plan)
+
+    def state(self) -> Any:
+        return self.admin("GET", "/sim/state")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def start_sim(data_dir: Path, *args: str, port: int | None = None) -> Sim:
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    python = os.environ.get("SIM_PYTHON", sys.executable)
+    cmd = [python, "-m", "cli_trading", "exchange-sim", "--port", str(port), "--data-dir", str(data_dir),
+           "--api-key", KEY, "--api-secret", SECRET, *args]
+    out = open(data_dir / "sim.out", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    sim = Sim(port, data_dir, proc)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError((data_dir / "sim.out").read_text()[-2000:])
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(sim.url + "/api/v3/time", timeout=1).status_code == 200:
+                return sim
+        time.sleep(0.3)
+    sim.stop()
+    raise AssertionError("exchange-sim did not start")

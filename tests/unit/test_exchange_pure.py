@@ -1,0 +1,98 @@
+"""The pure parts of live execution: market rules (precision, minimums), the order state machine,
+fees converted to the quote currency."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cli_trading.exchanges.markets import MarketRules, ccxt_symbol, our_symbol
+from cli_trading.exchanges.orders import Fill, Tracked, fee_in_quote, fills_of, outcome, status_of
+
+BTC = {
+    "symbol": "BTC/USDT",
+    "base": "BTC",
+    "quote": "USDT",
+    "precision": {"amount": 0.00001, "price": 0.01},
+    "limits": {"amount": {"min": 0.00001}, "cost": {"min": 10}},
+}
+
+
+def test_rules_from_ccxt_in_both_precision_modes() -> None:
+    r = MarketRules.from_ccxt(BTC)
+    assert (r.symbol, r.amount_step, r.price_step, r.min_notional) == ("BTC-USDT", D("0.00001"), D("0.01"), D("10"))
+    places = MarketRules.from_ccxt({**BTC, "precision": {"amount": 3, "price": 2}}, tick_size=False)
+    assert (places.amount_step, places.price_step) == (D("0.001"), D("0.01"))
+    assert MarketRules.from_json(r.to_json()) == r
+    assert ccxt_symbol("BTC-USDT") == "BTC/USDT" and our_symbol("BTC/USDT") == "BTC-USDT"
+
+
+def test_amounts_round_down_and_prices_to_the_tick() -> None:
+    r = MarketRules.from_ccxt(BTC)
+    assert r.amount(D("0.123456789")) == D("0.12345")
+    assert r.price(D("43123.456")) == D("43123.46")
+
+
+def test_minimum_amount_and_notional_name_the_reason() -> None:
+    r = MarketRules.from_ccxt(BTC)
+    assert r.refusal(D("0.000001"), D("40000")) == "min_amount"  # rounds to zero
+    assert r.refusal(D("0.0002"), D("40000")) == "min_notional"  # 8 USDT < 10
+    assert r.refusal(D("0.0003"), D("40000")) is None
+
+
+@given(st.decimals(min_value=D("0"), max_value=D("1000"), places=9))
+def test_rounded_amount_never_exceeds_the_request(q: D) -> None:
+    r = MarketRules.from_ccxt(BTC)
+    assert D(0) <= r.amount(q) <= q and q - r.amount(q) < D("0.00001")
+
+
+def test_status_of_ccxt_orders() -> None:
+    assert status_of({"status": "open", "filled": 0}) == "new"
+    assert status_of({"status": "open", "filled": "0.5"}) == "partially_filled"
+    assert status_of({"status": "closed", "filled": 1}) == "filled"
+    assert status_of({"status": "canceled"}) == "cancelled"
+    assert status_of({"status": "expired"}) == "expired"
+    assert status_of({"status": "rejected"}) == "rejected"
+
+
+def test_fees_in_the_quote_currency() -> None:
+    kw = {"base": "BTC", "quote": "USDT", "price": D("40000"), "rates": {"BNB": D("300")}}
+    assert fee_in_quote(D("0.4"), "USDT", **kw) == D("0.4")
+    assert fee_in_quote(D("0.00001"), "BTC", **kw) == D("0.40000")
+    assert fee_in_quote(D("0.001"), "BNB", **kw) == D("0.300")
+    assert fee_in_quote(D("1"), "XYZ", **kw) is None
+
+
+def trade(tid: str, qty: str, price: str, fee: str, cur: str) -> dict[str, object]:
+    return {"id": tid, "amount": qty, "price": price, "fee": {"cost": fee, "currency": cur}}
+
+
+def test_partial_fills_are_fills_of_their_own_once_each() -> None:
+    trades = [trade("1", "0.3", "100", "0.0003", "BTC"), trade("2", "0.7", "110", "0.077", "USDT")]
+    fills = fills_of([*trades, trades[0]], base="BTC", quote="USDT", rates={})
+    assert [f.trade_id for f in fills] == ["1", "2"]
+    assert fills[0].fee_charged == D("0.0003") and fills[0].fee_currency == "BTC" and fills[0].fee_quote == D("0.03")
+    t = Tracked("ord-1").update({"id": "9", "status": "open", "filled": "0.3"}, fills[:1])
+    assert t.status == "partially_filled" and not t.final and outcome(t)[0] == "pending"
+    t = t.update({"id": "9", "status": "closed", "filled": "1"}, fills)
+    assert t.status == "filled" and t.fill_qty == D("1") and t.settled()
+    assert t.average == (D("0.3") * 100 + D("0.7") * 110) / 1 and t.fee_quote == D("0.107")
+    assert outcome(t) == ("filled", None)
+
+
+def test_status_never_goes_backwards() -> None:
+    t = Tracked("ord-1").update({"status": "closed", "filled": "1"})
+    assert t.update({"status": "open", "filled": "0.2"}).status == "filled"
+    assert t.update({"status": "open", "filled": "0.2"}).filled == D("1")
+    c = Tracked("ord-2").update({"status": "canceled", "filled": "0"})
+    assert c.update({"status": "closed"}).status == "cancelled"
+
+
+def test_outcome_of_a_cancelled_order_after_a_partial_fill() -> None:
+    f = Fill("1", D("0.4"), D("100"), D("0"), None, D("0"))
+    t = Tracked("ord-3").update({"status": "canceled", "filled": "0.4"}, [f])
+    assert outcome(t) == ("filled", "cancelled after a partial fill of 0.4")
+    assert outcome(Tracked("ord-4").update({"status": "canceled"}))[0] == "rejected"
+    assert outcome(Tracked("ord-5").update({"status": "expired"})) == ("rejected", "expired at the exchange")
