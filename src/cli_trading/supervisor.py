@@ -41,6 +41,8 @@ def prepare_env(settings: Settings, *, redis_url: str, token_file: Path | None) 
             "SYMBOLS": settings.symbols,
             "PORT_BASE": str(settings.port_base),
             "BIND_HOST": settings.bind_host,
+            "TRADING_MODE": settings.trading_mode,  # `up --live` decides, not a stray variable
+            "MARKET_FEED": settings.market_feed,
         }
     )
     if settings.config_dir:
@@ -259,7 +261,8 @@ def _wait_healthy(sup: Supervisor, stop: dict[str, bool], timeout: float = 90) -
         health = sup.health()
         if all(s == "healthy" for s in health.values()):
             console.print(agents_table(health, sup.settings))
-            console.print("[green]all agents healthy[/green] — paper trading; Ctrl-C stops everything")
+            mode = sup.settings.trading_mode
+            console.print(f"[green]all agents healthy[/green] — {mode} trading; Ctrl-C stops everything")
             return
         time.sleep(0.5)
     if not stop["now"]:

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cli_trading.exchanges.markets import MarketRules, ccxt_symbol, our_symbol
+from cli_trading.exchanges.markets import MarketRules, ccxt_symbol, client_order_id, our_symbol
 from cli_trading.exchanges.orders import Fill, Tracked, fee_in_quote, fills_of, outcome, status_of
 
 BTC = {
@@ -96,3 +96,11 @@ def test_outcome_of_a_cancelled_order_after_a_partial_fill() -> None:
     assert outcome(t) == ("filled", "cancelled after a partial fill of 0.4")
     assert outcome(Tracked("ord-4").update({"status": "canceled"}))[0] == "rejected"
     assert outcome(Tracked("ord-5").update({"status": "expired"})) == ("rejected", "expired at the exchange")
+
+
+def test_client_order_ids_fit_the_exchange_and_are_stable() -> None:
+    assert client_order_id("ord-0123456789abcdef0123456789abcdef") == "ord-0123456789abcdef0123456789abcdef"
+    long = "ord-flatten-0123456789abcdef0123456789abcdef"
+    cid = client_order_id(long)
+    assert len(cid) <= 36 and cid == client_order_id(long) and cid != client_order_id(long + "x")
+    assert client_order_id("ord-a b") != "ord-a b"  # a space is not allowed

@@ -10,9 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cli_trading.contracts import HaltMode
+from cli_trading.exchanges.markets import MarketRules
 from cli_trading.trading.halt import HaltState
 from cli_trading.trading.ledger import FillRecord, Ledger
-from cli_trading.trading.risk import Request, RiskBook, RiskRules, evaluate
+from cli_trading.trading.risk import LiveCaps, Request, RiskBook, RiskRules, Venue, evaluate
 
 D = Decimal
 NOW = datetime(2026, 3, 14, 12, 0, 0, tzinfo=UTC)
@@ -304,3 +305,37 @@ def test_book_totals_equal_a_recomputation(steps: list) -> None:
     for sym in ("BTC-USD", "ETH-USD"):
         assert book.pending_notional(sym) == sum((n for s, n in signed if s == sym), Decimal(0))
         assert book.held_qty(sym) == sum((r.qty for r in open_ if r.side == "sell" and r.symbol == sym), Decimal(0))
+
+
+# -- live mode: the exchange's minimums, the caps, the held quantity --------------------------
+def venue_of(held: str | None = None, **caps: object) -> Venue:
+    market = MarketRules("BTC-USD", "BTC", "USD", D("0.0001"), D("0.01"), D("0.0001"), D("10"))
+    return Venue(LiveCaps(**caps), market, D(held) if held is not None else None)  # type: ignore[arg-type]  # test kwargs
+
+
+def live(r: Request, v: Venue, book: RiskBook | None = None, lg: Ledger | None = None) -> str | None:
+    return evaluate(r, rules=RiskRules(), halt=OPEN, ledger=lg or ledger(), book=book or RiskBook(), now=NOW, venue=v)
+
+
+def test_live_minimums_are_refused_before_sending() -> None:
+    assert live(req(qty="0.00001"), venue_of()) == "min_amount"
+    assert live(req(qty="0.0004"), venue_of()) == "min_notional"  # 8 USD
+    assert live(req(qty="0.001"), venue_of()) is None
+    assert live(req(), Venue(LiveCaps(), None)) == "unknown_market"
+
+
+def test_live_caps_name_the_cap() -> None:
+    assert live(req(qty="0.06"), venue_of(order_notional=D("1000"))) == "cap_order_notional"
+    book = RiskBook()
+    book.add_day("2026-03-14", D("9900"))
+    r = Request("r1", "BTC-USD", "buy", D("0.01"), D("20000"), 0.9, day="2026-03-14")
+    assert live(r, venue_of(daily_notional=D("10000")), book) == "cap_daily_notional"
+    book = RiskBook()
+    book.reserve(req(rid="open-1"))
+    assert live(req(rid="r2"), venue_of(open_orders=1), book) == "cap_open_orders"
+
+
+def test_live_positions_are_what_the_exchange_holds() -> None:
+    lg = ledger("10000", BTC_USD=("0.1", "20000"))  # the ledger believes 0.1 is held
+    assert live(req("sell", "0.05"), venue_of(held="0.01"), lg=lg) == "insufficient_position"
+    assert live(req("sell", "0.05"), venue_of(held="0.2"), lg=ledger()) is None

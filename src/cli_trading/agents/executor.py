@@ -26,6 +26,7 @@ from cli_trading.exchanges.paper import PaperExchange
 from cli_trading.haltgate import HaltGate
 from cli_trading.trading.halt import HaltState, allows
 from cli_trading.trading.ledger import ZERO, Ledger, replay
+from cli_trading.web import ApiError
 
 
 class TradeExecutor(Agent):
@@ -262,6 +263,20 @@ class TradeExecutor(Agent):
         return out
 
     def add_routes(self, app: FastAPI) -> None:
+        @app.post("/admin/exchange/accept-balances", tags=["admin"])
+        async def accept_balances() -> dict[str, Any]:
+            """Live: accept the exchange's balances after a drift was explained (moves the baseline)."""
+            if self.desk is None:
+                raise ApiError(409, "not in live mode")
+            return {"baseline": await self.desk.accept_balances(), **self.desk.status()}
+
+        @app.post("/admin/exchange/reconcile", tags=["admin"])
+        async def reconcile_now() -> dict[str, Any]:
+            """Live: reconcile with the exchange now."""
+            if self.desk is None:
+                raise ApiError(409, "not in live mode")
+            return (await self.desk.reconcile()).to_api()
+
         @app.get("/admin/exec/adapter", tags=["admin"])
         async def adapter_record(since: float = 0.0) -> dict[str, Any]:
             """Every order that reached the exchange adapter, with its arrival time."""

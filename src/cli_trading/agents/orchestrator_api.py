@@ -19,6 +19,7 @@ from cli_trading.contracts import HaltMode, HaltReason, new_id
 from cli_trading.control import params, streams
 from cli_trading.control.halt_door import DoorRequest, Handler
 from cli_trading.db import repo
+from cli_trading.exchanges.keys import RECON_KEY
 from cli_trading.trading import day as tday
 from cli_trading.trading.halt import UnhaltRefused
 from cli_trading.web import ApiError, client_addr, guarded, json_body
@@ -92,7 +93,11 @@ def _actor(request: Request) -> str:
 def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat list of routes
     @app.get("/pnl/status", tags=["pnl"])
     async def pnl_status() -> dict[str, Any]:
-        return orc.pnl()
+        out = orc.pnl()
+        if orc.settings.trading_mode == "live":  # the executor's reconciliation with the exchange
+            raw = await orc.redis.get(RECON_KEY)
+            out["reconciliation"] = orjson.loads(raw) if raw else None
+        return out
 
     @app.post("/orchestrate/run", status_code=202, tags=["runs"])
     async def run(request: Request) -> JSONResponse:

@@ -3,9 +3,11 @@ exec.status and market.bars, and reservations for approved orders not yet settle
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from cli_trading import metrics
@@ -13,7 +15,9 @@ from cli_trading.agents.base import Agent, Subscription
 from cli_trading.bus import Delivery, Handled, Message, Outcome, PoisonMessage
 from cli_trading.config import load_yaml
 from cli_trading.contracts import Group, RiskRequest, RiskResponse, Stream
-from cli_trading.db import repo
+from cli_trading.db import exchange_repo, repo
+from cli_trading.exchanges.keys import BALANCES_KEY, MARKETS_KEY
+from cli_trading.exchanges.markets import MarketRules
 from cli_trading.haltgate import HaltGate
 from cli_trading.trading import risk
 from cli_trading.trading.ledger import FillRecord, Ledger, replay
@@ -32,6 +36,8 @@ class RiskManager(Agent):
         self.book = risk.RiskBook()
         async with self.session() as s:
             self.ledger: Ledger = replay(self.settings.starting_cash, await repo.all_fills(s), await repo.load_marks(s))
+            today = self.clock().date().isoformat()
+            self.book.add_day(today, await exchange_repo.day_notional(s, day=today))  # the daily cap survives restarts
         self.decisions = {"approved": 0, "rejected": 0}
 
     def subscriptions(self) -> list[Subscription]:
@@ -41,8 +47,27 @@ class RiskManager(Agent):
             Subscription(Stream.BARS, Group.RISK, self.handle_bars),
         ]
 
+    async def _venue(self) -> Callable[[str], risk.Venue] | None:
+        """Live mode: the exchange's market rules and balances the executor publishes in Redis."""
+        if self.settings.trading_mode != "live":
+            return None
+        markets_raw, balances_raw = await self.redis.mget(MARKETS_KEY, BALANCES_KEY)
+        markets = {k: MarketRules.from_json(v) for k, v in orjson.loads(markets_raw or b"{}").items()}
+        balances = {k: Decimal(v) for k, v in orjson.loads(balances_raw or b"{}").items()}
+        s = self.settings
+        caps = risk.LiveCaps(s.live_max_order_notional, s.live_max_daily_notional, s.live_max_open_orders)
+
+        def venue(symbol: str) -> risk.Venue:
+            m = markets.get(symbol)
+            held = balances.get(m.base, Decimal(0)) if m and balances_raw else None
+            return risk.Venue(caps, m, held)
+
+        return venue
+
     async def handle_requests(self, batch: list[Delivery]) -> Handled:
         halt = await self.gate.read()
+        venue = await self._venue()
+        day = self.clock().date().isoformat()
         out: list[Outcome] = []
         responses: list[Message] = []
         now = self.clock()
@@ -52,10 +77,19 @@ class RiskManager(Agent):
             except ValidationError as exc:
                 out.append(PoisonMessage(f"invalid risk request: {exc.errors()[0]['msg']}"))
                 continue
-            req = risk.Request(msg.requestId, msg.symbol, msg.side, msg.qty, msg.price, msg.confidence, msg.manual)
-            reason = risk.evaluate(req, rules=self.rules, halt=halt, ledger=self.ledger, book=self.book, now=now)
+            req = risk.Request(msg.requestId, msg.symbol, msg.side, msg.qty, msg.price, msg.confidence, msg.manual, day)
+            reason = risk.evaluate(
+                req,
+                rules=self.rules,
+                halt=halt,
+                ledger=self.ledger,
+                book=self.book,
+                now=now,
+                venue=venue(msg.symbol) if venue else None,
+            )
             if reason is None:
                 self.book.reserve(req)
+                self.book.add_day(day, req.qty * req.price)
                 self.decisions["approved"] += 1
             else:
                 metrics.RISK_REJECTIONS.labels(reason).inc()

@@ -80,9 +80,23 @@ def status(json_: Json = False, token: Token = None) -> None:
         err.print(f"[red]crash loop: {', '.join(looping)} (cli-trading up keeps restarting them; see logs/)[/red]")
     if pnl_:
         _print_pnl(pnl_)
+        _print_reconciliation(pnl_.get("reconciliation"))
     if streams is not None:
         _print_streams(streams)
     raise typer.Exit(1 if bad else 0)
+
+
+def _print_reconciliation(rec: dict[str, Any] | None) -> None:
+    """Live mode: how far the exchange is from the ledger (docs/live-trading.md)."""
+    if not rec:
+        return
+    drift = rec.get("driftQuote", "0")
+    color = "green" if not rec.get("assets") and not rec.get("unknownOrders") else "yellow"
+    console.print(f"reconciliation  [{color}]drift {drift} {rec.get('quote', '')}[/{color}] at {rec.get('ts', '?')}")
+    for a in rec.get("assets", []):
+        console.print(f"  {a['asset']}: exchange {a['exchange']} vs ledger {a['expected']} ({a['valueQuote']})")
+    if rec.get("unknownOrders"):
+        console.print(f"  open orders unknown to the ledger: {', '.join(rec['unknownOrders'])}")
 
 
 def _streams_or_none(t: Target) -> list[dict[str, Any]] | None:

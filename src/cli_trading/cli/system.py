@@ -28,8 +28,13 @@ def up(
     bind: Annotated[str | None, typer.Option(help="address to bind (default 127.0.0.1)")] = None,  # noqa: UP007
     monitoring: Annotated[bool, typer.Option(help="also run Prometheus (and Alertmanager) locally")] = False,
     edge: Annotated[bool, typer.Option(help="also run the nginx edge (TLS) locally")] = False,
+    live: Annotated[bool, typer.Option("--live", help="trade live on EXCHANGE_ID (docs/live-trading.md)")] = False,
+    yes_live_trading: Annotated[
+        bool, typer.Option("--yes-live-trading", help="skip the typed confirmation of the first live start")
+    ] = False,
 ) -> None:
     """Start all seven agents (embedded Redis and SQLite unless REDIS_URL / DATABASE_URL are set)."""
+    from cli_trading.cli.live import confirm_live, live_overrides
     from cli_trading.supervisor import UpError, run_up
 
     overrides: dict[str, object] = {"data_dir": data_dir, "speed": speed, "port_base": port_base}
@@ -40,7 +45,10 @@ def up(
     if bind:
         overrides["bind_host"] = bind
     try:
+        overrides.update(live_overrides(live=live))
         settings = load_settings(**overrides)
+        if live:
+            confirm_live(data_dir, exchange_id=settings.exchange_id, url=settings.exchange_url, yes=yes_live_trading)
         extras = _extras(settings, monitoring=monitoring, edge=edge)
         raise typer.Exit(run_up(settings, extras=extras))
     except (ConfigError, UpError) as exc:

@@ -3,15 +3,14 @@ trades (each partial fill a row), and the balance baseline reconciliation starts
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cli_trading.db.models import ExchangeBaseline, ExchangeFill, ExchangeOrder
+from cli_trading.db.models import ExchangeBaseline, ExchangeFill, ExchangeOrder, Fill
 from cli_trading.db.repo import _insert
 from cli_trading.exchanges.orders import FINAL, Tracked
 
@@ -64,13 +63,6 @@ async def open_orders(session: AsyncSession) -> list[ExchangeOrder]:
     return list((await session.scalars(stmt)).all())
 
 
-async def known_ids(session: AsyncSession, *, order_ids: Sequence[str]) -> set[str]:
-    if not order_ids:
-        return set()
-    stmt = select(ExchangeOrder.order_id).where(ExchangeOrder.order_id.in_(list(order_ids)))
-    return set((await session.scalars(stmt)).all())
-
-
 async def fills(session: AsyncSession) -> list[ExchangeFill]:
     return list((await session.scalars(select(ExchangeFill).order_by(ExchangeFill.id))).all())
 
@@ -84,3 +76,15 @@ async def set_baseline(session: AsyncSession, *, amounts: dict[str, Decimal], no
     for asset, amount in amounts.items():
         stmt = _insert(session, BASELINE).values(asset=asset, amount=amount, set_at=now)
         await session.execute(stmt.on_conflict_do_nothing(index_elements=["asset"]))
+
+
+async def replace_baseline(session: AsyncSession, *, amounts: dict[str, Decimal], now: datetime) -> None:
+    await session.execute(delete(BASELINE))
+    for asset, amount in amounts.items():
+        await session.execute(BASELINE.insert().values(asset=asset, amount=amount, set_at=now))
+
+
+async def day_notional(session: AsyncSession, *, day: str) -> Decimal:
+    """Notional traded on a UTC day (the live daily cap after a restart)."""
+    rows = await session.execute(select(Fill.qty, Fill.price).where(Fill.day == day))
+    return sum((q * p for q, p in rows.all()), Decimal(0))

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import structlog
 
 from cli_trading.exchanges.base import ExecResult, OrderRequest, Received, received_log
-from cli_trading.exchanges.markets import MarketRules, ccxt_symbol
+from cli_trading.exchanges.markets import MarketRules, ccxt_symbol, client_order_id
 from cli_trading.exchanges.orders import Tracked, fills_of, outcome
 
 T = TypeVar("T")
@@ -214,7 +214,7 @@ class CcxtExchange:
 
     async def place(self, order: OrderRequest, amount: Decimal, rules: MarketRules) -> Tracked | None:
         """Send once; on an ambiguous answer, find out by client order id what the exchange has."""
-        params: dict[str, Any] = {"newClientOrderId": order.order_id}
+        params: dict[str, Any] = {"newClientOrderId": client_order_id(order.order_id)}
         price = None
         if order.type == "limit":
             price = float(rules.price(order.limit_price or order.price))
@@ -246,7 +246,8 @@ class CcxtExchange:
     async def lookup(self, order_id: str, symbol: str) -> Tracked | None:
         """The order as the exchange has it (by client order id), or None when it has none."""
         try:
-            res = await self.call(self.exchange.fetch_order, "", ccxt_symbol(symbol), {"clientOrderId": order_id})
+            cid = {"clientOrderId": client_order_id(order_id)}
+            res = await self.call(self.exchange.fetch_order, "", ccxt_symbol(symbol), cid)
         except OrderNotFound:
             return None
         return Tracked(order_id).update(res)
@@ -307,7 +308,8 @@ class CcxtExchange:
     async def cancel(self, order_id: str, symbol: str) -> Tracked | None:
         # already final (filled, cancelled) or never placed: the lookup says which
         with contextlib.suppress(OrderNotFound):
-            await self.call(self.exchange.cancel_order, "", ccxt_symbol(symbol), {"clientOrderId": order_id})
+            cid = {"clientOrderId": client_order_id(order_id)}
+            await self.call(self.exchange.cancel_order, "", ccxt_symbol(symbol), cid)
         return await self.lookup(order_id, symbol)
 
     async def open_orders(self, symbols: list[str]) -> list[dict[str, Any]]:

@@ -28,12 +28,11 @@ from cli_trading.contracts import OrderMsg, iso
 from cli_trading.db import exchange_repo, repo
 from cli_trading.exchanges.base import ExecResult
 from cli_trading.exchanges.ccxt_adapter import CcxtExchange, as_result
-from cli_trading.exchanges.markets import MARKETS_KEY, ccxt_symbol
+from cli_trading.exchanges.keys import BALANCES_KEY, MARKETS_KEY, RECON_KEY
+from cli_trading.exchanges.markets import ccxt_symbol, client_order_id
 from cli_trading.exchanges.orders import Tracked
 from cli_trading.exchanges.reconcile import DriftWatch, Report, drifts, expected_balances
 
-BALANCES_KEY = "cli-trading:exchange:balances"  # JSON {asset: total}, for the risk manager
-RECON_KEY = "cli-trading:exchange:reconciliation"  # JSON report, for /pnl/status and `status`
 log = structlog.get_logger("desk")
 
 Settle = Callable[[OrderMsg, ExecResult], Awaitable[None]]
@@ -68,6 +67,7 @@ class Desk:
         redis: Any,
         settle: Settle,
         halt: Halt,
+        halt_state: Callable[[], Awaitable[Any]],
         clock: Callable[[], Any],
         quote: str,
         symbols: list[str],
@@ -75,6 +75,7 @@ class Desk:
         unknown_orders: str = "cancel",
     ) -> None:
         self.ex, self.sessions, self.redis = adapter, sessions, redis
+        self.halt_state = halt_state
         self.settle, self.halt, self.clock, self.quote, self.symbols = settle, halt, clock, quote, symbols
         self.open: dict[str, Open] = {}
         self.balances: dict[str, Decimal] = {}
@@ -191,8 +192,8 @@ class Desk:
         async with self.sessions() as s:
             baseline = await exchange_repo.baseline(s)
             trades = await exchange_repo.fills(s)
-            ids = [str(o.get("clientOrderId") or "") for o in at_exchange]
-            known = await exchange_repo.known_ids(s, order_ids=ids) | set(self.open)
+            ours = {o.order_id for o in await exchange_repo.open_orders(s)} | set(self.open)
+        known = {client_order_id(oid) for oid in ours}
         unknown = [o for o in at_exchange if str(o.get("clientOrderId") or "") not in known]
         await self._unknown(unknown)
         prices = await self._prices(set(balances) | {t.symbol.split("-")[0] for t in trades})
@@ -202,7 +203,8 @@ class Desk:
         self.report = Report(drifts(balances, expected, prices=prices, quote=self.quote), unknown_ids, [])
         await self._publish(self.report)
         note = self.watch.observe(self.report)
-        if note:
+        state = await self.halt_state() if note else None
+        if note and state is not None and not state.halted:
             log.error("reconciliation drift past the limit", note=note)
             await self.halt(note)
         return self.report
@@ -233,6 +235,20 @@ class Desk:
         for a in r.assets:
             metrics.RECON_DRIFT.labels(a.asset).set(float(a.value))
         metrics.RECON_DRIFT_TOTAL.set(float(r.value))
+
+    async def accept_balances(self) -> dict[str, str]:
+        """The operator has checked the drift and accepts the exchange's balances as they are:
+        the baseline moves by the difference, so that the ledger's trades explain them again."""
+        balances = await self.refresh_balances()
+        async with self.sessions() as s, s.begin():
+            baseline = await exchange_repo.baseline(s)
+            expected = expected_balances(baseline, await exchange_repo.fills(s))
+            moved = {a: baseline.get(a, Decimal(0)) + balances.get(a, Decimal(0)) - expected.get(a, Decimal(0))
+                     for a in set(balances) | set(expected)}
+            await exchange_repo.replace_baseline(s, amounts=moved, now=self.clock())
+        self.watch = DriftWatch(self.watch.limit, self.watch.confirmations)
+        await self.reconcile()
+        return {a: str(v) for a, v in sorted(moved.items())}
 
     def status(self) -> dict[str, Any]:
         return {

@@ -44,6 +44,7 @@ async def start_desk(agent: TradeExecutor) -> tuple[CcxtExchange, Desk]:
         redis=agent.redis,
         settle=agent.settle_one,
         halt=lambda note: request_halt(agent, note),
+        halt_state=agent.gate.read,
         clock=agent.clock,
         quote=quote_of(s.symbol_list),
         symbols=s.symbol_list,

@@ -9,11 +9,23 @@ MIN_NOTIONAL/NOTIONAL.minNotional → `limits.cost.min`.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import asdict, dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any
 
-MARKETS_KEY = "cli-trading:exchange:markets"  # JSON {symbol: MarketRules as strings}
+from cli_trading.exchanges.keys import MARKETS_KEY as MARKETS_KEY
+
+_CLIENT_ID = re.compile(r"^[.A-Za-z:/0-9_-]{1,36}$")  # Binance's newClientOrderId
+
+
+def client_order_id(order_id: str) -> str:
+    """The client order id an order goes to the exchange with: our orderId when the exchange
+    accepts it, else a digest of it (the same every time: an order is found again after a crash)."""
+    if _CLIENT_ID.match(order_id):
+        return order_id
+    return "h-" + hashlib.sha256(order_id.encode()).hexdigest()[:34]
 
 
 def ccxt_symbol(symbol: str) -> str:

@@ -1,7 +1,8 @@
 """Pre-trade risk rules: pure, synchronous, one verdict per request with a reason string.
 
 Rules, in order (the first that fails names the rejection):
-halted, halt_state_unknown, min_confidence, trading_window, side_blocked, max_order_notional,
+halted, halt_state_unknown, min_confidence, trading_window, side_blocked, (live mode: unknown_market,
+min_amount, min_notional, cap_order_notional, cap_daily_notional, cap_open_orders), max_order_notional,
 insufficient_cash, insufficient_position, max_position_notional, max_total_exposure,
 max_orders_per_minute.
 """
@@ -16,6 +17,7 @@ from decimal import Decimal
 from pydantic import Field
 
 from cli_trading.config import StrictModel
+from cli_trading.exchanges.markets import MarketRules
 from cli_trading.trading.halt import HaltState, allows
 from cli_trading.trading.ledger import ZERO, Ledger
 
@@ -44,6 +46,7 @@ class Request:
     price: Decimal
     confidence: float
     manual: bool = False
+    day: str = ""  # the UTC trading day it is decided on (the daily cap)
 
 
 @dataclass
@@ -58,6 +61,13 @@ class RiskBook:
     _notional: dict[str, Decimal] = field(default_factory=dict)  # signed, per symbol
     _total_notional: Decimal = ZERO
     recent: deque[datetime] = field(default_factory=deque)
+    _day: dict[str, Decimal] = field(default_factory=dict)  # notional approved per UTC day (live cap)
+
+    def day_notional(self, day: str) -> Decimal:
+        return self._day.get(day, ZERO)
+
+    def add_day(self, day: str, notional: Decimal) -> None:
+        self._day = {day: self._day.get(day, ZERO) + notional}  # only today's total is kept
 
     def reserve(self, r: Request) -> None:
         self.release(r.request_id)  # the same request reserved twice counts once
@@ -86,11 +96,56 @@ class RiskBook:
         return self._total_notional if symbol is None else self._notional.get(symbol, ZERO)
 
 
+@dataclass(frozen=True, slots=True)
+class LiveCaps:
+    """Live mode's caps (0 = none): notional per order and per UTC day, orders open at once."""
+
+    order_notional: Decimal = ZERO
+    daily_notional: Decimal = ZERO
+    open_orders: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Venue:
+    """What the exchange says, in live mode: the market's rules and the quantity held."""
+
+    caps: LiveCaps
+    market: MarketRules | None = None
+    held: Decimal | None = None  # the base asset held at the exchange (None: not known yet)
+
+
+def venue_refusal(r: Request, v: Venue, book: RiskBook) -> str | None:
+    """The exchange's minimums, then the caps: the reason names which."""
+    if v.market is None:
+        return "unknown_market"
+    why = v.market.refusal(r.qty, r.price)
+    if why:
+        return why
+    notional = r.qty * r.price
+    if v.caps.order_notional and notional > v.caps.order_notional:
+        return "cap_order_notional"
+    if v.caps.daily_notional and book.day_notional(r.day) + notional > v.caps.daily_notional:
+        return "cap_daily_notional"
+    if v.caps.open_orders and len(book.reserved) >= v.caps.open_orders:
+        return "cap_open_orders"
+    return None
+
+
 def evaluate(
-    r: Request, *, rules: RiskRules, halt: HaltState | None, ledger: Ledger, book: RiskBook, now: datetime
+    r: Request,
+    *,
+    rules: RiskRules,
+    halt: HaltState | None,
+    ledger: Ledger,
+    book: RiskBook,
+    now: datetime,
+    venue: Venue | None = None,
 ) -> str | None:
-    """The rejection reason, or None to approve. Does not reserve: the caller does on approval."""
-    position = ledger.qty_of(r.symbol) - book.held_qty(r.symbol)
+    """The rejection reason, or None to approve. Does not reserve: the caller does on approval.
+    In live mode (`venue`), the held quantity is the exchange's, and its minimums and the live
+    caps come first."""
+    held = venue.held if venue is not None and venue.held is not None else ledger.qty_of(r.symbol)
+    position = held - book.held_qty(r.symbol)
     if halt is None:
         return "halt_state_unknown"
     if not allows(halt, side=r.side, position_qty=position, qty=r.qty):
@@ -101,6 +156,8 @@ def evaluate(
         return "trading_window"
     if r.side in rules.blocked_sides:
         return "side_blocked"
+    if venue is not None and (why := venue_refusal(r, venue, book)):
+        return why
     notional = r.qty * r.price
     if r.side == "buy" and notional > rules.max_order_notional:  # a sell only reduces exposure (spot)
         return "max_order_notional"
