@@ -169,7 +169,8 @@ class OrderMsg(Message):
     side: Side
     qty: Decimal = Field(gt=0)
     type: Literal["market", "limit"] = "market"
-    price: Decimal | None = None
+    price: Decimal | None = None  # the reference price; a limit order's limit price
+    timeInForce: Literal["GTC", "IOC", "FOK"] = "GTC"
 
 
 class StatusMsg(Message):

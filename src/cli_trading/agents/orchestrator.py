@@ -33,7 +33,7 @@ from cli_trading.contracts import (
 from cli_trading.control.halt_door import HaltDoor
 from cli_trading.control.halt_writer import HaltWriter
 from cli_trading.control.halts import HaltController
-from cli_trading.control.runs import Run, RunBook, from_row
+from cli_trading.control.runs import Run, RunBook, from_row, limit_fields
 from cli_trading.control.watchdogs import Watchdogs
 from cli_trading.db import repo
 from cli_trading.haltgate import HaltGate
@@ -257,6 +257,7 @@ class Orchestrator(Agent):
         request_id: str | None,
         manual: bool = True,
         reduce_only: bool = False,
+        limit: tuple[Decimal, str] | None = None,  # a limit order's price and time in force
     ) -> Run:
         rid = request_id or new_id()
         if rid in self.runs:
@@ -276,6 +277,8 @@ class Orchestrator(Agent):
         if price is None:
             self.runs.finish(run, "rejected", reason="no_market_price", now=self.clock())
             raise RunRefused(409, f"no market price for {symbol} yet", run)
+        if limit is not None:  # kept in the run's strategy field: it survives a restart with the run
+            price, run.strategy = limit[0], f"limit:{limit[1]}"
         run.price, run.confidence = price, 1.0
         run.qty = qty if qty is not None else qty_for_notional(notional or Decimal(0), price)
         if run.qty <= 0:
@@ -382,6 +385,7 @@ class Orchestrator(Agent):
                         qty=run.qty,
                         price=run.price,
                         traceId=p.get("traceId") or run.request_id,
+                        **limit_fields(run.strategy),
                     ),
                 )
             )

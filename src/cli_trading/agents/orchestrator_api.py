@@ -37,9 +37,16 @@ class RunBody(Body):
     side: Literal["buy", "sell"] | None = None
     qty: Decimal | None = Field(default=None, gt=0)
     notional: Decimal | None = Field(default=None, gt=0)
+    type: Literal["market", "limit"] = "market"
+    limitPrice: Decimal | None = Field(default=None, gt=0)
+    timeInForce: Literal["GTC", "IOC", "FOK"] = "GTC"
 
     @model_validator(mode="after")
     def _one_size(self) -> RunBody:
+        if (self.type == "limit") != (self.limitPrice is not None):
+            raise ValueError("a limit order (type limit) needs limitPrice, and only a limit order takes one")
+        if self.type == "limit" and self.side is None:
+            raise ValueError("a limit order is a manual order: give side")
         if self.qty is not None and self.notional is not None:
             raise ValueError("give qty or notional, not both")
         if self.side is not None and self.qty is None and self.notional is None:
@@ -120,6 +127,7 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
                 qty=body.qty,
                 notional=body.notional,
                 request_id=request.headers.get("x-request-id"),
+                limit=(body.limitPrice, body.timeInForce) if body.limitPrice is not None else None,
             )
         except RunRefused as exc:
             extra = (

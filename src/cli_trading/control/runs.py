@@ -71,6 +71,13 @@ class Run:
         }
 
 
+def limit_fields(strategy: str | None) -> dict[str, Any]:
+    """A manual limit order's fields on exec.orders (price is then the limit price)."""
+    if strategy and strategy.startswith("limit:"):
+        return {"type": "limit", "timeInForce": strategy.split(":", 1)[1]}
+    return {}
+
+
 def from_row(r: Any) -> Run:
     return Run(
         r.request_id,
