@@ -158,3 +158,12 @@ def test_cancel_releases_funds_and_ioc_fok(ex: ccxt.binance) -> None:
     by_client = ex.create_order(SYMBOL, "limit", "sell", 0.01, 12000, params={"newClientOrderId": "cancel-me"})
     ex.cancel_order(None, SYMBOL, params={"origClientOrderId": "cancel-me"})
     assert ex.fetch_order(by_client["id"], SYMBOL)["status"] == "canceled"
+
+
+def test_market_buy_by_cost_and_order_trades(ex: ccxt.binance) -> None:
+    o = ex.create_market_buy_order_with_cost(SYMBOL, 100)  # quoteOrderQty: spend 100 USDT
+    assert o["status"] == "closed" and 99 < o["cost"] <= 100 and o["info"]["origQuoteOrderQty"] == "100.00000000"
+    trades = ex.fetch_order_trades(o["id"], SYMBOL)
+    assert sum(t["cost"] for t in trades) == pytest.approx(o["cost"])
+    since = trades[0]["timestamp"]
+    assert {t["id"] for t in trades} <= {t["id"] for t in ex.fetch_my_trades(SYMBOL, since=since)}
