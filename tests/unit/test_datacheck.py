@@ -186,3 +186,59 @@ def test_written_files_read_back_the_same(tmp_path_factory: pytest.TempPathFacto
     assert report.ok and [(r.ts, r.open, r.high, r.low, r.close) for r in back] == [
         (r.ts, r.open, r.high, r.low, r.close) for r in rows
     ]
+
+
+# -- one pass, constant memory: long files and the backtest's single --data file --------------------
+
+
+def test_scan_agrees_with_check_on_a_file(tmp_path: Path) -> None:
+    import csv
+
+    from cli_trading.market.datacheck import scan
+
+    body = HEADER + (
+        "2024-01-01T00:00:00Z,1,2,1,2,5\n"
+        "2024-01-01T01:00:00Z,2,3,2,3,5\n"
+        "2024-01-01T01:00:00Z,2,3,2,3,5\n"  # line 4 repeats line 3
+        "2024-01-01T00:30:00Z,2,3,2,3,5\n"  # line 5 goes back
+        "2024-01-01T04:00:00Z,2,3,2,0.5,5\n"  # line 6: close below low, and 2 bars missing
+    )
+    f = tmp_path / "X-Y_1h.csv"
+    f.write_text(body)
+    with f.open(newline="") as fh:
+        streamed = scan(csv.DictReader(fh), interval=H)
+    with pytest.raises(DataError) as info:
+        check_file(f)
+    want = [(p.kind, p.lines) for p in info.value.report.problems]
+    assert [(p.kind, p.lines) for p in streamed.problems] == want
+    assert ("duplicate", (3, 4)) in want and ("out_of_order", (3, 5)) in want and ("outside_range", (6,)) in want
+    assert streamed.missing_bars == 2 and streamed.rows == 5
+
+
+def test_stream_file_checks_before_the_first_bar_and_fills(tmp_path: Path) -> None:
+    from cli_trading.backtest.data import load_series
+
+    f = tmp_path / "SOL-USD_1h.csv"
+    f.write_text(HEADER + "2024-01-01T00:00:00Z,1,2,1,2,5\n2024-01-01T03:00:00Z,2,3,2,3,5\n")
+    series, iv = load_series(["SOL-USD"], f)
+    assert [b.close for b in series["SOL-USD"]] == [Decimal(2), Decimal(3)] and iv["SOL-USD"] == H
+    series, _ = load_series(["SOL-USD"], f, gaps="fill")
+    assert [b.ts.hour for b in series["SOL-USD"]] == [0, 1, 2, 3]
+    with pytest.raises(DataError, match="gaps refused"):
+        load_series(["SOL-USD"], f, gaps="refuse")
+    f.write_text(HEADER + "2024-01-01T00:00:00Z,1,2,1,2,5\n2024-01-01T01:00:00Z,1,2,1,-2,5\n")
+    with pytest.raises(DataError, match="line 3"):
+        load_series(["SOL-USD"], f)  # refused before any bar is streamed
+
+
+def test_backtest_command_refuses_a_damaged_file(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli_trading.cli import app
+
+    f = tmp_path / "SOL-USD_1h.csv"
+    f.write_text(HEADER + "2024-01-01T00:00:00Z,1,2,1,2,5\n2024-01-01T00:00:00Z,1,2,1,2,5\n")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["backtest", "--symbols", "SOL-USD", "--data", str(f), "--out", str(out), "--json"])
+    assert res.exit_code == 2 and "line 2 and 3: timestamp 2024-01-01T00:00:00+00:00 twice" in res.output
+    assert not (out / "report.html").exists()

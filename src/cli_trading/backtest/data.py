@@ -7,15 +7,14 @@ a backtest and a replay under `cli-trading up` see the bars in the same sequence
 
 from __future__ import annotations
 
-import csv
-import gzip
 import heapq
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from cli_trading.market.bars import Bar, bar_interval, load_bars, parse_timeframe, parse_ts
+from cli_trading.market.bars import Bar, bar_interval, load_bars, parse_timeframe, parse_ts, stream_file
+from cli_trading.market.datacheck import GapPolicy
 
 Step = Sequence[Bar]
 
@@ -57,29 +56,12 @@ def timeline(series: Mapping[str, Iterable[Bar]], intervals: Mapping[str, timede
         yield step
 
 
-def _check_order(bars: Iterable[Bar], source: str) -> Iterator[Bar]:
-    prev: datetime | None = None
-    for n, b in enumerate(bars, start=1):
-        if prev is not None and b.ts <= prev:
-            raise DataError(f"{source}: bar {n} ({b.ts.isoformat()}) is not after the one before it")
-        prev = b.ts
-        yield b
-
-
-def stream_csv(path: Path, symbol: str) -> Iterator[Bar]:
+def stream_csv(path: Path, symbol: str, gaps: GapPolicy | str = GapPolicy.ALLOW) -> Iterator[Bar]:
     """Bars of one CSV file (ts,open,high,low,close,volume; .csv or .csv.gz), read as they are
-    consumed. Timestamps must increase."""
-    opener = gzip.open if path.suffix == ".gz" else open
-
-    def rows() -> Iterator[Bar]:
-        with opener(path, "rt", newline="") as fh:
-            for n, row in enumerate(csv.DictReader(fh), start=2):
-                try:
-                    yield Bar.from_dict({"symbol": symbol, **row})
-                except (KeyError, ValueError, ArithmeticError) as exc:
-                    raise DataError(f"{path}: line {n}: {exc!r}") from None
-
-    return _check_order(rows(), str(path))
+    consumed. The file is checked first, in one pass (market/datacheck.py): duplicate or
+    out-of-order timestamps, impossible prices, unreadable lines are a DataError naming the lines
+    before any bar is backtested; gaps are kept, filled or refused as `gaps` says."""
+    return stream_file(path, symbol, gaps=gaps)
 
 
 def _window(bars: Iterable[Bar], start: datetime | None, end: datetime | None) -> Iterator[Bar]:
@@ -103,10 +85,12 @@ def load_series(
     *,
     start: datetime | None = None,
     end: datetime | None = None,
+    gaps: GapPolicy | str = GapPolicy.ALLOW,
 ) -> tuple[dict[str, Iterable[Bar]], dict[str, timedelta]]:
     """The bars of `symbols` in [start, end) and their bar lengths. `data`: None for the shipped
     history, a folder of `<SYMBOL>_<timeframe>.csv[.gz]` files, or one such CSV file (streamed;
-    then `symbols` is its symbol or empty)."""
+    then `symbols` is its symbol or empty). Every file is checked as it is read
+    (market/datacheck.py); `gaps`: keep, fill or refuse missing bars."""
     if data is not None and data.is_file():
         sym, label = symbol_of_file(data)
         symbol = symbols[0] if len(symbols) == 1 else sym
@@ -115,14 +99,14 @@ def load_series(
         try:
             iv = parse_timeframe(label)
         except ValueError:
-            iv, _ = _peek_interval(stream_csv(data, symbol))
-        return {symbol: _window(stream_csv(data, symbol), start, end)}, {symbol: iv}
+            iv, _ = _peek_interval(stream_csv(data, symbol, gaps))
+        return {symbol: _window(stream_csv(data, symbol, gaps), start, end)}, {symbol: iv}
     if data is not None and not data.is_dir():
         raise DataError(f"--data {data}: no such file or folder")
     series: dict[str, Iterable[Bar]] = {}
     intervals: dict[str, timedelta] = {}
     for s in symbols:
-        bars = load_bars(s, data)  # UnknownSymbol (a ValueError) names the available ones
+        bars = load_bars(s, data, gaps=gaps)  # UnknownSymbol (a ValueError) names the available ones
         series[s] = list(_window(bars, start, end))
         intervals[s] = bar_interval(s, data)
         if not series[s]:

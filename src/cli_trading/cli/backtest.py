@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli_trading.config import ConfigError, Settings, load_settings
+from cli_trading.market.datacheck import GapPolicy
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -54,6 +55,9 @@ def backtest(
         Path | None, typer.Option("--data", help="a folder of <SYMBOL>_<timeframe>.csv[.gz] files, or one such file")
     ] = None,
     starting_cash: Annotated[str | None, typer.Option("--starting-cash", help="default: STARTING_CASH (10000)")] = None,
+    gaps: Annotated[
+        GapPolicy, typer.Option(help="missing bars in the data: allow (keep), fill or refuse (docs/data.md)")
+    ] = GapPolicy.ALLOW,
     out_dir: Annotated[Path, typer.Option("--out", help="where trades.csv, equity.csv, report.html go")] = Path(
         "backtest-report"
     ),
@@ -72,7 +76,9 @@ def backtest(
         if not cash.is_finite() or cash <= 0:
             raise ValueError(f"--starting-cash must be a positive amount, got {starting_cash}")
         names = [s.strip().upper() for s in symbols.split(",") if s.strip()] if symbols else settings.symbol_list
-        series, intervals = load_series(names, settings.market_data_dir, start=parse_date(start), end=parse_date(end))
+        series, intervals = load_series(
+            names, settings.market_data_dir, start=parse_date(start), end=parse_date(end), gaps=gaps
+        )
         lists = [b for b in series.values() if isinstance(b, list)]
         total = sum(len(b) for b in lists) if len(lists) == len(series) else None  # a streamed file: unknown
         with CsvRecorder(out_dir) as rec, _progress(total, not as_json) as progress:

@@ -13,14 +13,26 @@ from __future__ import annotations
 import csv
 import gzip
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from cli_trading.market.datacheck import GapPolicy, Problem, Report, Row, checked, parse_rows
+from cli_trading.market.datacheck import (
+    DataError,
+    GapPolicy,
+    Problem,
+    Report,
+    Row,
+    checked,
+    fill_gaps,
+    parse_record,
+    parse_rows,
+    scan,
+)
 
 DATA_DIR = Path(__file__).parent / "data"
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -138,6 +150,43 @@ def read_csv(
     """The bars of one candle file, checked (DataError naming the lines when it is unusable)."""
     rows, _ = check_file(path, interval=interval, gaps=gaps)
     return [Bar(symbol, r.ts, r.open, r.high, r.low, r.close, r.volume) for r in rows]
+
+
+def stream_file(
+    path: str | Path, symbol: str, *, interval: timedelta | None = None, gaps: GapPolicy | str = GapPolicy.ALLOW
+) -> Iterator[Bar]:
+    """The bars of one candle file, read as they are consumed (constant memory, for histories
+    too long to hold). The whole file is checked first (`datacheck.scan`, one pass): a DataError
+    naming the lines before any bar comes out, never half-way through."""
+    path, policy = Path(path), GapPolicy(gaps)
+    if interval is None:
+        interval = _label_interval(path.name.removesuffix(".gz").removesuffix(".csv").rsplit("_", 1)[-1])
+    with _open(path) as fh:
+        report = scan(csv.DictReader(fh), interval=interval, gaps=policy, source=str(path))
+    if not report.ok:
+        raise DataError(report)
+    return _stream(path, symbol, report.interval if policy == GapPolicy.FILL else None)
+
+
+def _stream(path: Path, symbol: str, fill: timedelta | None) -> Iterator[Bar]:
+    with _open(path) as fh:
+        prev: Row | None = None
+        for line, rec in enumerate(csv.DictReader(fh), start=2):
+            r = parse_record(line, rec)
+            if not isinstance(r, Row):  # the file changed since it was checked
+                raise DataError(Report(str(path), line - 1, fill or timedelta(0), (r,)))
+            if fill and prev is not None:
+                for f in fill_gaps([prev, r], fill)[1:-1]:
+                    yield Bar(symbol, f.ts, f.open, f.high, f.low, f.close, f.volume)
+            yield Bar(symbol, r.ts, r.open, r.high, r.low, r.close, r.volume)
+            prev = r
+
+
+def _open(path: Path) -> IO[str]:
+    try:
+        return gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from exc
 
 
 @cache

@@ -141,23 +141,31 @@ def parse_ts(value: str) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
+def parse_record(line: int, rec: Mapping[str, str | None]) -> Row | Problem:
+    """One CSV record (a dict by column name) as a Row, or the `unreadable` problem."""
+    try:
+        ts = parse_ts(rec["ts"] or "")
+        o, h, lo, c, v = (Decimal((rec[k] or "").strip()) for k in (*PRICES, "volume"))
+        if not all(x.is_finite() for x in (o, h, lo, c, v)):
+            raise InvalidOperation
+    except KeyError as exc:
+        return Problem("unreadable", (line,), f"no column {exc.args[0]!r} (columns: {', '.join(COLUMNS)})")
+    except (ValueError, InvalidOperation, OverflowError):
+        return Problem("unreadable", (line,), f"cannot read {_shown(rec)}")
+    return Row(line, ts, o, h, lo, c, v)
+
+
 def parse_rows(records: Iterable[Mapping[str, str | None]], *, first_line: int = 2) -> tuple[list[Row], list[Problem]]:
-    """CSV records (dicts by column name) to Rows; the records that do not parse become
-    `unreadable` problems. `first_line`: the file line of the first record."""
+    """CSV records to Rows; the records that do not parse become `unreadable` problems.
+    `first_line`: the file line of the first record."""
     rows: list[Row] = []
     bad: list[Problem] = []
     for line, rec in enumerate(records, start=first_line):
-        try:
-            ts = parse_ts(rec["ts"] or "")
-            o, h, lo, c, v = (Decimal((rec[k] or "").strip()) for k in (*PRICES, "volume"))
-            if not all(x.is_finite() for x in (o, h, lo, c, v)):
-                raise InvalidOperation
-        except KeyError as exc:
-            bad.append(Problem("unreadable", (line,), f"no column {exc.args[0]!r} (columns: {', '.join(COLUMNS)})"))
-        except (ValueError, InvalidOperation, OverflowError):
-            bad.append(Problem("unreadable", (line,), f"cannot read {_shown(rec)}"))
+        got = parse_record(line, rec)
+        if isinstance(got, Row):
+            rows.append(got)
         else:
-            rows.append(Row(line, ts, o, h, lo, c, v))
+            bad.append(got)
     return rows, bad
 
 
@@ -287,3 +295,47 @@ def checked(
         return list(rows), report
     full = fill_gaps(rows, report.interval)
     return full, replace(report, filled=len(full) - len(rows))
+
+
+def scan(
+    records: Iterable[Mapping[str, str | None]],
+    *,
+    interval: timedelta | None = None,
+    gaps: GapPolicy = GapPolicy.ALLOW,
+    source: str = "data",
+    keep: int = 1000,
+) -> Report:
+    """`check` in one pass and constant memory, for files too long to hold: each row against
+    the one before it (a repeated timestamp anywhere but right after itself also breaks the
+    order, so the file is refused all the same). Lists the first `keep` problems and gaps."""
+    problems: list[Problem] = []
+    gap_list: list[Problem] = []
+    prev: Row | None = None
+    first: datetime | None = None
+    rows = missing = 0
+    iv = interval
+    for line, rec in enumerate(records, start=2):
+        rows += 1
+        got = parse_record(line, rec)
+        if isinstance(got, Problem):
+            problems.append(got)
+            continue
+        problems += row_problems(got)
+        first = first or got.ts
+        if prev is not None:
+            if iv is None and got.ts > prev.ts:
+                iv = got.ts - prev.ts  # the first step: the bar length, when nothing else says it
+            order, found, n = _order_problems([prev, got], iv or timedelta(0))
+            problems += order
+            gap_list += found
+            missing += n
+        if prev is None or got.ts > prev.ts:
+            prev = got
+        del problems[keep:], gap_list[keep:]
+    if not rows:
+        problems.append(Problem("empty", (), "no bars"))
+    if gaps == GapPolicy.REFUSE:
+        problems += [Problem("gap", g.lines, g.detail + " (gaps refused)") for g in gap_list]
+    problems.sort(key=lambda p: (p.lines or (0,)))
+    last = prev.ts if prev else None
+    return Report(source, rows, iv or timedelta(0), tuple(problems), tuple(gap_list), missing, first=first, last=last)
