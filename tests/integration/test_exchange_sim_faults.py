@@ -152,3 +152,13 @@ def test_late_answer_the_order_is_done_before_the_client_hears(ex: ccxt.binance,
         ex.create_order(SYMBOL, "market", "buy", 0.001, params={"newClientOrderId": client_id})
     sim.admin("DELETE", "/sim/faults")
     assert ex.fetch_order(None, SYMBOL, params={"origClientOrderId": client_id})["status"] == "closed"
+
+
+def test_cancel_done_but_answer_lost(ex: ccxt.binance, sim: SimProcess) -> None:
+    o = ex.create_order(SYMBOL, "limit", "buy", 0.001, 9000, params={"newClientOrderId": cid()})
+    sim.faults(lose_answer_next=1, lose_answer_mode="drop")
+    with pytest.raises(ccxt.NetworkError):
+        ex.cancel_order(o["id"], SYMBOL)
+    assert ex.fetch_order(o["id"], SYMBOL)["status"] == "canceled"
+    with pytest.raises(ccxt.OrderNotFound):  # a second cancel: Binance's "Unknown order sent."
+        ex.cancel_order(o["id"], SYMBOL)
