@@ -14,6 +14,7 @@ import ipaddress
 import json
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,12 +92,12 @@ class Lockout:
     limit: int = 10
     window_s: float = 60.0
     lockout_s: float = 300.0
-    clock: object = time.monotonic
+    clock: Callable[[], float] = time.monotonic
     _fails: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
     _locked: dict[str, float] = field(default_factory=dict)
 
     def _now(self) -> float:
-        return self.clock()  # type: ignore[operator]
+        return self.clock()
 
     def retry_after(self, addr: str) -> int | None:
         until = self._locked.get(addr)

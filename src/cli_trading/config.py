@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import quote
 
 import yaml
@@ -208,7 +208,7 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)  # type: ignore[arg-type]  # any keyword: pydantic validates each
     except ValueError as exc:  # pydantic ValidationError is a ValueError
         raise ConfigError(str(exc)) from exc
 
@@ -217,7 +217,10 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def load_yaml(path: Path, model: type[StrictModel]) -> StrictModel:
+M = TypeVar("M", bound=StrictModel)
+
+
+def load_yaml(path: Path, model: type[M]) -> M:
     """Parse a YAML file into a strict model; unknown keys are an error naming the file."""
     try:
         raw = yaml.safe_load(path.read_text()) or {}

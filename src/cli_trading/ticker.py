@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import redis
 
@@ -14,12 +15,12 @@ class Ticker:
     def __init__(self, redis_url: str, per_s: int = 10) -> None:
         self.r = redis.Redis.from_url(redis_url, socket_timeout=5)
         self.per_s = per_s
-        self.last = {"exec.status": "$", "risk.responses": "$"}
+        self.last: dict[Any, Any] = {"exec.status": "$", "risk.responses": "$"}
         self.window, self.shown, self.skipped = 0.0, 0, 0
 
     def poll(self, block_ms: int) -> list[str]:
         try:
-            res = self.r.xread(self.last, count=500, block=block_ms) or []
+            res: Any = self.r.xread(self.last, count=500, block=block_ms) or []  # sync client: a list
         except redis.RedisError:
             time.sleep(block_ms / 1000)
             return []

@@ -89,7 +89,7 @@ def _fastapi_app(agent: Agent) -> FastAPI:
 
     app.add_middleware(Observe, agent=agent)
 
-    app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]  # Starlette types it loosely
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errs = validation_errors(exc)
@@ -126,7 +126,9 @@ class HotRoutes:
 
     def __init__(self, app: FastAPI, agent: Agent, routes: list[Route]) -> None:
         self.app = app
-        self.hot = {(m, r.path): Observe(_JsonErrors(r), agent) for r in routes for m in r.methods or ()}
+        self.hot: dict[tuple[Any, Any], Observe] = {
+            (m, r.path): Observe(_JsonErrors(r), agent) for r in routes for m in r.methods or ()
+        }
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         hot = self.hot.get((scope.get("method"), scope.get("path"))) if scope["type"] == "http" else None
@@ -219,7 +221,8 @@ async def auth_refusal(
     addr = client_addr(request)
     valid = next((tok for tok, store in credentials if tok and store.check(tok)), None)
     presented = next((tok for tok, _ in credentials if tok), None)
-    request.state.actor = fingerprint(valid or presented) if (valid or presented) else None
+    shown = valid or presented
+    request.state.actor = fingerprint(shown) if shown else None
     retry = agent.guard.lockout.retry_after(addr)
     if retry is not None:
         return JSONResponse(

@@ -61,9 +61,9 @@ class MarketAnalyst(Agent):
             if self.stop_event.is_set():
                 return
             self.observe(bar)
-            await self.bus.publish(
+            await self.bus.publish(  # type: ignore[union-attr]  # the bus exists while loops run
                 Stream.BARS,
-                BarMsg(  # type: ignore[union-attr]
+                BarMsg(
                     symbol=bar.symbol,
                     barTs=bar.ts.isoformat(),
                     open=bar.open,
@@ -102,15 +102,15 @@ class MarketAnalyst(Agent):
         entry.params = params
 
     async def on_commands(self, batch: list[Delivery]) -> list[Outcome]:
-        out = []
+        out: list[Outcome] = []
         for d in batch:
             p = d.payload
             kind = p.get("type")
             if kind == "analyze":
                 sig, last = self.analyze(p["symbol"])
-                await self.bus.publish(
+                await self.bus.publish(  # type: ignore[union-attr]  # the bus exists while consumers run
                     Stream.SIGNALS,
-                    SignalMsg(  # type: ignore[union-attr]
+                    SignalMsg(
                         requestId=p["requestId"],
                         symbol=p["symbol"],
                         side=sig.side if last else None,

@@ -112,7 +112,7 @@ class TradeExecutor(Agent):
         async with self.session() as s:
             fills = await repo.all_fills(s)
         self.paper_ledger = replay(self.settings.starting_cash, fills, {})
-        self.adapter.ledger = self.paper_ledger  # type: ignore[attr-defined]
+        self.adapter.ledger = self.paper_ledger  # type: ignore[attr-defined]  # paper mode: the PaperExchange
         self._paper_stale = False
 
     def _claim_rows(self, msgs: list[OrderMsg]) -> list[dict[str, Any]]:
@@ -147,7 +147,7 @@ class TradeExecutor(Agent):
             o = known[m.orderId]
             status = o.status if o.status != "pending" else "failed"
             reason = o.reason if o.status != "pending" else "interrupted before the result was recorded"
-            out.append(self._status(m, ExecResult(status, o.price, o.fee or Decimal(0), reason)))  # type: ignore[arg-type]
+            out.append(self._status(m, ExecResult(status, o.price, o.fee or Decimal(0), reason)))  # type: ignore[arg-type]  # a stored status
         return out
 
     def _rows(self, results: list[tuple[OrderMsg, ExecResult]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

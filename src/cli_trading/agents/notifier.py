@@ -68,7 +68,7 @@ class NotificationManager(Agent):
         self.watchdog = Watchdog(failures_needed=self.cfg.watchdog.failures)
 
     async def publish(self, event: NotifyEvent) -> str:
-        return await self.bus.publish(Stream.NOTIFY, event)  # type: ignore[union-attr]
+        return await self.bus.publish(Stream.NOTIFY, event)  # type: ignore[union-attr]  # started: the bus exists
 
     def subscriptions(self) -> list[Subscription]:
         return [
@@ -81,7 +81,7 @@ class NotificationManager(Agent):
         await self.dispatcher.handle(d.payload)
 
     def loops(self) -> list[Callable[[], Awaitable[None]]]:
-        out = [self._incident_loop]
+        out: list[Callable[[], Awaitable[None]]] = [self._incident_loop]
         if self.cfg.watchdog.enabled:
             out.append(self._watchdog_loop)
         return out

@@ -24,7 +24,7 @@ from cli_trading.trading.ledger import FillRecord, Ledger, replay
 
 
 def load_rules(path: Any) -> risk.RiskRules:
-    return load_yaml(path, risk.RiskFile).risk  # type: ignore[attr-defined]
+    return load_yaml(path, risk.RiskFile).risk
 
 
 class RiskManager(Agent):

@@ -111,7 +111,7 @@ def _strategies(cfg: StrategyFile | str | Path | None) -> StrategyFile:
 def _rules(cfg: RiskRules | str | Path | None) -> RiskRules:
     if isinstance(cfg, RiskRules):
         return cfg
-    return load_yaml(Path(cfg or DEFAULTS_DIR / "risk.yaml"), RiskFile).risk  # type: ignore[attr-defined]  # a RiskFile
+    return load_yaml(Path(cfg or DEFAULTS_DIR / "risk.yaml"), RiskFile).risk
 
 
 class _BuyAndHold:

@@ -139,11 +139,11 @@ def _ver(row: dict[str, Any]) -> str:
         f"[red]FAILED[/red] {v['verifiedAt'][:19]}"
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024:
             return f"{n:.0f} {unit}"
-        n /= 1024  # type: ignore[assignment]
+        n /= 1024
     return f"{n:.1f} TiB"
 
 

@@ -61,11 +61,11 @@ def _extras(settings: object, *, monitoring: bool, edge: bool) -> list[object]:
     if monitoring:
         from cli_trading.ops.monitoring import LocalMonitoring
 
-        out.append(LocalMonitoring(settings))  # type: ignore[arg-type]
+        out.append(LocalMonitoring(settings))  # type: ignore[arg-type]  # a Settings (imported lazily)
     if edge:
         from cli_trading.ops.edge import LocalEdge
 
-        out.append(LocalEdge(settings))  # type: ignore[arg-type]
+        out.append(LocalEdge(settings))  # type: ignore[arg-type]  # a Settings, as above
     return out
 
 

@@ -27,7 +27,7 @@ def events(payload: dict[str, Any]) -> list[NotifyEvent]:
         out.append(
             NotifyEvent(
                 type=f"alert.{name}" + (".resolved" if resolved else ""),
-                severity="info" if resolved else severity,  # type: ignore[arg-type]
+                severity="info" if resolved else severity,
                 message=(("Resolved: " if resolved else "") + (notes.get("summary") or name))[:500],
                 context={
                     **labels,

@@ -76,9 +76,9 @@ def classify(event: dict[str, Any], rules: list[Rule]) -> Classification:
     ctx = event.get("context") or {}
     for rule in rules:
         if matches(rule, event):
-            priority = rule.priority
+            priority: str = rule.priority
             if priority == "from_context":
-                priority = ctx.get("priority") if ctx.get("priority") in PRIORITIES else _fallback(event)
+                priority = str(ctx["priority"]) if ctx.get("priority") in PRIORITIES else _fallback(event)
             category = rule.category or _category(ctx)
             opens = rule.incident if rule.incident is not None else priority in ("P0", "P1")
             actor = ctx.get("actor") if rule.ack_by_actor else None

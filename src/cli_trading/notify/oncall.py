@@ -5,9 +5,10 @@ with the agent's (injectable) clock; several instances may run it at once."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from cli_trading.notify import escalation, store
+from cli_trading.notify.config import Priority
 from cli_trading.notify.incidents import Incidents
 from cli_trading.notify.metrics import ESCALATIONS
 
@@ -18,13 +19,14 @@ async def run_due(svc: Incidents) -> None:
     async with svc.sessions() as s:
         incidents = await store.open_incidents(s)
     for inc in incidents:
-        chain = svc.cfg.escalation.get(inc.severity, [])
+        severity = cast("Priority", inc.severity)  # written from a validated priority (incidents.py)
+        chain = svc.cfg.escalation.get(severity, [])
         due = escalation.levels_due(
             opened_at=inc.opened_at,
             acknowledged=inc.acknowledged_at is not None,
             level=inc.escalation_level,
             now=now,
-            response_minutes=svc.cfg.response_minutes[inc.severity],
+            response_minutes=svc.cfg.response_minutes[severity],
             chain_length=len(chain),
         )
         if due:

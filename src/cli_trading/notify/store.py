@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import desc, func, select, update
+from sqlalchemy import desc, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cli_trading.db.models import AuditEvent, Incident, IncidentEvent, Notification
@@ -68,7 +68,7 @@ async def claim_escalation(s: AsyncSession, *, incident_id: int, from_level: int
         .where(Incident.id == incident_id, Incident.escalation_level == from_level, Incident.acknowledged_at.is_(None))
         .values(escalation_level=to_level)
     )
-    return res.rowcount == 1  # type: ignore[attr-defined]
+    return res.rowcount == 1  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
 
 
 # -- timeline -------------------------------------------------------------------------------
@@ -105,7 +105,7 @@ async def halt_audit(s: AsyncSession, *, since: datetime, until: datetime | None
 # -- deliveries -----------------------------------------------------------------------------
 async def add_notifications(s: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await s.execute(Notification.__table__.insert(), list(rows))
+        await s.execute(insert(Notification), list(rows))
 
 
 async def delivered(s: AsyncSession, *, trace_id: str) -> set[str]:

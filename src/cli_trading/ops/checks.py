@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -22,9 +23,12 @@ class Check:
         return asdict(self)
 
 
-def worst(statuses: list[str]) -> Status:
+STATUSES: tuple[Status, ...] = ("ok", "warning", "critical")
+
+
+def worst(statuses: Sequence[str]) -> Status:
     top = max((RANK[s] for s in statuses), default=0)
-    return ("ok", "warning", "critical")[top]  # type: ignore[return-value]
+    return STATUSES[top]
 
 
 def exit_code(status: str) -> int:

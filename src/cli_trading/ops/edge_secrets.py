@@ -44,7 +44,7 @@ def _ca(folder: Path, *, renew: bool, now: datetime) -> tuple[ec.EllipticCurvePr
     key_path, crt_path = folder / "ca.key", folder / "ca.crt"
     if not renew and key_path.exists() and crt_path.exists():
         key = serialization.load_pem_private_key(key_path.read_bytes(), None)
-        return key, x509.load_pem_x509_certificate(crt_path.read_bytes())  # type: ignore[return-value]
+        return key, x509.load_pem_x509_certificate(crt_path.read_bytes())  # type: ignore[return-value]  # our CA key: EC
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()

@@ -21,7 +21,7 @@ import redis
 
 from cli_trading.contracts import AGENTS, HALT_KEY, SUBSCRIPTIONS, dlq_of, iso
 from cli_trading.ops import infra
-from cli_trading.ops.checks import Check, Thresholds, exit_code, grade, worst
+from cli_trading.ops.checks import Check, Status, Thresholds, exit_code, grade, worst
 from cli_trading.ops.locate import Located
 
 
@@ -151,7 +151,7 @@ def halt_check(loc: Located, pnl: dict[str, Any] | None) -> Check:
     if not state.get("halted"):
         return Check("halt", "trading", "ok", "trading (not halted)", ev)
     reason = state.get("haltReason")
-    status = "warning" if reason == "daily_target_reached" else "critical"
+    status: Status = "warning" if reason == "daily_target_reached" else "critical"
     src = f" [from {state['source']}]" if state.get("source") else ""
     return Check("halt", "trading", status, f"HALTED: {reason} since {state.get('haltedAt')}"
                  + (f" ({state.get('haltNote')})" if state.get("haltNote") else "") + src, ev)

@@ -14,7 +14,7 @@ import redis
 from cli_trading.config import redact_url
 from cli_trading.ops import backup as bk
 from cli_trading.ops import dbtools
-from cli_trading.ops.checks import Check, Thresholds, grade, worst
+from cli_trading.ops.checks import Check, Status, Thresholds, grade, worst
 from cli_trading.ops.locate import Located
 
 
@@ -26,7 +26,7 @@ def redis_check(loc: Located, th: Thresholds) -> Check:
     try:
         r.ping()
         mem, clients = r.info("memory"), r.info("clients")
-        maxclients = int(r.config_get("maxclients").get("maxclients", 10000))
+        maxclients = int(r.config_get("maxclients").get("maxclients") or 10000)
     except redis.RedisError as exc:
         return Check("redis", "redis", "critical", f"Redis not reachable: {type(exc).__name__}",
                      {"url": redact_url(loc.redis_url), "error": str(exc)[:200]})
@@ -81,7 +81,7 @@ def _sqlite_check(path: Path | None) -> Check:
         result = dbtools.sqlite_quick_check(path)
     except Exception as exc:  # noqa: BLE001 - any failure to read it is the finding
         return Check("database", "database", "critical", f"SQLite unreadable: {exc}", {"path": str(path)})
-    status = "ok" if result == "ok" else "critical"
+    status: Status = "ok" if result == "ok" else "critical"
     return Check("database", "database", status, f"SQLite {path.name}: quick_check {result}",
                  {"path": str(path), "sizeBytes": path.stat().st_size, "quickCheck": result})
 
@@ -91,7 +91,7 @@ def disk_check(loc: Located, th: Thresholds) -> Check:
     where = loc.data_dir if loc.data_dir.exists() else Path(".")
     u = shutil.disk_usage(where)
     free = u.free / u.total
-    status = "critical" if free <= th.disk_free_crit else "warning" if free <= th.disk_free_warn else "ok"
+    status: Status = "critical" if free <= th.disk_free_crit else "warning" if free <= th.disk_free_warn else "ok"
     return Check("disk", "host", status, f"{free:.0%} free on the data folder's disk ({u.free // 2**30} GiB)",
                  {"path": str(where.resolve()), "totalBytes": u.total, "freeBytes": u.free,
                   "freeRatio": round(free, 4)})
@@ -103,7 +103,7 @@ def memory_check(th: Thresholds) -> Check:
     if not total:
         return Check("memory", "host", "ok", "memory not measurable on this platform", {})
     ratio = avail / total
-    status = "critical" if ratio <= th.mem_avail_crit else "warning" if ratio <= th.mem_avail_warn else "ok"
+    status: Status = "critical" if ratio <= th.mem_avail_crit else "warning" if ratio <= th.mem_avail_warn else "ok"
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return Check("memory", "host", status, f"{ratio:.0%} memory available ({avail // 2**20} MiB)",
                  {"totalBytes": total, "availableBytes": avail, "availableRatio": round(ratio, 4), "loadAvg": load})

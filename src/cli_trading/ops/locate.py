@@ -181,9 +181,9 @@ def _quiet_secret(path: str | None) -> str | None:
 
 def _settings(env: dict[str, str], data_dir: Path, port_base: int) -> Settings:
     """Settings as the running system sees them (its environment over ours), never failing."""
-    keep = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
+    keep: dict[str, Any] = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
     keep.update({"data_dir": data_dir, "port_base": port_base, "database_password_file": None})
     try:
-        return Settings(_env_file=None, **keep)  # type: ignore[call-arg]
+        return Settings(_env_file=None, **keep)
     except ValueError:
-        return Settings(data_dir=data_dir, port_base=port_base)  # type: ignore[call-arg]
+        return Settings(data_dir=data_dir, port_base=port_base)

@@ -78,7 +78,7 @@ def restore(r: redis.Redis, src: Path, *, extra: dict[str, dict[str, str]] | Non
         pipe.restore(e["key"], max(0, e["ttlMs"]), e["payload"], replace=True)
     for key, mapping in (extra or {}).items():
         pipe.delete(key)
-        pipe.hset(key, mapping=mapping)
+        pipe.hset(key, mapping={k: v for k, v in mapping.items()})  # typed as redis-py wants
     pipe.execute()
     return len(entries)
 

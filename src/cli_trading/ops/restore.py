@@ -222,7 +222,7 @@ def _restore_redis(loc: Located, folder: Path, manifest: dict[str, Any], say: Sa
         n = redisdump.restore(r, folder / manifest["redis"]["file"], extra=halt)
         say(f"redis restored ({n} keys), halt flag set")
     else:
-        r.hset(HALT_KEY, mapping=halt[HALT_KEY])
+        r.hset(HALT_KEY, mapping={k: v for k, v in halt[HALT_KEY].items()})  # typed as redis-py wants
 
 
 async def _record_halt(loc: Located, backup_id: str, diffs: list[str]) -> None:
@@ -232,7 +232,7 @@ async def _record_halt(loc: Located, backup_id: str, diffs: list[str]) -> None:
         async with AsyncSession(engine) as s, s.begin():
             event = {"action": "halt", "reason": state.reason, "mode": state.mode, "actor": ACTOR, "source": None,
                      "note": "restore", "detail": {"backup": backup_id}}
-            await repo.save_halt(s, state=state, event=event, now=state.halted_at)  # type: ignore[arg-type]
+            await repo.save_halt(s, state=state, event=event, now=state.halted_at)  # type: ignore[arg-type]  # set: halted
             await repo.add_audit(s, rows=[{
                 "ts": now_utc(), "agent": "ops", "action": "ops:restore", "actor": ACTOR,
                 "source": socket.gethostname(), "target": backup_id, "result": "ok" if not diffs else "ledger_mismatch",

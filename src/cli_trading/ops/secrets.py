@@ -113,7 +113,7 @@ def rotate(loc: Located, *, force: bool, grace_s: float | None = None) -> dict[s
             until = iso(now_utc() + timedelta(seconds=grace))
             _write_secret(prev, json.dumps({"token": old, "validUntil": until}))
         _write_secret(path, new)
-    result = {
+    result: dict[str, Any] = {
         "tokenFile": str(path.resolve()),
         "mode": "forced" if force else "graceful",
         "newFingerprint": fingerprint(new),

@@ -88,7 +88,7 @@ def load_strategy_config(path: str | Path) -> StrategyFile:
     folder = str(Path(path).resolve().parent)
     if folder != str(DEFAULTS_DIR.resolve()) and folder not in sys.path:  # user strategies may live next to the file
         sys.path.insert(0, folder)
-    return load_yaml(Path(path), StrategyFile)  # type: ignore[return-value]  # load_yaml returns the model given
+    return load_yaml(Path(path), StrategyFile)
 
 
 def load_strategies(path: str | Path) -> list[Strategy[Any]]:
