@@ -162,3 +162,18 @@ def test_cancel_done_but_answer_lost(ex: ccxt.binance, sim: SimProcess) -> None:
     assert ex.fetch_order(o["id"], SYMBOL)["status"] == "canceled"
     with pytest.raises(ccxt.OrderNotFound):  # a second cancel: Binance's "Unknown order sent."
         ex.cancel_order(o["id"], SYMBOL)
+
+
+def test_request_limit_429_then_418(tmp_path: Path) -> None:
+    sim = SimProcess(tmp_path / "data", "--speed", "0", "--request-limit", "5").start()  # the start used one
+    try:
+        url = f"{sim.url}/api/v3/ticker/price"
+        codes = [httpx.get(url, params={"symbol": "BTCUSDT"}).status_code for _ in range(10)]
+        assert codes[:4] == [200] * 4 and set(codes[4:]) == {429, 418} and codes[-1] == 418
+        banned = httpx.get(url)
+        assert banned.status_code == 418 and int(banned.headers["Retry-After"]) > 1
+        with pytest.raises(ccxt.DDoSProtection):
+            sim.client().fetch_time()
+        assert httpx.get(f"{sim.url}/sim/state", headers={"X-MBX-APIKEY": KEY}).status_code == 200  # never limited
+    finally:
+        sim.stop()
