@@ -149,3 +149,63 @@ def test_check_names_the_lines_and_import_fills_or_refuses_gaps(tmp_path: Path) 
 def test_check_of_a_missing_file(tmp_path: Path, name: str) -> None:
     res = run("check", str(tmp_path / name))
     assert res.exit_code == 2 and "cannot read" in res.output
+
+
+# -- against the project's Binance simulator -----------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_download_from_the_exchange_simulator_then_backtest_it(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import httpx
+
+    port = _free_port()
+    exe = str(Path(sys.executable).with_name("cli-trading"))
+    sim = subprocess.Popen(
+        [exe, "exchange-sim", "--port", str(port), "--data-dir", str(tmp_path / "sim"), "--api-key", "k",
+         "--api-secret", "s"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/v3/time", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("exchange-sim did not answer in 60 s")
+        since = datetime.fromtimestamp(time.time() - 3 * 86400, UTC).strftime("%Y-%m-%dT%H:00")
+        url = f"http://127.0.0.1:{port}"
+        args = ["download", "--api-url", url, "--symbol", "BTC/USDT", "--since", since, "--out", str(tmp_path)]
+        first = run(*args, "--limit", "50", "--json")
+        assert first.exit_code == 0, first.output
+        doc = json.loads(first.stdout)
+        assert 70 <= doc["candles"] <= 72 and doc["requests"] >= 2 and doc["check"]["ok"]
+        bars = load_bars("BTC-USDT", tmp_path, gaps="refuse")  # contiguous hours, every one closed
+        assert bars[-1].ts.timestamp() + 3600 <= time.time()
+        again = json.loads(run(*args, "--json").stdout)
+        assert again["before"] == doc["candles"] and again["added"] <= 1
+    finally:
+        os.killpg(sim.pid, signal.SIGINT)
+        try:
+            sim.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(sim.pid, signal.SIGKILL)
+            sim.wait()
+    bt = CliRunner().invoke(
+        app, ["backtest", "--symbols", "BTC-USDT", "--data", str(tmp_path / "BTC-USDT_1h.csv"), "--json",
+              "--out", str(tmp_path / "report")],
+    )  # fmt: skip
+    assert bt.exit_code == 0, bt.output
+    assert json.loads(bt.stdout)["metrics"]["bars"] == again["candles"]

@@ -91,7 +91,7 @@ def download(
     if timeframe not in (getattr(ex, "timeframes", None) or {timeframe: timeframe}):
         raise _fail(f"{exchange} has no timeframe {timeframe!r}; it has {', '.join(ex.timeframes)}")
     try:
-        result = _run_download(ex, sym, timeframe, _since(since) if since else datetime.now(UTC), path)
+        result = _run_download(ex, sym, timeframe, _since(since) if since else datetime.now(UTC), path, limit)
     except DataError as exc:
         raise _fail(f"{path} is damaged; fix or delete it:\n{exc}") from None
     except Exception as exc:  # ccxt's errors: bad symbol, exchange down after the retries, …
@@ -101,7 +101,7 @@ def download(
     _print_download(result, json_)
 
 
-def _run_download(ex: Any, symbol: str, timeframe: str, since: datetime, path: Path) -> dl.DownloadResult:
+def _run_download(ex: Any, symbol: str, timeframe: str, since: datetime, path: Path, limit: int) -> dl.DownloadResult:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task(f"{symbol} {timeframe}", total=None)
@@ -110,7 +110,7 @@ def _run_download(ex: Any, symbol: str, timeframe: str, since: datetime, path: P
             last = p.last.strftime("%Y-%m-%d %H:%M") if p.last else "…"
             bar.update(task, completed=p.held, total=p.total, description=f"{symbol} {timeframe} {last}")
 
-        return dl.download(ex, symbol, timeframe, since, path, on_progress=show)
+        return dl.download(ex, symbol, timeframe, since, path, limit=limit, on_progress=show)
 
 
 def _print_download(r: dl.DownloadResult, json_: bool) -> None:
