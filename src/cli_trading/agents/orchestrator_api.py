@@ -18,6 +18,7 @@ from cli_trading.auth import allowed, fingerprint
 from cli_trading.contracts import HaltMode, HaltReason, new_id
 from cli_trading.control import params, streams
 from cli_trading.control.halt_door import DoorRequest, Handler
+from cli_trading.control.overview import Overview
 from cli_trading.db import repo
 from cli_trading.exchanges.keys import RECON_KEY
 from cli_trading.trading import day as tday
@@ -167,6 +168,14 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
             )
         except UnhaltRefused as exc:
             raise ApiError(409, str(exc), **orc.halts.state.to_api(), percent=str(orc.pnl_pct())) from exc
+
+    board = Overview(orc)
+
+    @app.get("/admin/overview", tags=["admin"])
+    async def overview(
+        request: Request, logs: int = Query(100, ge=0, le=1000), agent: str | None = None, level: str | None = None
+    ) -> dict[str, Any]:
+        return await board.build(actor=_actor(request), logs=logs, log_agent=agent, log_level=level)
 
     @app.get("/admin/halts", tags=["admin"])
     async def halts(limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:

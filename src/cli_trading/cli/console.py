@@ -1,0 +1,42 @@
+"""`cli-trading console`: the live terminal dashboard (the `console` package)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from cli_trading.cli.client import err, target
+
+Token = Annotated[str | None, typer.Option("--token", help="admin token (default: ADMIN_TOKEN / ADMIN_TOKEN_FILE)")]  # noqa: UP007
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(console)
+
+
+def console(
+    read_only: Annotated[bool, typer.Option("--read-only", help="look, but refuse every action")] = False,
+    url: Annotated[
+        str | None, typer.Option("--url", envvar="CLI_TRADING_URL", help="the orchestrator's base URL (e.g. the edge)")
+    ] = None,  # noqa: UP007
+    interval: Annotated[float, typer.Option(help="seconds between refreshes", min=0.2, max=1.0)] = 0.5,
+    token: Token = None,
+) -> None:
+    """The operator's console: halt state, PnL, agents, streams, incidents, activity and logs,
+    live; halt, unhalt, acknowledge, requeue and the health check at one key each.
+    Exit 1 when the admin token is refused."""
+    from cli_trading.console.app import ConsoleApp
+    from cli_trading.console.client import ConsoleClient, Endpoint
+
+    t = target(token)
+    if not t.token:
+        err.print("[red]cli-trading console needs the admin token[/red]: set ADMIN_TOKEN or ADMIN_TOKEN_FILE, "
+                  "or pass --token (a local `cli-trading up` keeps it in its data folder's runtime.json)")
+        raise typer.Exit(1)
+    os.environ.setdefault("TEXTUAL_FPS", "30")  # a dashboard, not a game: fewer frames, less CPU
+    app = ConsoleApp(ConsoleClient(Endpoint(t, url)), read_only=read_only, interval=interval)
+    app.run()
+    if app.return_code:
+        raise typer.Exit(app.return_code)
