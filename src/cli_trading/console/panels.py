@@ -111,7 +111,8 @@ class AgentsPanel(Panel):
     title = "agents"
 
     def compose(self) -> ComposeResult:
-        yield Table("agent", "state", "rst", "pend", "lag", "up", "last error", id="agents")
+        yield Table("agent", "state", "restarts", "pending", "lag", "up", id="agents")
+        yield Static("", id="agent-errors")
 
     def update_from(self, doc: dict[str, Any], now: datetime) -> None:
         rows = []
@@ -123,14 +124,17 @@ class AgentsPanel(Panel):
             if a.get("crashLoop"):
                 label = Text("CRASH LOOP", style="bold white on red")
             elif state == "down" and "restarting" in str(a.get("supervisor") or ""):
-                label.append(" restarting", style="yellow")
+                label.append(" ↻", style="yellow")
             restarts = a.get("restarts")
             rows.append((a["agent"], (
                 a["agent"], label, "—" if restarts is None else Text(str(restarts), style="red" if restarts else ""),
                 str(a.get("pending", 0)), str(a.get("lag", 0)), r.uptime(a.get("uptimeSeconds")),
-                Text(r.short_error(a.get("lastError")), style="red"),
             )))
         self.query_one(Table).show(rows)
+        errors = sorted(((a["lastError"], a["agent"]) for a in doc.get("agents") or [] if a.get("lastError")),
+                        key=lambda e: e[0].get("ts", ""), reverse=True)
+        text = "\n".join(f"last error {name}: {r.short_error(err, self.size.width - 20)}" for err, name in errors[:2])
+        self.query_one("#agent-errors", Static).update(text)
 
 
 class StreamsPanel(Panel):
