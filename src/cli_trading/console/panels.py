@@ -164,7 +164,7 @@ class IncidentsPanel(Panel):
     title = "incidents"
 
     def compose(self) -> ComposeResult:
-        yield Table("#", "P", "status", "title", "age", "commander", "ack", id="incidents")
+        yield Table("#", "P", "ack", "status", "age", "commander", "title", id="incidents")
 
     def update_from(self, doc: dict[str, Any], now: datetime) -> None:
         inc = doc.get("incidents") or {}
@@ -173,8 +173,8 @@ class IncidentsPanel(Panel):
             acked = Text("yes", style="green") if i.get("acknowledgedAt") else Text("NO", style="bold red")
             rows.append((str(i["id"]), (
                 str(i["id"]), Text(i.get("severity", ""), style=r.SEVERITY_STYLE.get(i.get("severity", ""), "")),
-                i.get("status", ""), i.get("title", ""), r.age(i.get("openedAt"), now), i.get("commander") or "—",
-                acked,
+                acked, i.get("status", ""), r.age(i.get("openedAt"), now), i.get("commander") or "—",
+                i.get("title", ""),
             )))
         self.query_one(Table).show(rows)
         self.border_subtitle = _checklist(doc.get("checklist")) or (inc.get("error", "")[:60] if inc else "")
