@@ -103,7 +103,8 @@ class ConsoleApp(App[None]):
 
     @work(group="poll")
     async def fetch(self) -> None:
-        assert self.client is not None
+        if self.client is None:
+            return
         try:
             doc = await self.client.overview()
         except Unauthorized as exc:
@@ -192,7 +193,8 @@ class ConsoleApp(App[None]):
 
     @work(group="actions")
     async def send(self, what: str, call: Callable[[ConsoleClient], Any]) -> None:
-        assert self.client is not None
+        if self.client is None:
+            return
         try:
             res = await call(self.client)
         except ConsoleError as exc:

@@ -66,7 +66,7 @@ class DlqScreen(ModalScreen[None]):
 
     @on(DataTable.RowHighlighted)
     def highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self.show_entry(str(event.row_key.value) if event.row_key else None)
+        self.show_entry(str(event.row_key.value) if event.row_key.value is not None else None)
 
     def show_entry(self, key: str | None) -> None:
         e = self.entries.get(key or "")
