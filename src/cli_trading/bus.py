@@ -183,7 +183,7 @@ class Consumer:
         max_failures: int = 5,
         retry_backoff_s: float = 0.2,
         claim_idle_ms: int = 30_000,
-        idem_ttl_s: int = 900,
+        idem_ttl_s: int = 300,
         start_id: str = "0",
     ) -> None:
         self.bus, self.stream, self.group, self.name = bus, stream, group, name

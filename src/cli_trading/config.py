@@ -144,7 +144,7 @@ class Settings(BaseSettings):
 
     max_failures: int = 5
     claim_idle_ms: int = 30_000
-    idempotency_ttl_s: int = 900  # duplicates arrive within minutes; a day of keys cost gigabytes at full load
+    idempotency_ttl_s: int = 300  # duplicates arrive within seconds; a day of keys cost gigabytes at full load
     exec_failure_halt_n: int = 5
     db_outage_halt_s: float = 30.0
 

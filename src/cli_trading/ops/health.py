@@ -33,6 +33,7 @@ def run_checks(loc: Located, th: Thresholds | None = None) -> dict[str, Any]:
     checks = [
         *agents,
         infra.redis_check(loc, th),
+        infra.redis_durability_check(loc),
         infra.database_check(loc, th),
         *stream_checks(loc, th),
         halt_check(loc, pnl),

@@ -13,7 +13,7 @@ import redis
 
 from cli_trading.config import redact_url
 from cli_trading.ops import backup as bk
-from cli_trading.ops import dbtools
+from cli_trading.ops import dbtools, redisdurable
 from cli_trading.ops.checks import Check, Status, Thresholds, grade, worst
 from cli_trading.ops.locate import Located
 
@@ -43,6 +43,25 @@ def redis_check(loc: Located, th: Thresholds) -> Check:
         "maxmemoryPolicy": mem.get("maxmemory_policy"), "connectedClients": n, "maxClients": maxclients,
         "blockedClients": int(clients.get("blocked_clients", 0)),
     })
+
+
+def redis_durability_check(loc: Located) -> Check:
+    """A warning when a Redis restart, or a full Redis, can lose acknowledged work."""
+    if not loc.redis_url:
+        return Check("redis:durability", "redis", "warning", "Redis address unknown", {})
+    r = redis.Redis.from_url(loc.redis_url, socket_connect_timeout=2, socket_timeout=3)
+    try:
+        risks, evidence = redisdurable.inspect(r)
+    except redis.RedisError as exc:
+        return Check("redis:durability", "redis", "critical", f"Redis not reachable: {type(exc).__name__}", {})
+    finally:
+        r.close()
+    if not risks:
+        return Check("redis:durability", "redis", "ok",
+                     f"append-only file on (fsync {evidence.get('appendfsync', '?')}), noeviction", evidence)
+    summary = " ".join(f"{k.title}. At risk: {k.at_risk}. Fix: {k.fix}." for k in risks)
+    return Check("redis:durability", "redis", "warning", summary,
+                 {**evidence, "risks": [{"id": k.id, "atRisk": k.at_risk, "fix": k.fix} for k in risks]})
 
 
 # -- database -------------------------------------------------------------------------------

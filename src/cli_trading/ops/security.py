@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import redis
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from cli_trading.auth import fingerprint, previous_path
 from cli_trading.contracts import now_utc
 from cli_trading.db import repo
+from cli_trading.ops import redisdurable
 from cli_trading.ops import secrets as sec
 from cli_trading.ops.locate import Located
 
@@ -142,13 +144,26 @@ def exposure_findings(loc: Located) -> list[Finding]:
 def redis_findings(loc: Located) -> list[Finding]:
     if not loc.redis_url:
         return []
+    out = durability_findings(loc.redis_url)
     u = urlparse(loc.redis_url)
     if is_loopback(u.hostname) or u.password:
-        return []
-    return [Finding("redis-no-password", "high", "Redis without a password on a non-loopback address",
+        return out
+    return out + [Finding("redis-no-password", "high", "Redis without a password on a non-loopback address",
                     f"{u.hostname}:{u.port or 6379} accepts commands from anyone who can reach it "
                     "(halt flag, streams).", "requirepass / ACL users, and REDIS_URL=redis://:PASSWORD@host",
                     {"host": u.hostname})]
+
+
+def durability_findings(url: str) -> list[Finding]:
+    """A Redis that can lose acknowledged work on restart or under memory pressure (a warning)."""
+    r = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=3)
+    try:
+        risks, evidence = redisdurable.inspect(r)
+    except redis.RedisError:
+        return []  # not reachable: the health check says so
+    finally:
+        r.close()
+    return [Finding(k.id, "medium", k.title, f"At risk: {k.at_risk}.", k.fix, evidence) for k in risks]
 
 
 def postgres_findings(loc: Located) -> list[Finding]:
