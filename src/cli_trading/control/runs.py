@@ -1,8 +1,15 @@
 """Runs: one decision from analysis (or a manual order) to exactly one outcome. Kept in memory
-while in flight and for a while after, written to the `runs` table in batches."""
+while in flight and for a while after, and in the `runs` table.
+
+Crash safety: a change to a run is committed before anything depending on it is acknowledged
+(`RunBook.durable`, a group commit: every caller waiting at once shares one transaction). The
+202 of POST /orchestrate/run is answered after its run is committed, and a batch of stream
+messages is acknowledged after the runs it changed are. After a crash, `resolve` decides at
+start what becomes of each run left open (from the orders table: the executor's ledger)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,6 +109,9 @@ class RunBook:
         self.finished: OrderedDict[str, Run] = OrderedDict()
         self._new: dict[str, Run] = {}
         self._changed: dict[str, Run] = {}
+        self.version = 0  # changes made so far
+        self.committed = 0  # changes known to be in the database
+        self._flushing: asyncio.Future[None] | None = None
 
     def __contains__(self, rid: str) -> bool:
         return rid in self.active or rid in self.finished
@@ -112,6 +122,12 @@ class RunBook:
     def add(self, run: Run) -> None:
         self.active[run.request_id] = run
         self._new[run.request_id] = run
+        self.version += 1
+
+    def forget(self, run: Run) -> None:
+        """A run whose creation could not be committed: it was never accepted."""
+        self.active.pop(run.request_id, None)
+        self._new.pop(run.request_id, None)
 
     def adopt(self, run: Run) -> None:
         """A run loaded from the database (after a restart): active again, nothing to write."""
@@ -119,6 +135,7 @@ class RunBook:
 
     def touch(self, run: Run, step: str) -> None:
         run.steps.append(step)
+        self.version += 1
         if run.request_id not in self._new:
             self._changed[run.request_id] = run
 
@@ -164,6 +181,56 @@ class RunBook:
     @property
     def dirty(self) -> bool:
         return bool(self._new or self._changed)
+
+    async def durable(self, sessions: Callable[[], Any]) -> None:
+        """Return once every change made before the call is committed; raise if it cannot be
+        (the caller then acknowledges nothing). Callers arriving while a transaction runs wait
+        for it, then one more transaction takes all their changes at once."""
+        target = self.version
+        while self.committed < target:
+            if self._flushing is not None:
+                await asyncio.shield(self._flushing)
+                continue
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._flushing, upto = fut, self.version
+            undo: Callable[[], None] | None = None
+            try:
+                if self.dirty:
+                    async with sessions() as session, session.begin():
+                        undo = await self.flush(session)
+                self.committed = max(self.committed, upto)
+                fut.set_result(None)
+            except BaseException as exc:
+                if undo is not None:
+                    undo()  # not committed: written by the next transaction
+                fut.set_exception(exc)
+                fut.exception()  # retrieved here: waiters get it through their own await
+                raise
+            finally:
+                self._flushing = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What becomes of a run found open at start: finish it, send it to risk again, or wait."""
+
+    action: str  # finish | resend | wait
+    outcome: str | None = None
+    reason: str | None = None
+
+
+def resolve(run: Run, order: Any | None) -> Resolution:
+    """Pure: an open run after a restart, given its order's row (None when the executor never
+    claimed one). The executor's ledger has the last word; a run that never reached an order is
+    sent to risk again (risk, the orchestrator and the executor are idempotent on its ids, so a
+    run that did get further is not repeated); an analysis that never produced a signal holds."""
+    if order is not None:
+        if order.status in ("filled", "rejected", "failed"):
+            return Resolution("finish", order.status, order.reason)
+        return Resolution("wait")  # pending at the executor: its exec.status will finish the run
+    if run.side is None or run.qty is None or run.price is None:
+        return Resolution("finish", "hold", "interrupted by a restart before a signal")
+    return Resolution("resend")
 
 
 def _changes(r: Run) -> dict[str, Any]:
