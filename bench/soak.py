@@ -2,8 +2,9 @@
 """Memory over time of a running cli-trading under steady load: every --every seconds, the RSS of
 each agent (pids from the data folder's runtime.json) and of the embedded Redis, Redis's
 used_memory, its key count and the total length of the streams. Prints a JSON line per sample
-to stderr and, at the end, one JSON line: each series at start and end and its slope (least
-squares, MiB per hour) over the samples after --warmup seconds. The goal is flat."""
+to stderr and, at the end, one JSON line: each series at start, at the start of the steady
+part (--steady-from, half the run by default: idempotency keys fill up to their TTL first) and at
+the end, and its slope over the steady part (least squares, per hour). The goal is flat."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--seconds", type=float, default=1800)
     ap.add_argument("--every", type=float, default=30)
-    ap.add_argument("--warmup", type=float, default=120, help="samples before this are not in the slope")
+    ap.add_argument("--steady-from", type=float, default=0.5,
+                    help="the slope is fitted from this fraction of the run on (the TTLs fill up first)")
     a = ap.parse_args()
     rt = json.loads((a.data_dir / "runtime.json").read_text())
     r = redis.Redis.from_url(rt["redisUrl"])
@@ -73,15 +75,15 @@ def main() -> None:
         if time.time() - t0 >= a.seconds:
             break
         time.sleep(max(0.0, min(a.every, t0 + a.seconds - time.time())))
-    steady = [s for s in samples if s["t"] - t0 >= a.warmup] or samples
+    steady = [s for s in samples if s["t"] - t0 >= a.steady_from * a.seconds] or samples
     summary: dict[str, Any] = {"seconds": round(samples[-1]["t"] - t0), "samples": len(samples)}
     for key in sorted(k for k in samples[-1] if k != "t"):
         pts = [(s["t"], s[key]) for s in steady if s.get(key) is not None]
         if not pts:
             continue
         slope = slope_per_hour(pts)
-        summary[key] = {"start": round(pts[0][1], 1), "end": round(pts[-1][1], 1),
-                        "slope_per_h": None if slope is None else round(slope, 1)}
+        summary[key] = {"start": round(samples[0][key] or 0, 1), "steady": round(pts[0][1], 1),
+                        "end": round(pts[-1][1], 1), "slope_per_h": None if slope is None else round(slope, 1)}
     print(json.dumps(summary))
 
 
