@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     trading_mode: Literal["paper", "live"] = "paper"
     symbols: str = "BTC-USD,ETH-USD"
     speed: float = 1.0
+    # step mode: each replayed bar's runs finish before the next bar (deterministic; the order
+    # of a backtest, so paper trading gives the backtest's fills); pacing is then ignored
+    replay_step: bool = False
+    replay_loop: bool = True  # start the replay again at the end of the data
     market_feed: Literal["replay", "ccxt"] = "replay"  # ccxt: live public candles from EXCHANGE_ID
     market_timeframe: str = "1h"
     market_poll_s: float = Field(default=300.0, gt=0)  # live candles: the longest wait between polls

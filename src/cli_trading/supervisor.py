@@ -45,6 +45,8 @@ def prepare_env(settings: Settings, *, redis_url: str, token_file: Path | None) 
             "MARKET_FEED": settings.market_feed,
         }
     )
+    if settings.replay_step:
+        env["REPLAY_STEP"] = "1"
     if settings.config_dir:
         env["CONFIG_DIR"] = str(settings.config_dir.resolve())
     if settings.market_data_dir:

@@ -47,9 +47,11 @@ def candles(folder: Path, start: float, step_pct: float, n: int = 400) -> Path:
     for i in range(n):
         nxt = price * (1 + step_pct / 100)
         lo, hi = min(price, nxt), max(price, nxt)
-        rows.append(f"2024-01-{1 + i // 24:02d}T{i % 24:02d}:00:00Z,{price:.2f},{hi:.2f},{lo:.2f},{nxt:.2f},1")
+        # minute bars: the replay's trading day is the market day, so the whole file is one day
+        # (the limits a test sets for the day stay set)
+        rows.append(f"2024-01-01T{i // 60:02d}:{i % 60:02d}:00Z,{price:.2f},{hi:.2f},{lo:.2f},{nxt:.2f},1")
         price = nxt
-    (folder / "BTC-USD_1h.csv").write_text("\n".join(rows) + "\n")
+    (folder / "BTC-USD_1m.csv").write_text("\n".join(rows) + "\n")
     return folder
 
 

@@ -13,6 +13,7 @@ from cli_trading.contracts import BarMsg, Group, SignalMsg, Stream
 from cli_trading.market.bars import Bar
 from cli_trading.market.ccxt_feed import CcxtFeed
 from cli_trading.market.replay import ReplayFeed
+from cli_trading.market.stepper import BARS_READ, Stepper
 from cli_trading.trading.strategies import Candle, Signal, Strategy, build_strategy
 from cli_trading.trading.strategy_config import load_strategy_config
 
@@ -30,6 +31,7 @@ class MarketAnalyst(Agent):
         self.models: dict[str, dict[str, Strategy[Any]]] = {s: self.config.for_symbol(s) for s in symbols}
         self.last: dict[str, dict[str, Signal]] = {s: {} for s in symbols}
         self.windows: dict[str, deque[Bar]] = {s: deque(maxlen=WINDOW) for s in symbols}
+        self.stepper: Stepper | None = None
         self.feed = self._feed()
         self.bars_published = 0
         self.halted_reason: str | None = None
@@ -44,7 +46,16 @@ class MarketAnalyst(Agent):
             return CcxtFeed(
                 self.exchange, s.symbol_list, timeframe=s.market_timeframe, poll_seconds=s.market_poll_s
             )
-        return ReplayFeed(s.symbol_list, speed=s.speed, folder=s.market_data_dir)
+        return self._replay()
+
+    def _replay(self) -> ReplayFeed:
+        s = self.settings
+        if not s.replay_step:
+            return ReplayFeed(s.symbol_list, speed=s.speed, folder=s.market_data_dir, loop=s.replay_loop)
+        self.stepper = Stepper(self.redis)
+        return ReplayFeed(
+            s.symbol_list, speed=0, folder=s.market_data_dir, loop=s.replay_loop, after_step=self.stepper.settle
+        )
 
     async def on_stop(self) -> None:
         if getattr(self, "exchange", None) is not None:
@@ -57,6 +68,8 @@ class MarketAnalyst(Agent):
         return [self._feed_loop]
 
     async def _feed_loop(self) -> None:
+        if self.stepper is not None:  # step mode: every consumer is there before the first bar
+            await self.stepper.settle(timeout_s=600)
         async for bar in self.feed.stream():
             if self.stop_event.is_set():
                 return
@@ -107,6 +120,8 @@ class MarketAnalyst(Agent):
             p = d.payload
             kind = p.get("type")
             if kind == "analyze":
+                if self.stepper is not None:  # step mode: the risk manager has marked this bar too
+                    await self.stepper.settle(BARS_READ)
                 sig, last = self.analyze(p["symbol"])
                 await self.bus.publish(  # type: ignore[union-attr]  # the bus exists while consumers run
                     Stream.SIGNALS,

@@ -9,6 +9,7 @@ import contextlib
 import functools
 import socket
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -37,6 +38,7 @@ from cli_trading.control.runs import Run, RunBook, from_row, limit_fields
 from cli_trading.control.watchdogs import Watchdogs
 from cli_trading.db import repo
 from cli_trading.haltgate import HaltGate
+from cli_trading.market.bars import parse_ts
 from cli_trading.supervision import fetch as fetch_supervision
 from cli_trading.supervision import health_entry
 from cli_trading.trading import day as tday
@@ -205,8 +207,24 @@ class Orchestrator(Agent):
                 },
             )
 
+    market_now: datetime | None = None  # the latest replayed bar's time
+
+    def day_clock(self) -> datetime:
+        """The trading day's clock: on replayed history the market's (the latest bar's time, as
+        in backtests: a day is a market day at any replay speed), else the wall clock."""
+        return self.market_now or self.clock()
+
+    async def _market_clock(self, now: datetime | None) -> None:
+        first, self.market_now = self.market_now is None, now
+        if first and now is not None and self.day is not None:
+            # the day opened at start (by the wall clock, before any bar) is the replay's first
+            # market day: same start equity, same limits, same halts
+            self.day = tday.TradingDay(tday.day_of(now), self.day.start_equity, self.day.limits)
+            await self._save_day()
+
     async def roll_day(self) -> None:
-        new = tday.rollover(self.day, now=self.clock(), equity=self.ledger.snapshot().equity, defaults=self.defaults)
+        now = self.day_clock()
+        new = tday.rollover(self.day, now=now, equity=self.ledger.snapshot().equity, defaults=self.defaults)
         if new is None:
             return
         first = self.day is None
@@ -420,6 +438,8 @@ class Orchestrator(Agent):
             latest[d.payload["symbol"]] = Decimal(d.payload["close"])
         for sym, px in latest.items():
             self.ledger.mark(sym, px)
+        if self.settings.market_feed == "replay":  # the trading day follows the replayed market
+            await self._market_clock(max((parse_ts(d.payload["barTs"]) for d in batch), default=self.market_now))
         await self.roll_day()
         await self._check_auto_halt()
         if not self.halts.state.halted:

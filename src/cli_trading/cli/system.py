@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:
 def up(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="where data and logs live")] = Path("cli-trading-data"),
     speed: Annotated[float, typer.Option(help="bars per second of replay")] = 1.0,
+    step: Annotated[
+        bool, typer.Option("--step", help="deterministic replay: each bar's runs finish before the next bar")
+    ] = False,
     symbols: Annotated[str | None, typer.Option(help="comma-separated, e.g. BTC-USD,ETH-USD")] = None,  # noqa: UP007
     config: Annotated[
         Path | None, typer.Option("--config", help="folder with risk.yaml, strategies.yaml, notifications.yaml")
@@ -38,6 +41,8 @@ def up(
     from cli_trading.supervisor import UpError, run_up
 
     overrides: dict[str, object] = {"data_dir": data_dir, "speed": speed, "port_base": port_base}
+    if step:
+        overrides["replay_step"] = True
     if symbols:
         overrides["symbols"] = symbols
     if config:

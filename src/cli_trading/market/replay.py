@@ -11,6 +11,9 @@ Pacing: `speed` steps per second of wall time (one step = one distinct close tim
 step at once, then `sleep(1 / speed)` before each next one; `speed <= 0` means as fast as
 possible (`sleep(0)`, which only yields to the event loop).
 
+Step mode: `after_step`, when given, is awaited after each step's bars have been consumed
+(`market/stepper.py` waits there for the pipeline to settle).
+
 Looping: at the end of the timeline, with `loop`, the replay starts again from step 0 and
 `laps` goes up by one. Bar timestamps then jump back to the start of the data: they are
 monotonic within a lap, not across laps, and consumers see the old bars again as new bars.
@@ -56,6 +59,7 @@ class ReplayFeed:
         loop: bool = True,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         folder: str | Path | None = None,
+        after_step: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
         self.symbols = list(dict.fromkeys(symbols))
         if not self.symbols:
@@ -64,6 +68,8 @@ class ReplayFeed:
         if not 0 <= start_index < len(self.steps):
             raise ValueError(f"start_index {start_index} outside 0..{len(self.steps) - 1}")
         self.speed, self.loop, self.sleep = speed, loop, sleep
+        self.after_step = after_step  # awaited once a step's bars are all out (step mode)
+        self.finished = False
         self.index = start_index  # the next step to emit
         self.laps = 0
         self.time: datetime | None = None  # close time of the last step emitted
@@ -79,6 +85,7 @@ class ReplayFeed:
         while True:
             if self.index >= len(self.steps):
                 if not self.loop:
+                    self.finished = True
                     return
                 self.index, self.laps = 0, self.laps + 1
             if not first:
@@ -89,6 +96,8 @@ class ReplayFeed:
             for bar in bars:
                 self.last[bar.symbol] = bar
                 yield bar
+            if self.after_step is not None:
+                await self.after_step()
 
     def state(self) -> dict[str, Any]:
         return {
@@ -98,5 +107,6 @@ class ReplayFeed:
             "laps": self.laps,
             "speed": self.speed,
             "time": self.time.isoformat() if self.time else None,
+            "finished": self.finished,
             "lastBar": {s: b.ts.isoformat() for s, b in self.last.items()},
         }
