@@ -55,6 +55,16 @@ def candles(folder: Path, start: float, step_pct: float, n: int = 400) -> Path:
     return folder
 
 
+def quiet_strategies(folder: Path) -> Path:
+    """A config folder whose strategy never signals: the only fills are the test's own orders
+    (automatic runs on a steady trend would reach the test's limits first, by a race)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "strategies.yaml").write_text(
+        "strategies:\n  - name: trend\n    params: {min_spread_pct: 50, full_confidence_spread_pct: 100}\n"
+    )
+    return folder
+
+
 def test_runbook_halt_procedure_as_written(system: System) -> None:
     port = system.port_base
     halts = commands("/admin/orchestrate/halt")
@@ -104,7 +114,10 @@ def test_flatten_closes_positions_then_stays_halted(system: System) -> None:
 def test_target_reached_from_real_fills(tmp_path: Path) -> None:
     data = candles(tmp_path / "candles", 100.0, 0.5)
     s = start_system(
-        tmp_path, port_base=17001, extra_env={"MARKET_DATA_DIR": str(data), "SYMBOLS": "BTC-USD"}, args=["--speed", "5"]
+        tmp_path,
+        port_base=17001,
+        extra_env={"MARKET_DATA_DIR": str(data), "SYMBOLS": "BTC-USD"},
+        args=["--speed", "5", "--config", str(quiet_strategies(tmp_path / "config"))],
     )
     try:
         httpx.post(
@@ -124,7 +137,10 @@ def test_target_reached_from_real_fills(tmp_path: Path) -> None:
 def test_loss_limit_from_real_fills_refuses_plain_unhalt(tmp_path: Path) -> None:
     data = candles(tmp_path / "candles", 100.0, -0.5)
     s = start_system(
-        tmp_path, port_base=17001, extra_env={"MARKET_DATA_DIR": str(data), "SYMBOLS": "BTC-USD"}, args=["--speed", "5"]
+        tmp_path,
+        port_base=17001,
+        extra_env={"MARKET_DATA_DIR": str(data), "SYMBOLS": "BTC-USD"},
+        args=["--speed", "5", "--config", str(quiet_strategies(tmp_path / "config"))],
     )
     try:
         httpx.post(

@@ -34,6 +34,10 @@ def timeline(series: Mapping[str, Iterable[Bar]], intervals: Mapping[str, timede
     """Merge per-symbol bar streams (each oldest first) into steps by close time. `intervals`:
     each symbol's bar length; by default the spacing of its first two bars. Streams: memory does
     not grow with the length of the history."""
+    if len(series) == 1:  # one symbol: every bar is a step of its own
+        for bars in series.values():
+            yield from ([b] for b in bars)
+        return
     streams: list[Iterator[tuple[datetime, int, Bar]]] = []
     for order, (symbol, bars) in enumerate(series.items()):
         if intervals and symbol in intervals:
@@ -41,9 +45,6 @@ def timeline(series: Mapping[str, Iterable[Bar]], intervals: Mapping[str, timede
         else:
             iv, it = _peek_interval(bars)
         streams.append((b.ts + iv, order, b) for b in it)
-    if len(streams) == 1:  # one symbol: every bar is a step of its own
-        yield from ([b] for _, _, b in streams[0])
-        return
     step: list[Bar] = []
     at: datetime | None = None
     for close, _, bar in heapq.merge(*streams, key=lambda e: (e[0], e[1])):

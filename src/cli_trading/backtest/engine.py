@@ -19,11 +19,12 @@ The trading day is the market day: the UTC date of the bar's open time (in repla
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from cli_trading.contracts import HaltMode
 from cli_trading.market.bars import Bar
@@ -32,10 +33,11 @@ from cli_trading.trading import halt as policy
 from cli_trading.trading import risk
 from cli_trading.trading.fills import affordable, paper_fill, size_order
 from cli_trading.trading.ledger import FillRecord, Ledger
-from cli_trading.trading.strategies import Candle, Signal, Strategy, hold
+from cli_trading.trading.strategies import Candle, Signal, Strategy, combine, hold
 from cli_trading.trading.strategy_config import StrategyFile
 
 ZERO = Decimal(0)
+_candle = functools.partial(tuple.__new__, Candle)  # a Candle without the named tuple's Python __new__
 ONE_DAY = timedelta(days=1)
 MARGIN = Decimal("1e-9")
 
@@ -58,9 +60,8 @@ class SimConfig:
         return cls(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
 
 
-@dataclass(frozen=True, slots=True)
-class Fill:
-    """One fill, as the trade executor would have reported it."""
+class Fill(NamedTuple):
+    """One fill, as the trade executor would have reported it (a named tuple: cheap to make)."""
 
     order_id: str
     ts: datetime  # open time of the bar it was decided on
@@ -104,14 +105,15 @@ class Engine:
         self.book = risk.RiskBook()
         self.halt = policy.HaltState()
         self.day: tday.TradingDay | None = None
-        self.day_end: datetime | None = None
+        self.day_start = self.day_end = datetime.min.replace(tzinfo=UTC)  # none yet: the first bar rolls over
         self.defaults = policy.Limits(cfg.daily_target_pct, cfg.daily_loss_limit_pct)
         self.overridden: set[str] = set()
         self.models: dict[str, list[Strategy[Any]]] = {}
         self.signals: dict[str, Signal] = {}
         self.closes: dict[str, float] = {}
         self._bounds: tuple[Decimal, Decimal] | None = None
-        self._combine = strategies.combine_signals
+        self._eq: Decimal | None = None  # equity at the current marks and fills
+        self._tie = strategies.tie_margin
         self.counters = Counters()
         self.halt_events: list[HaltEvent] = []
         self.fills: list[Fill] = []  # this run's fills (the caller decides whether to keep them)
@@ -127,17 +129,18 @@ class Engine:
             models = self.models[sym] = list(self.config.for_symbol(sym).values())
         close = float(bar.close)
         self.closes[sym] = close
-        candle = Candle(sym, bar.ts, float(bar.open), float(bar.high), float(bar.low), close, 0.0)
-        self.signals[sym] = self._combine([m.on_bar(candle) for m in models])
+        candle = _candle((sym, bar.ts, float(bar.open), float(bar.high), float(bar.low), close, 0.0))
+        self.signals[sym] = combine([m.on_bar(candle) for m in models], tie_margin=self._tie)
 
     # -- the orchestrator ------------------------------------------------------------------
     def step(self, bars: Sequence[Bar]) -> None:
         """One step of the timeline, as the orchestrator's `on_bars` handles a batch of bars:
         marks, the market day, PnL halts, then a run per traded symbol."""
-        mark = self.ledger.mark
+        marks = self.ledger.marks  # Ledger.mark, without the call
         for bar in bars:
             self.observe(bar)
-            mark(bar.symbol, bar.close)
+            marks[bar.symbol] = bar.close
+        self._eq = None
         if len(bars) == 1:
             latest: Sequence[Bar] = bars
             now = bars[0].ts
@@ -145,7 +148,7 @@ class Engine:
             by_symbol = {b.symbol: b for b in bars}  # the latest bar of each symbol
             latest, now = list(by_symbol.values()), max(b.ts for b in bars)
         self.counters.steps += 1
-        if self.day_end is None or now >= self.day_end or now < self.day_end - ONE_DAY:
+        if not self.day_start <= now < self.day_end:
             self.roll_day(now)
         self.check_auto_halt(now)
         if not self.halt.halted:
@@ -154,7 +157,14 @@ class Engine:
                     self.run(bar, now)
 
     def equity(self) -> Decimal:
-        """`Ledger.snapshot().equity`, computed the same way without the rest of the snapshot."""
+        """`Ledger.snapshot().equity`, computed the same way without the rest of the snapshot;
+        kept until the next mark or fill."""
+        eq = self._eq
+        if eq is None:
+            eq = self._eq = self._equity()
+        return eq
+
+    def _equity(self) -> Decimal:
         led = self.ledger
         exposure = ZERO
         for sym, pos in led.positions.items():
@@ -167,7 +177,8 @@ class Engine:
         if new is None:
             return
         first = self.day is None
-        self.day, self.day_end = new, datetime.combine(now.date(), datetime.min.time(), now.tzinfo) + ONE_DAY
+        self.day_start = datetime.combine(now.date(), datetime.min.time(), now.tzinfo)
+        self.day, self.day_end = new, self.day_start + ONE_DAY
         self._bounds = None
         self.overridden.clear()
         if not first and policy.clears_at_rollover(self.halt):
@@ -209,6 +220,9 @@ class Engine:
             self.counters.holds += 1
             return
         held = self.ledger.qty_of(bar.symbol)
+        if side == "sell" and not held:  # size_order's answer without asking: nothing to sell
+            self.counters.holds += 1
+            return
         qty = size_order(
             side=side,
             equity=self.equity(),
@@ -242,6 +256,7 @@ class Engine:
         if why:
             return why
         self.ledger.apply(FillRecord(oid, bar.symbol, side, qty, fill.price, fill.fee))
+        self._eq = None
         self.fills.append(
             Fill(oid, bar.ts, bar.symbol, side, qty, fill.price, fill.fee, sig.strategy, sig.confidence, sig.reason)
         )

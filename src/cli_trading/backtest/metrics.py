@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 PERIODS_PER_YEAR = 365
@@ -100,7 +100,7 @@ class _Moments:
 class Drawdown:
     """Running peak, the deepest fall from it and the longest time under it."""
 
-    peak: float = 0.0
+    peak: float = -math.inf  # the first value is a peak
     peak_at: datetime | None = None
     max_pct: float = 0.0
     longest: timedelta = timedelta(0)
@@ -108,10 +108,11 @@ class Drawdown:
 
     def add(self, value: float, at: datetime) -> float:
         """Record `value` at `at`; returns the current drawdown in % (0 at a peak)."""
-        if self.peak_at is None or value >= self.peak:
-            if self.under and self.peak_at is not None:
-                self.longest = max(self.longest, at - self.peak_at)
-            self.peak, self.peak_at, self.under = value, at, False
+        if value >= self.peak:
+            if self.under:
+                self.longest = max(self.longest, at - self.peak_at)  # type: ignore[operator]  # set with peak
+                self.under = False
+            self.peak, self.peak_at = value, at
             return 0.0
         self.under = True
         dd = (self.peak - value) / self.peak * 100 if self.peak > 0 else 0.0
@@ -178,7 +179,8 @@ class MetricsBook:
     dd: Drawdown = field(default_factory=Drawdown)
     bh_dd: Drawdown = field(default_factory=Drawdown)
     trades: Trades = field(default_factory=Trades)
-    _day_end: datetime | None = None
+    _day_start: datetime = datetime.max.replace(tzinfo=UTC)  # none yet: the first bar opens a day
+    _day_end: datetime = datetime.min.replace(tzinfo=UTC)
     _day_close: float = 0.0  # equity at the last bar of the previous day
 
     def __post_init__(self) -> None:
@@ -186,17 +188,19 @@ class MetricsBook:
 
     def bar(self, at: datetime, equity: float, bh_equity: float, exposed: bool) -> float:
         """Record the equity after a step; returns the drawdown in %."""
-        if self.first is None:
-            self.first = at
-        if self._day_end is None or at >= self._day_end or at < self._day_end - ONE_DAY:
-            if self._day_end is not None:
+        if not self._day_start <= at < self._day_end:
+            if self.first is None:
+                self.first = at
+            else:
                 self.returns.add(self.equity / self._day_close - 1 if self._day_close else 0.0)
                 self._day_close = self.equity
-            self._day_end = datetime.combine(at.date(), datetime.min.time(), at.tzinfo) + ONE_DAY
+            self._day_start = datetime.combine(at.date(), datetime.min.time(), at.tzinfo)
+            self._day_end = self._day_start + ONE_DAY
             self.days += 1
         self.last, self.equity, self.bh_equity = at, equity, bh_equity
         self.bars += 1
-        self.exposed_bars += exposed
+        if exposed:
+            self.exposed_bars += 1
         self.bh_dd.add(bh_equity, at)
         return self.dd.add(equity, at)
 
@@ -207,7 +211,7 @@ class MetricsBook:
 
     def result(self) -> Metrics:
         moments = _Moments(**asdict(self.returns))
-        if self._day_end is not None:  # the last day's return, without changing the book
+        if self.first is not None:  # the last day's return, without changing the book
             moments.add(self.equity / self._day_close - 1 if self._day_close else 0.0)
         ann = math.sqrt(PERIODS_PER_YEAR)
         growth = self.equity / self.starting_cash if self.starting_cash else 0.0

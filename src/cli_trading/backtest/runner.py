@@ -121,8 +121,15 @@ class _BuyAndHold:
         self.share = cash / max(len(symbols), 1)
         self.idle = cash  # not yet invested (a symbol whose history starts later)
         self.qty: dict[str, float] = {}
+        self.symbols = len(symbols)
+        self.complete = False  # every symbol bought: the fast path
 
     def value(self, closes: Mapping[str, float]) -> float:
+        if self.complete:
+            value = 0.0
+            for sym, units in self.qty.items():
+                value += units * closes[sym]
+            return value
         total = self.idle
         for sym, px in closes.items():
             q = self.qty.get(sym)
@@ -131,6 +138,7 @@ class _BuyAndHold:
                 self.idle -= self.share
                 total -= self.share
             total += (q or 0.0) * px
+        self.complete = len(self.qty) == self.symbols
         return total
 
 
@@ -187,6 +195,20 @@ def run(
     return _drive(engine, steps, names, cfg, recorder, keep_fills, chart_points, progress)
 
 
+def _settle(engine: Engine, book: MetricsBook, recorder: Recorder | None, kept: list[Fill] | None) -> float:
+    """The step's fills into the metrics, the recorder and `kept`; returns the cash after them."""
+    ledger = engine.ledger
+    for f in engine.fills:
+        left = ledger.qty_of(f.symbol)
+        pnl = book.fill(f.symbol, f.side, float(f.qty * f.price), float(f.fee), flat_after=not left)
+        if recorder is not None:
+            recorder.on_fill(f, pnl)
+    if kept is not None:
+        kept.extend(engine.fills)
+    engine.fills.clear()
+    return float(ledger.cash)
+
+
 def _drive(
     engine: Engine,
     steps: Iterable[Step],
@@ -201,38 +223,28 @@ def _drive(
     bh = _BuyAndHold(names, float(cfg.starting_cash))
     chart = Decimator(chart_points)
     closes = engine.closes  # float closes, kept by the engine as it observes bars
-    qty: dict[str, float] = {}  # float mirrors of the ledger, for the equity curve
+    held: list[tuple[str, float]] = []  # open positions as floats, for the equity curve
     cash = float(cfg.starting_cash)
     kept: list[Fill] = []
     n = 0
+    on_bar = recorder.on_bar if recorder is not None else None
     for step in steps:
         engine.step(step)
         if engine.fills:
-            for f in engine.fills:
-                left = engine.ledger.qty_of(f.symbol)
-                qty[f.symbol] = float(left)
-                pnl = book.fill(f.symbol, f.side, float(f.qty * f.price), float(f.fee), flat_after=not left)
-                if recorder is not None:
-                    recorder.on_fill(f, pnl)
-            if keep_fills:
-                kept.extend(engine.fills)
-            engine.fills.clear()
-            cash = float(engine.ledger.cash)
+            cash = _settle(engine, book, recorder, kept if keep_fills else None)
+            held = [(s, float(p.qty)) for s, p in engine.ledger.positions.items() if p.qty]
         equity = cash
-        exposed = False
-        for sym, q in qty.items():
-            if q:
-                equity += q * closes[sym]
-                exposed = True
+        for sym, q in held:
+            equity += q * closes[sym]
         at = step[-1].ts
         bh_value = bh.value(closes)
-        dd = book.bar(at, equity, bh_value, exposed)
-        if chart.wants():
-            chart.add(Point(at, equity, bh_value, dd, tuple([closes.get(s) for s in names])))
-        else:
+        dd = book.bar(at, equity, bh_value, bool(held))
+        if chart.n % chart.stride:
             chart.skip(at, equity, bh_value, dd)
-        if recorder is not None:
-            recorder.on_bar(at, equity, bh_value, dd)
+        else:
+            chart.add(Point(at, equity, bh_value, dd, tuple([closes.get(s) for s in names])))
+        if on_bar is not None:
+            on_bar(at, equity, bh_value, dd)
         n += 1
         if progress is not None and not n & 4095:
             progress(n)
