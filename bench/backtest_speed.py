@@ -22,7 +22,8 @@ import random
 import resource
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, time as dtime, timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from decimal import Decimal
 
 from cli_trading.backtest import run
@@ -68,8 +69,14 @@ def shipped(repeats: int) -> dict[str, object]:
         res = run({"BTC-USD": bars}, risk_config=RULES, keep_fills=False)
         best = min(best, time.process_time() - start)
     assert res is not None
-    return {"bars": len(bars), "cpu_s": round(best, 3), "bars_per_s": round(len(bars) / best), "fills": res.metrics.fills,
-            "rejected": res.counters.rejected, "halts": {str(k): v for k, v in res.counters.halts.items()}}
+    return {
+        "bars": len(bars),
+        "cpu_s": round(best, 3),
+        "bars_per_s": round(len(bars) / best),
+        "fills": res.metrics.fills,
+        "rejected": res.counters.rejected,
+        "halts": {str(k): v for k, v in res.counters.halts.items()},
+    }
 
 
 def streamed(n: int) -> dict[str, object]:
@@ -78,9 +85,15 @@ def streamed(n: int) -> dict[str, object]:
     res = run({"SYN-USD": synthetic(n)}, risk_config=RULES, keep_fills=False)
     total = time.process_time() - start
     engine = total - gen_s
-    return {"bars": n, "cpu_s_total": round(total, 2), "generator_cpu_s": round(gen_s, 2),
-            "bars_per_s_engine": round(n / engine), "bars_per_s_with_generator": round(n / total),
-            "fills": res.metrics.fills, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {
+        "bars": n,
+        "cpu_s_total": round(total, 2),
+        "generator_cpu_s": round(gen_s, 2),
+        "bars_per_s_engine": round(n / engine),
+        "bars_per_s_with_generator": round(n / total),
+        "fills": res.metrics.fills,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def main() -> None:

@@ -124,13 +124,23 @@ class Engine:
         """The analyst's feed: every strategy of the symbol sees the closed bar; the combined
         signal is what an analysis of the symbol would answer now."""
         sym = bar.symbol
-        models = self.models.get(sym)
-        if models is None:
-            models = self.models[sym] = list(self.config.for_symbol(sym).values())
+        models = self.models.get(sym) or self._models(sym)
         close = float(bar.close)
         self.closes[sym] = close
         candle = _candle((sym, bar.ts, float(bar.open), float(bar.high), float(bar.low), close, 0.0))
-        self.signals[sym] = combine([m.on_bar(candle) for m in models], tie_margin=self._tie)
+        if len(models) == 1:
+            self.signals[sym] = models[0].on_bar(candle)
+        else:
+            self.signals[sym] = combine([m.on_bar(candle) for m in models], tie_margin=self._tie)
+
+    def _models(self, symbol: str) -> list[Strategy[Any]]:
+        """The strategies of a symbol seen for the first time (fresh instances: they keep state)."""
+        if symbol not in self.traded:
+            raise ValueError(f"a bar of {symbol!r} among the bars of {', '.join(sorted(self.traded))}")
+        models = self.models[symbol] = list(self.config.for_symbol(symbol).values())
+        if not models:
+            raise ValueError(f"no strategy in the strategies file applies to {symbol}")
+        return models
 
     # -- the orchestrator ------------------------------------------------------------------
     def step(self, bars: Sequence[Bar]) -> None:
@@ -237,17 +247,17 @@ class Engine:
         if not policy.allows(self.halt, side=side, position_qty=held, qty=qty):
             self.counters.reject("halted")
             return
-        self._n += 1
-        oid = f"bt-{self._n}"
-        req = risk.Request(oid, bar.symbol, side, qty, price, sig.confidence)
+        # the request id only names a reservation, and an approved order fills at once here:
+        # the order id is given to fills alone
+        req = risk.Request("bt", bar.symbol, side, qty, price, sig.confidence)
         why = risk.evaluate(req, rules=self.rules, halt=self.halt, ledger=self.ledger, book=self.book, now=now)
         if why is None:
-            why = self.execute(oid, bar, sig, qty, now)
+            why = self.execute(bar, sig, qty, now)
         if why is not None:
             self.counters.reject(why)
 
     # -- the trade executor's paper engine, then the orchestrator's on_status ---------------
-    def execute(self, oid: str, bar: Bar, sig: Signal, qty: Decimal, now: datetime) -> str | None:
+    def execute(self, bar: Bar, sig: Signal, qty: Decimal, now: datetime) -> str | None:
         side = sig.side
         if side is None:  # a hold is never executed
             raise ValueError(f"order {oid}: a signal without a side")
@@ -255,6 +265,8 @@ class Engine:
         why = affordable(side, qty, fill, cash=self.ledger.cash, held=self.ledger.qty_of(bar.symbol))
         if why:
             return why
+        self._n += 1
+        oid = f"bt-{self._n}"
         self.ledger.apply(FillRecord(oid, bar.symbol, side, qty, fill.price, fill.fee))
         self._eq = None
         self.fills.append(

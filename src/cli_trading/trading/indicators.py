@@ -183,9 +183,13 @@ class Rolling:
         return self._anchor + self._sum / self.n
 
     @property
-    def std(self) -> float:
+    def var(self) -> float:
         m = self._sum / self.n
-        return math.sqrt(max(self._sq / self.n - m * m, 0.0))
+        return max(self._sq / self.n - m * m, 0.0)
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.var)
 
     def bands(self, k: float) -> Bands:
         mid, sd = self.mean, self.std
@@ -205,10 +209,11 @@ class RSI:
         self._gain = self._loss = 0.0
         self._keep, self._w = (n - 1) / n, 1 / n
 
-    def update(self, x: float) -> float | None:
+    def update(self, x: float) -> None:
+        """Feed the next value; read `value` when you need it (it costs a division)."""
         prev, self._prev = self._prev, x
         if prev is None:
-            return None
+            return
         d = x - prev
         if self._count < self.n:  # the seed: the mean of the first n changes
             self._count += 1
@@ -216,16 +221,13 @@ class RSI:
                 self._gain += d / self.n
             else:
                 self._loss -= d / self.n
-            if self._count < self.n:
-                return None
-            return self.value
+            return
         if d > 0:
             self._gain = self._gain * self._keep + d * self._w
             self._loss *= self._keep
         else:
             self._gain *= self._keep
             self._loss = self._loss * self._keep - d * self._w
-        return self.value
 
     @property
     def value(self) -> float | None:

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 ZERO = Decimal("0")
 
@@ -22,8 +22,9 @@ class Position:
     avg_cost: Decimal = ZERO
 
 
-@dataclass(frozen=True, slots=True)
-class FillRecord:
+class FillRecord(NamedTuple):
+    """One fill (immutable; a named tuple because a backtest makes many)."""
+
     order_id: str
     symbol: str
     side: str

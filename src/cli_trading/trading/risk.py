@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from decimal import Decimal
+from typing import NamedTuple
 
 from pydantic import Field
 
@@ -37,8 +38,9 @@ class RiskFile(StrictModel):
     risk: RiskRules = RiskRules()
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
+    """A pre-trade request (immutable; a named tuple because the backtest makes one per bar)."""
+
     request_id: str
     symbol: str
     side: str

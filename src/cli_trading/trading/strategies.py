@@ -260,6 +260,7 @@ class MeanReversion(Strategy[MeanReversionParams]):
         self._bands, self._rsi, self._n = Rolling(self.params.period), RSI(self.params.rsi_period), 0
         self._inside = hold(self.name, "close inside the bands")
         self._lookback = self.lookback
+        self._k2 = self.params.width**2
 
     @property
     def lookback(self) -> int:
@@ -268,15 +269,16 @@ class MeanReversion(Strategy[MeanReversionParams]):
     def on_bar(self, candle: Candle) -> Signal:
         self._n += 1
         x = candle.close
-        bands = self._bands
+        bands, rsi_ = self._bands, self._rsi
         bands.update(x)
-        r = self._rsi.update(x)
+        rsi_.update(x)
         if self._n < self._lookback:
             return hold(self.name, f"not enough bars ({self._n} < {self._lookback})")
-        mid, half = bands.mean, self.params.width * bands.std
-        if half <= 0 or mid - half <= x <= mid + half:  # the common case: cheap
+        mid, var = bands.mean, bands.var
+        if var <= 0 or (x - mid) ** 2 <= self._k2 * var:  # inside the bands, the common case: no sqrt
             return self._inside
-        return self._decision(Bands(mid, mid + half, mid - half), x, lambda: r)
+        half = self.params.width * math.sqrt(var)
+        return self._decision(Bands(mid, mid + half, mid - half), x, lambda: rsi_.value)
 
     def decide(self, bars: Sequence[PriceBar]) -> Signal:
         closes = closes_of(bars)
