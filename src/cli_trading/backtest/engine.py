@@ -260,7 +260,7 @@ class Engine:
     def execute(self, bar: Bar, sig: Signal, qty: Decimal, now: datetime) -> str | None:
         side = sig.side
         if side is None:  # a hold is never executed
-            raise ValueError(f"order {oid}: a signal without a side")
+            raise ValueError(f"{bar.symbol}: a signal without a side cannot be executed")
         fill = paper_fill(side, qty, bar.close, slippage_bps=self.cfg.slippage_bps, fee_bps=self.cfg.fee_bps)
         why = affordable(side, qty, fill, cash=self.ledger.cash, held=self.ledger.qty_of(bar.symbol))
         if why:
