@@ -162,12 +162,12 @@ class CcxtExchange:
         raise AssertionError("unreachable")
 
     def _retry_after(self, attempt: int) -> float:
-        headers = getattr(self.exchange, "last_response_headers", None) or {}
-        raw = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+        headers: dict[str, Any] = getattr(self.exchange, "last_response_headers", None) or {}
+        raw = next((str(v) for k, v in headers.items() if k.lower() == "retry-after"), None)
         try:
-            return min(float(raw), 120.0) if raw is not None else min(0.5 * 2**attempt, 30.0)
+            return min(float(raw), 120.0) if raw is not None else min(0.5 * 2.0**attempt, 30.0)
         except ValueError:
-            return min(0.5 * 2**attempt, 30.0)
+            return min(0.5 * 2.0**attempt, 30.0)
 
     async def load_markets(self, reload: bool = False) -> dict[str, MarketRules]:
         from ccxt.base.decimal_to_precision import TICK_SIZE

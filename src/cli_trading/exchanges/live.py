@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import structlog
+from ccxt.base.errors import AuthenticationError
 
 from cli_trading.agents.base import StartupError, secret
 from cli_trading.contracts import HaltMode, OrderMsg
 from cli_trading.exchanges.base import ExecResult, OrderRequest
-from cli_trading.exchanges.ccxt_adapter import AuthenticationError, CcxtExchange, create_ccxt
+from cli_trading.exchanges.ccxt_adapter import CcxtExchange, create_ccxt
 from cli_trading.exchanges.desk import Desk
 from cli_trading.exchanges.reconcile import REASON as DRIFT_REASON
 
