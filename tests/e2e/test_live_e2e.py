@@ -154,7 +154,9 @@ def test_drift_is_reported_and_past_the_limit_halts(live: System, sim: Sim) -> N
 def test_flatten_sells_what_the_exchange_holds(live: System, sim: Sim) -> None:
     assert held(sim, "BTC") > D("0.001")
     halt(live, mode="flatten")
-    wait_for(lambda: held(sim, "BTC") < D("0.0001") and held(sim, "ETH") < D("0.001"), 60, "flatten")
+    # the ledger's BTC position came from these tests; the exchange also held the account's own
+    # 0.1 BTC from before: the flatten sells all of it, what is actually held
+    wait_for(lambda: held(sim, "BTC") < D("0.00001"), 60, "flatten")
     unhalt(live)
 
 

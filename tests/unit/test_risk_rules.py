@@ -326,6 +326,8 @@ def test_live_minimums_are_refused_before_sending() -> None:
 
 def test_live_caps_name_the_cap() -> None:
     assert live(req(qty="0.06"), venue_of(order_notional=D("1000"))) == "cap_order_notional"
+    big_sell = live(req("sell", "0.06"), venue_of(held="1", order_notional=D("1000")))
+    assert big_sell is None  # a sell only reduces: a flatten is never stopped by a cap
     book = RiskBook()
     book.add_day("2026-03-14", D("9900"))
     r = Request("r1", "BTC-USD", "buy", D("0.01"), D("20000"), 0.9, day="2026-03-14")

@@ -123,6 +123,8 @@ def venue_refusal(r: Request, v: Venue, book: RiskBook) -> str | None:
     why = v.market.refusal(r.qty, r.price)
     if why:
         return why
+    if r.side == "sell":  # spot: a sell only reduces what is held; a flatten must never hit a cap
+        return None
     notional = r.qty * r.price
     if v.caps.order_notional and notional > v.caps.order_notional:
         return "cap_order_notional"
