@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from cli_trading import metrics
 from cli_trading.exchanges.base import ExecResult, OrderRequest, Received, received_log
 from cli_trading.exchanges.markets import MarketRules, ccxt_symbol, client_order_id
 from cli_trading.exchanges.orders import Tracked, fills_of, outcome
@@ -156,6 +157,7 @@ class CcxtExchange:
                 return await fn(*args, **kw)
             except DDoSProtection:
                 self.backoffs += 1
+                metrics.EXCHANGE_BACKOFFS.inc()
                 if i == attempts - 1:
                     raise
                 await self.sleep(self._retry_after(i))
@@ -230,6 +232,7 @@ class CcxtExchange:
                 # refused by the rate limit before it was processed: wait as told, then check before
                 # anything is sent again
                 self.backoffs += 1
+                metrics.EXCHANGE_BACKOFFS.inc()
                 await self.sleep(self._retry_after(0))
                 found = await self.lookup(order.order_id, order.symbol)
                 if found is not None:

@@ -155,6 +155,7 @@ class Desk:
 
     async def tick(self, halt_state: Any) -> None:
         """Follow every open order once; on a halt, cancel what may not stay."""
+        metrics.EXCHANGE_OPEN_ORDERS.set(len(self.open))
         for oid, o in list(self.open.items()):
             try:
                 if halt_state is not None and halt_state.halted and not self._may_stay(o, halt_state.mode):
