@@ -79,6 +79,7 @@ class HaltReason(StrEnum):
     SYSTEM_ERROR = "system_error"
     SECURITY = "security_incident"
     EMERGENCY = "emergency_stop"
+    RECONCILIATION_DRIFT = "reconciliation_drift"  # the exchange disagrees with the ledger (P1)
 
 
 AUTO_CLEARING_REASONS = frozenset({HaltReason.DAILY_TARGET, HaltReason.DAILY_LOSS})
@@ -225,4 +226,12 @@ def halt_severity(reason: str) -> Severity:
     return "warning"  # manual, or a reason string of the operator's own
 
 
-CRITICAL_HALTS = frozenset({HaltReason.DAILY_LOSS, HaltReason.SYSTEM_ERROR, HaltReason.SECURITY, HaltReason.EMERGENCY})
+CRITICAL_HALTS = frozenset(
+    {
+        HaltReason.DAILY_LOSS,
+        HaltReason.SYSTEM_ERROR,
+        HaltReason.SECURITY,
+        HaltReason.EMERGENCY,
+        HaltReason.RECONCILIATION_DRIFT,
+    }
+)

@@ -41,7 +41,7 @@ async def test_rollover(tmp_path: Path, reason: str, clears: bool) -> None:
     await orc.start()
     try:
         assert orc.day and orc.day.date == "2026-03-01"
-        await orc.halts.halt(reason=reason, mode="halt", actor="system", source=None, note=None)
+        orc.halts.halt(reason=reason, mode="halt", actor="system", source=None, note=None)
         clock.now += timedelta(seconds=20)  # still the same UTC day
         await orc.roll_day()
         assert orc.halts.state.halted

@@ -12,7 +12,7 @@ from sqlalchemy import inspect, text
 
 from cli_trading.db import engine as dbengine
 from cli_trading.db import repo
-from cli_trading.trading.halt import HaltState
+from cli_trading.halt.state import HaltState
 from cli_trading.trading.ledger import FillRecord
 
 if TYPE_CHECKING:

@@ -8,19 +8,17 @@ from decimal import Decimal
 import pytest
 
 from cli_trading.contracts import AUTO_CLEARING_REASONS, HaltMode, HaltReason, halt_severity
-from cli_trading.trading import day as tday
-from cli_trading.trading.halt import (
-    HaltState,
-    Limits,
+from cli_trading.halt.policy import (
     UnhaltRefused,
     allows,
-    automatic,
     clears_at_rollover,
-    from_redis,
     halt,
+    pnl_limits,
     unhalt,
     with_mode,
 )
+from cli_trading.halt.state import HaltState, Limits, from_redis
+from cli_trading.trading import day as tday
 
 NOW = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
 LIMITS = Limits(target_pct=Decimal("5"), loss_limit_pct=Decimal("3"))
@@ -88,12 +86,13 @@ def test_unhalt_allowed_once_limit_raised() -> None:
     ],
 )
 def test_automatic(pnl: Decimal, expected: str | None) -> None:
-    assert automatic(HaltState(), pnl_pct=pnl, limits=LIMITS) == expected
+    decision = pnl_limits(HaltState(), pnl_pct=pnl, limits=LIMITS)
+    assert (decision.reason if decision else None) == expected
 
 
 @pytest.mark.parametrize("pnl", [D("10"), D("-10"), D("0")])
 def test_automatic_nothing_when_already_halted(pnl: Decimal) -> None:
-    assert automatic(halted(), pnl_pct=pnl, limits=LIMITS) is None
+    assert pnl_limits(halted(), pnl_pct=pnl, limits=LIMITS) is None
 
 
 # -- rollover --------------------------------------------------------------------------------

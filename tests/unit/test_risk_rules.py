@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from cli_trading.contracts import HaltMode
 from cli_trading.exchanges.markets import MarketRules
-from cli_trading.trading.halt import HaltState
+from cli_trading.halt.state import HaltState
 from cli_trading.trading.ledger import FillRecord, Ledger
 from cli_trading.trading.risk import LiveCaps, Request, RiskBook, RiskRules, Venue, evaluate
 

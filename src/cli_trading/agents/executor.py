@@ -23,8 +23,9 @@ from cli_trading.exchanges import live
 from cli_trading.exchanges.base import ExchangeAdapter, ExecResult, OrderRequest
 from cli_trading.exchanges.desk import Desk
 from cli_trading.exchanges.paper import PaperExchange
-from cli_trading.haltgate import HaltGate
-from cli_trading.trading.halt import HaltState, allows
+from cli_trading.halt.gate import HaltGate
+from cli_trading.halt.policy import allows
+from cli_trading.halt.state import HaltState
 from cli_trading.trading.ledger import ZERO, Ledger, replay
 from cli_trading.web import ApiError
 

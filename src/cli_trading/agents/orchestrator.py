@@ -19,7 +19,6 @@ from cli_trading import metrics
 from cli_trading.agents.base import Agent, Subscription
 from cli_trading.bus import Delivery, Handled, Message, Outcome, per_message
 from cli_trading.contracts import (
-    AUTO_CLEARING_REASONS,
     AnalyzeCommand,
     Group,
     HaltMode,
@@ -32,18 +31,20 @@ from cli_trading.contracts import (
     order_id_for,
 )
 from cli_trading.control.halt_door import HaltDoor
-from cli_trading.control.halt_writer import HaltWriter
-from cli_trading.control.halts import HaltController
 from cli_trading.control.runs import Run, RunBook, from_row, limit_fields
 from cli_trading.control.watchdogs import Watchdogs
 from cli_trading.db import repo
-from cli_trading.haltgate import HaltGate
+from cli_trading.halt import policy
+from cli_trading.halt.gate import HaltGate
+from cli_trading.halt.policy import allows
+from cli_trading.halt.service import HaltService, Recorder
+from cli_trading.halt.state import Limits
+from cli_trading.halt.store import HaltStore
 from cli_trading.market.bars import parse_ts
 from cli_trading.supervision import fetch as fetch_supervision
 from cli_trading.supervision import health_entry
 from cli_trading.trading import day as tday
 from cli_trading.trading.fills import qty_for_notional, size_order
-from cli_trading.trading.halt import Limits, allows, automatic, clears_at_rollover
 from cli_trading.trading.ledger import FillRecord, Ledger, replay
 
 
@@ -51,9 +52,6 @@ class RunRefused(Exception):
     def __init__(self, status: int, error: str, run: Run | None = None) -> None:
         super().__init__(error)
         self.status, self.error, self.run = status, error, run
-
-
-FLATTEN_ROUNDS = 5  # flatten mode's closing rounds for positions still open after the first
 
 
 class Orchestrator(Agent):
@@ -65,7 +63,7 @@ class Orchestrator(Agent):
         self.runs = RunBook()
         self.exec_failures = 0
         self.overridden: set[str] = set()  # automatic halts force-unhalted today
-        self.flatten_rounds, self.flatten_key = 0, None  # keep_flattening's rounds for this halt
+        self.flatten_rounds = policy.FlattenRounds()  # keep_flattening's rounds for this halt
         async with self.session() as sess:
             self.ledger: Ledger = replay(s.starting_cash, await repo.all_fills(sess), await repo.load_marks(sess))
             halt_state = await repo.load_halt(sess)
@@ -76,12 +74,13 @@ class Orchestrator(Agent):
         self.day = (
             tday.TradingDay(row.day, row.start_equity, Limits(row.target_pct, row.loss_limit_pct)) if row else None
         )
-        self.halt_writer = HaltWriter(redis_url=s.redis_url, db_url=s.db_url)
-        await asyncio.to_thread(self.halt_writer.warm_up)
-        self.halts = HaltController(
+        self.halt_store = HaltStore(str(s.redis_url))  # checked at start
+        await asyncio.to_thread(self.halt_store.warm_up)
+        self.recorder = Recorder(self.session, asyncio.get_running_loop())
+        self.halts = HaltService(
+            store=self.halt_store,
             gate=HaltGate(self.redis),
-            writer=self.halt_writer,
-            sessions=self.session,
+            recorder=self.recorder,
             agent=self.name,
             audit=self.audit,
             clock=self.clock,
@@ -103,7 +102,7 @@ class Orchestrator(Agent):
         ]
 
     def loops(self) -> list[Any]:
-        return [self.watchdogs.run]
+        return [self.watchdogs.run, functools.partial(self.recorder.run, self.stop_event)]
 
     async def health_checks(self) -> dict[str, dict[str, Any]]:
         """Also `up`'s view of every process (crash loops), read from Redis (supervision.py)."""
@@ -112,9 +111,8 @@ class Orchestrator(Agent):
     door: HaltDoor | None = None
 
     def accepts_itself(self) -> bool:
-        """The halt door (control/halt_door.py) takes every new connection: on PostgreSQL (the
-        writer records there itself) and plain HTTP (the door does not speak TLS) only."""
-        return self.halt_writer.writes_database and not self.settings.tls_cert_file
+        """The halt door (control/halt_door.py) takes every new connection: plain HTTP only."""
+        return not self.settings.tls_cert_file
 
     def on_listening(self, sock: socket.socket, server: Any) -> None:
         if not self.accepts_itself():
@@ -149,8 +147,8 @@ class Orchestrator(Agent):
     async def on_stop(self) -> None:
         if self.door is not None:
             self.door.stop()
-        if writer := getattr(self, "halt_writer", None):  # absent when start-up failed early
-            writer.close()
+        if store := getattr(self, "halt_store", None):  # absent when start-up failed early
+            store.close()
 
     def add_routes(self, app: FastAPI) -> None:
         from cli_trading.agents.orchestrator_api import add_routes
@@ -232,8 +230,8 @@ class Orchestrator(Agent):
         self.overridden.clear()
         await self._save_day()
         self.audit("day:start", target=new.date, start_equity=str(new.start_equity))
-        if not first and clears_at_rollover(self.halts.state):
-            await self.halts.unhalt(
+        if not first and policy.clears_at_rollover(self.halts.state):
+            self.halts.unhalt(
                 actor="system:rollover",
                 source=None,
                 note=f"new trading day {new.date}",
@@ -246,20 +244,12 @@ class Orchestrator(Agent):
     async def _check_auto_halt(self) -> None:
         if self.day is None:
             return
-        reason = automatic(
+        decision = policy.pnl_limits(
             self.halts.state, pnl_pct=self.pnl_pct(), limits=self.day.limits, overridden=frozenset(self.overridden)
         )
-        if reason:
-            pct = self.pnl_pct().quantize(Decimal("0.01"))
-            await self.halts.halt(
-                reason=reason,
-                mode=HaltMode.HALT,
-                actor="system",
-                source=None,
-                note=f"PnL {pct}% against target {self.day.limits.target_pct}% / "
-                f"loss limit -{self.day.limits.loss_limit_pct}%",
-            )
-            if reason == HaltReason.DAILY_LOSS:
+        if decision is not None:
+            self.halts.apply(decision)
+            if decision.reason == HaltReason.DAILY_LOSS:
                 from cli_trading.control import params
 
                 await params.request_optimization(self, reason="daily_loss_limit")
@@ -410,7 +400,6 @@ class Orchestrator(Agent):
         return Handled([None] * len(batch), emit=orders)
 
     async def on_status(self, batch: list[Delivery]) -> list[Outcome]:
-        halt_reason = None
         for d in batch:
             p = d.payload
             status = p.get("status")
@@ -419,16 +408,14 @@ class Orchestrator(Agent):
                 self.exec_failures = 0
             elif status == "failed":
                 self.exec_failures += 1
-                if self.exec_failures >= self.settings.exec_failure_halt_n:
-                    halt_reason = f"{self.exec_failures} consecutive execution failures"
             run = await self._lookup(p.get("requestId", ""))
             if run is not None and status in ("filled", "rejected", "failed"):
                 self.runs.finish(run, status, reason=p.get("reason"), now=self.clock())
                 self.audit(f"run:{status}", request_id=run.request_id, target=p["orderId"], result=p.get("reason"))
-        if halt_reason and not self.halts.state.halted:
-            await self.halts.halt(
-                reason=HaltReason.SYSTEM_ERROR, mode=HaltMode.HALT, actor="system", source=None, note=halt_reason
-            )
+        threshold = self.settings.exec_failure_halt_n
+        self.halts.apply(
+            policy.execution_failures(self.halts.state, consecutive=self.exec_failures, threshold=threshold)
+        )
         await self._check_auto_halt()
         return [None] * len(batch)
 
@@ -461,14 +448,7 @@ class Orchestrator(Agent):
         return await self.runs.flush(session)  # in the audit transaction: a run with its steps
 
     async def on_auth_spike(self, addr: str) -> None:
-        if self.settings.auth_spike_halts and not self.halts.state.halted:
-            await self.halts.halt(
-                reason=HaltReason.SECURITY,
-                mode=HaltMode.HALT,
-                actor="system",
-                source=addr,
-                note="failed authentication spike",
-            )
+        self.halts.apply(policy.auth_spike(self.halts.state, enabled=self.settings.auth_spike_halts, source=addr))
 
     async def status(self) -> dict[str, Any]:
         return {
@@ -480,27 +460,24 @@ class Orchestrator(Agent):
 
     # -- operator actions (used by the API and, through it, the CLI) ------------------------
     async def halt(self, *, reason: str, mode: str, note: str | None, actor: str, source: str | None) -> dict[str, Any]:
-        result = await self.halts.halt(reason=reason, mode=mode, actor=actor, source=source, note=note)
+        result = self.halts.halt(reason=reason, mode=mode, actor=actor, source=source, note=note)
         if mode == HaltMode.FLATTEN:
             result["flatten"] = await self._flatten()
         return result
 
     async def keep_flattening(self) -> None:
         """Flatten mode closes what is still open once nothing is on its way (every second, from
-        the watchdogs): a position opened by an order that was in flight at the halt, or one the
-        first flatten order could not close because another sell was in flight (the risk manager
-        refuses a reducing sell larger than the position net of those). A few rounds at most: a
-        position no order can close (dust under the exchange's minimum) is left to the operator."""
-        s = self.halts.state
-        if not (s.halted and s.mode == HaltMode.FLATTEN) or self.runs.in_flight() or not self.ledger.holdings():
-            return
-        key = (s.halted_at, s.reason)
-        self.flatten_rounds = self.flatten_rounds + 1 if self.flatten_key == key else 1
-        self.flatten_key = key
-        if self.flatten_rounds <= FLATTEN_ROUNDS:
-            self.log.warning("flatten: positions still open, closing them", round=self.flatten_rounds)
+        the watchdogs; `policy.flatten_round` decides)."""
+        self.flatten_rounds, step = policy.flatten_round(
+            self.halts.state,
+            self.flatten_rounds,
+            orders_in_flight=bool(self.runs.in_flight()),
+            positions_open=bool(self.ledger.holdings()),
+        )
+        if step == "close":
+            self.log.warning("flatten: positions still open, closing them", round=self.flatten_rounds.done)
             await self._flatten()
-        elif self.flatten_rounds == FLATTEN_ROUNDS + 1:
+        elif step == "give_up":
             symbols = [h["symbol"] for h in self.ledger.holdings()]
             self.log.error("flatten: positions still open after the last round, close them by hand", symbols=symbols)
 
@@ -517,15 +494,12 @@ class Orchestrator(Agent):
     async def unhalt(self, *, actor: str, source: str | None, note: str | None, force: bool) -> dict[str, Any]:
         """Resume trading. A forced unhalt of an automatic PnL halt keeps that halt from firing
         again until the next trading day: the operator has accepted today's PnL."""
-        reason = self.halts.state.reason
-        overriding = force and reason in AUTO_CLEARING_REASONS
-        if overriding:  # before any await: a mark arriving meanwhile must not re-halt
-            self.overridden.add(reason)  # type: ignore[arg-type]
-        try:
-            return await self.halts.unhalt(
-                actor=actor, source=source, note=note, force=force, pnl_pct=self.pnl_pct(), limits=self.day.limits
-            )  # type: ignore[union-attr]
-        except Exception:
-            if overriding:
-                self.overridden.discard(reason)  # type: ignore[arg-type]
-            raise
+        if self.day is None:
+            raise RuntimeError("orchestrator: unhalt before start")
+        overridden = policy.overrides(self.halts.state, force=force)
+        result = self.halts.unhalt(
+            actor=actor, source=source, note=note, force=force, pnl_pct=self.pnl_pct(), limits=self.day.limits
+        )
+        if overridden is not None:
+            self.overridden.add(overridden)
+        return result

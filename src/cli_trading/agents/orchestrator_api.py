@@ -21,8 +21,8 @@ from cli_trading.control.halt_door import DoorRequest, Handler
 from cli_trading.control.overview import Overview
 from cli_trading.db import repo
 from cli_trading.exchanges.keys import RECON_KEY
+from cli_trading.halt.policy import UnhaltRefused
 from cli_trading.trading import day as tday
-from cli_trading.trading.halt import UnhaltRefused
 from cli_trading.web import ApiError, client_addr, guarded, json_body
 
 if TYPE_CHECKING:
@@ -179,6 +179,7 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
 
     @app.get("/admin/halts", tags=["admin"])
     async def halts(limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        await orc.recorder.written()
         async with orc.session() as s:
             rows = await repo.halt_events(s, limit=limit)
         return {
@@ -344,9 +345,7 @@ def door_handler(orc: Orchestrator) -> Handler:
             reply(200, result)
             orc.observe_door(req, actor=actor, seconds=time.perf_counter() - started)
 
-        orc.halts.halt_now(
-            reason=body.reason, mode=body.mode, actor=actor, source=req.addr, note=body.note, reply=answer
-        )
+        answer(orc.halts.halt(reason=body.reason, mode=body.mode, actor=actor, source=req.addr, note=body.note))
         return True
 
     return handle

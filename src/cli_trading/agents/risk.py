@@ -18,7 +18,7 @@ from cli_trading.contracts import Group, RiskRequest, RiskResponse, Stream
 from cli_trading.db import exchange_repo, repo
 from cli_trading.exchanges.keys import BALANCES_KEY, MARKETS_KEY
 from cli_trading.exchanges.markets import MarketRules
-from cli_trading.haltgate import HaltGate
+from cli_trading.halt.gate import HaltGate
 from cli_trading.trading import risk
 from cli_trading.trading.ledger import FillRecord, Ledger, replay
 

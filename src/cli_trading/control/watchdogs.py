@@ -9,8 +9,9 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from cli_trading.bus import REDIS_DOWN
-from cli_trading.contracts import HaltMode, HaltReason, Stream, dlq_of
+from cli_trading.contracts import Stream, dlq_of
 from cli_trading.db import engine as dbengine
+from cli_trading.halt import policy
 
 if TYPE_CHECKING:
     from cli_trading.agents.orchestrator import Orchestrator
@@ -46,24 +47,23 @@ class Watchdogs:
             await self._database()
 
     async def _dead_letters(self) -> None:
+        new: dict[str, int] = {}
         for dlq, seen in self.dlq_seen.items():
             n = await self.orc.redis.xlen(dlq)
-            if n > seen:
-                await self._halt(f"{n - seen} message(s) dead-lettered on {dlq}")
-            self.dlq_seen[dlq] = n
+            new[dlq], self.dlq_seen[dlq] = max(0, n - seen), n
+        self.orc.halts.apply(policy.dead_letters(self.orc.halts.state, new=new))
 
     async def _database(self) -> None:
-        loop = asyncio.get_running_loop()
+        now = asyncio.get_running_loop().time()
         if await dbengine.check(self.orc.engine):  # type: ignore[arg-type]
             self.db_down_since = None
             return
-        self.db_down_since = self.db_down_since or loop.time()
-        down_for = loop.time() - self.db_down_since
-        if down_for >= self.orc.settings.db_outage_halt_s and self.orc.runs.in_flight():
-            await self._halt(f"database unreachable for {down_for:.0f}s with orders in flight")
-
-    async def _halt(self, note: str) -> None:
-        if not self.orc.halts.state.halted:
-            await self.orc.halts.halt(
-                reason=HaltReason.SYSTEM_ERROR, mode=HaltMode.HALT, actor="system", source=None, note=note
-            )
+        self.db_down_since = self.db_down_since or now
+        decision = policy.database_outage(
+            self.orc.halts.state,
+            down_since=self.db_down_since,
+            now=now,
+            limit_s=self.orc.settings.db_outage_halt_s,
+            orders_in_flight=bool(self.orc.runs.in_flight()),
+        )
+        self.orc.halts.apply(decision)

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cli_trading.db.models import AuditEvent, Fill, HaltEvent, HaltState, Mark, Order, PnlDay, Run
-from cli_trading.trading.halt import HaltState as Halt
+from cli_trading.halt.state import HaltState as Halt
 from cli_trading.trading.ledger import FillRecord
 
 

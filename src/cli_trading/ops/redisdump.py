@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +67,9 @@ def load(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def restore(r: redis.Redis, src: Path, *, extra: dict[str, dict[str, str]] | None = None) -> int:
-    """Replace every key of ours with the backup's, atomically; `extra` hashes (the halt flag)
-    are written in the same transaction."""
+def restore(r: redis.Redis, src: Path, *, then: Callable[[Any], Any] | None = None) -> int:
+    """Replace every key of ours with the backup's, atomically; `then(pipeline)` adds its own
+    commands (the halt flag) to the same transaction."""
     entries = load(src)
     existing = our_keys(r)
     pipe = r.pipeline(transaction=True)
@@ -76,9 +77,8 @@ def restore(r: redis.Redis, src: Path, *, extra: dict[str, dict[str, str]] | Non
         pipe.delete(*existing)
     for e in entries:
         pipe.restore(e["key"], max(0, e["ttlMs"]), e["payload"], replace=True)
-    for key, mapping in (extra or {}).items():
-        pipe.delete(key)
-        pipe.hset(key, mapping={k: v for k, v in mapping.items()})  # typed as redis-py wants
+    if then is not None:
+        then(pipe)
     pipe.execute()
     return len(entries)
 

@@ -34,12 +34,14 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from cli_trading.contracts import AGENTS, HALT_KEY, HaltMode, HaltReason, now_utc
+from cli_trading.contracts import AGENTS, HaltMode, HaltReason, now_utc
 from cli_trading.db import repo
+from cli_trading.halt import store as halt_store
+from cli_trading.halt.state import HaltState
+from cli_trading.halt.store import set_flag
 from cli_trading.ops import backup as bk
 from cli_trading.ops import dbtools, redisdump
 from cli_trading.ops.locate import Located, agent_pid
-from cli_trading.trading.halt import HaltState
 
 Say = Callable[[str], None]
 ACTOR = f"ops:{getpass.getuser()}"
@@ -217,12 +219,12 @@ def _restore_redis(loc: Located, folder: Path, manifest: dict[str, Any], say: Sa
     if not loc.redis_url:
         return
     r = redisdump.client(loc.redis_url)
-    halt = {HALT_KEY: _restore_state().to_redis()}
+    state = _restore_state()
     if manifest.get("redis"):
-        n = redisdump.restore(r, folder / manifest["redis"]["file"], extra=halt)
+        n = redisdump.restore(r, folder / manifest["redis"]["file"], then=lambda pipe: set_flag(pipe, state))
         say(f"redis restored ({n} keys), halt flag set")
     else:
-        r.hset(HALT_KEY, mapping={k: v for k, v in halt[HALT_KEY].items()})  # typed as redis-py wants
+        set_flag(r, state)
 
 
 async def _record_halt(loc: Located, backup_id: str, diffs: list[str]) -> None:
@@ -232,7 +234,7 @@ async def _record_halt(loc: Located, backup_id: str, diffs: list[str]) -> None:
         async with AsyncSession(engine) as s, s.begin():
             event = {"action": "halt", "reason": state.reason, "mode": state.mode, "actor": ACTOR, "source": None,
                      "note": "restore", "detail": {"backup": backup_id}}
-            await repo.save_halt(s, state=state, event=event, now=state.halted_at)  # type: ignore[arg-type]  # set: halted
+            await halt_store.record(s, state=state, event=event, now=state.halted_at)  # type: ignore[arg-type]  # set: halted
             await repo.add_audit(s, rows=[{
                 "ts": now_utc(), "agent": "ops", "action": "ops:restore", "actor": ACTOR,
                 "source": socket.gethostname(), "target": backup_id, "result": "ok" if not diffs else "ledger_mismatch",

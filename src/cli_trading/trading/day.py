@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
-from cli_trading.trading.halt import Limits
+from cli_trading.halt.state import Limits
 from cli_trading.trading.ledger import pnl_percent
 
 

@@ -19,7 +19,8 @@ from pydantic import Field
 
 from cli_trading.config import StrictModel
 from cli_trading.exchanges.markets import MarketRules
-from cli_trading.trading.halt import HaltState, allows
+from cli_trading.halt.policy import allows
+from cli_trading.halt.state import HaltState
 from cli_trading.trading.ledger import ZERO, Ledger
 
 

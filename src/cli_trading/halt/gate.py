@@ -1,11 +1,10 @@
-"""The Redis side of the halt guarantee.
+"""The halt gate: what the executor and the risk manager read of the live flag.
 
-The live halt flag is a Redis hash. The executor passes every order through `gate()` right before
-the adapter: one Lua script that, atomically, refuses when halted (or when the flag is missing,
-e.g. after a Redis flush, until the orchestrator restores it from the database) and otherwise
-registers the order ids as in flight. The orchestrator's halt writer sets the flag with `SET_FLAG`,
-which reads the in-flight set in the same atomic step. Hence: once a halt has answered, no order that was
-not listed in its answer can reach the adapter.
+The executor passes every order through `gate()` right before the adapter: one Lua script that,
+atomically, refuses when halted (or when the flag is missing, e.g. after a Redis flush, until the
+orchestrator restores it) and otherwise registers the order ids as in flight. The flag is set with
+`store.SET_FLAG`, which reads the in-flight set in the same atomic step. Hence: once a halt has
+answered, no order that was not listed in its answer can reach the adapter.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from cli_trading.contracts import HALT_KEY, INFLIGHT_KEY
-from cli_trading.trading.halt import HaltState, from_redis
+from cli_trading.halt.state import HaltState, from_redis
 
 _GATE = """
 local h = redis.call('HGET', KEYS[1], 'halted')
@@ -24,14 +23,10 @@ for i = 2, #ARGV do redis.call('SADD', KEYS[2], ARGV[i]) end
 return 'ok'
 """
 
-SET_FLAG = """
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV))
-return redis.call('SMEMBERS', KEYS[2])
-"""
-
 
 class HaltGate:
+    """On an agent's asyncio Redis client."""
+
     def __init__(self, redis: Any) -> None:
         self.redis = redis
         self._gate = redis.register_script(_GATE)
