@@ -27,9 +27,10 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from cli_trading.contracts import HaltMode
+from cli_trading.halt import policy
+from cli_trading.halt.state import HaltState, Limits
 from cli_trading.market.bars import Bar
 from cli_trading.trading import day as tday
-from cli_trading.trading import halt as policy
 from cli_trading.trading import risk
 from cli_trading.trading.fills import affordable, paper_fill, size_order
 from cli_trading.trading.ledger import FillRecord, Ledger
@@ -103,10 +104,10 @@ class Engine:
         self.traded = set(symbols)
         self.ledger = Ledger(cfg.starting_cash)
         self.book = risk.RiskBook()
-        self.halt = policy.HaltState()
+        self.halt = HaltState()
         self.day: tday.TradingDay | None = None
         self.day_start = self.day_end = datetime.min.replace(tzinfo=UTC)  # none yet: the first bar rolls over
-        self.defaults = policy.Limits(cfg.daily_target_pct, cfg.daily_loss_limit_pct)
+        self.defaults = Limits(cfg.daily_target_pct, cfg.daily_loss_limit_pct)
         self.overridden: set[str] = set()
         self.models: dict[str, list[Strategy[Any]]] = {}
         self.signals: dict[str, Signal] = {}
@@ -214,8 +215,9 @@ class Engine:
         if bounds[0] < equity < bounds[1]:
             return
         pct = day.percent(equity)
-        reason = policy.automatic(self.halt, pnl_pct=pct, limits=day.limits, overridden=frozenset(self.overridden))
-        if reason:
+        decision = policy.pnl_limits(self.halt, pnl_pct=pct, limits=day.limits, overridden=frozenset(self.overridden))
+        if decision is not None:
+            reason = decision.reason
             note = f"PnL {pct.quantize(Decimal('0.01'))}% on {day.date}"
             self.halt = policy.halt(self.halt, reason=reason, mode=HaltMode.HALT, actor="system", note=note, now=now)
             self.counters.halts[reason] = self.counters.halts.get(reason, 0) + 1
