@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from cli_trading.config import normalize_database_url
 from cli_trading.db import engine as dbengine
+from cli_trading.embedded_redis import EmbeddedRedis
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -48,6 +49,17 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     finally:
         await r.flushdb()
         await r.aclose()
+
+
+@pytest.fixture(scope="module")
+def own_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis server of this module's own (the embedded one `cli-trading up` starts), on a free
+    port: tests using it need no database number of the shared server and no lock."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------

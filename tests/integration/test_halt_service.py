@@ -33,7 +33,6 @@ from cli_trading.halt.store import HaltStore
 from cli_trading.trading.ledger import FillRecord
 
 pytestmark = pytest.mark.integration
-REDIS = "redis://127.0.0.1:6379/10"
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -54,10 +53,12 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 
 
 @pytest.fixture
-async def orc(tmp_path: Path, db_url: str) -> AsyncIterator[Orchestrator]:
-    r = aioredis.from_url(REDIS)
+async def orc(tmp_path: Path, db_url: str, own_redis_url: str) -> AsyncIterator[Orchestrator]:
+    r = aioredis.from_url(own_redis_url)
     await r.flushdb()
-    o = Orchestrator(load_settings(data_dir=tmp_path, redis_url=REDIS, database_url=db_url, admin_token="x" * 20))
+    o = Orchestrator(
+        load_settings(data_dir=tmp_path, redis_url=own_redis_url, database_url=db_url, admin_token="x" * 20)
+    )
     await o.start()
     try:
         yield o
@@ -81,7 +82,7 @@ def _detail(row: Any) -> Any:
 
 
 async def test_halt_answers_once_the_flag_is_set_and_the_record_follows(orc: Orchestrator) -> None:
-    r = aioredis.from_url(REDIS)
+    r = aioredis.from_url(orc.settings.redis_url)
     await r.sadd(INFLIGHT_KEY, "ord-in-flight")
     result = orc.halts.halt(reason="manual", mode="halt", actor="op-1234", source="127.0.0.1", note="3am")
     assert result["halted"] is True and result["inFlight"] == ["ord-in-flight"]
@@ -113,7 +114,7 @@ async def test_database_not_answering_keeps_the_flag_and_records_later(orc: Orch
     result = orc.halts.halt(reason="emergency_stop", mode="halt", actor="op", source=None, note=None)
     assert time.monotonic() - started < 0.5  # the answer does not wait for the database
     assert result["halted"] is True
-    r = aioredis.from_url(REDIS)
+    r = aioredis.from_url(orc.settings.redis_url)
     assert (await r.hgetall(HALT_KEY))[b"halted"] == b"1"
     deadline = time.monotonic() + 5
     while not (orc.recorder.unsaved and orc.recorder.pending[0].event["action"] == "halt"):
@@ -133,7 +134,7 @@ def _refusing_sessions() -> Any:
 async def _restart_with_live_flag(o: Orchestrator, state: HaltState) -> Orchestrator:
     """Stop the orchestrator, leave `state` as the live flag in Redis, start again."""
     await o.stop()
-    r = aioredis.from_url(REDIS)
+    r = aioredis.from_url(o.settings.redis_url)
     await r.delete(HALT_KEY)
     await r.hset(HALT_KEY, mapping=state.to_redis())
     await r.aclose()
@@ -149,7 +150,7 @@ async def test_a_halt_only_redis_has_survives_a_restart(orc: Orchestrator) -> No
     o = await _restart_with_live_flag(orc, crash)
     try:
         assert o.halts.state.halted and o.halts.state.reason == "emergency_stop"
-        live = from_redis(await aioredis.from_url(REDIS).hgetall(HALT_KEY))
+        live = from_redis(await aioredis.from_url(o.settings.redis_url).hgetall(HALT_KEY))
         assert live is not None and live.halted and live.reason == "emergency_stop"
         state, events = await halt_rows(o)
         assert state.halted and state.reason == "emergency_stop"
@@ -167,7 +168,7 @@ async def test_an_older_halt_in_redis_does_not_undo_a_recorded_unhalt(orc: Orche
     o = await _restart_with_live_flag(orc, stale)  # e.g. Redis restored from an old snapshot
     try:
         assert not o.halts.state.halted
-        live = from_redis(await aioredis.from_url(REDIS).hgetall(HALT_KEY))
+        live = from_redis(await aioredis.from_url(o.settings.redis_url).hgetall(HALT_KEY))
         assert live is not None and not live.halted
         _, events = await halt_rows(o)
         assert [e.action for e in events] == ["halt", "unhalt"]
@@ -177,7 +178,7 @@ async def test_an_older_halt_in_redis_does_not_undo_a_recorded_unhalt(orc: Orche
 
 async def test_reconcile_puts_a_lost_flag_back(orc: Orchestrator) -> None:
     orc.halts.halt(reason="manual", mode="reduce_only", actor="tok:a", source=None, note=None)
-    r = aioredis.from_url(REDIS)
+    r = aioredis.from_url(orc.settings.redis_url)
     await r.delete(HALT_KEY)  # Redis flushed, say
     await orc.halts.reconcile()
     live = from_redis(await r.hgetall(HALT_KEY))
@@ -185,9 +186,9 @@ async def test_reconcile_puts_a_lost_flag_back(orc: Orchestrator) -> None:
     await r.aclose()
 
 
-def test_store_talks_to_the_real_redis_and_reconnects() -> None:
-    store = HaltStore(REDIS)
-    admin = redis.Redis.from_url(REDIS)
+def test_store_talks_to_the_real_redis_and_reconnects(own_redis_url: str) -> None:
+    store = HaltStore(own_redis_url)
+    admin = redis.Redis.from_url(own_redis_url)
     admin.sadd(INFLIGHT_KEY, "ord-b", "ord-a")
     assert store.publish(HaltState()) == ["ord-a", "ord-b"]
     admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")  # drop the store's connection
