@@ -30,7 +30,7 @@ TARGET_S = 5.0
 
 
 def study() -> Study:
-    rules = load_yaml(DEFAULTS_DIR / "risk.yaml", RiskFile).risk  # type: ignore[attr-defined]  # a RiskFile
+    rules = load_yaml(DEFAULTS_DIR / "risk.yaml", RiskFile).risk
     strategies = load_strategy_config(DEFAULTS_DIR / "strategies.yaml")
     return Study.of("BTC-USD", load_bars("BTC-USD"), strategies, rules, **vars(SimConfig()))
 

@@ -122,3 +122,13 @@ def test_bad_specs(study: Study) -> None:
 
 def _file(study: Study) -> Any:
     return StrategyFile.model_validate(study.strategies)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_search_stops_when_asked(study: Study, workers: int) -> None:
+    from cli_trading.research.runs import Stopped
+
+    done: list[int] = []
+    with pytest.raises(Stopped):
+        optimize(study, Spec("trend"), workers=workers, progress=lambda d, t: done.append(d), stop=lambda: bool(done))
+    assert 1 <= len(done) < 25, "stopped long before the 24 sets and the current one were all backtested"

@@ -33,7 +33,7 @@ class ParameterOptimizer(Agent):
         self.completed = self.failed = 0
         self.last: dict[str, Any] | None = None
         self.strategies: StrategyFile = load_strategy_config(self.settings.config_file("strategies.yaml"))
-        self.rules: RiskRules = load_yaml(self.settings.config_file("risk.yaml"), RiskFile).risk  # type: ignore[attr-defined]  # a RiskFile
+        self.rules: RiskRules = load_yaml(self.settings.config_file("risk.yaml"), RiskFile).risk
 
     def subscriptions(self) -> list[Subscription]:
         return [
@@ -52,7 +52,9 @@ class ParameterOptimizer(Agent):
         return Study.of(symbol, bars, self.strategies, self.rules, **vars(cfg))
 
     def search(self, req: OptRequest, current: dict[str, Any] | None) -> Outcome:
-        return optimize(self.study(req.symbol), Spec(req.strategy), current=current)
+        # stop: a shutdown ends the search within a backtest; the request stays unacknowledged
+        # and is searched again after the restart
+        return optimize(self.study(req.symbol), Spec(req.strategy), current=current, stop=self.stop_event.is_set)
 
     async def on_request(self, d: Delivery) -> None:
         req = OptRequest.model_validate(d.payload)

@@ -78,7 +78,7 @@ def _study(symbol: str, data: Path | None, config: Path | None, start: str | Non
     try:
         settings = load_settings(**({"config_dir": config} if config else {}))
         strategies = load_strategy_config(settings.config_file("strategies.yaml"))
-        rules = load_yaml(settings.config_file("risk.yaml"), RiskFile).risk  # type: ignore[attr-defined]  # a RiskFile
+        rules = load_yaml(settings.config_file("risk.yaml"), RiskFile).risk
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
     series, _ = load_series([symbol], data, start=parse_date(start), end=parse_date(end))

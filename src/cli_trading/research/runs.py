@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -139,10 +140,18 @@ class Runner:
     """Evaluates parameter sets of one study: `map` gives a Trace, or the reason a set was
     refused, per set in the order given. Use as a context manager (it owns the pool)."""
 
-    def __init__(self, study: Study, strategy: str, *, workers: int | None = None, start_method: str | None = None):
+    def __init__(
+        self,
+        study: Study,
+        strategy: str,
+        *,
+        workers: int | None = None,
+        start_method: str | None = None,
+        stop: Callable[[], bool] = lambda: False,
+    ):
         self.study, self.strategy = study, strategy
         self.workers = max(1, workers or default_workers())
-        self.start_method = start_method
+        self.start_method, self.stop = start_method, stop
         self._pool: Executor | None = None
 
     def __enter__(self) -> Runner:
@@ -164,14 +173,33 @@ class Runner:
 
     def map(self, sets: Sequence[Params | None], on_done: Callable[[], None] = lambda: None) -> list[Trace | str]:
         """Traces of `sets` (None: the strategies file's own parameters), in the order given;
-        `on_done` is called as each finishes (from a pool thread when there is a pool)."""
+        `on_done` is called as each finishes (from a pool thread when there is a pool). Raises
+        Stopped soon after `stop()` turns true (an agent shutting down)."""
         if self._pool is None:
             out: list[Trace | str] = []
             for params in sets:
+                self._check()
                 out.append(_evaluate(self.strategy, params, self.study))
                 on_done()
             return out
         futures = [self._pool.submit(_evaluate, self.strategy, p) for p in sets]
         for f in futures:
             f.add_done_callback(lambda _: on_done())
-        return [f.result() for f in futures]
+        results = []
+        for f in futures:
+            while True:
+                self._check()
+                try:
+                    results.append(f.result(timeout=0.25))
+                    break
+                except FutureTimeout:
+                    continue
+        return results
+
+    def _check(self) -> None:
+        if self.stop():
+            raise Stopped("the search was stopped")
+
+
+class Stopped(Exception):
+    """The search was asked to stop before it ended."""

@@ -178,15 +178,17 @@ def optimize(
     workers: int | None = None,
     progress: Progress | None = None,
     start_method: str | None = None,
+    stop: Callable[[], bool] = lambda: False,
 ) -> Outcome:
     """Walk-forward optimisation of `spec.strategy` on the study's bars; see the module docstring.
-    `current`: the parameters in force (default: the strategies file's)."""
+    `current`: the parameters in force (default: the strategies file's). `stop`: polled while
+    the backtests run; when it turns true the search ends with `runs.Stopped`."""
     started = time.perf_counter()
     axes = spec.axes()
     check_names(spec.strategy, {}, {a: [1] for a in axes})
     cur = _complete(spec.strategy, current) if current is not None else study.current(spec.strategy)
     ws = windows(len(study.bars), count=spec.windows, train_ratio=spec.train_ratio, anchored=spec.anchored)
-    with Runner(study, spec.strategy, workers=workers, start_method=start_method) as runner:
+    with Runner(study, spec.strategy, workers=workers, start_method=start_method, stop=stop) as runner:
         search = (_Grid if spec.method == "grid" else _Optuna)(runner, spec, axes, progress)
         cur_trace = search.prime(cur)
         if isinstance(cur_trace, str):
