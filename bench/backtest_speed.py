@@ -27,8 +27,10 @@ from datetime import time as dtime
 from decimal import Decimal
 
 from cli_trading.backtest import run
+from cli_trading.config import DEFAULTS_DIR
 from cli_trading.market.bars import Bar, load_bars
 from cli_trading.trading.risk import RiskRules
+from cli_trading.trading.strategy_config import load_strategy_config
 
 RULES = RiskRules(
     trading_window_utc=(dtime(0, 0), dtime(23, 59, 59)),
@@ -61,12 +63,15 @@ def calibration() -> float:
     return min(cpu(lambda: [sum(range(1000)) for _ in range(2000)]) for _ in range(5)) / 2000 * 1e6
 
 
+STRATEGIES = load_strategy_config(DEFAULTS_DIR / "strategies.yaml")  # both shipped strategies
+
+
 def shipped(repeats: int) -> dict[str, object]:
     bars = load_bars("BTC-USD")
     best, res = math.inf, None
     for _ in range(repeats):
         start = time.process_time()
-        res = run({"BTC-USD": bars}, risk_config=RULES, keep_fills=False)
+        res = run({"BTC-USD": bars}, STRATEGIES, RULES, keep_fills=False)
         best = min(best, time.process_time() - start)
     assert res is not None
     return {
@@ -82,7 +87,7 @@ def shipped(repeats: int) -> dict[str, object]:
 def streamed(n: int) -> dict[str, object]:
     gen_s = cpu(lambda: sum(1 for _ in synthetic(n)))
     start = time.process_time()
-    res = run({"SYN-USD": synthetic(n)}, risk_config=RULES, keep_fills=False)
+    res = run({"SYN-USD": synthetic(n)}, STRATEGIES, RULES, keep_fills=False)
     total = time.process_time() - start
     engine = total - gen_s
     return {
