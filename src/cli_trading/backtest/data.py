@@ -112,7 +112,21 @@ def load_series(
         intervals[s] = bar_interval(s, data)
         if not series[s]:
             raise DataError(f"no {s} bars between {start or 'the start'} and {end or 'the end'}")
-    return series, intervals
+    return _common_span(series, intervals), intervals
+
+
+def _common_span(series: dict[str, Iterable[Bar]], intervals: dict[str, timedelta]) -> dict[str, Iterable[Bar]]:
+    """Several symbols: only the stretch every one of them covers (by close time), as the replay
+    feed does (market/replay.py), so a backtest and a replay trade the same bars."""
+    lists = {s: b for s, b in series.items() if isinstance(b, list)}
+    if len(lists) < 2:
+        return series
+    first = max(b[0].ts + intervals[s] for s, b in lists.items())
+    last = min(b[-1].ts + intervals[s] for s, b in lists.items())
+    out = {s: [x for x in b if first <= x.ts + intervals[s] <= last] for s, b in lists.items()}
+    if not all(out.values()):
+        raise DataError(f"the bars of {', '.join(series)} have no time span in common")
+    return dict(out)
 
 
 def parse_date(value: str | None) -> datetime | None:

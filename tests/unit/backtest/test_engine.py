@@ -92,3 +92,22 @@ def test_daily_loss_halt_holds_for_the_market_day_and_clears_on_the_next() -> No
 def test_unknown_option_is_refused() -> None:
     with pytest.raises(TypeError, match="fees"):
         run({"BTC-USD": bars([1.0])}, fees=1)
+
+
+def test_symbols_are_merged_by_close_time_over_their_common_span() -> None:
+    from cli_trading.backtest.data import _common_span, timeline
+
+    hourly = bars([100.0] * 72, "BTC-USD")  # 3 days of hours
+    daily = bars([10.0] * 5, "ETH-USD", step=timedelta(days=1))  # 5 days
+    intervals = {"BTC-USD": timedelta(hours=1), "ETH-USD": timedelta(days=1)}
+    series = _common_span({"BTC-USD": hourly, "ETH-USD": daily}, intervals)
+    steps = list(timeline(series, intervals))
+    closes = [max(b.ts for b in s) for s in steps]
+    assert closes == sorted(closes)
+    # a daily bar comes out with the hourly bar that closes at the same midnight, after it
+    joint = [s for s in steps if len(s) == 2]
+    assert [[b.symbol for b in s] for s in joint] == [["BTC-USD", "ETH-USD"]] * len(joint) and joint
+    # only the span both cover: ETH's first day closes at the end of day 1, its third at day 3's end
+    first_close = min(b.ts + intervals[b.symbol] for s in steps for b in s)
+    assert first_close == T0 + timedelta(days=1)
+    assert all(b.ts + intervals[b.symbol] <= T0 + timedelta(days=3) for s in steps for b in s)
