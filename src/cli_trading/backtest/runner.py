@@ -68,6 +68,27 @@ class Decimator:
         return [*self.points, Point(*self.last, closes)]
 
 
+class Thinned:
+    """Every item, or with a `limit` at most about `limit` of them, evenly spread: every
+    `stride`-th, the stride doubling whenever the list fills (constant memory)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit, self.stride, self.n = limit, 1, 0
+        self.items: list[Fill] = []
+
+    def extend(self, items: list[Fill]) -> None:
+        if self.limit is None:
+            self.items.extend(items)
+            return
+        for item in items:
+            if self.n % self.stride == 0:
+                self.items.append(item)
+                if len(self.items) >= 2 * self.limit:
+                    self.items = self.items[::2]
+                    self.stride *= 2
+            self.n += 1
+
+
 @dataclass
 class BacktestResult:
     """What a backtest produced. `metrics` is always complete; `fills` holds every fill unless
@@ -152,7 +173,7 @@ def run(
     symbols: Sequence[str] | None = None,
     intervals: Mapping[str, timedelta] | None = None,
     recorder: Recorder | None = None,
-    keep_fills: bool = True,
+    keep_fills: bool | int = True,
     chart_points: int = 2000,
     progress: Callable[[int], None] | None = None,
     **knobs: Any,
@@ -171,6 +192,8 @@ def run(
     - `starting_cash`, and `knobs` among risk_fraction, fee_bps, slippage_bps, daily_target_pct,
       daily_loss_limit_pct (Decimal or str): override `settings` (a `config.Settings`) or the
       defaults (10000, 0.02, 10, 5, 5, 3).
+    - `keep_fills`: True keeps every fill in `fills`, False none, a number N at most about N,
+      evenly spread over the run (memory stays bounded; a recorder still sees every fill).
     - `recorder`: receives every fill and every bar's equity as they happen; `progress(n)` is
       called with the number of steps done, every 4096 steps and at the end.
 
@@ -195,7 +218,7 @@ def run(
     return _drive(engine, steps, names, cfg, recorder, keep_fills, chart_points, progress)
 
 
-def _settle(engine: Engine, book: MetricsBook, recorder: Recorder | None, kept: list[Fill] | None) -> float:
+def _settle(engine: Engine, book: MetricsBook, recorder: Recorder | None, kept: Thinned | None) -> float:
     """The step's fills into the metrics, the recorder and `kept`; returns the cash after them."""
     ledger = engine.ledger
     for f in engine.fills:
@@ -215,7 +238,7 @@ def _drive(
     names: list[str],
     cfg: SimConfig,
     recorder: Recorder | None,
-    keep_fills: bool,
+    keep_fills: bool | int,
     chart_points: int,
     progress: Callable[[int], None] | None,
 ) -> BacktestResult:
@@ -225,13 +248,13 @@ def _drive(
     closes = engine.closes  # float closes, kept by the engine as it observes bars
     held: list[tuple[str, float]] = []  # open positions as floats, for the equity curve
     cash = float(cfg.starting_cash)
-    kept: list[Fill] = []
+    kept = Thinned(keep_fills if keep_fills is not True else None)
     n = 0
     on_bar = recorder.on_bar if recorder is not None else None
     for step in steps:
         engine.step(step)
         if engine.fills:
-            cash = _settle(engine, book, recorder, kept if keep_fills else None)
+            cash = _settle(engine, book, recorder, kept if keep_fills is not False else None)
             held = [(s, float(p.qty)) for s, p in engine.ledger.positions.items() if p.qty]
         equity = cash
         for sym, q in held:
@@ -254,7 +277,7 @@ def _drive(
     return BacktestResult(
         symbols=names,
         metrics=book.result(),
-        fills=kept,
+        fills=kept.items,
         chart=chart.series(tuple([closes.get(s) for s in names])),
         halts=engine.halt_events,
         counters=engine.counters,

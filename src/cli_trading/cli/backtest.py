@@ -67,7 +67,7 @@ def backtest(
     and daily halts the running system applies; write trades.csv, equity.csv, report.html."""
     from cli_trading.backtest import DataError, load_series, run
     from cli_trading.backtest.data import parse_date
-    from cli_trading.backtest.html import write_html
+    from cli_trading.backtest.html import MAX_MARKERS, write_html
     from cli_trading.backtest.report import CsvRecorder, summary_table, write_json
 
     try:
@@ -75,7 +75,9 @@ def backtest(
         cash = Decimal(starting_cash) if starting_cash is not None else settings.starting_cash
         if not cash.is_finite() or cash <= 0:
             raise ValueError(f"--starting-cash must be a positive amount, got {starting_cash}")
-        names = [s.strip().upper() for s in symbols.split(",") if s.strip()] if symbols else settings.symbol_list
+        one_file = data is not None and data.is_file()  # then its name says the symbol
+        default = [] if one_file else settings.symbol_list
+        names = [s.strip().upper() for s in symbols.split(",") if s.strip()] if symbols else default
         series, intervals = load_series(
             names, settings.market_data_dir, start=parse_date(start), end=parse_date(end), gaps=gaps
         )
@@ -91,6 +93,7 @@ def backtest(
                 intervals=intervals,
                 recorder=rec,
                 progress=progress,
+                keep_fills=MAX_MARKERS,  # the report marks that many; trades.csv gets them all
             )
     except (ConfigError, DataError, InvalidOperation) as exc:
         raise _fail(str(exc)) from None
