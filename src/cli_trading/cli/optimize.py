@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli_trading.market.datacheck import GapPolicy
 from cli_trading.research.walkforward import Outcome
 
 out = Console(highlight=False)
@@ -46,6 +47,7 @@ def optimize(
     anchored: Annotated[bool, typer.Option(help="every window trains from the first bar")] = False,
     seed: Annotated[int, typer.Option(help="optuna's seed: the same seed, the same answer")] = 0,
     workers: Annotated[int | None, typer.Option(help="processes (default: every core)", min=1)] = None,
+    gaps: Annotated[GapPolicy, typer.Option(help="missing bars in the data: allow, fill or refuse")] = GapPolicy.ALLOW,
     json_: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Walk-forward optimisation: per window, the best parameter set on the train bars, measured
@@ -57,7 +59,7 @@ def optimize(
     try:
         axes = {a.name: a for a in (parse_axis(p) for p in param or [])}
         spec = Spec(strategy, axes, method, trials, windows, train_ratio, anchored, seed)  # type: ignore[arg-type]  # method checked above
-        study = _study(symbol, data, config, from_, to)
+        study = _study(symbol, data, config, from_, to, gaps)
         outcome = _run(study, spec, workers)
     except ValueError as exc:  # bad option, unknown symbol or strategy, damaged data, too few bars
         raise _fail(str(exc)) from None
@@ -67,7 +69,9 @@ def optimize(
         _print(outcome)
 
 
-def _study(symbol: str, data: Path | None, config: Path | None, start: str | None, end: str | None) -> Any:
+def _study(
+    symbol: str, data: Path | None, config: Path | None, start: str | None, end: str | None, gaps: GapPolicy
+) -> Any:
     from cli_trading.backtest import SimConfig
     from cli_trading.backtest.data import load_series, parse_date
     from cli_trading.config import ConfigError, load_settings, load_yaml
@@ -81,7 +85,7 @@ def _study(symbol: str, data: Path | None, config: Path | None, start: str | Non
         rules = load_yaml(settings.config_file("risk.yaml"), RiskFile).risk
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
-    series, _ = load_series([symbol], data, start=parse_date(start), end=parse_date(end))
+    series, _ = load_series([symbol], data, start=parse_date(start), end=parse_date(end), gaps=gaps)
     (sym, bars), *_ = series.items()
     return Study.of(sym, list(bars), strategies, rules, **vars(SimConfig.from_settings(settings)))
 
