@@ -73,7 +73,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "EDGE_TLS_CERT_FILE": str(cert),
         "EDGE_TLS_KEY_FILE": str(key),
     }
-    system = start_system(tmp, port_base=20001, extra_env=env, args=["--monitoring", "--edge"])
+    system = start_system(tmp, extra_env=env, args=["--monitoring", "--edge"])
     try:
         s = Stack(system, f"http://127.0.0.1:{prom_port}", f"https://127.0.0.1:{edge_port}", cert)
         deadline = time.monotonic() + 30

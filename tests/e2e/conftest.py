@@ -1,5 +1,6 @@
-"""End-to-end fixtures: start `cli-trading up` as a user does, in a temporary data folder, on
-ports of its own, and stop it with Ctrl-C (SIGINT) afterwards."""
+"""End-to-end fixtures: start `cli-trading up` as a user does, in a temporary data folder, on a
+block of ports reserved for it (tests/support/ports.py), and stop it with Ctrl-C (SIGINT)
+afterwards."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from cli_trading.contracts import AGENT_PORTS
+from tests.support import ports
 
 TOKEN = "e2e-admin-token-0123456789abcdef0123"
 
@@ -79,11 +81,16 @@ def _port_free(port: int) -> bool:
 def start_system(
     tmp: Path,
     *,
-    port_base: int,
+    port_base: int | None = None,
     extra_env: dict[str, str] | None = None,
     args: list[str] | None = None,
     data_dir: Path | None = None,
 ) -> System:
+    """`cli-trading up` in `tmp`, on `port_base` (a restart on the ports of a stopped system) or
+    on a block of free ports reserved for it until the test session ends (a restart of the same
+    system takes `port_base=s.port_base`)."""
+    if port_base is None:
+        port_base = ports.reserve(10)
     assert _port_free(port_base), f"port {port_base} is taken: another system is still running there"
     data = data_dir or tmp / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -126,6 +133,6 @@ def start_system(
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[System]:
     """A fresh system on embedded Redis and SQLite."""
-    s = start_system(tmp_path, port_base=17001)
+    s = start_system(tmp_path)
     yield s
     s.stop()

@@ -19,21 +19,20 @@ from cli_trading.auth import fingerprint
 from cli_trading.contracts import AGENT_PORTS
 from tests.e2e.conftest import TOKEN, System, start_system
 from tests.e2e.runbook import commands, run
+from tests.support.redis_server import PrivateRedis
 
 pytestmark = pytest.mark.e2e
-REDIS_DB_URL = "redis://127.0.0.1:6379/14"
 
 
 @pytest.fixture(scope="module")
-def admin_system(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def admin_system(tmp_path_factory: pytest.TempPathFactory, private_redis: PrivateRedis):  # noqa: ANN201
     """Redis of its own (so the test can reach the streams) and a lockout that cannot trip."""
-    r = redis.Redis.from_url(REDIS_DB_URL)
-    r.flushdb()
+    redis_url = private_redis.fresh_db()
     s = start_system(
         tmp_path_factory.mktemp("admin"),
-        port_base=17001,
+
         extra_env={
-            "REDIS_URL": REDIS_DB_URL,
+            "REDIS_URL": redis_url,
             "AUTH_FAIL_LIMIT": "100000",
             "DAILY_TARGET_PCT": "500",
             "DAILY_LOSS_LIMIT_PCT": "90",
@@ -41,7 +40,6 @@ def admin_system(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     )
     yield s
     s.stop()
-    r.flushdb()
 
 
 def admin_routes(s: System, agent: str) -> list[tuple[str, str]]:
@@ -90,7 +88,7 @@ def test_parameter_decisions_validate_the_id(admin_system: System) -> None:
 
 
 def test_stream_operations_in_the_runbook_shapes(admin_system: System) -> None:
-    s, r = admin_system, redis.Redis.from_url(REDIS_DB_URL)
+    s, r = admin_system, redis.Redis.from_url(admin_system.env["REDIS_URL"])
     [pending_cmd] = commands("/admin/streams/pending")
     p = json.loads(run(pending_cmd, port=s.port_base, token=TOKEN))
     count, lo, hi, consumers = p["summary"]
@@ -203,7 +201,7 @@ def test_lockout_rotation_and_forced_revocation(tmp_path: Path) -> None:
     token_file = tmp_path / "admin_token"
     token_file.write_text("first-token-0123456789abcdef\n")
     env = {"ADMIN_TOKEN_FILE": str(token_file), "ADMIN_TOKEN": "", "AUTH_FAIL_LIMIT": "5", "AUTH_LOCKOUT_S": "3"}
-    s = start_system(tmp_path, port_base=17101, extra_env=env)  # the module's system holds 17001
+    s = start_system(tmp_path, extra_env=env)
     try:
         url = s.url() + "/admin/halts"
 
@@ -241,7 +239,7 @@ def test_lockout_rotation_and_forced_revocation(tmp_path: Path) -> None:
 def test_failed_auth_spike_raises_a_security_event(tmp_path: Path) -> None:
     s = start_system(
         tmp_path,
-        port_base=17101,
+
         extra_env={"AUTH_SPIKE_THRESHOLD": "5", "AUTH_FAIL_LIMIT": "1000", "AUTH_SPIKE_HALTS": "true"},
     )
     try:

@@ -14,7 +14,6 @@ from tests.e2e.conftest import TOKEN, System, start_system
 from tests.e2e.runbook import commands, run
 
 pytestmark = pytest.mark.e2e
-REDIS_DB_URL = "redis://127.0.0.1:6379/14"
 
 
 def until(fn, timeout: float = 30, every: float = 0.2):  # noqa: ANN001, ANN201
@@ -115,7 +114,7 @@ def test_target_reached_from_real_fills(tmp_path: Path) -> None:
     data = candles(tmp_path / "candles", 100.0, 0.5)
     s = start_system(
         tmp_path,
-        port_base=17001,
+        
         extra_env={"MARKET_DATA_DIR": str(data), "SYMBOLS": "BTC-USD"},
         args=["--speed", "5", "--config", str(quiet_strategies(tmp_path / "config"))],
     )
@@ -138,7 +137,7 @@ def test_loss_limit_from_real_fills_refuses_plain_unhalt(tmp_path: Path) -> None
     data = candles(tmp_path / "candles", 100.0, -0.5)
     s = start_system(
         tmp_path,
-        port_base=17001,
+        
         extra_env={"MARKET_DATA_DIR": str(data), "SYMBOLS": "BTC-USD"},
         args=["--speed", "5", "--config", str(quiet_strategies(tmp_path / "config"))],
     )
@@ -160,11 +159,11 @@ def test_loss_limit_from_real_fills_refuses_plain_unhalt(tmp_path: Path) -> None
         s.stop()
 
 
-def test_halt_survives_redis_flush_and_restart(tmp_path: Path) -> None:
-    r = redis.Redis.from_url(REDIS_DB_URL)
+def test_halt_survives_redis_flush_and_restart(tmp_path: Path, redis_url: str) -> None:
+    r = redis.Redis.from_url(redis_url)
     r.flushdb()
-    env = {"REDIS_URL": REDIS_DB_URL}
-    s = start_system(tmp_path, port_base=17001, extra_env=env)
+    env = {"REDIS_URL": redis_url}
+    s = start_system(tmp_path, extra_env=env)
     try:
         rid = order(s, notional=100).json()["requestId"]
         until(lambda: filled(s, rid))
@@ -197,7 +196,7 @@ def test_halt_survives_redis_flush_and_restart(tmp_path: Path) -> None:
         assert httpx.get(s.url("trade-executor") + "/admin/exec/adapter", headers=s.admin).json()["count"] == before
     finally:
         s.stop()
-    s = start_system(tmp_path, port_base=17001, extra_env=env)  # same data folder: a full restart
+    s = start_system(tmp_path, port_base=s.port_base, extra_env=env)  # same data folder: a full restart
     try:
         p = pnl(s)
         assert p["halted"] and p["haltReason"] == "emergency_stop"
@@ -210,11 +209,10 @@ def test_halt_survives_redis_flush_and_restart(tmp_path: Path) -> None:
         r.flushdb()
 
 
-def test_system_error_halts(tmp_path: Path) -> None:
+def test_system_error_halts(tmp_path: Path, redis_url: str) -> None:
     """system_error: consecutive execution failures, and a dead-lettered exec.status message."""
-    r = redis.Redis.from_url(REDIS_DB_URL)
-    r.flushdb()
-    s = start_system(tmp_path, port_base=17001, extra_env={"REDIS_URL": REDIS_DB_URL, "EXEC_FAILURE_HALT_N": "3"})
+    r = redis.Redis.from_url(redis_url)
+    s = start_system(tmp_path, extra_env={"REDIS_URL": redis_url, "EXEC_FAILURE_HALT_N": "3"})
     try:
         for i in range(3):
             failed = {

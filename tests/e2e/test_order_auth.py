@@ -23,7 +23,7 @@ AM_TOKEN = "alertmanager-token-0123456789abcdef"
 @pytest.fixture(scope="module")
 def guarded_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     tmp: Path = tmp_path_factory.mktemp("auth")
-    s = start_system(tmp, port_base=38001, extra_env={"NOTIFY_TOKEN": NOTIFY_TOKEN, "ALERTMANAGER_TOKEN": AM_TOKEN})
+    s = start_system(tmp, extra_env={"NOTIFY_TOKEN": NOTIFY_TOKEN, "ALERTMANAGER_TOKEN": AM_TOKEN})
     yield s
     s.stop()
 

@@ -16,7 +16,7 @@ SCHEMATHESIS = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "schemath
 
 
 def test_no_server_errors_from_generated_requests(tmp_path: Path) -> None:
-    s = start_system(tmp_path, port_base=17201, extra_env={"AUTH_FAIL_LIMIT": "1000000"})
+    s = start_system(tmp_path, extra_env={"AUTH_FAIL_LIMIT": "1000000"})
     try:
         failures = []
         for agent in AGENT_PORTS:

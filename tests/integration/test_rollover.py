@@ -14,7 +14,6 @@ from cli_trading.agents.orchestrator import Orchestrator
 from cli_trading.config import load_settings
 
 pytestmark = pytest.mark.integration
-REDIS = "redis://127.0.0.1:6379/10"
 
 
 class Clock:
@@ -33,11 +32,10 @@ async def notifications(r: aioredis.Redis) -> list[dict]:
     ("reason", "clears"),
     [("daily_loss_limit", True), ("daily_target_reached", True), ("manual", False), ("emergency_stop", False)],
 )
-async def test_rollover(tmp_path: Path, reason: str, clears: bool) -> None:
-    r = aioredis.from_url(REDIS)
-    await r.flushdb()
+async def test_rollover(tmp_path: Path, reason: str, clears: bool, redis_url: str) -> None:
+    r = aioredis.from_url(redis_url)
     clock = Clock()
-    orc = Orchestrator(load_settings(data_dir=tmp_path, redis_url=REDIS, admin_token="x" * 20), clock=clock)
+    orc = Orchestrator(load_settings(data_dir=tmp_path, redis_url=redis_url, admin_token="x" * 20), clock=clock)
     await orc.start()
     try:
         assert orc.day and orc.day.date == "2026-03-01"

@@ -1,41 +1,34 @@
 """Real receivers for notification tests: an HTTP server (Slack-format and JSON webhooks, and a
-path that answers 500 until told otherwise) and an SMTP server (aiosmtpd). Plus Redis DB 12 and
-a migrated database (SQLite file, or PostgreSQL in a fresh database) for the integration tests.
+path that answers 500 until told otherwise) and an SMTP server (aiosmtpd). Plus a migrated
+database (SQLite file, or PostgreSQL in a fresh database) for the integration tests; Redis comes
+from tests/conftest.py.
 Nothing is mocked: apprise talks HTTP and SMTP to these servers."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import socket
+import contextlib
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import orjson
 import pytest
-import redis.asyncio as aioredis
 import yaml
 from aiosmtpd.controller import Controller
 
 from cli_trading.config import normalize_database_url
 from cli_trading.db import engine as dbengine
+from tests.support import ports, postgres
 
-REDIS_URL = os.environ.get("TEST_NOTIFY_REDIS_URL", "redis://127.0.0.1:6379/12")
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SLACK_QUERY = "?:message=text&:title=&:version=&:type=&:attachments="
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return ports.free_port()
 
 
 @dataclass
@@ -165,37 +158,17 @@ def write_policy(path: Path, doc: dict[str, Any]) -> Path:
 
 
 # -- Redis and the database (integration) -----------------------------------------------------
-@pytest.fixture
-async def redis_client() -> AsyncIterator[aioredis.Redis]:
-    r = aioredis.from_url(REDIS_URL, socket_connect_timeout=2)
-    await r.flushdb()  # fails (never skips) when Redis is not there
-    yield r
-    await r.flushdb()
-    await r.aclose()
-
-
-async def _pg(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
     """A migrated database, SQLite and PostgreSQL; yields its session factory."""
-    name = f"ct_notify_{uuid.uuid4().hex[:10]}"
-    if request.param == "postgresql":
-        await _pg(f'CREATE DATABASE "{name}"')
-        url = normalize_database_url(f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}")
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'db' / 'trading.db'}"
-    engine = dbengine.make_engine(url)
-    try:
-        await dbengine.migrate(engine, url)
-        yield dbengine.sessionmaker(engine)
-    finally:
-        await engine.dispose()
+    async with contextlib.AsyncExitStack() as stack:
         if request.param == "postgresql":
-            await asyncio.wait_for(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'), 10)
+            url = normalize_database_url(await stack.enter_async_context(postgres.adatabase("ct_notify")))
+        else:
+            url = f"sqlite+aiosqlite:///{tmp_path / 'db' / 'trading.db'}"
+        engine = dbengine.make_engine(url)
+        try:
+            await dbengine.migrate(engine, url)
+            yield dbengine.sessionmaker(engine)
+        finally:
+            await engine.dispose()

@@ -16,7 +16,7 @@ from cli_trading.notify import config
 from cli_trading.notify.channels import Sender
 from cli_trading.notify.dispatch import Dispatcher
 from cli_trading.notify.incidents import Incidents
-from tests.notify.conftest import REDIS_URL, write_policy
+from tests.notify.conftest import write_policy
 
 
 class Clock:
@@ -64,6 +64,7 @@ class Pipeline:
 
 
 async def pipeline(
+    redis_url: str,
     sessions: Any,
     doc: dict[str, Any],
     tmp_path: Path,
@@ -75,7 +76,7 @@ async def pipeline(
 ) -> Pipeline:
     cfg = config.load(load_settings(notify_config=str(write_policy(tmp_path / "notifications.yaml", doc))))
     clock = clock or Clock()
-    bus = Bus(REDIS_URL)
+    bus = Bus(redis_url)
 
     async def publish(ev: NotifyEvent) -> str:
         return await bus.publish(Stream.NOTIFY, ev)

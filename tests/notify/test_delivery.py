@@ -26,11 +26,11 @@ async def pipe(
     receiver: Receiver,
     mailbox: Mailbox,
     tmp_path: Path,
-    redis_client: Any,
+    redis_client: Any, redis_url: str,
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[Pipeline]:
     overrides = getattr(request, "param", {})
-    p = await pipeline(sessions, policy(receiver, mailbox, **overrides), tmp_path)
+    p = await pipeline(redis_url, sessions, policy(receiver, mailbox, **overrides), tmp_path)
     yield p
     await p.close()
 
@@ -87,11 +87,11 @@ async def test_repeats_are_throttled_and_counted(pipe: Pipeline, receiver: Recei
 
 
 async def test_failed_delivery_is_retried_dead_lettered_and_delivered_after_requeue(
-    sessions: Any, receiver: Receiver, mailbox: Mailbox, tmp_path: Path, redis_client: Any
+    sessions: Any, receiver: Receiver, mailbox: Mailbox, tmp_path: Path, redis_client: Any, redis_url: str
 ) -> None:
     doc = policy(receiver, mailbox)
     doc["channels"]["trading-alerts"]["url"] = receiver.url("/fail/trading-alerts", slack=True)
-    p = await pipeline(sessions, doc, tmp_path, max_failures=3)
+    p = await pipeline(redis_url, sessions, doc, tmp_path, max_failures=3)
     try:
         trace = await p.publish("metrics.latency", "warning", "p95 9 s", seconds=9)
         await p.drain(until_dlq=1)
@@ -117,12 +117,12 @@ async def test_failed_delivery_is_retried_dead_lettered_and_delivered_after_requ
 
 
 async def test_unconfigured_channels_are_recorded_not_fatal(
-    sessions: Any, receiver: Receiver, mailbox: Mailbox, tmp_path: Path, redis_client: Any
+    sessions: Any, receiver: Receiver, mailbox: Mailbox, tmp_path: Path, redis_client: Any, redis_url: str
 ) -> None:
     doc = policy(receiver, mailbox)
     for name in ("pagerduty", "mail-oncall"):
         doc["channels"][name] = {"label": name, "env": "CT_NOTIFY_TEST_UNSET"}
-    p = await pipeline(sessions, doc, tmp_path)
+    p = await pipeline(redis_url, sessions, doc, tmp_path)
     try:
         trace = await p.publish("halt.daily_loss_limit", reason="daily_loss_limit")
         await p.drain()

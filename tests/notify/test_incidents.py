@@ -24,9 +24,10 @@ CRITICAL = "/slack/trading-critical"
 
 @pytest.fixture
 async def pipe(
-    sessions: Any, receiver: Receiver, mailbox: Mailbox, tmp_path: Path, redis_client: Any
+    sessions: Any, receiver: Receiver, mailbox: Mailbox, tmp_path: Path, redis_client: Any, redis_url: str
 ) -> AsyncIterator[Pipeline]:
-    p = await pipeline(sessions, policy(receiver, mailbox, throttle_seconds=300, status_update_minutes=30), tmp_path)
+    doc = policy(receiver, mailbox, throttle_seconds=300, status_update_minutes=30)
+    p = await pipeline(redis_url, sessions, doc, tmp_path)
     yield p
     await p.close()
 

@@ -20,11 +20,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.parametrize("sessions", ["sqlite"], indirect=True)
 async def test_two_instances_share_the_work_without_duplicates(
-    sessions: Any, receiver: Receiver, mailbox: Mailbox, tmp_path: Path, redis_client: Any
+    sessions: Any, receiver: Receiver, mailbox: Mailbox, tmp_path: Path, redis_client: Any, redis_url: str
 ) -> None:
     doc = policy(receiver, mailbox, throttle_seconds=300)
-    a = await pipeline(sessions, doc, tmp_path, name="nm-1")
-    b = await pipeline(sessions, doc, tmp_path, name="nm-2", clock=a.clock)
+    a = await pipeline(redis_url, sessions, doc, tmp_path, name="nm-1")
+    b = await pipeline(redis_url, sessions, doc, tmp_path, name="nm-2", clock=a.clock)
     try:
         for n in range(10):  # the instances take turns, as two consumers in one group do
             if n < 6:

@@ -1,5 +1,6 @@
 """Ops fixtures: ONE running system for the whole ops suite (start-up is the slow part), on the
-real PostgreSQL (a database of its own) and the real Redis (DB 13), ports 19001–19007, with the
+real PostgreSQL (a database of its own) and a real Redis (a database of its own on the session's
+private redis-server), on a block of allocated ports, with the
 admin token in a file (ADMIN_TOKEN_FILE) so that rotation can be tested without restarts.
 
 The daily target, loss limit and risk limits are set out of reach and automatic signals are
@@ -8,24 +9,24 @@ rejected by risk (min_confidence 1.0), so that only the tests' own orders trade.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
-import redis
 
 from cli_trading.ops import secrets as sec
+from tests.e2e.conftest import System, start_system
+from tests.support import postgres
+from tests.support.postgres import fetch as pg_fetch
+from tests.support.redis_server import PrivateRedis
 
 ROOT = Path(__file__).resolve().parents[2]
 # Only the tests' manual orders fill (automatic signals never reach confidence 1), and no limit
@@ -36,40 +37,13 @@ RISK_YAML = """risk:
   max_position_notional: 10000000
   max_total_exposure: 10000000
 """
-PORT_BASE = 19001
-REDIS_URL = os.environ.get("OPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def _e2e() -> Any:
-    spec = importlib.util.spec_from_file_location("ct_e2e_fixtures", ROOT / "tests" / "e2e" / "conftest.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-async def _pg_admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-async def pg_fetch(url: str, sql: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url, timeout=5)
-    try:
-        return await conn.fetch(sql)
-    finally:
-        await conn.close()
 
 
 @dataclass
 class Ops:
-    system: Any
+    system: System
     pg_url: str
+    redis_url: str
     token_file: Path
     secrets_dir: Path
 
@@ -90,7 +64,7 @@ class Ops:
         env = {k: v for k, v in os.environ.items() if k not in ("ADMIN_TOKEN", "SECRETS_DIR")}
         env.update({
             "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
-            "DATA_DIR": str(self.data_dir), "PORT_BASE": str(PORT_BASE), "REDIS_URL": REDIS_URL,
+            "DATA_DIR": str(self.data_dir), "PORT_BASE": str(self.system.port_base), "REDIS_URL": self.redis_url,
             "DATABASE_URL": self.pg_url, "ADMIN_TOKEN_FILE": str(self.token_file),
             "ADMIN_TOKEN_GRACE_S": "120", **extra,
         })
@@ -144,28 +118,21 @@ class Ops:
 
 
 @pytest.fixture(scope="session")
-def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]:
-    name = f"ct_ops_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    pg_url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    r = redis.Redis.from_url(REDIS_URL)
-    r.flushdb()
-    try:
+def ops(tmp_path_factory: pytest.TempPathFactory, private_redis: PrivateRedis) -> Iterator[Ops]:
+    redis_url = private_redis.fresh_db()
+    with postgres.database("ct_ops") as pg_url:
         tmp = tmp_path_factory.mktemp("ops")
         secrets_dir = tmp / "secrets"
         sec.init(secrets_dir)
         token_file = secrets_dir / "admin_token"
-        extra = {"DATABASE_URL": pg_url, "REDIS_URL": REDIS_URL, "ADMIN_TOKEN": "", "ADMIN_TOKEN_FILE": str(token_file),
+        extra = {"DATABASE_URL": pg_url, "REDIS_URL": redis_url, "ADMIN_TOKEN": "", "ADMIN_TOKEN_FILE": str(token_file),
                  "ADMIN_TOKEN_GRACE_S": "120", "DAILY_TARGET_PCT": "1000", "DAILY_LOSS_LIMIT_PCT": "99",
                  "AUTH_FAIL_LIMIT": "1000", "AUTH_SPIKE_THRESHOLD": "1000", "STARTING_CASH": "1000000"}
         config = tmp / "config"
         config.mkdir()
         (config / "risk.yaml").write_text(RISK_YAML)
-        system = _e2e().start_system(tmp, port_base=PORT_BASE, extra_env=extra, args=["--config", str(config)])
+        system = start_system(tmp, extra_env=extra, args=["--config", str(config)])
         try:
-            yield Ops(system, pg_url, token_file, secrets_dir)
+            yield Ops(system, pg_url, redis_url, token_file, secrets_dir)
         finally:
             system.stop()
-    finally:
-        r.flushdb()
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

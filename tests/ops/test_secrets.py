@@ -13,7 +13,7 @@ import redis
 
 from cli_trading.auth import fingerprint
 
-from .conftest import REDIS_URL, Ops
+from .conftest import Ops
 
 
 def _streams(ops: Ops, token: str) -> int:
@@ -69,7 +69,7 @@ def test_rotation_is_audited_and_notified(ops: Ops) -> None:
     assert {e["result"] for e in events} >= {"graceful", "forced"}
     assert ops.token() not in json.dumps(events)
     assert events[0]["detail"]["newFingerprint"] == fingerprint(ops.token())
-    r = redis.Redis.from_url(REDIS_URL)
+    r = redis.Redis.from_url(ops.redis_url)
     found = [json.loads(f[b"data"]) for _, f in r.xrange("notify.events")]
     rotated = [e for e in found if e["type"] == "security.secret_rotated"]
     assert rotated and rotated[-1]["severity"] == "warning" and rotated[-1]["context"]["mode"] == "forced"

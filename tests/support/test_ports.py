@@ -1,0 +1,52 @@
+"""The port-block allocator the fixtures use: blocks never overlap, across processes too, and a
+dead process's blocks are taken back."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.support import ports
+
+
+@pytest.fixture(autouse=True)
+def _own_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ports, "STATE_DIR", tmp_path)
+
+
+def _reserve_in_child(q: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    q.put(ports.reserve(10))
+
+
+def test_blocks_do_not_overlap_within_and_across_processes() -> None:
+    mine = [ports.reserve(10) for _ in range(3)]
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    children = [ctx.Process(target=_reserve_in_child, args=(q,)) for _ in range(3)]
+    for c in children:
+        c.start()
+    theirs = [q.get(timeout=10) for _ in children]
+    for c in children:
+        c.join(10)
+    bases = sorted(mine + theirs)
+    assert all(b + 10 <= nxt for b, nxt in zip(bases, bases[1:], strict=False)), bases
+
+
+def test_a_port_in_use_is_skipped() -> None:
+    base = ports.reserve(10)
+    ports.release(base)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", base + 3))
+        s.listen()
+        again = ports.reserve(10)
+        assert not again <= base + 3 < again + 10
+    ports.release(again)
+
+
+def test_blocks_of_dead_processes_are_taken_back(tmp_path: Path) -> None:
+    (tmp_path / "ports.json").write_text(json.dumps({str(ports.FIRST): {"pid": 2**22 + 1, "size": 10}}))
+    assert ports.reserve(10) == ports.FIRST
