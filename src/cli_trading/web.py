@@ -12,13 +12,13 @@ import orjson
 import structlog
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
-from cli_trading import metrics
+from cli_trading import metrics, openapi
 from cli_trading.auth import TokenStore, allowed, fingerprint
 from cli_trading.contracts import new_id
 
@@ -108,13 +108,14 @@ def _fastapi_app(agent: Agent) -> FastAPI:
     async def status() -> dict[str, Any]:
         return {"agent": agent.name, **agent.base_status(), **await agent.status()}
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     async def prometheus() -> Response:
         agent.export_host_metrics()
         agent.refresh_metrics()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     agent.add_routes(app)
+    openapi.install(app)
     return app
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -94,16 +95,31 @@ def test_runbook_halt_procedure_as_written(system: System) -> None:
     assert ("halt.security_incident", "critical") in kinds and ("halt.manual", "warning") in kinds
 
 
-def test_flatten_closes_positions_then_stays_halted(system: System) -> None:
+@pytest.fixture
+def quiet_system(tmp_path: Path) -> Iterator[System]:
+    """A system where only the test's own orders trade: risk rejects every automatic signal
+    (min_confidence 1.0; manual orders bypass it), so no strategy order is ever in flight
+    or changes a position behind the test's back."""
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "risk.yaml").write_text("risk:\n  min_confidence: 1.0\n")
+    s = start_system(tmp_path, args=["--config", str(config)])
+    yield s
+    s.stop()
+
+
+def test_flatten_closes_positions_then_stays_halted(quiet_system: System) -> None:
+    system = quiet_system
     rid = order(system, notional=300).json()["requestId"]
     until(lambda: filled(system, rid))
-    until(lambda: any(p["symbol"] == "BTC-USD" for p in pnl(system)["positions"]))
+    held = until(lambda: [p for p in pnl(system)["positions"] if p["symbol"] == "BTC-USD"])
     r = httpx.post(
         system.url() + "/admin/orchestrate/halt",
         headers=system.admin,
         json={"reason": "emergency_stop", "mode": "flatten", "note": "close everything"},
     )
-    assert r.status_code == 200 and r.json()["flatten"]
+    # nothing else trades: one closing order, for the test's one position
+    assert r.status_code == 200 and len(r.json()["flatten"]) == 1, (r.text, held)
     until(lambda: not pnl(system)["positions"])
     p = pnl(system)
     assert p["halted"] and p["haltMode"] == "flatten"
