@@ -13,6 +13,7 @@ The unit tests (tests/unit) use none of them: they run without any server.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -20,6 +21,17 @@ import redis.asyncio as aioredis
 from cli_trading.config import normalize_database_url
 from tests.support import ports, postgres
 from tests.support.redis_server import PrivateRedis
+
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The folder is the layer: tests/integration/** are marked `integration`, tests/e2e/** `e2e`
+    (so `-m "not integration and not e2e"` is the unit tests alone, like `pytest tests/unit`)."""
+    for item in items:
+        layer = item.path.relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else ""
+        if layer in ("integration", "e2e"):
+            item.add_marker(layer)
 
 
 # -- ports -----------------------------------------------------------------------------------
