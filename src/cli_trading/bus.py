@@ -368,9 +368,9 @@ class Consumer:
                     ops.set(self._idem_key(k), self.idem_ttl_s)
         if ok_ids := [d.id for d in fresh if by_id[d.id] is None]:
             ops.hdel(self._fail_key, *ok_ids)  # failure counts of earlier attempts: done with
-        for (d, exc), n in zip(failed, counts, strict=True):
-            if n >= self.max_failures or isinstance(exc, PoisonMessage):
-                self._dead_letter(ops, d.id, d.payload, f"{type(exc).__name__}: {exc}", n)
+        for (d, err), n in zip(failed, counts, strict=True):
+            if n >= self.max_failures or isinstance(err, PoisonMessage):
+                self._dead_letter(ops, d.id, d.payload, f"{type(err).__name__}: {err}", n)
                 ops.hdel(self._fail_key, d.id)
         for stream, payload in handled.emit:
             ops.xadd(stream, encode(payload))
@@ -380,8 +380,8 @@ class Consumer:
         metrics.MESSAGES_HANDLED.labels(self.stream, self.group, "ok").inc(len(batch) - len(failed))
         if failed:
             metrics.MESSAGES_HANDLED.labels(self.stream, self.group, "error").inc(len(failed))
-            for d, exc in failed:
-                log.warning("message failed", stream=self.stream, group=self.group, id=d.id, error=repr(exc))
+            for d, err in failed:
+                log.warning("message failed", stream=self.stream, group=self.group, id=d.id, error=repr(err))
             self._retry_at = time.monotonic() + self.retry_backoff_s * min(max(counts), 10)
 
     def _stall(self, exc: Exception) -> None:

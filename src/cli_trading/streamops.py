@@ -68,7 +68,7 @@ async def trim_consumed(redis: Any, stream: str) -> int:
 async def requeue(r: aioredis.Redis, dlq_stream: str, entry_id: str) -> str | None:
     """Move one DLQ entry back to its original stream. XADD and XDEL run in one MULTI/EXEC, so a
     crash can never lose the message between the two. Returns the new id, None if not found."""
-    found = await r.xrange(dlq_stream, entry_id, entry_id)
+    found: Any = await r.xrange(dlq_stream, entry_id, entry_id)  # [(id, {field: value})]
     if not found:
         return None
     entry = orjson.loads(found[0][1][b"data"])
