@@ -36,13 +36,11 @@ import pytest
 import redis
 
 from cli_trading.contracts import AGENT_PORTS, Stream, dlq_of
-from cli_trading.embedded_redis import free_port
 from tests.e2e.conftest import System, start_system
+from tests.support import ports
 
 pytestmark = pytest.mark.e2e
 
-REDIS_URL = "redis://127.0.0.1:6379/9"  # a Redis DB no other test uses; flushed before each run
-PREFERRED_PG_PORT = 55439
 DB_NAME = "trading"
 # the agents that open the database (the analyst and the optimizer run without one)
 DB_AGENTS = ("orchestrator", "portfolio-manager", "risk-manager", "trade-executor", "notification-manager")
@@ -169,7 +167,7 @@ def pg() -> Iterator[PgCluster]:
     root = Path(tempfile.mkdtemp(prefix="cli-trading-pg-"))
     if owner is not None:
         os.chown(root, owner.pw_uid, owner.pw_gid)
-    port = PREFERRED_PG_PORT if _tcp_free(PREFERRED_PG_PORT) else free_port()
+    port = ports.free_port()  # reserved for the session: the server stops and starts on it
     cluster = PgCluster(bindir, root, port, owner)
     try:
         cluster.init()
@@ -201,22 +199,18 @@ def until(fn: Callable[[], T], timeout: float, what: str, every: float = 0.25) -
         time.sleep(every)
 
 
-def start(tmp: Path, pg: PgCluster, *, port_base: int, halt_after_s: float) -> System:
-    # start_system checks only the first port; a leftover agent on any of the seven would answer
-    # this test's health checks in place of the real one
-    for p in range(port_base, port_base + len(AGENT_PORTS)):
-        assert _tcp_free(p), f"port {p} is taken: another system is still running there"
-    redis.Redis.from_url(REDIS_URL).flushdb()  # no streams, groups or halt flag from an earlier run
+def start(tmp: Path, pg: PgCluster, *, redis_url: str, halt_after_s: float) -> System:
+    """On a port block of its own and an empty Redis database of its own (tests/conftest.py)."""
     config = tmp / "config"
     config.mkdir()
     (config / "risk.yaml").write_text(QUIET_RISK)
     env = {
-        "REDIS_URL": REDIS_URL,
+        "REDIS_URL": redis_url,
         "DATABASE_URL": pg.url,
         "DB_OUTAGE_HALT_S": str(halt_after_s),
         "CONFIG_DIR": str(config),
     }
-    return start_system(tmp, port_base=port_base, extra_env=env)
+    return start_system(tmp, extra_env=env)
 
 
 def health(s: System, agent: str) -> tuple[int, dict[str, Any]]:
@@ -311,19 +305,19 @@ def all_healthy_again(s: System, timeout: float) -> None:
 
 
 @pytest.mark.parametrize(
-    ("halt_after_s", "port_base"),
+    "halt_after_s",
     [
         # the outage ends long before DB_OUTAGE_HALT_S: the order queued meanwhile must be filled
-        pytest.param(600, 17501, id="short-outage-order-filled"),
+        pytest.param(600, id="short-outage-order-filled"),
         # the outage outlasts DB_OUTAGE_HALT_S with an order in flight: trading halts
-        pytest.param(3, 17511, id="long-outage-halts"),
+        pytest.param(3, id="long-outage-halts"),
     ],
 )
 def test_database_stopped_while_running_then_back(
-    tmp_path: Path, pg: PgCluster, halt_after_s: float, port_base: int
+    tmp_path: Path, pg: PgCluster, halt_after_s: float, redis_url: str
 ) -> None:
     halts = halt_after_s < 60
-    s = start(tmp_path, pg, port_base=port_base, halt_after_s=halt_after_s)
+    s = start(tmp_path, pg, redis_url=redis_url, halt_after_s=halt_after_s)
     try:
         # 1. a normal fill with the database up
         run1 = wait_outcome(s, place_order(s), 30)
@@ -382,12 +376,12 @@ def test_database_stopped_while_running_then_back(
         s.stop()
 
 
-def test_executor_survives_a_database_that_refuses_it(tmp_path: Path, pg: PgCluster) -> None:
+def test_executor_survives_a_database_that_refuses_it(tmp_path: Path, pg: PgCluster, redis_url: str) -> None:
     """The same outage, but the server answers with an error instead of refusing the TCP
     connection: what clients meet while PostgreSQL starts up, recovers or shuts down, which is
     where `pg_ctl stop` lands an executor that is writing at that instant. Made deterministic by
     locking the database out while the server stays up."""
-    s = start(tmp_path, pg, port_base=17521, halt_after_s=600)
+    s = start(tmp_path, pg, redis_url=redis_url, halt_after_s=600)
     try:
         run1 = wait_outcome(s, place_order(s), 30)
         assert run1["outcome"] == "filled", run1
@@ -420,10 +414,10 @@ def test_executor_survives_a_database_that_refuses_it(tmp_path: Path, pg: PgClus
         s.stop()
 
 
-def test_outage_halt_is_notified_once_the_database_is_back(tmp_path: Path, pg: PgCluster) -> None:
-    s = start(tmp_path, pg, port_base=17531, halt_after_s=3)
+def test_outage_halt_is_notified_once_the_database_is_back(tmp_path: Path, pg: PgCluster, redis_url: str) -> None:
+    s = start(tmp_path, pg, redis_url=redis_url, halt_after_s=3)
     dlq = dlq_of(Stream.NOTIFY)
-    r = redis.Redis.from_url(REDIS_URL)
+    r = redis.Redis.from_url(redis_url)
 
     def notified() -> bool:
         try:

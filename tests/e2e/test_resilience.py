@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis
 
-from cli_trading.embedded_redis import free_port
+from tests.support.ports import free_port, reserve
 
 pytestmark = pytest.mark.e2e
 
@@ -32,16 +32,16 @@ def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
 
 
 def test_missing_redis_at_start_is_a_clear_error(tmp_path: Path) -> None:
-    dead = f"redis://127.0.0.1:{free_port()}/0"
-    res = run_cli(["agent", "risk-manager"], agent_env(tmp_path, REDIS_URL=dead, PORT_BASE="17301"))
+    dead, base = f"redis://127.0.0.1:{free_port()}/0", str(reserve(10))
+    res = run_cli(["agent", "risk-manager"], agent_env(tmp_path, REDIS_URL=dead, PORT_BASE=base))
     assert res.returncode == 2 and "Redis is not reachable" in res.stderr and "REDIS_URL" in res.stderr
-    res = run_cli(["up", "--data-dir", str(tmp_path), "--port-base", "17301"], agent_env(tmp_path, REDIS_URL=dead))
+    res = run_cli(["up", "--data-dir", str(tmp_path), "--port-base", base], agent_env(tmp_path, REDIS_URL=dead))
     assert res.returncode == 2 and "Redis is not reachable" in res.stderr
 
 
-def test_missing_database_at_start_is_a_clear_error(tmp_path: Path) -> None:
+def test_missing_database_at_start_is_a_clear_error(tmp_path: Path, redis_url: str) -> None:
     dead_pg = f"postgresql://trader:secret-pass@127.0.0.1:{free_port()}/trading"
-    env = agent_env(tmp_path, REDIS_URL="redis://127.0.0.1:6379/14", DATABASE_URL=dead_pg, PORT_BASE="17301")
+    env = agent_env(tmp_path, REDIS_URL=redis_url, DATABASE_URL=dead_pg, PORT_BASE=str(reserve(10)))
     res = run_cli(["agent", "risk-manager"], env)
     assert res.returncode == 2 and "database not usable" in res.stderr and "DATABASE_URL" in res.stderr
     assert "secret-pass" not in res.stderr  # the password is redacted
@@ -75,14 +75,15 @@ def test_redis_lost_while_running_then_back(tmp_path: Path) -> None:
             break
         except redis.ConnectionError:
             time.sleep(0.1)
-    env = agent_env(tmp_path, REDIS_URL=url, PORT_BASE="17301")
+    base = reserve(10)
+    env = agent_env(tmp_path, REDIS_URL=url, PORT_BASE=str(base))
     agent = subprocess.Popen(
         [sys.executable, "-m", "cli_trading", "agent", "portfolio-manager"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    health = "http://127.0.0.1:17302/health"
+    health = f"http://127.0.0.1:{base + 1}/health"  # the portfolio manager's port
 
     def status() -> int:
         try:
