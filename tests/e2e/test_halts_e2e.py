@@ -97,13 +97,9 @@ def test_runbook_halt_procedure_as_written(system: System) -> None:
 
 @pytest.fixture
 def quiet_system(tmp_path: Path) -> Iterator[System]:
-    """A system where only the test's own orders trade: risk rejects every automatic signal
-    (min_confidence 1.0; manual orders bypass it), so no strategy order is ever in flight
-    or changes a position behind the test's back."""
-    config = tmp_path / "config"
-    config.mkdir()
-    (config / "risk.yaml").write_text("risk:\n  min_confidence: 1.0\n")
-    s = start_system(tmp_path, args=["--config", str(config)])
+    """Only the test's own orders trade: no strategy order is in flight at a flatten halt (the
+    flatten test failed by chance on one) or moves a position behind the test's back."""
+    s = start_system(tmp_path, args=["--config", str(quiet_strategies(tmp_path / "config"))])
     yield s
     s.stop()
 
@@ -118,8 +114,8 @@ def test_flatten_closes_positions_then_stays_halted(quiet_system: System) -> Non
         headers=system.admin,
         json={"reason": "emergency_stop", "mode": "flatten", "note": "close everything"},
     )
-    # nothing else trades: one closing order, for the test's one position
-    assert r.status_code == 200 and len(r.json()["flatten"]) == 1, (r.text, held)
+    # the closing orders may leave after the answer: flatten keeps closing what is open
+    assert r.status_code == 200 and r.json()["haltMode"] == "flatten", (r.text, held)
     until(lambda: not pnl(system)["positions"])
     p = pnl(system)
     assert p["halted"] and p["haltMode"] == "flatten"
@@ -130,7 +126,7 @@ def test_target_reached_from_real_fills(tmp_path: Path) -> None:
     data = candles(tmp_path / "candles", 100.0, 0.5)
     s = start_system(
         tmp_path,
-        
+
         extra_env={"MARKET_DATA_DIR": str(data), "SYMBOLS": "BTC-USD"},
         args=["--speed", "5", "--config", str(quiet_strategies(tmp_path / "config"))],
     )
@@ -153,7 +149,7 @@ def test_loss_limit_from_real_fills_refuses_plain_unhalt(tmp_path: Path) -> None
     data = candles(tmp_path / "candles", 100.0, -0.5)
     s = start_system(
         tmp_path,
-        
+
         extra_env={"MARKET_DATA_DIR": str(data), "SYMBOLS": "BTC-USD"},
         args=["--speed", "5", "--config", str(quiet_strategies(tmp_path / "config"))],
     )
