@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the project with its test dependencies into .venv, at the versions of the lock file,
-# then lint, audit the dependencies and run the whole test suite.
+# then lint, type-check, audit the dependencies and run the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 .venv/bin/pip install -q -r requirements-dev.lock
 .venv/bin/pip install -q --no-deps -e .
 .venv/bin/ruff check src tests bench
+.venv/bin/python -m mypy
 # Known vulnerabilities in the pinned dependencies fail the run; an unavoidable one is ignored in
 # scripts/audit-ignore.txt with its reason (none today).
 .venv/bin/python scripts/audit.py

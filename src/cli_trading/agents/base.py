@@ -15,7 +15,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -65,7 +65,7 @@ class _Server(uvicorn.Server):
         self.on_started = on_started
 
     @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[override]
+    def capture_signals(self) -> Iterator[None]:
         yield  # the agent owns signal handling
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -200,10 +200,10 @@ class Agent:
 
     async def notify(self, type_: str, severity: str, message: str, **context: Any) -> None:
         try:
-            await self.bus.publish(
+            await self.bus.publish(  # type: ignore[union-attr]  # the bus exists once started
                 Stream.NOTIFY,
                 NotifyEvent(type=type_, severity=severity, message=message, context={"agent": self.name, **context}),
-            )  # type: ignore[union-attr]
+            )
         except REDIS_DOWN as exc:
             self.log.error("could not publish notification", type=type_, error=str(exc))
 

@@ -236,7 +236,7 @@ class TradeExecutor(Agent):
         st = self._status(m, r)
         metrics.ORDERS.labels(st.status).inc()
         self.audit("order:" + r.status, request_id=m.requestId, target=m.orderId, result=r.reason)
-        await self.bus.publish(Stream.STATUS, st)  # type: ignore[union-attr]
+        await self.bus.publish(Stream.STATUS, st)  # type: ignore[union-attr]  # the bus exists once started
 
     @staticmethod
     def _status(m: OrderMsg, r: ExecResult) -> StatusMsg:

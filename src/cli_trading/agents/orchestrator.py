@@ -279,7 +279,7 @@ class Orchestrator(Agent):
                 self.runs.finish(run, "rejected", reason="halted", now=self.clock())
                 raise RunRefused(409, "trading is halted", run)
             self.runs.touch(run, "analyzing")
-            await self.bus.publish(Stream.COMMANDS, AnalyzeCommand(requestId=rid, symbol=symbol))  # type: ignore[union-attr]
+            await self.bus.publish(Stream.COMMANDS, AnalyzeCommand(requestId=rid, symbol=symbol))  # type: ignore[union-attr]  # started
             return run
         price = self.ledger.price_of(symbol)
         if price is None:
@@ -300,9 +300,9 @@ class Orchestrator(Agent):
 
     async def _to_risk(self, run: Run, *, manual: bool) -> None:
         self.runs.touch(run, "risk")
-        await self.bus.publish(
+        await self.bus.publish(  # type: ignore[union-attr]  # the bus exists once started
             Stream.RISK_REQUESTS,
-            RiskRequest(  # type: ignore[union-attr]
+            RiskRequest(
                 requestId=run.request_id,
                 symbol=run.symbol,
                 side=run.side,

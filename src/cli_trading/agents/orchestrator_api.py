@@ -203,7 +203,7 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
     @app.post("/admin/pnl/limits", tags=["admin"])
     async def limits(request: Request) -> dict[str, Any]:
         body = await json_body(request, LimitsBody)
-        orc.day = tday.with_limits(orc.day, target_pct=body.dailyTargetPct, loss_limit_pct=body.dailyLossLimitPct)  # type: ignore[arg-type]
+        orc.day = tday.with_limits(orc.day, target_pct=body.dailyTargetPct, loss_limit_pct=body.dailyLossLimitPct)  # type: ignore[arg-type]  # set at start
         await orc._save_day()
         orc.audit(
             "pnl:limits",
@@ -216,8 +216,8 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
 
     @app.post("/admin/pnl/reset", tags=["admin"])
     async def reset(request: Request) -> dict[str, Any]:
-        before = orc.day.start_equity  # type: ignore[union-attr]
-        orc.day = tday.reset(orc.day, equity=orc.ledger.snapshot().equity)  # type: ignore[arg-type]
+        before = orc.day.start_equity  # type: ignore[union-attr]  # set at start
+        orc.day = tday.reset(orc.day, equity=orc.ledger.snapshot().equity)  # type: ignore[arg-type]  # set at start
         await orc._save_day()
         orc.audit(
             "pnl:reset",
@@ -339,7 +339,7 @@ def door_handler(orc: Orchestrator) -> Handler:
             return False
         started = time.perf_counter()
         req.request_id = req.headers.get("x-request-id") or new_id()
-        actor = fingerprint(token)  # type: ignore[arg-type]
+        actor = fingerprint(token)  # type: ignore[arg-type]  # checked by the guard
 
         def answer(result: dict[str, Any]) -> None:
             reply(200, result)

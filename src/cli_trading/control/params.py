@@ -23,9 +23,9 @@ async def request_optimization(
     for sym in [symbol] if symbol else orc.settings.symbol_list:
         for strat in [strategy] if strategy else STRATEGY_NAMES:
             rid = new_id()
-            await orc.bus.publish(
+            await orc.bus.publish(  # type: ignore[union-attr]  # the bus exists once started
                 Stream.OPT_REQUESTS, OptRequest(requestId=rid, strategy=strat, symbol=sym, reason=reason)
-            )  # type: ignore[union-attr]
+            )
             rids.append(rid)
     orc.audit("optimize:requested", reason=reason, requests=len(rids))
     return rids
@@ -102,15 +102,15 @@ async def decide(orc: Orchestrator, *, param_id: int, approve: bool, actor: str)
             "params": row.params,
         }
     if approve:
-        await orc.bus.publish(
+        await orc.bus.publish(  # type: ignore[union-attr]  # the bus exists once started
             Stream.COMMANDS,
             {
                 "type": "params",
-                "strategy": result["strategy"],  # type: ignore[union-attr]
+                "strategy": result["strategy"],
                 "symbol": result["symbol"],
                 "params": result["params"],
                 "requestId": f"params-{param_id}",
             },
         )
-    orc.audit("params:" + result["status"], actor=actor, target=str(param_id))
+    orc.audit(f"params:{result['status']}", actor=actor, target=str(param_id))
     return result

@@ -55,7 +55,7 @@ class Watchdogs:
 
     async def _database(self) -> None:
         now = asyncio.get_running_loop().time()
-        if await dbengine.check(self.orc.engine):  # type: ignore[arg-type]
+        if await dbengine.check(self.orc.engine):  # type: ignore[arg-type]  # set at start
             self.db_down_since = None
             return
         self.db_down_since = self.db_down_since or now

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cli_trading.db.models import ExchangeBaseline, ExchangeFill, ExchangeOrder, Fill
 from cli_trading.db.repo import _insert
 from cli_trading.exchanges.orders import FINAL, Tracked
 
-ORDERS = cast(Table, ExchangeOrder.__table__)
-FILLS = cast(Table, ExchangeFill.__table__)
-BASELINE = cast(Table, ExchangeBaseline.__table__)
+ORDERS = ExchangeOrder.__table__
+FILLS = ExchangeFill.__table__
+BASELINE = ExchangeBaseline.__table__
 _ORDER_COLS = ("symbol", "side", "type", "qty", "limit_price", "time_in_force")
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, Numeric, String, Text, TypeDecorator
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, Numeric, String, Table, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -45,7 +45,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    pass
+    # every model is mapped to one Table (SQLAlchemy types it as the wider FromClause)
+    __table__: ClassVar[Table]
 
 
 class AuditEvent(Base):

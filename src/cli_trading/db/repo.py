@@ -95,7 +95,7 @@ async def _update_many(session: AsyncSession, table: Table, key: str, rows: Sequ
     for cols, params in by_cols.items():
         k = ("update_many", table.name, key, cols)
         if k not in _built:
-            values = {c: bindparam(f"b_{c}") for c in cols if c != key}
+            values: dict[str, Any] = {c: bindparam(f"b_{c}") for c in cols if c != key}
             stmt = update(table).where(table.c[key] == bindparam(f"b_{key}")).values(**values)
             _built[k] = stmt.execution_options(synchronize_session=False)
         await session.execute(_built[k], params)
