@@ -10,6 +10,9 @@ from hypothesis import strategies as st
 
 from cli_trading.exchanges.markets import MarketRules, ccxt_symbol, client_order_id, our_symbol
 from cli_trading.exchanges.orders import Fill, Tracked, fee_in_quote, fills_of, outcome, status_of
+from cli_trading.exchanges.reconcile import Report, detail, drifts, expected_balances
+from cli_trading.halt import policy
+from cli_trading.halt.state import HaltState
 
 BTC = {
     "symbol": "BTC/USDT",
@@ -104,3 +107,28 @@ def test_client_order_ids_fit_the_exchange_and_are_stable() -> None:
     cid = client_order_id(long)
     assert len(cid) <= 36 and cid == client_order_id(long) and cid != client_order_id(long + "x")
     assert client_order_id("ord-a b") != "ord-a b"  # a space is not allowed
+
+
+class Trade:
+    def __init__(self, symbol: str, side: str, qty: str, price: str, fee: str, cur: str | None) -> None:
+        self.symbol, self.side, self.qty, self.price = symbol, side, D(qty), D(price)
+        self.fee_charged, self.fee_currency = D(fee), cur
+
+
+def test_expected_balances_and_drift_valued_in_the_quote() -> None:
+    baseline = {"USDT": D("1000"), "BTC": D("0.1")}
+    trades = [Trade("BTC-USDT", "buy", "0.01", "40000", "0.00001", "BTC"),
+              Trade("BTC-USDT", "sell", "0.005", "41000", "0.205", "USDT")]
+    want = expected_balances(baseline, trades)
+    assert want["USDT"] == D("1000") - 400 + D("205") - D("0.205")  # paid, received, the fee in USDT
+    assert want["BTC"] == D("0.1") + D("0.01") - D("0.00001") - D("0.005")  # bought, the fee in BTC, sold
+    assert drifts(want, want, prices={"BTC": D("40000")}, quote="USDT") == []
+    have = {**want, "BTC": want["BTC"] - D("0.001")}  # 0.001 BTC gone behind our back
+    report = Report(drifts(have, want, prices={"BTC": D("40000")}, quote="USDT"), [], [])
+    assert report.value == D("40.000") and report.assets[0].asset == "BTC"
+    assert "BTC" in detail(report)
+    limits = policy.DriftLimits(D("10"))
+    drift = policy.Drift(report.value, 0, detail(report))
+    assert policy.reconciliation_drift(HaltState(), drift=drift, limits=limits, checks_over=1) is None
+    decision = policy.reconciliation_drift(HaltState(), drift=drift, limits=limits, checks_over=2)
+    assert decision is not None and decision.reason == "reconciliation_drift" and "BTC" in decision.note

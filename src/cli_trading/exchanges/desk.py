@@ -31,7 +31,8 @@ from cli_trading.exchanges.ccxt_adapter import CcxtExchange, as_result
 from cli_trading.exchanges.keys import BALANCES_KEY, MARKETS_KEY, RECON_KEY
 from cli_trading.exchanges.markets import ccxt_symbol, client_order_id
 from cli_trading.exchanges.orders import Tracked
-from cli_trading.exchanges.reconcile import DriftWatch, Report, drifts, expected_balances
+from cli_trading.exchanges.reconcile import Report, detail, drifts, expected_balances
+from cli_trading.halt import policy
 
 log = structlog.get_logger("desk")
 
@@ -80,7 +81,8 @@ class Desk:
         self.open: dict[str, Open] = {}
         self.balances: dict[str, Decimal] = {}
         self.report: Report | None = None
-        self.watch = DriftWatch(drift_limit)
+        self.limits = policy.DriftLimits(drift_limit)
+        self.checks_over = 0  # consecutive reconciliations past the limit
         self.unknown_policy = unknown_orders
         self.markets_at = 0.0
 
@@ -203,11 +205,17 @@ class Desk:
         unknown_ids = [str(o.get("clientOrderId") or o.get("id")) for o in ignored]
         self.report = Report(drifts(balances, expected, prices=prices, quote=self.quote), unknown_ids, [])
         await self._publish(self.report)
-        note = self.watch.observe(self.report)
-        state = await self.halt_state() if note else None
-        if note and state is not None and not state.halted:
-            log.error("reconciliation drift past the limit", note=note)
-            await self.halt(note)
+        drift = policy.Drift(self.report.value, len(unknown_ids), detail(self.report))
+        self.checks_over = self.checks_over + 1 if policy.drift_over(drift, self.limits) else 0
+        state = await self.halt_state() if self.checks_over else None
+        decision = (
+            policy.reconciliation_drift(state, drift=drift, limits=self.limits, checks_over=self.checks_over)
+            if state is not None
+            else None
+        )
+        if decision is not None:
+            log.error("reconciliation drift past the limit", note=decision.note)
+            await self.halt(decision.note)
         return self.report
 
     async def _unknown(self, orders: list[dict[str, Any]]) -> None:
@@ -247,7 +255,7 @@ class Desk:
             moved = {a: baseline.get(a, Decimal(0)) + balances.get(a, Decimal(0)) - expected.get(a, Decimal(0))
                      for a in set(balances) | set(expected)}
             await exchange_repo.replace_baseline(s, amounts=moved, now=self.clock())
-        self.watch = DriftWatch(self.watch.limit, self.watch.confirmations)
+        self.checks_over = 0
         await self.reconcile()
         return {a: str(v) for a, v in sorted(moved.items())}
 

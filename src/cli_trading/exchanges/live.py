@@ -15,11 +15,10 @@ import structlog
 from ccxt.base.errors import AuthenticationError
 
 from cli_trading.agents.base import StartupError, secret
-from cli_trading.contracts import HaltMode, OrderMsg
+from cli_trading.contracts import HaltMode, HaltReason, OrderMsg
 from cli_trading.exchanges.base import ExecResult, OrderRequest
 from cli_trading.exchanges.ccxt_adapter import CcxtExchange, create_ccxt
 from cli_trading.exchanges.desk import Desk
-from cli_trading.exchanges.reconcile import REASON as DRIFT_REASON
 
 if TYPE_CHECKING:
     from cli_trading.agents.executor import TradeExecutor
@@ -157,7 +156,7 @@ async def request_halt(agent: TradeExecutor, note: str) -> None:
     token = agent.guard.tokens.token if agent.guard.tokens.configured() else None
     base = agent.settings.orchestrator_url or f"http://127.0.0.1:{agent.settings.port_of('orchestrator')}"
     url = base.rstrip("/") + "/admin/orchestrate/halt"
-    body = {"reason": DRIFT_REASON, "note": note[:1000], "mode": HaltMode.HALT.value}
+    body = {"reason": HaltReason.RECONCILIATION_DRIFT.value, "note": note[:1000], "mode": HaltMode.HALT.value}
     for attempt in range(10):
         try:
             async with httpx.AsyncClient(timeout=10) as c:

@@ -3,9 +3,9 @@
 Expected balance of an asset = its balance when live trading started (the baseline) + the net of
 every trade recorded since (bought base, spent quote, fees as charged in their own currency).
 Drift = exchange total − expected, valued in the quote currency. Open orders at the exchange that
-the ledger does not know are drift too. A drift past the limit on `confirmations` consecutive
-checks (an order between its fill and our record of it is not drift) calls for the halt
-`reconciliation_drift`.
+the ledger does not know are drift too. A drift past the limit on consecutive checks (an order
+between its fill and our record of it is not drift) calls for the halt `reconciliation_drift`:
+the decision is the halt package's (`halt.policy.reconciliation_drift`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 ZERO = Decimal(0)
-REASON = "reconciliation_drift"
 
 
 class TradeRow(Protocol):
@@ -107,20 +106,6 @@ def order_drift(exchange_open: Iterable[str], ledger_open: Iterable[str]) -> tup
     return sorted(ex - led), sorted(led - ex)
 
 
-@dataclass
-class DriftWatch:
-    """Past the limit on `confirmations` consecutive reports → the halt's note; else None."""
-
-    limit: Decimal
-    confirmations: int = 2
-    _over: int = 0
-
-    def observe(self, report: Report) -> str | None:
-        over = report.value > self.limit or bool(report.unknown_orders)
-        self._over = self._over + 1 if over else 0
-        if self._over < self.confirmations:
-            return None
-        parts = [f"{a.asset} {a.exchange} at the exchange vs {a.expected} in the ledger" for a in report.assets[:4]]
-        if report.unknown_orders:
-            parts.append(f"{len(report.unknown_orders)} open order(s) unknown to the ledger")
-        return f"drift {report.value} (limit {self.limit}): " + "; ".join(parts)
+def detail(report: Report) -> str:
+    """What drifted, for the halt's note (the first few assets)."""
+    return "; ".join(f"{a.asset} {a.exchange} at the exchange vs {a.expected} in the ledger" for a in report.assets[:4])
