@@ -35,7 +35,7 @@ def console(
         err.print("[red]cli-trading console needs the admin token[/red]: set ADMIN_TOKEN or ADMIN_TOKEN_FILE, "
                   "or pass --token (a local `cli-trading up` keeps it in its data folder's runtime.json)")
         raise typer.Exit(1)
-    os.environ.setdefault("TEXTUAL_FPS", "30")  # a dashboard, not a game: fewer frames, less CPU
+    os.environ.setdefault("TEXTUAL_FPS", "20")  # a dashboard, not a game: fewer frames, less CPU
     app = ConsoleApp(ConsoleClient(Endpoint(t, url)), read_only=read_only, interval=interval)
     app.run()
     if app.return_code:

@@ -12,6 +12,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
 from cli_trading.console.client import ConsoleClient, ConsoleError, Unauthorized, Unreachable
@@ -65,6 +66,7 @@ class ConsoleApp(App[None]):
         self.clock = clock or (lambda: datetime.now(UTC))
         self.doc: dict[str, Any] = initial or {}
         self.fetching = False
+        self.ticks = 0
         self.last_ok: datetime | None = None
         self.failure: str | None = None
         if read_only:
@@ -84,6 +86,11 @@ class ConsoleApp(App[None]):
                 yield LogsPanel(id="logs-panel")
         yield Footer()
 
+    @property
+    def dash(self) -> Screen[Any]:
+        """The dashboard's own screen, whatever dialog is open above it."""
+        return self.screen_stack[0]
+
     def on_mount(self) -> None:
         self.screen.set_class(self.size.width < NARROW, "narrow")
         if self.doc:
@@ -93,7 +100,7 @@ class ConsoleApp(App[None]):
             self.set_interval(self.interval, self.poll)
 
     def on_resize(self) -> None:
-        self.screen.set_class(self.size.width < NARROW, "narrow")
+        self.dash.set_class(self.size.width < NARROW, "narrow")
 
     # -- refresh ----------------------------------------------------------------------------
     def poll(self) -> None:
@@ -101,7 +108,7 @@ class ConsoleApp(App[None]):
             self.fetching = True
             self.fetch()
 
-    @work(group="poll")
+    @work(group="poll", exit_on_error=False)  # a refresh that fails must not end the console
     async def fetch(self) -> None:
         if self.client is None:
             return
@@ -125,17 +132,22 @@ class ConsoleApp(App[None]):
         if self.last_ok:
             stale = f" — showing data {int((self.clock() - self.last_ok).total_seconds())}s old"
         what = "ORCHESTRATOR UNREACHABLE" if isinstance(exc, Unreachable) else "OVERVIEW FAILED"
-        self.query_one(Banner).show_problem(f"{what}: {exc}; retrying every {self.interval}s{stale}")
-        for panel in self.query(Panel):
+        self.dash.query_one(Banner).show_problem(f"{what}: {exc}; retrying every {self.interval}s{stale}")
+        for panel in self.dash.query(Panel):
             panel.add_class("stale")
 
     def apply(self, doc: dict[str, Any]) -> None:
+        if not self.screen_stack or not self.is_running:
+            return  # exiting
         self.doc = doc
         now = self.clock()
-        self.query_one(Banner).update_from(doc, now)
-        for panel in self.query(Panel):
-            panel.remove_class("stale")
-            panel.update_from(doc, now)
+        self.ticks += 1
+        self.dash.query_one(Banner).update_from(doc, now)
+        for panel in self.dash.query(Panel):
+            panel.set_class(False, "stale")
+            # the banner, PnL and agents every refresh; the long lists once a second is enough
+            if not panel.slow or self.ticks % 2 or self.interval > 0.5:
+                panel.update_from(doc, now)
 
     def refresh_soon(self) -> None:
         """After an action: show its effect now rather than at the next tick."""
@@ -165,7 +177,7 @@ class ConsoleApp(App[None]):
             self.push_screen(UnhaltScreen(client), lambda res: self._done("unhalt", res))
 
     def _incident(self) -> int | None:
-        key = self.query_one("#incidents", Table).selected_key()
+        key = self.dash.query_one("#incidents", Table).selected_key()
         if key is None:
             self.notify("no open incident selected", severity="warning")
         return int(key) if key else None
@@ -208,7 +220,7 @@ class ConsoleApp(App[None]):
             self.refresh_soon()
 
     def action_dlq(self) -> None:
-        key = self.query_one("#streams", Table).selected_key()
+        key = self.dash.query_one("#streams", Table).selected_key()
         if key and self.client:
             self.push_screen(DlqScreen(key, self.client, read_only=self.read_only), lambda _: self.refresh_soon())
 
@@ -219,12 +231,12 @@ class ConsoleApp(App[None]):
         self.push_screen(Help())
 
     def action_log_agent(self) -> None:
-        logs = self.query_one(LogsPanel)
+        logs = self.dash.query_one(LogsPanel)
         logs.cycle_agent([a["agent"] for a in self.doc.get("agents") or []])
         logs.update_from(self.doc, self.clock())
 
     def action_log_level(self) -> None:
-        logs = self.query_one(LogsPanel)
+        logs = self.dash.query_one(LogsPanel)
         logs.cycle_level()
         logs.update_from(self.doc, self.clock())
 
@@ -234,6 +246,6 @@ class ConsoleApp(App[None]):
         if table_id == "streams":
             self.action_dlq()
         elif table_id == "activity" and self.client:
-            item = self.query_one(ActivityPanel).record(self.doc, str(event.row_key.value))
+            item = self.dash.query_one(ActivityPanel).record(str(event.row_key.value))
             if item:
                 self.push_screen(Record(item, self.client))

@@ -89,7 +89,7 @@ class ConsoleClient:
         return data
 
     # -- what the console reads ---------------------------------------------------------------
-    async def overview(self, *, logs: int = 200) -> dict[str, Any]:
+    async def overview(self, *, logs: int = 60) -> dict[str, Any]:
         return await self.request("GET", "/admin/overview", params={"logs": logs})
 
     async def dlq(self, stream: str, *, count: int = 100) -> dict[str, Any]:

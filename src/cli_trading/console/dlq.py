@@ -35,7 +35,7 @@ class DlqScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide tall"):
             yield Label(f"[b]{self.stream}[/b]", id="dlq-title")
-            yield Table("id", "from", "failures", "error", id="dlq-entries")
+            yield Table(("id", 16), ("from", 26), ("failures", 8), ("error", 60), id="dlq-entries")
             with VerticalScroll(id="dlq-detail"):
                 yield Static("", id="entry")
             yield Static("", id="dlq-status", classes="problem")

@@ -17,25 +17,37 @@ Row = tuple[str, tuple[Any, ...]]
 
 
 class Table(DataTable[Any]):
-    """A DataTable refilled from rows with keys, keeping the selected row across refreshes."""
+    """A DataTable refilled from rows with keys, keeping the selected row across refreshes.
 
-    def __init__(self, *columns: str, **kwargs: Any) -> None:
+    Cost matters (the console redraws twice a second for hours): the long lists have columns of
+    fixed width (no measuring of every cell, a width None fits the content), and when the keys
+    are the same as before only the changed cells are updated, so the table keeps its size and
+    the screen needs no new layout."""
+
+    def __init__(self, *columns: tuple[str, int | None], **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
-        self._columns, self._sig = columns, ""
+        self._columns = columns
+        self._rows: dict[str, str] = {}
+        self._keys: list[str] = []
 
     def on_mount(self) -> None:
-        self.add_columns(*self._columns)
+        self._column_keys = [self.add_column(label, width=width) for label, width in self._columns]
 
     def show(self, rows: list[Row]) -> None:
-        sig = repr(rows)
-        if sig == self._sig:
+        keys = [k for k, _ in rows]
+        if keys == self._keys:
+            for key, cells in rows:
+                sig = repr(cells)
+                if self._rows.get(key) != sig:
+                    self._rows[key] = sig
+                    for (_, width), col, value in zip(self._columns, self._column_keys, cells, strict=False):
+                        self.update_cell(key, col, value, update_width=width is None)
             return
-        self._sig = sig
         keep = self.selected_key()
         self.clear()
         for key, cells in rows:
             self.add_row(*cells, key=key)
-        keys = [k for k, _ in rows]
+        self._keys, self._rows = keys, {k: repr(c) for k, c in rows}
         if keep in keys:
             self.move_cursor(row=keys.index(keep), animate=False)
 
@@ -53,6 +65,7 @@ class Panel(Vertical):
     """A bordered box with a title; subclasses fill it from the overview."""
 
     title = ""
+    slow = False  # redrawn at most once a second (long lists)
 
     def on_mount(self) -> None:
         self.border_title = self.title
@@ -62,12 +75,18 @@ class Panel(Vertical):
 
 
 class Banner(Static):
+    shown = ""
+
     def update_from(self, doc: dict[str, Any], now: datetime) -> None:
         trading = doc.get("trading", {})
-        self.set_class(bool(trading.get("halted")), "halted")
-        self.update(r.banner(trading, now))
+        text = r.banner(trading, now)
+        if text.markup != self.shown:
+            self.shown = text.markup
+            self.set_class(bool(trading.get("halted")), "halted")
+            self.update(text)
 
     def show_problem(self, text: str) -> None:
+        self.shown = ""
         self.set_class(True, "halted")
         self.update(Text(f" ⚠ {text}", style="bold white on dark_orange3"))
 
@@ -77,7 +96,7 @@ class PnlPanel(Panel):
 
     def compose(self) -> ComposeResult:
         yield Static(id="pnl-summary")
-        yield Table("symbol", "qty", "avg", "mark", "unrealized", id="positions")
+        yield Table(*((c, None) for c in ("symbol", "qty", "avg", "mark", "unrealized")), id="positions")
 
     def update_from(self, doc: dict[str, Any], now: datetime) -> None:
         p = doc.get("pnl") or {}
@@ -98,7 +117,7 @@ class PnlPanel(Panel):
         t.append_text(r.signed(p.get("unrealized")))
         t.append(f"\nfees {r.money(p.get('fees'))}  start {r.money(p.get('startEquity'))}")
         t.append(f"\n{r.sparkline(p.get('equityCurve') or [], max(10, self.size.width - 4))}", style="cyan")
-        self.query_one("#pnl-summary", Static).update(t)
+        self.query_one("#pnl-summary", Static).update(t, layout=False)  # fixed height: no new layout
         rows = [
             (pos["symbol"], (pos["symbol"], r.money(pos["qty"], 4), r.plain(pos["avgCost"]), r.plain(pos["mark"]),
                              r.signed(pos["unrealized"])))
@@ -111,7 +130,7 @@ class AgentsPanel(Panel):
     title = "agents"
 
     def compose(self) -> ComposeResult:
-        yield Table("agent", "state", "restarts", "pending", "lag", "up", id="agents")
+        yield Table(*((c, None) for c in ("agent", "state", "restarts", "pending", "lag", "up")), id="agents")
         yield Static("", id="agent-errors")
 
     def update_from(self, doc: dict[str, Any], now: datetime) -> None:
@@ -134,14 +153,15 @@ class AgentsPanel(Panel):
         errors = sorted(((a["lastError"], a["agent"]) for a in doc.get("agents") or [] if a.get("lastError")),
                         key=lambda e: e[0].get("ts", ""), reverse=True)
         text = "\n".join(f"last error {name}: {r.short_error(err, self.size.width - 20)}" for err, name in errors[:2])
-        self.query_one("#agent-errors", Static).update(text)
+        self.query_one("#agent-errors", Static).update(text, layout=False)
 
 
 class StreamsPanel(Panel):
     title = "streams (enter: DLQ)"
+    slow = True
 
     def compose(self) -> ComposeResult:
-        yield Table("stream", "len", "pend", "lag", "dlq", id="streams")
+        yield Table(*((c, None) for c in ("stream", "len", "pend", "lag", "dlq")), id="streams")
 
     def update_from(self, doc: dict[str, Any], now: datetime) -> None:
         data = doc.get("streams")
@@ -150,7 +170,8 @@ class StreamsPanel(Panel):
             self.set_class(True, "trouble")
             return
         self.set_class(False, "trouble")
-        self.border_subtitle = ""
+        if self.border_subtitle:
+            self.border_subtitle = ""
         rows = []
         for s in data or []:
             pending = sum(int(g.get("pending") or 0) for g in s["groups"])
@@ -162,9 +183,10 @@ class StreamsPanel(Panel):
 
 class IncidentsPanel(Panel):
     title = "incidents"
+    slow = True
 
     def compose(self) -> ComposeResult:
-        yield Table("#", "P", "ack", "status", "age", "commander", "title", id="incidents")
+        yield Table(*((c, None) for c in ("#", "P", "ack", "status", "age", "commander", "title")), id="incidents")
 
     def update_from(self, doc: dict[str, Any], now: datetime) -> None:
         inc = doc.get("incidents") or {}
@@ -177,7 +199,9 @@ class IncidentsPanel(Panel):
                 i.get("title", ""),
             )))
         self.query_one(Table).show(rows)
-        self.border_subtitle = _checklist(doc.get("checklist")) or (inc.get("error", "")[:60] if inc else "")
+        subtitle = _checklist(doc.get("checklist")) or (inc.get("error", "")[:60] if inc else "")
+        if self.border_subtitle != subtitle:
+            self.border_subtitle = subtitle
 
 
 def _checklist(c: Any) -> str:
@@ -190,20 +214,25 @@ def _checklist(c: Any) -> str:
 
 class ActivityPanel(Panel):
     title = "activity (enter: full record)"
+    slow = True
 
     def compose(self) -> ComposeResult:
-        yield Table("time", "kind", "what", id="activity")
+        yield Table(("time", 8), ("kind", 9), ("what", 60), id="activity")
+
+    items: list[dict[str, Any]] = []
 
     def update_from(self, doc: dict[str, Any], now: datetime) -> None:
         style = {"fill": "green", "rejection": "yellow", "halt": "bold red", "unhalt": "cyan"}
-        rows = [
-            (i["id"], ((i.get("ts") or "")[11:19], Text(i["kind"], style=style.get(i["kind"], "")), i["summary"]))
-            for i in doc.get("activity") or []
+        self.items = list(doc.get("activity") or [])
+        rows = [  # keyed by position: a new item updates cells instead of rebuilding the table
+            (str(n), ((i.get("ts") or "")[11:19], Text(i["kind"], style=style.get(i["kind"], "")), i["summary"]))
+            for n, i in enumerate(self.items)
         ]
         self.query_one(Table).show(rows)
 
-    def record(self, doc: dict[str, Any], key: str | None) -> dict[str, Any] | None:
-        return next((i for i in doc.get("activity") or [] if i["id"] == key), None)
+    def record(self, key: str | None) -> dict[str, Any] | None:
+        n = int(key) if key and key.isdigit() else -1
+        return self.items[n] if 0 <= n < len(self.items) else None
 
 
 LEVELS = (None, "warning", "error")
@@ -211,6 +240,7 @@ LEVELS = (None, "warning", "error")
 
 class LogsPanel(Panel):
     title = "logs"
+    slow = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -218,7 +248,7 @@ class LogsPanel(Panel):
         self.level: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Table("time", "agent", "level", "event", id="logs")
+        yield Table(("time", 8), ("agent", 20), ("level", 7), ("event", 80), id="logs")
 
     def cycle_agent(self, agents: list[str]) -> None:
         names = [None, *agents]
@@ -228,7 +258,9 @@ class LogsPanel(Panel):
         self.level = LEVELS[(LEVELS.index(self.level) + 1) % len(LEVELS)]
 
     def update_from(self, doc: dict[str, Any], now: datetime) -> None:
-        self.border_title = f"logs · agent {self.agent or 'all'} (g) · level {self.level or 'all'}+ (v)"
+        title = f"logs · agent {self.agent or 'all'} (g) · level {self.level or 'all'}+ (v)"
+        if self.border_title != title:
+            self.border_title = title
         floor = {None: 0, "warning": 2, "error": 3}[self.level]
         order = {"debug": 0, "info": 1, "warning": 2, "error": 3, "critical": 4, "exception": 4}
         entries = [
