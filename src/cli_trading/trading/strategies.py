@@ -194,6 +194,7 @@ class TrendFollowing(Strategy[TrendParams]):
         super().__init__(params, name=name)
         p = self.params
         self._fast, self._slow, self._n = EMA(p.fast), EMA(p.slow), 0
+        self._min, self._full = p.min_spread_pct, p.full_confidence_spread_pct  # read on every bar
         # the reasons are fixed strings: formatting the spread on every bar would cost more than
         # the decision itself (the confidence already says how strong the trend is)
         self._flat = hold(self.name, f"ema{p.fast} and ema{p.slow} within ±{p.min_spread_pct}%")
@@ -213,17 +214,16 @@ class TrendFollowing(Strategy[TrendParams]):
         return self._decision(ema(closes, self.params.fast), ema(closes, self.params.slow), len(closes))
 
     def _decision(self, fast: float | None, slow: float | None, n: int) -> Signal:
-        p = self.params
         if fast is None or slow is None:
-            return hold(self.name, f"not enough bars ({n} < {p.slow})")
+            return hold(self.name, f"not enough bars ({n} < {self.params.slow})")
         if slow <= 0:
             return hold(self.name, "non-positive prices")
         spread = (fast - slow) / slow * 100
         if spread != spread:  # NaN prices
             return hold(self.name, "prices are not numbers")
-        if -p.min_spread_pct <= spread <= p.min_spread_pct:
+        if -self._min <= spread <= self._min:
             return self._flat
-        strength = abs(spread) / p.full_confidence_spread_pct
+        strength = abs(spread) / self._full
         # confidence is within 0.5..1 by construction: no need to validate it again
         if spread > 0:
             return _trusted("buy", 0.5 + 0.5 * (strength if strength < 1.0 else 1.0), self.name, self._above)
