@@ -20,6 +20,7 @@ The trading day is the market day: the UTC date of the bar's open time (in repla
 from __future__ import annotations
 
 import functools
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,13 +34,14 @@ from cli_trading.market.bars import Bar
 from cli_trading.trading import day as tday
 from cli_trading.trading import risk
 from cli_trading.trading.fills import affordable, paper_fill, size_order
-from cli_trading.trading.ledger import FillRecord, Ledger
+from cli_trading.trading.ledger import FillRecord, Ledger, RecentKeys
 from cli_trading.trading.strategies import Candle, Signal, Strategy, combine, hold
 from cli_trading.trading.strategy_config import StrategyFile
 
 ZERO = Decimal(0)
 _candle = functools.partial(tuple.__new__, Candle)  # a Candle without the named tuple's Python __new__
 ONE_DAY = timedelta(days=1)
+MAX_HALT_EVENTS = 10_000  # the latest; a longer run keeps its halts' counts only
 MARGIN = Decimal("1e-9")
 
 
@@ -102,7 +104,9 @@ class Engine:
     def __init__(self, strategies: StrategyFile, rules: risk.RiskRules, cfg: SimConfig, symbols: Iterable[str]) -> None:
         self.config, self.rules, self.cfg = strategies, rules, cfg
         self.traded = set(symbols)
-        self.ledger = Ledger(cfg.starting_cash)
+        # order ids are unique by construction here: the ledger's guard against a redelivered
+        # fill needs no memory of 100,000 of them
+        self.ledger = Ledger(cfg.starting_cash, seen=RecentKeys(64))
         self.book = risk.RiskBook()
         self.halt = HaltState()
         self.day: tday.TradingDay | None = None
@@ -116,7 +120,7 @@ class Engine:
         self._eq: Decimal | None = None  # equity at the current marks and fills
         self._tie = strategies.tie_margin
         self.counters = Counters()
-        self.halt_events: list[HaltEvent] = []
+        self.halt_events: deque[HaltEvent] = deque(maxlen=MAX_HALT_EVENTS)  # counters keep the totals
         self.fills: list[Fill] = []  # this run's fills (the caller decides whether to keep them)
         self._n = 0
 

@@ -279,7 +279,7 @@ def _drive(
         metrics=book.result(),
         fills=kept.items,
         chart=chart.series(tuple([closes.get(s) for s in names])),
-        halts=engine.halt_events,
+        halts=list(engine.halt_events),
         counters=engine.counters,
         final_cash=led.cash,
         positions={s: p.qty for s, p in led.positions.items()},
