@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.unit.console.sample import NOW
-
 from cli_trading.console import render as r
+from tests.unit.console.sample import NOW
 
 
 def test_gauge_fills_towards_the_limit_it_is_heading_for() -> None:

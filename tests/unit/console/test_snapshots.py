@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.unit.console.sample import NOW, halted, trading
-from tests.unit.console.screen import screen_text
 
 from cli_trading.console.app import ConsoleApp
+from tests.unit.console.sample import NOW, halted, trading
+from tests.unit.console.screen import screen_text
 
 SIZES = {"120x40": (120, 40), "80x24": (80, 24)}
 STATES = {"trading": trading, "halted": halted}

@@ -1,0 +1,3 @@
+"""Fixtures shared with other folders (tests/support)."""
+
+from tests.support.receivers import mailbox, receiver, sessions  # noqa: F401
