@@ -35,6 +35,10 @@ DESCRIPTIONS = {
 # (method, path) -> the codes a route answers with beyond the general rules above.
 ROUTE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/health"): (503,),
+    ("GET", "/admin/streams/pending"): (404,),  # no such stream
+    ("GET", "/admin/streams/dlq"): (404,),
+    ("POST", "/admin/exchange/accept-balances"): (409,),  # not in live mode
+    ("POST", "/admin/exchange/reconcile"): (409,),
     ("POST", "/orchestrate/run"): (401, 409, 429, 503),
     ("POST", "/notify"): (401, 429, 503),
     ("POST", "/notify/alertmanager"): (401, 429, 503),

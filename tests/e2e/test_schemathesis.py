@@ -16,8 +16,8 @@ from tests.e2e.conftest import TOKEN, start_system
 
 pytestmark = pytest.mark.e2e
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
-CHECKS = "not_a_server_error"  # the conformance checks follow once the documents are verified complete
-EXAMPLES = 5  # per operation and phase; a seed makes a failure reproducible
+CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+EXAMPLES = 15  # per operation and phase (3x the former 5); a seed makes a failure reproducible
 
 
 def test_every_agent_answers_as_its_openapi_document_says(tmp_path: Path) -> None:
@@ -29,7 +29,7 @@ def test_every_agent_answers_as_its_openapi_document_says(tmp_path: Path) -> Non
                 [
                     str(SCHEMATHESIS), "run", f"{s.url(agent)}/openapi.json",
                     "--checks", CHECKS,
-                    "--phases", "coverage,fuzzing",
+                    "--phases", "examples,coverage,fuzzing,stateful",
                     "--max-examples", str(EXAMPLES),
                     "--seed", "18",
                     "--generation-database", "none",

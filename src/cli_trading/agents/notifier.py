@@ -41,6 +41,12 @@ def _actor(request: Request, by: str | None) -> str:
     return f"{by} ({token})" if by and token else by or token or "anonymous"
 
 
+class Markdown(PlainTextResponse):
+    """A Markdown document (the postmortem), declared as such in the OpenAPI document."""
+
+    media_type = "text/markdown"
+
+
 class NotificationManager(Agent):
     name = "notification-manager"
 
@@ -242,13 +248,13 @@ def _incident_routes(nm: NotificationManager, app: FastAPI) -> None:
     async def show(incident_id: IncidentId) -> dict[str, Any]:
         return await _guarded(nm.incidents.get)(incident_id)
 
-    @app.get("/incidents/{incident_id}/postmortem", tags=["incidents"], response_class=PlainTextResponse)
+    @app.get("/incidents/{incident_id}/postmortem", tags=["incidents"], response_class=Markdown)
     async def pm(incident_id: IncidentId) -> PlainTextResponse:
         try:
             text = await nm.postmortem(incident_id)
         except IncidentError as exc:
             raise ApiError(exc.status, str(exc)) from exc
-        return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
+        return Markdown(text)
 
     @app.post("/admin/incidents", status_code=201, tags=["incidents"])
     async def open_(request: Request) -> dict[str, Any]:
