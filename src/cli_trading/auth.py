@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -87,7 +88,8 @@ class TokenStore:
 
 @dataclass
 class Lockout:
-    """N failures within a window lock an address out for a while."""
+    """N failures within a window lock an address out for a while. Thread-safe: the HTTP server's
+    thread counts the admin API's failures, the agent's loop those of its guarded routes."""
 
     limit: int = 10
     window_s: float = 60.0
@@ -95,40 +97,40 @@ class Lockout:
     clock: Callable[[], float] = time.monotonic
     _fails: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
     _locked: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _now(self) -> float:
         return self.clock()
 
     def retry_after(self, addr: str) -> int | None:
-        until = self._locked.get(addr)
-        if until is None:
-            return None
-        left = until - self._now()
-        if left <= 0:
-            del self._locked[addr]
-            self._fails.pop(addr, None)
-            return None
-        return max(1, int(left + 0.999))
-
-    def locked(self, addr: str) -> bool:
-        """Read-only (safe from another thread): whether a lock, even an expired one, is recorded."""
-        return addr in self._locked
+        with self._lock:
+            until = self._locked.get(addr)
+            if until is None:
+                return None
+            left = until - self._now()
+            if left <= 0:
+                del self._locked[addr]
+                self._fails.pop(addr, None)
+                return None
+            return max(1, int(left + 0.999))
 
     def fail(self, addr: str) -> bool:
         """Record a failure; True when it locks the address."""
-        now = self._now()
-        q = self._fails[addr]
-        q.append(now)
-        while q and now - q[0] > self.window_s:
-            q.popleft()
-        if len(q) >= self.limit:
-            self._locked[addr] = now + self.lockout_s
-            return True
-        return False
+        with self._lock:
+            now = self._now()
+            q = self._fails[addr]
+            q.append(now)
+            while q and now - q[0] > self.window_s:
+                q.popleft()
+            if len(q) >= self.limit:
+                self._locked[addr] = now + self.lockout_s
+                return True
+            return False
 
     def recent_failures(self) -> int:
-        now = self._now()
-        return sum(1 for q in self._fails.values() for t in q if now - t <= self.window_s)
+        with self._lock:
+            now = self._now()
+            return sum(1 for q in self._fails.values() for t in q if now - t <= self.window_s)
 
 
 def parse_allow_list(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

@@ -5,7 +5,7 @@ admin guard (token, lockout, allow-list, audit) on every /admin/* route."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -71,12 +71,15 @@ async def crashed(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": "internal error", "type": type(exc).__name__}, status_code=500)
 
 
-def create_app(agent: Agent) -> Any:
-    """The agent's ASGI app: FastAPI, behind `HotRoutes` when the agent has routes so busy that
-    FastAPI's middleware stack matters (the orchestrator's POST /orchestrate/run)."""
+def create_app(agent: Agent, *, on_loop: Callable[[Any], Any] = lambda app: app) -> Any:
+    """The agent's ASGI app. `on_loop` wraps what must run on the agent's event loop (the HTTP
+    server passes `server.OnLoop`; by default everything runs where it is called). Observation,
+    the admin guard and the server's own routes (`SERVER_ROUTES`) run where the server runs; the
+    hot routes (`HOT_ROUTES`) and FastAPI on the agent's loop."""
     app = _fastapi_app(agent)
-    hot = getattr(app.state, "hot_routes", [])
-    return HotRoutes(app, agent, hot) if hot else app
+    hot, own = getattr(app.state, HOT_ROUTES, []), getattr(app.state, SERVER_ROUTES, [])
+    on_agent_loop = on_loop(Routes(hot, app) if hot else app)
+    return Observe(Routes(own, on_agent_loop) if own else on_agent_loop, agent)
 
 
 def _fastapi_app(agent: Agent) -> FastAPI:
@@ -87,9 +90,8 @@ def _fastapi_app(agent: Agent) -> FastAPI:
         openapi_url="/openapi.json",
     )
 
-    app.add_middleware(Observe, agent=agent)
-
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]  # Starlette types it loosely
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errs = validation_errors(exc)
@@ -119,25 +121,29 @@ def _fastapi_app(agent: Agent) -> FastAPI:
     return app
 
 
-class HotRoutes:
-    """Serves a few hot routes straight from the server, skipping FastAPI's and Starlette's
-    middleware stack (about 40% of a small request's CPU), with the same observation (request
-    id, metrics: `Observe`) and the same JSON errors. Everything else goes to FastAPI. The routes
-    stay declared in FastAPI too, for the OpenAPI document."""
+# Routes served ahead of FastAPI, declared in FastAPI too (for the OpenAPI document): same
+# function, same errors. `app.state.hot_routes`: busy routes, spared FastAPI's middleware stack
+# (about 40% of a small request's CPU); `app.state.server_routes`: answered on the HTTP server's
+# own thread, never waiting for the agent's event loop (agents/server.py).
+HOT_ROUTES, SERVER_ROUTES = "hot_routes", "server_routes"
 
-    def __init__(self, app: FastAPI, agent: Agent, routes: list[Route]) -> None:
-        self.app = app
-        self.hot: dict[tuple[Any, Any], Observe] = {
-            (m, r.path): Observe(_JsonErrors(r), agent) for r in routes for m in r.methods or ()
+
+class Routes:
+    """A few routes by method and path, with FastAPI's JSON errors; the rest goes to `fallback`."""
+
+    def __init__(self, routes: list[Route], fallback: Any) -> None:
+        self.fallback = fallback
+        self.routes: dict[tuple[Any, Any], _JsonErrors] = {
+            (m, r.path): _JsonErrors(r) for r in routes for m in r.methods or ()
         }
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        hot = self.hot.get((scope.get("method"), scope.get("path"))) if scope["type"] == "http" else None
-        await (hot or self.app)(scope, receive, send)
+        route = self.routes.get((scope.get("method"), scope.get("path"))) if scope["type"] == "http" else None
+        await (route or self.fallback)(scope, receive, send)
 
 
 class _JsonErrors:
-    """What FastAPI's exception handlers do for a route served by `HotRoutes`."""
+    """What FastAPI's exception handlers do, for a route served by `Routes`."""
 
     def __init__(self, route: Route) -> None:
         self.route = route
@@ -234,7 +240,7 @@ async def auth_refusal(
     if valid is None:
         metrics.ADMIN_AUTH_FAILURES.inc()
         agent.guard.lockout.fail(addr)
-        await agent.auth_failed(addr)
+        agent.auth_failed(addr, recent=agent.guard.lockout.recent_failures())
         error = "missing X-Admin-Token header" if not presented else "invalid admin token"
         if not any(store.configured() for _, store in credentials):
             error = disabled
@@ -244,8 +250,9 @@ async def auth_refusal(
     return None
 
 
-async def guarded(agent: Agent, request: Request, credentials: Sequence[tuple[str | None, TokenStore]],
-                  **kw: Any) -> JSONResponse | None:
+async def guarded(
+    agent: Agent, request: Request, credentials: Sequence[tuple[str | None, TokenStore]], **kw: Any
+) -> JSONResponse | None:
     """`auth_refusal` for a route outside /admin/ (a manual order, /notify): a refusal is audited
     like an admin call (who, where from, what, result); the caller returns it."""
     refusal = await auth_refusal(agent, request, credentials, **kw)

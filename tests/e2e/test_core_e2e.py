@@ -90,7 +90,7 @@ def test_paper_trading_fills_and_pnl_matches_the_ledger(system) -> None:
 def test_bad_input_gets_clear_errors(system) -> None:
     with system.client() as c:
         r = c.post("/orchestrate/run", content=b"{not json", headers={"X-Request-Id": "bad-json-1"})
-        # served ahead of FastAPI's stack (web.HotRoutes): the same JSON errors and request ids
+        # served ahead of FastAPI's stack (web.Routes): the same JSON errors and request ids
         assert r.status_code == 400 and r.json()["error"] == "malformed JSON body"
         assert r.headers["x-request-id"] == "bad-json-1"
         r = c.post("/orchestrate/run", json={"symbol": "BTC-USD", "side": "buy", "notional": -5})

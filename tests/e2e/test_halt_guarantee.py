@@ -1,14 +1,21 @@
 """The halt guarantee: once POST /admin/orchestrate/halt has answered, no new order reaches the
 exchange adapter. Hundreds of orders are kept in flight by several concurrent clients, the halt
-lands in the middle, and the adapter's own record is checked against the halt's answer."""
+lands in the middle, and the adapter's own record is checked against the halt's answer. On SQLite
+and on PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
+
+from tests.e2e.conftest import System, start_system
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +54,34 @@ async def _drive(system, halt_after: int) -> tuple[float, dict, list[int]]:
     return answer["at"], answer, codes
 
 
-def test_no_order_reaches_the_adapter_after_the_halt_answered(system) -> None:
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_PORT_BASE = 34101  # the halt helper's range
+
+
+@pytest.fixture
+def pg_system(tmp_path: Path) -> Iterator[System]:
+    """A fresh system on PostgreSQL (a database of its own) and the embedded Redis."""
+    name = f"ct_guarantee_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    s = start_system(
+        tmp_path, port_base=PG_PORT_BASE, extra_env={"DATABASE_URL": f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"}
+    )
+    try:
+        yield s
+    finally:
+        s.stop()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_system(request: pytest.FixtureRequest) -> System:
+    return request.getfixturevalue("system" if request.param == "sqlite" else "pg_system")
+
+
+def test_no_order_reaches_the_adapter_after_the_halt_answered(any_system: System) -> None:
+    system = any_system
     answered_at, answer, codes = asyncio.run(_drive(system, halt_after=ORDERS // 2))
     assert answer["status"] == 200, answer
     assert answer["body"]["haltReason"] == "emergency_stop"

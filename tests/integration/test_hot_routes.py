@@ -1,5 +1,5 @@
-"""Hot routes (web.HotRoutes) over a real socket: served ahead of FastAPI with the same JSON
-errors, request ids and metrics; everything else still reaches FastAPI."""
+"""Routes served ahead of FastAPI (web.Routes, observed by web.Observe) over a real socket: the
+same JSON errors, request ids and metrics; everything else still reaches FastAPI."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import generate_latest
 from starlette.routing import Route
 
-from cli_trading.web import ApiError, HotRoutes, json_body
+from cli_trading.web import ApiError, Observe, Routes, json_body
 
 pytestmark = pytest.mark.integration
 
@@ -53,9 +53,8 @@ async def url() -> AsyncIterator[str]:
     async def plain() -> dict[str, str]:
         return {"served": "fastapi"}
 
-    asgi = HotRoutes(
-        app, agent=None, routes=[Route("/hot", hot, methods=["POST"]), Route("/valid", validated, methods=["POST"])]
-    )  # type: ignore[arg-type]
+    routes = [Route("/hot", hot, methods=["POST"]), Route("/valid", validated, methods=["POST"])]
+    asgi = Observe(Routes(routes, app), agent=None)  # type: ignore[arg-type]  # no /admin route here
     port = _port()
     server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
     task = asyncio.create_task(server.serve())

@@ -15,10 +15,10 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import orjson
 import uvicorn
@@ -27,6 +27,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from cli_trading import metrics
+from cli_trading.agents.server import HttpServer, OnLoop
 from cli_trading.auth import Lockout, TokenStore, parse_allow_list
 from cli_trading.bus import REDIS_DOWN, BatchHandler, Bus, Consumer
 from cli_trading.config import Settings, read_secret_file, redact_url
@@ -36,6 +37,7 @@ from cli_trading.db import repo
 from cli_trading.logs import configure, file_logger, get_logger
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 class StartupError(RuntimeError):
@@ -57,21 +59,6 @@ class AdminGuard:
     lockout: Lockout
     allow: list[Any] = field(default_factory=list)
     last_spike_alert: float = 0.0
-
-
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
-        super().__init__(config)
-        self.on_started = on_started
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield  # the agent owns signal handling
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started:
-            self.on_started()
 
 
 class Agent:
@@ -122,14 +109,6 @@ class Agent:
     async def on_stop(self) -> None:
         pass
 
-    def accepts_itself(self) -> bool:
-        """Hook: True when the agent accepts the connections on its port itself and hands the
-        HTTP server those that are its own (the orchestrator's halt door, in `on_listening`)."""
-        return False
-
-    def on_listening(self, sock: socket.socket, server: uvicorn.Server) -> None:
-        """Hook: the HTTP server is up on `sock` (the orchestrator opens its halt door)."""
-
     async def status(self) -> dict[str, Any]:
         return {}
 
@@ -155,7 +134,7 @@ class Agent:
             self.log.info("audit", action=action, **fields)
             return
         if self._loop is not None and threading.get_ident() != self._loop_thread:
-            # from the halt door's thread: the buffer belongs to the event loop
+            # from the HTTP server's thread: the buffer belongs to the event loop
             self._loop.call_soon_threadsafe(functools.partial(self.audit, action, **fields))
             return
         self._audit_buffer.append(
@@ -199,6 +178,8 @@ class Agent:
         return None
 
     async def notify(self, type_: str, severity: str, message: str, **context: Any) -> None:
+        if self.bus is None:
+            raise RuntimeError(f"{self.name}: notification before the agent started")
         try:
             await self.bus.publish(  # type: ignore[union-attr]  # the bus exists once started
                 Stream.NOTIFY,
@@ -235,9 +216,12 @@ class Agent:
             ).decode()
         )
 
-    async def auth_failed(self, addr: str) -> None:
+    def auth_failed(self, addr: str, *, recent: int) -> None:
+        """From the HTTP server: an admin authentication failed (`recent` in the last minute)."""
+        self.call_soon(self._auth_failures, addr, recent)
+
+    async def _auth_failures(self, addr: str, recent: int) -> None:
         """A spike of failed authentications raises a security event (at most once a minute)."""
-        recent = self.guard.lockout.recent_failures()
         now = time.monotonic()
         if recent < self.settings.auth_spike_threshold or now - self.guard.last_spike_alert < 60:
             return
@@ -251,6 +235,25 @@ class Agent:
             category="security",
         )
         await self.on_auth_spike(addr)
+
+    def call_soon(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Run `fn(*args)` on the agent's event loop, from any thread (the HTTP server's)."""
+        self._agent_loop().call_soon_threadsafe(lambda: self._spawn(fn(*args), getattr(fn, "__name__", "call")))
+
+    async def on_agent_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await `coro` on the agent's event loop (from the HTTP server's thread, say)."""
+        loop = self._agent_loop()
+        if asyncio.get_running_loop() is loop:
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+    def _from_thread(self, fn: Callable[[], Any]) -> None:
+        self._agent_loop().call_soon_threadsafe(fn)
+
+    def _agent_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError(f"{self.name}: the event loop used before the agent started")
+        return self._loop
 
     async def on_auth_spike(self, addr: str) -> None:
         """Hook: the orchestrator may halt with security_incident."""
@@ -390,7 +393,7 @@ class Agent:
             return 2
         gc.freeze()  # what start-up built (modules, replayed ledger) is never garbage: stop scanning it
         config = uvicorn.Config(
-            create_app(self),
+            create_app(self, on_loop=lambda app: OnLoop(app, asyncio.get_running_loop())),
             host=s.bind_host,
             port=s.port_of(self.name),
             log_config=None,
@@ -402,31 +405,24 @@ class Agent:
             ssl_keyfile=s.tls_key_file,
             timeout_graceful_shutdown=2,
         )
-        server = _Server(config, on_started=lambda: self.on_listening(sock, server))
+        loop = asyncio.get_running_loop()
+        server = HttpServer(config, on_exit=lambda: self._from_thread(self.stop_event.set))
         try:
-            sock = config.bind_socket()  # ours: the agent may accept on it itself (halt door)
+            server.start()
         except SystemExit:  # uvicorn has logged why (the port is taken)
             print(f"{self.name}: cannot listen on {s.bind_host}:{s.port_of(self.name)}", file=sys.stderr)
             await self.stop()
             return 1
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
-        itself = self.accepts_itself()
-        if itself:
-            sock.listen(config.backlog)
-        web = asyncio.create_task(server.serve(sockets=[] if itself else [sock]))
-        web.add_done_callback(lambda _: self.stop_event.set())
         self.log.info("agent started", port=s.port_of(self.name), host=s.bind_host)
         await self.stop_event.wait()
         self.log.info("stopping")
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(web, 3)
+        started = server.started
+        await asyncio.to_thread(server.stop)
         await self.stop()
-        sock.close()  # uvicorn closes the sockets it listens on, not one the agent accepts on
         self.log.info("stopped")
-        return 0 if server.started else 1
+        return 0 if started else 1
 
 
 def run_agent(agent_cls: type[Agent], settings: Settings) -> int:

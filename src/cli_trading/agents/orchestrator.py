@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import socket
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -30,7 +29,6 @@ from cli_trading.contracts import (
     new_id,
     order_id_for,
 )
-from cli_trading.control.halt_door import HaltDoor
 from cli_trading.control.runs import Run, RunBook, from_row, limit_fields
 from cli_trading.control.watchdogs import Watchdogs
 from cli_trading.db import repo
@@ -108,45 +106,7 @@ class Orchestrator(Agent):
         """Also `up`'s view of every process (crash loops), read from Redis (supervision.py)."""
         return {**await super().health_checks(), "supervision": health_entry(await fetch_supervision(self.redis))}
 
-    door: HaltDoor | None = None
-
-    def accepts_itself(self) -> bool:
-        """The halt door (control/halt_door.py) takes every new connection: plain HTTP only."""
-        return not self.settings.tls_cert_file
-
-    def on_listening(self, sock: socket.socket, server: Any) -> None:
-        if not self.accepts_itself():
-            return
-        from cli_trading.agents.orchestrator_api import door_handler
-
-        loop = asyncio.get_running_loop()
-        config = server.config
-        protocol = functools.partial(
-            config.http_protocol_class, config=config, server_state=server.server_state, app_state=server.lifespan.state
-        )
-
-        def adopt(conn: socket.socket) -> None:  # from the door's thread: the loop serves this one
-            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(loop.connect_accepted_socket(protocol, conn)))
-
-        async def accept_in_loop() -> None:  # the door's thread ended: the loop takes its place
-            server.servers.append(await loop.create_server(protocol, sock=sock, backlog=config.backlog))
-
-        def on_exit() -> None:
-            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(accept_in_loop()))
-
-        self.door = HaltDoor(sock, handle=door_handler(self), adopt=adopt, on_exit=on_exit)
-        self.door.start()
-
-    def observe_door(self, req: Any, *, actor: str, seconds: float) -> None:
-        """What the HTTP layer records for a request, for the one the door answered."""
-        route = "/admin/orchestrate/halt"
-        metrics.HTTP_LATENCY.labels("POST", route).observe(seconds)
-        metrics.HTTP_REQUESTS.labels("POST", route, "200").inc()
-        self.audit_admin("POST", route, actor=actor, addr=req.addr, status=200, request_id=req.request_id)
-
     async def on_stop(self) -> None:
-        if self.door is not None:
-            self.door.stop()
         if store := getattr(self, "halt_store", None):  # absent when start-up failed early
             store.close()
 
@@ -462,7 +422,7 @@ class Orchestrator(Agent):
     async def halt(self, *, reason: str, mode: str, note: str | None, actor: str, source: str | None) -> dict[str, Any]:
         result = self.halts.halt(reason=reason, mode=mode, actor=actor, source=source, note=note)
         if mode == HaltMode.FLATTEN:
-            result["flatten"] = await self._flatten()
+            result["flatten"] = await self.flatten()
         return result
 
     async def keep_flattening(self) -> None:
@@ -476,12 +436,12 @@ class Orchestrator(Agent):
         )
         if step == "close":
             self.log.warning("flatten: positions still open, closing them", round=self.flatten_rounds.done)
-            await self._flatten()
+            await self.flatten()
         elif step == "give_up":
             symbols = [h["symbol"] for h in self.ledger.holdings()]
             self.log.error("flatten: positions still open after the last round, close them by hand", symbols=symbols)
 
-    async def _flatten(self) -> list[str]:
+    async def flatten(self) -> list[str]:
         rids = []
         for h in self.ledger.holdings():
             with contextlib.suppress(RunRefused):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -11,13 +9,11 @@ import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as ApiPath
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.routing import Route
 
-from cli_trading.auth import allowed, fingerprint
-from cli_trading.contracts import HaltMode, HaltReason, new_id
+from cli_trading.contracts import HaltMode, HaltReason
 from cli_trading.control import params, streams
-from cli_trading.control.halt_door import DoorRequest, Handler
 from cli_trading.control.overview import Overview
 from cli_trading.db import repo
 from cli_trading.exchanges.keys import RECON_KEY
@@ -139,7 +135,7 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
             return JSONResponse({"error": exc.error, **extra, **orc.halts.state.to_api()}, status_code=exc.status)
         return JSONResponse({"requestId": r.request_id, "status": "accepted", "state": r.to_api()["state"]}, 202)
 
-    # The hottest route is also served ahead of FastAPI's middleware stack (web.HotRoutes); the
+    # The hottest route is also served ahead of FastAPI's middleware stack (web.Routes); the
     # FastAPI route above stays for the OpenAPI document. Same function, same errors.
     app.state.hot_routes = [Route("/orchestrate/run", run, methods=["POST"])]
 
@@ -151,11 +147,16 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
         return r.to_api()
 
     @app.post("/admin/orchestrate/halt", tags=["admin"])
-    async def halt(request: Request) -> dict[str, Any]:
+    async def halt(request: Request) -> JSONResponse:
+        """Answered on the HTTP server's thread (web.SERVER_ROUTES), once the flag is set."""
         body = await json_body(request, HaltBody)
-        return await orc.halt(
-            reason=body.reason, mode=body.mode, note=body.note, actor=_actor(request), source=client_addr(request)
-        )
+        actor, source = _actor(request), client_addr(request)
+        result = orc.halts.halt(reason=body.reason, mode=body.mode, note=body.note, actor=actor, source=source)
+        if body.mode == HaltMode.FLATTEN:  # closing orders are placed from the agent's loop
+            result["flatten"] = await orc.on_agent_loop(orc.flatten())
+        return JSONResponse(result)
+
+    app.state.server_routes = [Route("/admin/orchestrate/halt", halt, methods=["POST"])]
 
     @app.post("/admin/orchestrate/unhalt", tags=["admin"])
     async def unhalt(request: Request) -> dict[str, Any]:
@@ -317,35 +318,3 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
                 orc, reason="operator", strategy=body.strategy, symbol=body.symbol
             )
         }
-
-
-def door_handler(orc: Orchestrator) -> Handler:
-    """POST /admin/orchestrate/halt as the halt door answers it, on its own thread: the same
-    checks, body and answer as the route above. What it cannot answer as surely (a refusal, whose
-    counting belongs to the loop; a bad body; flatten, which places orders; a request through a
-    proxy, whose client address the server works out from its headers) goes to the loop."""
-
-    def handle(req: DoorRequest, reply: Callable[[int, dict[str, Any]], None]) -> bool:
-        if "x-forwarded-for" in req.headers or "forwarded" in req.headers:
-            return False  # through a proxy: the loop's server works out the client's address
-        guard, token = orc.guard, req.headers.get("x-admin-token")
-        if guard.lockout.locked(req.addr) or not guard.tokens.check(token) or not allowed(req.addr, guard.allow):
-            return False
-        try:
-            body = HaltBody.model_validate(orjson.loads(req.body) if req.body.strip() else {})
-        except (orjson.JSONDecodeError, ValidationError):
-            return False
-        if body.mode == HaltMode.FLATTEN:
-            return False
-        started = time.perf_counter()
-        req.request_id = req.headers.get("x-request-id") or new_id()
-        actor = fingerprint(token)  # type: ignore[arg-type]  # checked by the guard
-
-        def answer(result: dict[str, Any]) -> None:
-            reply(200, result)
-            orc.observe_door(req, actor=actor, seconds=time.perf_counter() - started)
-
-        answer(orc.halts.halt(reason=body.reason, mode=body.mode, actor=actor, source=req.addr, note=body.note))
-        return True
-
-    return handle
