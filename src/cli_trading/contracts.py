@@ -91,13 +91,6 @@ class HaltMode(StrEnum):
     FLATTEN = "flatten"
 
 
-class Outcome(StrEnum):
-    HOLD = "hold"
-    REJECTED = "rejected"
-    FILLED = "filled"
-    FAILED = "failed"
-
-
 Side = Literal["buy", "sell"]
 Severity = Literal["info", "warning", "critical"]
 
@@ -131,11 +124,6 @@ class AnalyzeCommand(Message):
     type: Literal["analyze"] = "analyze"
     requestId: str
     symbol: str
-
-
-class HaltCommand(Message):
-    type: Literal["halt"] = "halt"
-    reason: str
 
 
 class SignalMsg(Message):

@@ -117,6 +117,12 @@ class Agent:
 
     # -- shared services -------------------------------------------------------------------
     @property
+    def streams(self) -> Bus:
+        if self.bus is None:
+            raise RuntimeError(f"{self.name}: the bus used before the agent started")
+        return self.bus
+
+    @property
     def redis(self) -> Any:
         if self.bus is None:
             raise RuntimeError(f"{self.name}: Redis used before the agent started")

@@ -239,7 +239,7 @@ class Orchestrator(Agent):
                 self.runs.finish(run, "rejected", reason="halted", now=self.clock())
                 raise RunRefused(409, "trading is halted", run)
             self.runs.touch(run, "analyzing")
-            await self.bus.publish(Stream.COMMANDS, AnalyzeCommand(requestId=rid, symbol=symbol))  # type: ignore[union-attr]  # started
+            await self.streams.publish(Stream.COMMANDS, AnalyzeCommand(requestId=rid, symbol=symbol))
             return run
         price = self.ledger.price_of(symbol)
         if price is None:
@@ -260,7 +260,7 @@ class Orchestrator(Agent):
 
     async def _to_risk(self, run: Run, *, manual: bool) -> None:
         self.runs.touch(run, "risk")
-        await self.bus.publish(  # type: ignore[union-attr]  # the bus exists once started
+        await self.streams.publish(
             Stream.RISK_REQUESTS,
             RiskRequest(
                 requestId=run.request_id,

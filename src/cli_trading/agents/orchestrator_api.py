@@ -204,7 +204,9 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
     @app.post("/admin/pnl/limits", tags=["admin"])
     async def limits(request: Request) -> dict[str, Any]:
         body = await json_body(request, LimitsBody)
-        orc.day = tday.with_limits(orc.day, target_pct=body.dailyTargetPct, loss_limit_pct=body.dailyLossLimitPct)  # type: ignore[arg-type]  # set at start
+        if orc.day is None:
+            raise ApiError(503, "the trading day has not started yet")
+        orc.day = tday.with_limits(orc.day, target_pct=body.dailyTargetPct, loss_limit_pct=body.dailyLossLimitPct)
         await orc._save_day()
         orc.audit(
             "pnl:limits",
@@ -217,8 +219,10 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
 
     @app.post("/admin/pnl/reset", tags=["admin"])
     async def reset(request: Request) -> dict[str, Any]:
-        before = orc.day.start_equity  # type: ignore[union-attr]  # set at start
-        orc.day = tday.reset(orc.day, equity=orc.ledger.snapshot().equity)  # type: ignore[arg-type]  # set at start
+        if orc.day is None:
+            raise ApiError(503, "the trading day has not started yet")
+        before = orc.day.start_equity
+        orc.day = tday.reset(orc.day, equity=orc.ledger.snapshot().equity)
         await orc._save_day()
         orc.audit(
             "pnl:reset",

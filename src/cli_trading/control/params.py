@@ -23,7 +23,7 @@ async def request_optimization(
     for sym in [symbol] if symbol else orc.settings.symbol_list:
         for strat in [strategy] if strategy else STRATEGY_NAMES:
             rid = new_id()
-            await orc.bus.publish(  # type: ignore[union-attr]  # the bus exists once started
+            await orc.streams.publish(
                 Stream.OPT_REQUESTS, OptRequest(requestId=rid, strategy=strat, symbol=sym, reason=reason)
             )
             rids.append(rid)
@@ -94,7 +94,7 @@ async def decide(orc: Orchestrator, *, param_id: int, approve: bool, actor: str)
         if row.status != "proposed":
             raise ValueError(f"parameter set {param_id} is already {row.status}")
         row.status, row.decided_by, row.decided_at = ("approved" if approve else "rejected"), actor, orc.clock()
-        result = {
+        result: dict[str, Any] = {
             "id": row.id,
             "status": row.status,
             "strategy": row.strategy,
@@ -102,7 +102,7 @@ async def decide(orc: Orchestrator, *, param_id: int, approve: bool, actor: str)
             "params": row.params,
         }
     if approve:
-        await orc.bus.publish(  # type: ignore[union-attr]  # the bus exists once started
+        await orc.streams.publish(
             Stream.COMMANDS,
             {
                 "type": "params",

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The halt figures alone, on one database: start `cli-trading up` (DB=postgresql: a fresh ct_bench
+# database on the machine's server and Redis DB 15; DB=sqlite: the single-machine run, embedded
+# Redis), then halts sent with the runbook's curl on a new connection each, HALTS (100) under the
+# saturating closed loop and HALTS/2 under 100 runs/s (bench/halt_latency.py), print their JSON.
+# `bench/run.sh` runs the whole benchmark on PostgreSQL. Record the figures in docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+DB=${DB:-postgresql}
+HALTS=${HALTS:-100}
+DATA=$(mktemp -d)
+export ADMIN_TOKEN=bench-admin-token-0123456789abcdef
+export DAILY_TARGET_PCT=1000 DAILY_LOSS_LIMIT_PCT=99  # the pipeline, not the day's PnL
+if [ "$DB" = postgresql ]; then
+  export REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/15}
+  export DATABASE_URL=${BENCH_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/ct_bench}
+  psql -h 127.0.0.1 -U postgres -q -c "DROP DATABASE IF EXISTS ct_bench WITH (FORCE)" -c "CREATE DATABASE ct_bench"
+  redis-cli -u "$REDIS_URL" FLUSHDB >/dev/null
+else
+  unset REDIS_URL DATABASE_URL
+fi
+.venv/bin/cli-trading up --data-dir "$DATA" --speed "${SPEED:-1}" >"$DATA/up.out" 2>&1 &
+UP=$!
+trap 'kill -INT $UP; wait $UP' EXIT
+for _ in $(seq 1 90); do curl -sf http://127.0.0.1:7005/health >/dev/null && curl -sf http://127.0.0.1:7001/health >/dev/null && break; sleep 1; done
+REDIS=${REDIS_URL:-$($PY -c "import json; print(json.load(open('$DATA/runtime.json'))['redisUrl'])")}
+$PY bench/pipeline_driver.py --redis "$REDIS" -n 500 -c 32 >/dev/null  # warm-up
+$PY bench/halt_latency.py --redis "$REDIS" --token "$ADMIN_TOKEN" --halts "$HALTS"
+$PY bench/halt_latency.py --redis "$REDIS" --token "$ADMIN_TOKEN" --halts "$((HALTS / 2))" --rate 100
