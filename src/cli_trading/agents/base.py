@@ -22,7 +22,6 @@ from typing import Any, ClassVar, TypeVar
 
 import orjson
 import uvicorn
-import uvloop
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -34,7 +33,7 @@ from cli_trading.config import Settings, read_secret_file, redact_url
 from cli_trading.contracts import NotifyEvent, Stream, now_utc
 from cli_trading.db import engine as dbengine
 from cli_trading.db import repo
-from cli_trading.logs import configure, file_logger, get_logger
+from cli_trading.logs import file_logger, get_logger
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -429,32 +428,6 @@ class Agent:
         await self.stop()
         self.log.info("stopped")
         return 0 if started else 1
-
-
-def run_agent(agent_cls: type[Agent], settings: Settings) -> int:
-    configure(agent_cls.name, settings.logs_path, level=settings.log_level, stderr=settings.log_stderr)
-    tune_gc()
-    lower_priority(settings.agent_nice)
-    # uvloop's loop handed to the runner (uvloop.install(), a global policy, is deprecated)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(agent_cls(settings).serve())
-
-
-def lower_priority(nice: int) -> None:
-    """Run at `AGENT_NICE` (before any thread starts, so that all inherit it): on a machine the
-    agents saturate, an operator's shell and curl, and the Redis and PostgreSQL the agents wait
-    on, get a core first. Only ever raised (no privilege needed); the halt door's thread asks
-    for more than normal priority on its own."""
-    current = os.getpriority(os.PRIO_PROCESS, 0)
-    if nice > current:
-        os.nice(nice - current)
-
-
-def tune_gc() -> None:
-    """An agent allocates a few objects per message and keeps long-lived state (ledger, runs);
-    with the default thresholds the collector ran often enough to take ~12% of the orchestrator
-    under load. Collect young objects less often; full collections stay automatic."""
-    gc.set_threshold(50_000, 20, 20)
 
 
 def secret(settings: Settings, name: str) -> str | None:

@@ -25,10 +25,10 @@ from cli_trading.contracts import (
     OrderMsg,
     RiskRequest,
     Stream,
-    iso,
     new_id,
     order_id_for,
 )
+from cli_trading.control.pnl import pnl_view
 from cli_trading.control.runs import Run, RunBook, from_row, limit_fields
 from cli_trading.control.watchdogs import Watchdogs
 from cli_trading.db import repo
@@ -117,25 +117,7 @@ class Orchestrator(Agent):
 
     # -- PnL -------------------------------------------------------------------------------
     def pnl(self) -> dict[str, Any]:
-        snap = self.ledger.snapshot()
-        day = self.day or tday.TradingDay(tday.day_of(self.clock()), snap.equity, self.defaults)
-        pct = day.percent(snap.equity)
-        return {
-            "date": day.date,
-            "startEquity": day.start_equity,
-            "equity": snap.equity,
-            "cash": snap.cash,
-            "realized": snap.realized,
-            "unrealized": snap.unrealized,
-            "fees": snap.fees,
-            "exposure": snap.exposure,
-            "percent": pct.quantize(Decimal("0.0001")),
-            "dailyTargetPct": day.limits.target_pct,
-            "dailyLossLimitPct": day.limits.loss_limit_pct,
-            **self.halts.state.to_api(),
-            "positions": self.ledger.holdings(),
-            "asOf": iso(self.clock()),
-        }
+        return pnl_view(self.ledger, day=self.day, defaults=self.defaults, halt=self.halts.state, now=self.clock())
 
     def pnl_pct(self) -> Decimal:
         if self.day is None:

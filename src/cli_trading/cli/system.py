@@ -77,7 +77,7 @@ def _extras(settings: object, *, monitoring: bool, edge: bool) -> list[object]:
 def agent(name: Annotated[str, typer.Argument(help="one of: " + ", ".join(AGENTS))]) -> None:
     """Run one agent in the foreground (what each container runs)."""
     from cli_trading.agents import agent_class
-    from cli_trading.agents.base import run_agent
+    from cli_trading.agents.process import run_agent
 
     if name not in AGENTS:
         typer.secho(f"unknown agent {name!r}; choose one of: {', '.join(AGENTS)}", fg="red", err=True)
