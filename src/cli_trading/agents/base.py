@@ -186,7 +186,7 @@ class Agent:
         if self.bus is None:
             raise RuntimeError(f"{self.name}: notification before the agent started")
         try:
-            await self.bus.publish(  # type: ignore[union-attr]  # the bus exists once started
+            await self.bus.publish(
                 Stream.NOTIFY,
                 NotifyEvent(type=type_, severity=severity, message=message, context={"agent": self.name, **context}),
             )
