@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -97,6 +100,15 @@ def test_redis_lost_while_running_then_back(tmp_path: Path) -> None:
             time.sleep(0.3)
         assert status() == code
 
+    def mark() -> Decimal | None:
+        """The portfolio's saved mark for BTC-USD: the effect of the bars it consumed."""
+        db = tmp_path / "trading.db"
+        if not db.exists():
+            return None
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            row = conn.execute("SELECT price FROM marks WHERE symbol = 'BTC-USD'").fetchone()
+        return Decimal(str(row[0])) if row else None
+
     try:
         wait_for(200)
         r.xadd(
@@ -118,10 +130,12 @@ def test_redis_lost_while_running_then_back(tmp_path: Path) -> None:
         while time.monotonic() < deadline:
             pending = r.xpending("market.bars", "portfolio")["pending"]
             info = r.xinfo_groups("market.bars")
-            if info and info[0]["lag"] == 0 and pending == 0:
+            if info and info[0]["lag"] == 0 and pending == 0 and mark() == Decimal("102"):
                 break
             time.sleep(0.3)
         assert r.xinfo_groups("market.bars")[0]["lag"] == 0, "messages published around the outage were not consumed"
+        assert r.xpending("market.bars", "portfolio")["pending"] == 0, "a message was left pending"
+        assert mark() == Decimal("102"), "the last bar's effect (the saved mark) is missing"
     finally:
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(15) == 0

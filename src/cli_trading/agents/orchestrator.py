@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -28,6 +27,7 @@ from cli_trading.contracts import (
     new_id,
     order_id_for,
 )
+from cli_trading.control import run_safety
 from cli_trading.control.pnl import pnl_view
 from cli_trading.control.runs import Run, RunBook, from_row, limit_fields
 from cli_trading.control.watchdogs import Watchdogs
@@ -69,6 +69,7 @@ class Orchestrator(Agent):
             row = await repo.get_day(sess, day=tday.day_of(self.clock()))
             for r in await repo.open_runs(sess):
                 self.runs.adopt(from_row(r))
+            open_orders = await repo.get_orders(sess, order_ids=[order_id_for(rid) for rid in self.runs.active])
         self.day = (
             tday.TradingDay(row.day, row.start_equity, Limits(row.target_pct, row.loss_limit_pct)) if row else None
         )
@@ -85,6 +86,7 @@ class Orchestrator(Agent):
             state=halt_state,
         )
         await self.halts.restore(halt_saved_at)  # before any consumer starts: nothing trades on a stale flag
+        await run_safety.resolve_open_runs(self, {o.order_id: o for o in open_orders})
         self.watchdogs = Watchdogs(self)
         await self.watchdogs.start()
         await self.roll_day()
@@ -100,7 +102,11 @@ class Orchestrator(Agent):
         ]
 
     def loops(self) -> list[Any]:
-        return [self.watchdogs.run, functools.partial(self.recorder.run, self.stop_event)]
+        return [
+            self.watchdogs.run,
+            functools.partial(self.recorder.run, self.stop_event),
+            functools.partial(run_safety.flush_loop, self),
+        ]
 
     async def health_checks(self) -> dict[str, dict[str, Any]]:
         """Also `up`'s view of every process (crash loops), read from Redis (supervision.py)."""
@@ -221,7 +227,9 @@ class Orchestrator(Agent):
                 self.runs.finish(run, "rejected", reason="halted", now=self.clock())
                 raise RunRefused(409, "trading is halted", run)
             self.runs.touch(run, "analyzing")
-            await self.streams.publish(Stream.COMMANDS, AnalyzeCommand(requestId=rid, symbol=symbol))
+            await run_safety.accept(self, run)
+            analyze = AnalyzeCommand(requestId=rid, symbol=symbol)
+            await run_safety.send(self, run, self.streams.publish(Stream.COMMANDS, analyze))
             return run
         price = self.ledger.price_of(symbol)
         if price is None:
@@ -237,11 +245,14 @@ class Orchestrator(Agent):
         if not allows(self.halts.state, side=side, position_qty=self.ledger.qty_of(symbol), qty=run.qty):
             self.runs.finish(run, "rejected", reason="halted", now=self.clock())
             raise RunRefused(409, "trading is halted", run)
-        await self._to_risk(run, manual=True)
+        self.runs.touch(run, "risk")
+        await run_safety.accept(self, run)
+        await run_safety.send(self, run, self._to_risk(run, manual=True))
         return run
 
     async def _to_risk(self, run: Run, *, manual: bool) -> None:
-        self.runs.touch(run, "risk")
+        if not run.steps or run.steps[-1] != "risk":
+            self.runs.touch(run, "risk")
         await self.streams.publish(
             Stream.RISK_REQUESTS,
             RiskRequest(
@@ -339,6 +350,8 @@ class Orchestrator(Agent):
                     ),
                 )
             )
+        if len(orders) < len(batch):  # a rejection is recorded before its ack (risk answers once)
+            await self.runs.durable(self.session)
         return Handled([None] * len(batch), emit=orders)
 
     async def on_status(self, batch: list[Delivery]) -> list[Outcome]:
@@ -352,6 +365,7 @@ class Orchestrator(Agent):
                 self.exec_failures += 1
             run = await self._lookup(p.get("requestId", ""))
             if run is not None and status in ("filled", "rejected", "failed"):
+                run.order_id = run.order_id or p.get("orderId")  # "ordered" may not have been written
                 self.runs.finish(run, status, reason=p.get("reason"), now=self.clock())
                 self.audit(f"run:{status}", request_id=run.request_id, target=p["orderId"], result=p.get("reason"))
         threshold = self.settings.exec_failure_halt_n
@@ -374,7 +388,12 @@ class Orchestrator(Agent):
         if not self.halts.state.halted:
             for sym in latest:
                 if sym in self.settings.symbol_list and not self.runs.in_flight(symbol=sym, manual=False):
-                    await self.start_run(symbol=sym, side=None, qty=None, notional=None, request_id=None, manual=False)
+                    try:
+                        await self.start_run(
+                            symbol=sym, side=None, qty=None, notional=None, request_id=None, manual=False
+                        )
+                    except RunRefused as exc:  # the database or Redis is out: the batch waits for it
+                        raise exc.__cause__ or exc from None
         return [None] * len(batch)
 
     async def on_opt_result(self, d: Delivery) -> None:
@@ -383,12 +402,6 @@ class Orchestrator(Agent):
         await params.store_proposals(self, d.payload)
 
     # -- loops -----------------------------------------------------------------------------
-    def has_write_behind(self) -> bool:
-        return self.runs.dirty
-
-    async def write_behind(self, session: Any) -> Callable[[], None]:
-        return await self.runs.flush(session)  # in the audit transaction: a run with its steps
-
     async def on_auth_spike(self, addr: str) -> None:
         self.halts.apply(policy.auth_spike(self.halts.state, enabled=self.settings.auth_spike_halts, source=addr))
 
