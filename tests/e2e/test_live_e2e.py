@@ -160,6 +160,13 @@ def test_flatten_sells_what_the_exchange_holds(live: System, sim: Sim) -> None:
     unhalt(live)
 
 
+def up(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def exchange_orders_with_id(sim: Sim, symbol: str, order_id: str) -> int:
     """How many orders the exchange has under the order's client order id (asked through ccxt)."""
     import asyncio
@@ -199,6 +206,8 @@ def test_kill_9_of_the_executor_while_the_answer_is_on_its_way(live: System, sim
     run = run_of(live, rid, timeout=120)  # restarted by `up`, resolved by client order id
     assert run["outcome"] == "filled", run
     # never sent again: not by the restarted executor, and one order with its id at the exchange
+    # (the order is resolved while the executor starts, before it serves HTTP again)
+    wait_for(lambda: up(live.url("trade-executor") + "/health"), 60, "the executor back")
     sent = httpx.get(live.url("trade-executor") + "/admin/exec/adapter", headers=live.admin).json()["orders"]
     assert run["orderId"] not in [o["orderId"] for o in sent]
     assert exchange_orders_with_id(sim, "ETH-USDT", run["orderId"]) == 1
