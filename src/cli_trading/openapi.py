@@ -39,6 +39,7 @@ ROUTE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/admin/streams/dlq"): (404,),
     ("POST", "/admin/exchange/accept-balances"): (409,),  # not in live mode
     ("POST", "/admin/exchange/reconcile"): (409,),
+    ("POST", "/admin/params/{param_id}/{decision}"): (409,),  # already decided
     ("POST", "/orchestrate/run"): (401, 409, 429, 503),
     ("POST", "/notify"): (401, 429, 503),
     ("POST", "/notify/alertmanager"): (401, 429, 503),

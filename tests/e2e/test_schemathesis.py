@@ -34,7 +34,7 @@ def test_every_agent_answers_as_its_openapi_document_says(tmp_path: Path) -> Non
                     "--seed", "18",
                     "--generation-database", "none",
                     "-H", f"X-Admin-Token: {TOKEN}",
-                    "--request-timeout", "10",
+                    "--request-timeout", "30",  # /recovery/checklist probes every agent: slow on a busy machine
                     "--no-color",
                 ],
                 capture_output=True, text=True, timeout=300, check=False,
