@@ -221,17 +221,18 @@ async def test_flatten_mode_keeps_closing_what_is_still_open(orc: Orchestrator) 
     watchdogs = [t for t in orc._tasks if t.get_coro().__qualname__ == "Watchdogs.run"]  # type: ignore[union-attr]
     assert len(watchdogs) == 1
     watchdogs[0].cancel()  # this test plays the watchdogs' once-a-second call itself
+    keep_flattening = orc.watchdogs._keep_flattening
     await orc.halt(reason="emergency_stop", mode="flatten", actor="tok:a", source=None, note=None)
-    await orc.keep_flattening()
+    await keep_flattening()
     assert orc.runs.in_flight() == 0  # flat: nothing to do
     orc.ledger.apply(FillRecord("ord-late", "BTC-USD", "buy", Decimal("0.5"), Decimal("100"), Decimal("0")))
     for round_ in range(1, FLATTEN_ROUNDS + 1):
-        await orc.keep_flattening()
+        await keep_flattening()
         open_runs = list(orc.runs.active.values())
         assert [(r.symbol, r.side, r.qty) for r in open_runs] == [("BTC-USD", "sell", Decimal("0.5"))], round_
         assert open_runs[0].request_id.startswith("flatten-")
-        await orc.keep_flattening()
+        await keep_flattening()
         assert orc.runs.in_flight() == 1  # one at a time: it waits while one is on its way
         orc.runs.active.clear()  # refused, say: the position is still open
-    await orc.keep_flattening()
+    await keep_flattening()
     assert orc.runs.in_flight() == 0  # the rounds are spent: left to the operator

@@ -61,7 +61,6 @@ class Orchestrator(Agent):
         self.runs = RunBook()
         self.exec_failures = 0
         self.overridden: set[str] = set()  # automatic halts force-unhalted today
-        self.flatten_rounds = policy.FlattenRounds()  # keep_flattening's rounds for this halt
         async with self.session() as sess:
             self.ledger: Ledger = replay(s.starting_cash, await repo.all_fills(sess), await repo.load_marks(sess))
             halt_state = await repo.load_halt(sess)
@@ -419,22 +418,6 @@ class Orchestrator(Agent):
         if mode == HaltMode.FLATTEN:
             result["flatten"] = await self.flatten()
         return result
-
-    async def keep_flattening(self) -> None:
-        """Flatten mode closes what is still open once nothing is on its way (every second, from
-        the watchdogs; `policy.flatten_round` decides)."""
-        self.flatten_rounds, step = policy.flatten_round(
-            self.halts.state,
-            self.flatten_rounds,
-            orders_in_flight=bool(self.runs.in_flight()),
-            positions_open=bool(self.ledger.holdings()),
-        )
-        if step == "close":
-            self.log.warning("flatten: positions still open, closing them", round=self.flatten_rounds.done)
-            await self.flatten()
-        elif step == "give_up":
-            symbols = [h["symbol"] for h in self.ledger.holdings()]
-            self.log.error("flatten: positions still open after the last round, close them by hand", symbols=symbols)
 
     async def flatten(self) -> list[str]:
         rids = []

@@ -24,6 +24,7 @@ class Watchdogs:
         self.orc = orc
         self.dlq_seen: dict[str, int] = {}
         self.db_down_since: float | None = None
+        self.flatten_rounds = policy.FlattenRounds()  # flatten mode's closing rounds for this halt
 
     async def start(self) -> None:
         """Dead letters already there at start were seen (and halted for) before."""
@@ -38,13 +39,30 @@ class Watchdogs:
             try:
                 await orc.roll_day()
                 await orc.halts.reconcile()
-                await orc.keep_flattening()
+                await self._keep_flattening()
                 await self._dead_letters()
             except REDIS_DOWN:
                 pass
             except Exception as exc:  # noqa: BLE001 - a watchdog must keep watching
                 orc.log.warning("watch step failed", error=str(exc)[:200])
             await self._database()
+
+    async def _keep_flattening(self) -> None:
+        """Flatten mode closes what is still open once nothing is on its way (`policy.flatten_round`
+        decides)."""
+        orc = self.orc
+        self.flatten_rounds, step = policy.flatten_round(
+            orc.halts.state,
+            self.flatten_rounds,
+            orders_in_flight=bool(orc.runs.in_flight()),
+            positions_open=bool(orc.ledger.holdings()),
+        )
+        if step == "close":
+            orc.log.warning("flatten: positions still open, closing them", round=self.flatten_rounds.done)
+            await orc.flatten()
+        elif step == "give_up":
+            symbols = [h["symbol"] for h in orc.ledger.holdings()]
+            orc.log.error("flatten: positions still open after the last round, close them by hand", symbols=symbols)
 
     async def _dead_letters(self) -> None:
         new: dict[str, int] = {}
