@@ -200,7 +200,9 @@ def test_kill_9_of_the_executor_while_the_answer_is_on_its_way(live: System, sim
     assert r.status_code == 202, r.text
     rid = r.json()["requestId"]
     order_id = order_id_for(rid)
-    wait_for(lambda: exchange_orders_with_id(sim, "ETH-USDT", order_id) == 1, 30, "the order at the exchange")
+    # a strategy's order may take the one lost answer first and hold the executor until it is
+    # resolved by client order id (its own timeout): ours reaches the exchange after that
+    wait_for(lambda: exchange_orders_with_id(sim, "ETH-USDT", order_id) == 1, 120, "the order at the exchange")
     pid = json.loads((live.data_dir / "runtime.json").read_text())["agents"]["trade-executor"]
     os.kill(pid, signal.SIGKILL)
     run = run_of(live, rid, timeout=120)  # restarted by `up`, resolved by client order id
