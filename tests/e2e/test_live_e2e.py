@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from cli_trading.contracts import order_id_for
 from tests.e2e.conftest import System, start_system
 from tests.integration.simexchange import KEY, SECRET, Sim, start_sim
 
@@ -183,38 +182,3 @@ def exchange_orders_with_id(sim: Sim, symbol: str, order_id: str) -> int:
         return sum(1 for o in orders if o.get("clientOrderId") == client_order_id(order_id))
 
     return asyncio.run(count())
-
-
-def test_kill_9_of_the_executor_while_the_answer_is_on_its_way(live: System, sim: Sim) -> None:
-    """The exchange took the order, the answer is held back; the executor dies (kill -9) before it
-    comes. After its restart the order is found by its client order id: exactly one order at the
-    exchange, one set of fills, the run filled."""
-    import json
-    import os
-    import signal
-    import sqlite3
-
-    sim.faults(lose_answer_next=1, lose_answer_mode="timeout", lose_answer_hold_s=60, paths=["/api/v3/order"])
-    r = httpx.post(live.url() + "/orchestrate/run", headers=live.admin,
-                   json={"symbol": "ETH-USDT", "side": "buy", "notional": 200})
-    assert r.status_code == 202, r.text
-    rid = r.json()["requestId"]
-    order_id = order_id_for(rid)
-    # a strategy's order may take the one lost answer first and hold the executor until it is
-    # resolved by client order id (its own timeout): ours reaches the exchange after that
-    wait_for(lambda: exchange_orders_with_id(sim, "ETH-USDT", order_id) == 1, 120, "the order at the exchange")
-    pid = json.loads((live.data_dir / "runtime.json").read_text())["agents"]["trade-executor"]
-    os.kill(pid, signal.SIGKILL)
-    run = run_of(live, rid, timeout=120)  # restarted by `up`, resolved by client order id
-    assert run["outcome"] == "filled", run
-    # never sent again: not by the restarted executor, and one order with its id at the exchange
-    # (the order is resolved while the executor starts, before it serves HTTP again)
-    wait_for(lambda: up(live.url("trade-executor") + "/health"), 60, "the executor back")
-    sent = httpx.get(live.url("trade-executor") + "/admin/exec/adapter", headers=live.admin).json()["orders"]
-    assert run["orderId"] not in [o["orderId"] for o in sent]
-    assert exchange_orders_with_id(sim, "ETH-USDT", run["orderId"]) == 1
-    with sqlite3.connect(live.data_dir / "trading.db") as db:
-        ledger_rows = db.execute("select count(*) from fills where order_id = ?", (run["orderId"],)).fetchone()[0]
-        trades = db.execute("select count(*) from exchange_fills where order_id = ?", (run["orderId"],)).fetchone()[0]
-    assert ledger_rows == 1 and trades >= 1  # one ledger fill; each of the exchange's trades once
-    sim.admin("DELETE", "/sim/faults")
