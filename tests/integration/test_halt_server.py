@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import os
 import socket
 import sqlite3
@@ -23,14 +22,11 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from cli_trading.agents.orchestrator import Orchestrator
 from cli_trading.config import load_settings
 from cli_trading.contracts import HALT_KEY, INFLIGHT_KEY
+from cli_trading.ops.tls import self_signed
 
 pytestmark = pytest.mark.integration
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -183,30 +179,8 @@ async def test_halt_is_answered_while_the_event_loop_is_stuck(tmp_path: Path, db
         await r.aclose()
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    crt, pem = folder / "server.crt", folder / "server.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return crt, pem
-
-
 async def test_tls_and_proxied_halts_take_the_same_path(tmp_path: Path, own_redis_url: str) -> None:
-    crt, key = _self_signed(tmp_path)
+    crt, key = self_signed(tmp_path / "server.crt", tmp_path / "server.key", hosts=["localhost", "127.0.0.1"])
     sqlite = f"sqlite:///{tmp_path / 'trading.db'}"
     async with serving(tmp_path, sqlite, own_redis_url, tls_cert_file=str(crt), tls_key_file=str(key)) as srv:
         results: dict[str, Any] = {}
