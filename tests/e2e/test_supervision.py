@@ -48,7 +48,9 @@ def all_healthy(s: System) -> bool:
 
 def filled(s: System) -> str:
     with s.client() as c:
-        r = c.post("/orchestrate/run", content=b'{"symbol":"BTC-USD","side":"buy","notional":100}')
+        r = c.post(
+            "/orchestrate/run", content=b'{"symbol":"BTC-USD","side":"buy","notional":100}', headers=s.admin
+        )
         assert r.status_code == 202, r.text
         rid = r.json()["requestId"]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import socket
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import pytest
@@ -18,18 +19,21 @@ def _own_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ports, "STATE_DIR", tmp_path)
 
 
-def _reserve_in_child(q: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _reserve_in_child(q: multiprocessing.Queue, done: Event) -> None:  # type: ignore[type-arg]
     q.put(ports.reserve(10))
+    done.wait(10)  # alive until every block is taken: a dead process's block is rightly taken back
 
 
 def test_blocks_do_not_overlap_within_and_across_processes() -> None:
     mine = [ports.reserve(10) for _ in range(3)]
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
-    children = [ctx.Process(target=_reserve_in_child, args=(q,)) for _ in range(3)]
+    done = ctx.Event()
+    children = [ctx.Process(target=_reserve_in_child, args=(q, done)) for _ in range(3)]
     for c in children:
         c.start()
     theirs = [q.get(timeout=10) for _ in children]
+    done.set()
     for c in children:
         c.join(10)
     bases = sorted(mine + theirs)
