@@ -96,9 +96,9 @@ async def test_halt_answers_once_the_flag_is_set_and_the_record_follows(orc: Orc
     assert events[-1].action == "halt" and events[-1].note == "3am"
     assert _detail(events[-1]) == {"inFlight": ["ord-in-flight"]}
 
-    assert orc.day is not None
+    limits = orc.days.current().limits
     orc.halts.unhalt(
-        actor="op-1234", source=None, note="checked", force=False, pnl_pct=orc.pnl_pct(), limits=orc.day.limits
+        actor="op-1234", source=None, note="checked", force=False, pnl_pct=orc.days.percent(), limits=limits
     )
     assert (await r.hgetall(HALT_KEY))[b"halted"] == b"0"
     state, events = await halt_rows(orc)

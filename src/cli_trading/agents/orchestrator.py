@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +27,7 @@ from cli_trading.contracts import (
     order_id_for,
 )
 from cli_trading.control import run_safety
+from cli_trading.control.days import TradingDays
 from cli_trading.control.pnl import pnl_view
 from cli_trading.control.runs import Run, RunBook, from_row, limit_fields
 from cli_trading.control.watchdogs import Watchdogs
@@ -57,7 +57,6 @@ class Orchestrator(Agent):
 
     async def on_start(self) -> None:
         s = self.settings
-        self.defaults = Limits(s.daily_target_pct, s.daily_loss_limit_pct)
         self.runs = RunBook()
         self.exec_failures = 0
         self.overridden: set[str] = set()  # automatic halts force-unhalted today
@@ -65,12 +64,16 @@ class Orchestrator(Agent):
             self.ledger: Ledger = replay(s.starting_cash, await repo.all_fills(sess), await repo.load_marks(sess))
             halt_state = await repo.load_halt(sess)
             halt_saved_at = await repo.halt_saved_at(sess)
-            row = await repo.get_day(sess, day=tday.day_of(self.clock()))
+            today = TradingDays.from_row(await repo.get_day(sess, day=tday.day_of(self.clock())))
             for r in await repo.open_runs(sess):
                 self.runs.adopt(from_row(r))
             open_orders = await repo.get_orders(sess, order_ids=[order_id_for(rid) for rid in self.runs.active])
-        self.day = (
-            tday.TradingDay(row.day, row.start_equity, Limits(row.target_pct, row.loss_limit_pct)) if row else None
+        self.days = TradingDays(
+            sessions=self.session,
+            clock=self.clock,
+            equity=lambda: self.ledger.snapshot().equity,
+            defaults=Limits(s.daily_target_pct, s.daily_loss_limit_pct),
+            day=today,
         )
         self.halt_store = HaltStore(str(s.redis_url))  # checked at start
         await asyncio.to_thread(self.halt_store.warm_up)
@@ -120,62 +123,23 @@ class Orchestrator(Agent):
 
         add_routes(app, self)
 
-    # -- PnL -------------------------------------------------------------------------------
+    # -- PnL and the trading day ------------------------------------------------------------
     def pnl(self) -> dict[str, Any]:
-        return pnl_view(self.ledger, day=self.day, defaults=self.defaults, halt=self.halts.state, now=self.clock())
-
-    def pnl_pct(self) -> Decimal:
-        if self.day is None:
-            raise RuntimeError("orchestrator: the trading day read before start")
-        return self.day.percent(self.ledger.snapshot().equity)
+        days = self.days
+        return pnl_view(self.ledger, day=days.day, defaults=days.defaults, halt=self.halts.state, now=self.clock())
 
     def refresh_metrics(self) -> None:
         snap = self.ledger.snapshot()
         metrics.EQUITY.set(float(snap.equity))
-        if self.day:
-            metrics.PNL_PCT.set(float(self.day.percent(snap.equity)))
-
-    async def _save_day(self) -> None:
-        if self.day is None:
-            raise RuntimeError("orchestrator: the trading day saved before start")
-        d = self.day
-        async with self.session() as s, s.begin():
-            await repo.save_day(
-                s,
-                row={
-                    "day": d.date,
-                    "start_equity": d.start_equity,
-                    "target_pct": d.limits.target_pct,
-                    "loss_limit_pct": d.limits.loss_limit_pct,
-                    "last_equity": self.ledger.snapshot().equity,
-                    "updated_at": self.clock(),
-                },
-            )
-
-    market_now: datetime | None = None  # the latest replayed bar's time
-
-    def day_clock(self) -> datetime:
-        """The trading day's clock: on replayed history the market's (the latest bar's time, as
-        in backtests: a day is a market day at any replay speed), else the wall clock."""
-        return self.market_now or self.clock()
-
-    async def _market_clock(self, now: datetime | None) -> None:
-        first, self.market_now = self.market_now is None, now
-        if first and now is not None and self.day is not None:
-            # the day opened at start (by the wall clock, before any bar) is the replay's first
-            # market day: same start equity, same limits, same halts
-            self.day = tday.TradingDay(tday.day_of(now), self.day.start_equity, self.day.limits)
-            await self._save_day()
+        if self.days.day:
+            metrics.PNL_PCT.set(float(self.days.day.percent(snap.equity)))
 
     async def roll_day(self) -> None:
-        now = self.day_clock()
-        new = tday.rollover(self.day, now=now, equity=self.ledger.snapshot().equity, defaults=self.defaults)
+        first = self.days.day is None
+        new = await self.days.roll()
         if new is None:
             return
-        first = self.day is None
-        self.day = new
         self.overridden.clear()
-        await self._save_day()
         self.audit("day:start", target=new.date, start_equity=str(new.start_equity))
         if not first and policy.clears_at_rollover(self.halts.state):
             self.halts.unhalt(
@@ -189,10 +153,10 @@ class Orchestrator(Agent):
             )
 
     async def _check_auto_halt(self) -> None:
-        if self.day is None:
+        if (day := self.days.day) is None:
             return
         decision = policy.pnl_limits(
-            self.halts.state, pnl_pct=self.pnl_pct(), limits=self.day.limits, overridden=frozenset(self.overridden)
+            self.halts.state, pnl_pct=self.days.percent(), limits=day.limits, overridden=frozenset(self.overridden)
         )
         if decision is not None:
             self.halts.apply(decision)
@@ -265,22 +229,14 @@ class Orchestrator(Agent):
             ),
         )
 
-    async def _lookup(self, rid: str) -> Run | None:
-        run = self.runs.get(rid)
-        if run is None:
-            async with self.session() as s:
-                row = await repo.get_run(s, request_id=rid)
-            if row is not None:
-                run = from_row(row)
-                if run.outcome is None:
-                    self.runs.adopt(run)
-        return run
+    async def lookup_run(self, rid: str) -> Run | None:
+        return await self.runs.lookup(rid, self.session)
 
     async def on_signals(self, batch: list[Delivery]) -> list[Outcome]:
         out: list[Outcome] = []
         for d in batch:
             p = d.payload
-            run = await self._lookup(p.get("requestId", ""))
+            run = await self.lookup_run(p.get("requestId", ""))
             if run is None or run.outcome is not None:
                 out.append(None)
                 continue
@@ -324,7 +280,7 @@ class Orchestrator(Agent):
         orders: list[Message] = []
         for d in batch:
             p = d.payload
-            run = await self._lookup(p.get("requestId", ""))
+            run = await self.lookup_run(p.get("requestId", ""))
             if run is None or run.outcome is not None:
                 continue
             if not p.get("ok"):
@@ -362,7 +318,7 @@ class Orchestrator(Agent):
                 self.exec_failures = 0
             elif status == "failed":
                 self.exec_failures += 1
-            run = await self._lookup(p.get("requestId", ""))
+            run = await self.lookup_run(p.get("requestId", ""))
             if run is not None and status in ("filled", "rejected", "failed"):
                 run.order_id = run.order_id or p.get("orderId")  # "ordered" may not have been written
                 self.runs.finish(run, status, reason=p.get("reason"), now=self.clock())
@@ -381,7 +337,8 @@ class Orchestrator(Agent):
         for sym, px in latest.items():
             self.ledger.mark(sym, px)
         if self.settings.market_feed == "replay":  # the trading day follows the replayed market
-            await self._market_clock(max((parse_ts(d.payload["barTs"]) for d in batch), default=self.market_now))
+            latest_ts = max((parse_ts(d.payload["barTs"]) for d in batch), default=self.days.market_now)
+            await self.days.follow_market(latest_ts)
         await self.roll_day()
         await self._check_auto_halt()
         if not self.halts.state.halted:
@@ -408,7 +365,7 @@ class Orchestrator(Agent):
         return {
             "halt": self.halts.state.to_api(),
             "runsInFlight": self.runs.in_flight(),
-            "day": self.day.date if self.day else None,
+            "day": self.days.day.date if self.days.day else None,
             "consecutiveExecFailures": self.exec_failures,
         }
 
@@ -432,11 +389,10 @@ class Orchestrator(Agent):
     async def unhalt(self, *, actor: str, source: str | None, note: str | None, force: bool) -> dict[str, Any]:
         """Resume trading. A forced unhalt of an automatic PnL halt keeps that halt from firing
         again until the next trading day: the operator has accepted today's PnL."""
-        if self.day is None:
-            raise RuntimeError("orchestrator: unhalt before start")
+        day = self.days.current()
         overridden = policy.overrides(self.halts.state, force=force)
         result = self.halts.unhalt(
-            actor=actor, source=source, note=note, force=force, pnl_pct=self.pnl_pct(), limits=self.day.limits
+            actor=actor, source=source, note=note, force=force, pnl_pct=self.days.percent(), limits=day.limits
         )
         if overridden is not None:
             self.overridden.add(overridden)

@@ -18,7 +18,6 @@ from cli_trading.control.overview import Overview
 from cli_trading.db import repo
 from cli_trading.exchanges.keys import RECON_KEY
 from cli_trading.halt.policy import UnhaltRefused
-from cli_trading.trading import day as tday
 from cli_trading.web import ApiError, client_addr, guarded, json_body
 
 if TYPE_CHECKING:
@@ -141,7 +140,7 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
 
     @app.get("/orchestrate/run/{request_id}", tags=["runs"])
     async def run_status(request_id: str) -> dict[str, Any]:
-        r = await orc._lookup(request_id)
+        r = await orc.lookup_run(request_id)
         if r is None:
             raise ApiError(404, f"no run {request_id!r}")
         return r.to_api()
@@ -168,7 +167,7 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
                 actor=_actor(request), source=client_addr(request), note=body.note, force=body.force
             )
         except UnhaltRefused as exc:
-            raise ApiError(409, str(exc), **orc.halts.state.to_api(), percent=str(orc.pnl_pct())) from exc
+            raise ApiError(409, str(exc), **orc.halts.state.to_api(), percent=str(orc.days.percent())) from exc
 
     board = Overview(orc)
 
@@ -204,10 +203,9 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
     @app.post("/admin/pnl/limits", tags=["admin"])
     async def limits(request: Request) -> dict[str, Any]:
         body = await json_body(request, LimitsBody)
-        if orc.day is None:
+        if orc.days.day is None:
             raise ApiError(503, "the trading day has not started yet")
-        orc.day = tday.with_limits(orc.day, target_pct=body.dailyTargetPct, loss_limit_pct=body.dailyLossLimitPct)
-        await orc._save_day()
+        await orc.days.set_limits(target_pct=body.dailyTargetPct, loss_limit_pct=body.dailyLossLimitPct)
         orc.audit(
             "pnl:limits",
             actor=_actor(request),
@@ -219,17 +217,15 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
 
     @app.post("/admin/pnl/reset", tags=["admin"])
     async def reset(request: Request) -> dict[str, Any]:
-        if orc.day is None:
+        if orc.days.day is None:
             raise ApiError(503, "the trading day has not started yet")
-        before = orc.day.start_equity
-        orc.day = tday.reset(orc.day, equity=orc.ledger.snapshot().equity)
-        await orc._save_day()
+        before = await orc.days.reset()
         orc.audit(
             "pnl:reset",
             actor=_actor(request),
             source=client_addr(request),
             previous=str(before),
-            start_equity=str(orc.day.start_equity),
+            start_equity=str(orc.days.current().start_equity),
         )
         return orc.pnl()
 

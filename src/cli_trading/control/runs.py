@@ -150,6 +150,19 @@ class RunBook:
         while len(self.finished) > KEEP_FINISHED:
             self.finished.popitem(last=False)
 
+    async def lookup(self, rid: str, sessions: Callable[[], Any]) -> Run | None:
+        """A run by id: from memory, else from the database (an open one is active again: it
+        was left open by a restart)."""
+        run = self.get(rid)
+        if run is None:
+            async with sessions() as s:
+                row = await repo.get_run(s, request_id=rid)
+            if row is not None:
+                run = from_row(row)
+                if run.outcome is None:
+                    self.adopt(run)
+        return run
+
     def in_flight(self, *, symbol: str | None = None, manual: bool | None = None) -> int:
         return sum(
             1
