@@ -5,14 +5,22 @@ machine's shared server on 5432), so that the database can be stopped under a ru
 
 - the database-backed agents report the outage on /health (503, database check false), and none
   of them exits while the server is down;
-- an order placed during the outage is not lost: once the database is back every agent is healthy
-  again, the order reaches an outcome, and the ledger holds each fill exactly once;
-- an outage longer than DB_OUTAGE_HALT_S with orders in flight halts trading (system_error), and
-  that halt, decided while nothing could be written, is in the database once it is back.
-
+- a 202 means the run is committed (docs/architecture.md, "Runs"), so while the database is down
+  a new run is refused (503, a JSON error) and nothing of it is started or written, then or later;
+- a run accepted before the outage, whose order is on its way to the executor when the database
+  goes, is not lost: the executor keeps the order while it cannot claim it, and once the
+  database is back every agent is healthy again, the run reaches its outcome, and the ledger
+  holds its fill exactly once;
+- an outage longer than DB_OUTAGE_HALT_S with such an order in flight halts trading
+  (system_error), and that halt, decided while nothing could be written, is in the database once
+  it is back;
 - an agent meeting a database that answers with an error (starting up, shutting down, not
   accepting connections) waits for it instead of exiting (the bus keeps the batch, `faults.py`);
 - the notification of the outage halt waits for the database instead of being dead-lettered.
+
+The order in flight is made deterministic by pausing the trade-executor (SIGSTOP) before the
+order is placed: its exec.orders message waits in Redis while the database is stopped, and the
+executor, resumed (SIGCONT), meets the outage with the order in hand.
 """
 
 from __future__ import annotations
@@ -22,20 +30,23 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 import pytest
 import redis
 
-from cli_trading.contracts import AGENT_PORTS, Stream, dlq_of
+from cli_trading.contracts import AGENT_PORTS, Stream, dlq_of, order_id_for
 from tests.e2e.conftest import System, start_system
 from tests.support import ports
 
@@ -226,22 +237,105 @@ def db_down_reported(s: System, agent: str) -> bool:
     return code == 503 and body.get("checks", {}).get("database", {}).get("ok") is False
 
 
+def order_request(s: System, rid: str, notional: int = 50) -> httpx.Response:
+    """A manual buy of `notional` USD, its requestId given (X-Request-Id)."""
+    return httpx.post(
+        s.url() + "/orchestrate/run",
+        json={"symbol": "BTC-USD", "side": "buy", "notional": notional},
+        timeout=10,
+        headers={**s.admin, "X-Request-Id": rid},
+    )
+
+
 def place_order(s: System, notional: int = 50) -> str:
-    """A manual buy; right after the start the market may have no price yet (409): retry that."""
+    """A manual buy, accepted (202); right after the start the market may have no price yet
+    (409): retry that."""
+    rid = f"e2e-{uuid.uuid4().hex[:12]}"
 
     def attempt() -> str | None:
-        r = httpx.post(
-            s.url() + "/orchestrate/run",
-            json={"symbol": "BTC-USD", "side": "buy", "notional": notional},
-            timeout=10,
-            headers=s.admin,
-        )
+        r = order_request(s, rid, notional)
         if r.status_code == 409 and "no market price" in r.text:
             return None
         assert r.status_code == 202, r.text
-        return str(r.json()["requestId"])
+        assert r.json()["requestId"] == rid, r.text
+        return rid
 
     return until(attempt, 30, "a market price for BTC-USD", every=0.5)
+
+
+def refused_order(s: System) -> str:
+    """A manual buy while the database is down: refused with a JSON error naming the database
+    (a 202 would promise a run the database does not hold). Returns its requestId."""
+    rid = f"e2e-refused-{uuid.uuid4().hex[:12]}"
+    r = order_request(s, rid)
+    assert r.status_code == 503, f"{r.status_code} {r.text}"
+    assert r.headers["content-type"].startswith("application/json"), r.headers
+    body = r.json()
+    assert body["error"].startswith("run not accepted: the database is unavailable"), body
+    assert "requestId" not in body, body  # no run was made for it
+    return rid
+
+
+def agent_pid(s: System, agent: str) -> int:
+    return int(httpx.get(s.url(agent) + "/status", timeout=5).json()["pid"])
+
+
+@contextlib.contextmanager
+def paused(s: System, agent: str) -> Iterator[Callable[[], None]]:
+    """The agent stopped (SIGSTOP): alive for the supervisor, reading nothing. Yields `resume`
+    (SIGCONT); resumed on the way out in any case, so that a failing test still stops cleanly."""
+    pid = agent_pid(s, agent)
+
+    def resume() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield resume
+    finally:
+        resume()
+
+
+def order_queued(r: redis.Redis, order_id: str) -> bool:
+    """The order's message is on exec.orders (not consumed: the executor is paused)."""
+    entries = r.xrange(Stream.ORDERS)
+    return any(orjson.loads(fields[b"data"]).get("orderId") == order_id for _, fields in entries)
+
+
+def runs_rows(pg: PgCluster, rid: str) -> list[list[str]]:
+    return pg.sql(f"SELECT coalesce(outcome, ''), coalesce(order_id, '') FROM runs WHERE request_id = '{rid}'")
+
+
+def order_in_flight(s: System, pg: PgCluster, r: redis.Redis) -> str:
+    """With the executor paused and the database up: a run accepted, hence already committed,
+    whose order waits on exec.orders. Returns its requestId."""
+    rid = place_order(s)
+    assert len(runs_rows(pg, rid)) == 1, "answered 202 but the run is not in the database"
+    until(lambda: order_queued(r, order_id_for(rid)), 15, f"the order of run {rid} on exec.orders")
+    assert not run_of(s, rid).get("outcome"), run_of(s, rid)
+    return rid
+
+
+def executor_holds_order(s: System) -> bool:
+    """The executor is up, reports the database down, and its exec.orders consumer is stalled on
+    a batch it could not handle: the order in flight, which it keeps rather than fail."""
+    code, body = health(s, "trade-executor")
+    checks = body.get("checks", {})
+    stalled = checks.get("consumers", {}).get("stalled", {})
+    return code == 503 and checks.get("database", {}).get("ok") is False and "exec.orders/exec" in stalled
+
+
+def notify_types(r: redis.Redis) -> list[str]:
+    return [orjson.loads(fields[b"data"]).get("type", "") for _, fields in r.xrange(Stream.NOTIFY)]
+
+
+def assert_left_nothing(s: System, pg: PgCluster, rid: str) -> None:
+    """A run refused during the outage, once the database is back: never recorded, never ordered."""
+    assert httpx.get(f"{s.url()}/orchestrate/run/{rid}", timeout=5).status_code == 404
+    assert runs_rows(pg, rid) == []
+    assert order_rows(pg, order_id_for(rid)) == []
+    assert fills_of(pg, order_id_for(rid)) == 0
 
 
 def run_of(s: System, rid: str) -> dict[str, Any]:
@@ -307,10 +401,11 @@ def all_healthy_again(s: System, timeout: float) -> None:
 @pytest.mark.parametrize(
     "halt_after_s",
     [
-        # the outage ends long before DB_OUTAGE_HALT_S: the order queued meanwhile must be filled
+        # the outage ends long before DB_OUTAGE_HALT_S: the order in flight must be filled
         pytest.param(600, id="short-outage-order-filled"),
-        # the outage outlasts DB_OUTAGE_HALT_S with an order in flight: trading halts
-        pytest.param(3, id="long-outage-halts"),
+        # the outage outlasts DB_OUTAGE_HALT_S with an order in flight: trading halts. Long enough
+        # for the refused run to be placed before the halt (it would be refused as halted after).
+        pytest.param(5, id="long-outage-halts"),
     ],
 )
 def test_database_stopped_while_running_then_back(
@@ -318,51 +413,59 @@ def test_database_stopped_while_running_then_back(
 ) -> None:
     halts = halt_after_s < 60
     s = start(tmp_path, pg, redis_url=redis_url, halt_after_s=halt_after_s)
+    r = redis.Redis.from_url(redis_url)
     try:
         # 1. a normal fill with the database up
         run1 = wait_outcome(s, place_order(s), 30)
         assert run1["outcome"] == "filled", run1
         order1 = run1["orderId"]
 
-        # 2. the database goes away; fast: the open sessions are terminated, as in a real outage
-        pg.stop("fast")
-        for agent in DB_AGENTS:
-            until(lambda a=agent: db_down_reported(s, a), 15, f"{agent} /health 503 with the database check false")
-
-        # 3. an order placed during the outage is accepted: the pipeline runs on Redis ...
-        second = place_order(s)
+        with paused(s, "trade-executor") as resume:
+            # 2. a run accepted with the database up, its order on the way to the executor
+            second = order_in_flight(s, pg, r)
+            # 3. the database goes away; fast: the open sessions are terminated, as in a real outage
+            pg.stop("fast")
+            # 4. a new run cannot be committed, so it is not accepted (first: before any halt)
+            refused = refused_order(s)
+            for agent in DB_AGENTS:
+                if agent != "trade-executor":
+                    until(
+                        lambda a=agent: db_down_reported(s, a), 15, f"{agent} /health 503 with the database check false"
+                    )
+            # 5. the executor meets the outage with the order in hand: it keeps it, unclaimed
+            resume()
+        until(lambda: executor_holds_order(s), 15, "the executor holding the order while the database is down")
         if halts:
             # ... and, in flight while the database stays unreachable, it halts trading
             until(lambda: pnl(s)["halted"], halt_after_s + 15, "a halt while the database is down")
             state = pnl(s)
             assert state["haltReason"] == "system_error", state
             assert "database unreachable" in (state["haltNote"] or ""), state
-        else:
-            # ... and is sent on to the executor, which waits for the database rather than failing it
-            until(lambda: run_of(s, second).get("state") == "ordered", 15, "the second order sent to the executor")
-            assert not run_of(s, second)["outcome"]
+        assert run_of(s, second)["state"] == "ordered", run_of(s, second)  # no outcome while nothing is written
         assert not restarts(s), f"an agent crashed during the outage:\n{logs(s)}"
 
-        # 4. the database comes back: every agent recovers by itself
+        # 6. the database comes back: every agent recovers by itself
         pg.start()
         all_healthy_again(s, 60)
 
-        # 5. the order from the outage was not lost
+        # 7. the run accepted before the outage reaches its outcome, once
         run2 = wait_outcome(s, second, 60)
         outcome, order2 = run2["outcome"], run2["orderId"]
-        assert outcome in TERMINAL and (outcome == "filled" or run2["reason"]), run2
         if halts:
             # the halt reached the executor's gate before the order could be recorded there
             assert (outcome, run2["reason"]) == ("rejected", "halted"), run2
         else:
             assert outcome == "filled", run2
-        assert order2, run2  # risk approved it: the executor decided it, so the ledger knows it
+        assert order2 == order_id_for(second), run2
 
-        # 6. the ledger: each fill exactly once, and the order rows agree with the outcomes
+        # 8. the ledger: each fill exactly once, and the order and run rows agree with the outcomes
         assert fills_of(pg, order1) == 1
         assert order_rows(pg, order1) == ["filled"]
         assert fills_of(pg, order2) == (1 if outcome == "filled" else 0)
         assert order_rows(pg, order2) == [outcome], run2
+        until(lambda: runs_rows(pg, second) == [[outcome, order2]], 15, f"run {second} recorded {outcome}")
+        # the refused run left nothing behind, then or since
+        assert_left_nothing(s, pg, refused)
         if halts:
             # the halt decided while nothing could be written was saved once the database returned
             saved = until(
@@ -380,26 +483,31 @@ def test_executor_survives_a_database_that_refuses_it(tmp_path: Path, pg: PgClus
     """The same outage, but the server answers with an error instead of refusing the TCP
     connection: what clients meet while PostgreSQL starts up, recovers or shuts down, which is
     where `pg_ctl stop` lands an executor that is writing at that instant. Made deterministic by
-    locking the database out while the server stays up."""
+    locking the database out while the server stays up, with an order in flight."""
     s = start(tmp_path, pg, redis_url=redis_url, halt_after_s=600)
+    r = redis.Redis.from_url(redis_url)
     try:
         run1 = wait_outcome(s, place_order(s), 30)
         assert run1["outcome"] == "filled", run1
 
-        pg.lock_out()
-        until(lambda: db_down_reported(s, "trade-executor"), 15, "trade-executor /health 503 with the database down")
-        second = place_order(s)
-        until(lambda: run_of(s, second).get("state") == "ordered", 15, "the second order sent to the executor")
+        with paused(s, "trade-executor") as resume:
+            second = order_in_flight(s, pg, r)
+            pg.lock_out()
+            until(lambda: db_down_reported(s, "orchestrator"), 15, "orchestrator /health 503 with the database down")
+            refused = refused_order(s)  # an error from the server refuses a run as well
+            resume()
 
         # The executor now fails to claim the order at every try. It must stay up, reporting the
         # database on /health, rather than exit: a restart cannot succeed while the database is
         # away. Watched for a bounded while, ending early on a crash.
+        until(lambda: executor_holds_order(s), 15, "the executor holding the order while the database refuses it")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            assert db_down_reported(s, "trade-executor"), (
+            assert executor_holds_order(s), (
                 f"trade-executor stopped reporting the outage, /health {health(s, 'trade-executor')}:\n{logs(s)}"
             )
             time.sleep(0.25)
+        assert not run_of(s, second)["outcome"], run_of(s, second)
         assert not restarts(s), f"an agent crashed during the outage:\n{logs(s)}"
 
         pg.let_in()
@@ -407,6 +515,8 @@ def test_executor_survives_a_database_that_refuses_it(tmp_path: Path, pg: PgClus
         run2 = wait_outcome(s, second, 60)
         assert run2["outcome"] == "filled", run2
         assert fills_of(pg, run2["orderId"]) == 1
+        assert order_rows(pg, run2["orderId"]) == ["filled"]
+        assert_left_nothing(s, pg, refused)
         assert not restarts(s), f"an agent crashed:\n{logs(s)}"
     finally:
         with contextlib.suppress(Exception):
@@ -419,25 +529,38 @@ def test_outage_halt_is_notified_once_the_database_is_back(tmp_path: Path, pg: P
     dlq = dlq_of(Stream.NOTIFY)
     r = redis.Redis.from_url(redis_url)
 
-    def notified() -> bool:
+    def halt_notifications() -> list[dict[str, Any]]:
         try:
             got = httpx.get(s.url("notification-manager") + "/notify/recent", timeout=5).json()["events"]
         except (httpx.HTTPError, ValueError, KeyError):
-            return False
-        return any(e.get("type") == "halt.system_error" for e in got)
+            return []
+        return [e for e in got if e.get("type") == "halt.system_error"]
 
     try:
-        pg.stop("fast")
-        place_order(s)  # an order in flight while the database is away: the outage halt's condition
+        # an order in flight while the database is away: the outage halt's condition
+        with paused(s, "trade-executor") as resume:
+            rid = order_in_flight(s, pg, r)
+            pg.stop("fast")
+            resume()
         until(lambda: pnl(s)["halted"], 20, "a halt while the database is down")
+        assert pnl(s)["haltReason"] == "system_error", pnl(s)
+        assert not run_of(s, rid)["outcome"], run_of(s, rid)  # still in flight: what the halt is for
+        # the halt's notification went out with the halt, to a notifier that cannot handle it yet
+        until(lambda: "halt.system_error" in notify_types(r), 10, "the halt's notification on notify.events")
         # The notification must wait for the database, not be given up on: watch the notifier for a
         # bounded while longer than the bus's retries take to exhaust, ending early on a dead letter.
         deadline = time.monotonic() + 6
         while time.monotonic() < deadline and not r.xlen(dlq):
             time.sleep(0.25)
         assert r.xlen(dlq) == 0, r.xrange(dlq)
+        assert not halt_notifications()  # not handled while the database is down
         pg.start()
         all_healthy_again(s, 60)
-        until(notified, 30, "the halt.system_error notification handled once the database is back")
+        until(halt_notifications, 30, "the halt.system_error notification handled once the database is back")
+        assert r.xlen(dlq) == 0, r.xrange(dlq)
+        # and the order in flight was stopped at the executor's gate, never filled
+        run = wait_outcome(s, rid, 60)
+        assert (run["outcome"], run["reason"]) == ("rejected", "halted"), run
+        assert fills_of(pg, order_id_for(rid)) == 0
     finally:
         s.stop()
