@@ -221,7 +221,7 @@ async def test_flatten_mode_keeps_closing_what_is_still_open(orc: Orchestrator) 
     watchdogs = [t for t in orc._tasks if t.get_coro().__qualname__ == "Watchdogs.run"]  # type: ignore[union-attr]
     assert len(watchdogs) == 1
     watchdogs[0].cancel()  # this test plays the watchdogs' once-a-second call itself
-    keep_flattening = orc.watchdogs._keep_flattening
+    keep_flattening = orc.watchdogs.keep_flattening
     await orc.halt(reason="emergency_stop", mode="flatten", actor="tok:a", source=None, note=None)
     await keep_flattening()
     assert orc.runs.in_flight() == 0  # flat: nothing to do

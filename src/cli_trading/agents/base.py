@@ -132,6 +132,10 @@ class Agent:
             raise RuntimeError(f"{self.name}: the database used before the agent started")
         return self.sessions()
 
+    async def db_up(self) -> bool:
+        """Whether the database answers now (an agent without one: never)."""
+        return self.engine is not None and await dbengine.check(self.engine)
+
     def audit(self, action: str, **fields: Any) -> None:
         """Queue an audit event; a loop writes them in batches (a decision makes several).
         An agent without a database logs it instead."""

@@ -89,7 +89,17 @@ class Orchestrator(Agent):
         )
         await self.halts.restore(halt_saved_at)  # before any consumer starts: nothing trades on a stale flag
         await run_safety.resolve_open_runs(self, {o.order_id: o for o in open_orders})
-        self.watchdogs = Watchdogs(self)
+        self.watchdogs = Watchdogs(
+            redis=self.redis,
+            halts=self.halts,
+            runs=self.runs,
+            ledger=self.ledger,
+            db_up=self.db_up,
+            db_outage_halt_s=s.db_outage_halt_s,
+            roll_day=self.roll_day,
+            flatten=self.flatten,
+            log=self.log,
+        )
         await self.watchdogs.start()
         await self.roll_day()
 
@@ -105,7 +115,7 @@ class Orchestrator(Agent):
 
     def loops(self) -> list[Any]:
         return [
-            self.watchdogs.run,
+            functools.partial(self.watchdogs.run, self.stop_event),
             functools.partial(self.recorder.run, self.stop_event),
             functools.partial(run_safety.flush_loop, self),
         ]
