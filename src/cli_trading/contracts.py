@@ -203,6 +203,17 @@ class OptResult(Message):
     strategy: str
     symbol: str
     proposals: list[dict[str, Any]]
+    error: str | None = None  # the search was refused (unknown symbol, too little history)
+
+
+class ParamsCommand(Message):
+    """An approved parameter set, for the market analyst."""
+
+    type: Literal["params"] = "params"
+    requestId: str
+    strategy: str
+    symbol: str
+    params: dict[str, Any]
 
 
 def halt_severity(reason: str) -> Severity:

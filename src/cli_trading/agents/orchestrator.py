@@ -11,15 +11,17 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from cli_trading import metrics
 from cli_trading.agents.base import Agent, Subscription
-from cli_trading.bus import Delivery, Handled, Message, Outcome, per_message
+from cli_trading.bus import Delivery, Handled, Message, Outcome, PoisonMessage, per_message
 from cli_trading.contracts import (
     AnalyzeCommand,
     Group,
     HaltMode,
     HaltReason,
+    OptResult,
     OrderMsg,
     RiskRequest,
     Stream,
@@ -28,6 +30,7 @@ from cli_trading.contracts import (
 )
 from cli_trading.control import run_safety
 from cli_trading.control.days import TradingDays
+from cli_trading.control.params import Params
 from cli_trading.control.pnl import pnl_view
 from cli_trading.control.runs import Run, RunBook, from_row, limit_fields
 from cli_trading.control.watchdogs import Watchdogs
@@ -86,6 +89,14 @@ class Orchestrator(Agent):
             audit=self.audit,
             clock=self.clock,
             state=halt_state,
+        )
+        self.params = Params(
+            sessions=self.session,
+            publish=self.streams.publish,
+            audit=self.audit,
+            notify=self.notify,
+            clock=self.clock,
+            symbols=s.symbol_list,
         )
         await self.halts.restore(halt_saved_at)  # before any consumer starts: nothing trades on a stale flag
         await run_safety.resolve_open_runs(self, {o.order_id: o for o in open_orders})
@@ -171,9 +182,7 @@ class Orchestrator(Agent):
         if decision is not None:
             self.halts.apply(decision)
             if decision.reason == HaltReason.DAILY_LOSS:
-                from cli_trading.control import params
-
-                await params.request_optimization(self, reason="daily_loss_limit")
+                await self.params.request_optimization(reason="daily_loss_limit")
 
     # -- runs ------------------------------------------------------------------------------
     async def start_run(
@@ -363,9 +372,11 @@ class Orchestrator(Agent):
         return [None] * len(batch)
 
     async def on_opt_result(self, d: Delivery) -> None:
-        from cli_trading.control import params
-
-        await params.store_proposals(self, d.payload)
+        try:
+            result = OptResult.model_validate(d.payload)
+        except ValidationError as exc:
+            raise PoisonMessage(f"invalid optimizer result: {exc.errors()[0]['msg']}") from exc
+        await self.params.store_proposals(result)
 
     # -- loops -----------------------------------------------------------------------------
     async def on_auth_spike(self, addr: str) -> None:

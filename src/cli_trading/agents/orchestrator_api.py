@@ -13,8 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.routing import Route
 
 from cli_trading.contracts import HaltMode, HaltReason
-from cli_trading.control import params, streams
+from cli_trading.control import streams
 from cli_trading.control.overview import Overview
+from cli_trading.control.params import AlreadyDecided
 from cli_trading.db import repo
 from cli_trading.exchanges.keys import RECON_KEY
 from cli_trading.halt.policy import UnhaltRefused
@@ -294,7 +295,7 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
 
     @app.get("/admin/params", tags=["admin"])
     async def list_params(status: str | None = None) -> dict[str, Any]:
-        return {"params": await params.list_params(orc, status=status)}
+        return {"params": await orc.params.list_params(status=status)}
 
     @app.post("/admin/params/{param_id}/{decision}", tags=["admin"])
     async def decide(
@@ -303,8 +304,8 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
         param_id: int = ApiPath(ge=1, le=2**31 - 1),  # the column is a 32-bit integer
     ) -> dict[str, Any]:
         try:
-            res = await params.decide(orc, param_id=param_id, approve=decision == "approve", actor=_actor(request))
-        except ValueError as exc:
+            res = await orc.params.decide(param_id=param_id, approve=decision == "approve", actor=_actor(request))
+        except AlreadyDecided as exc:
             raise ApiError(409, str(exc)) from exc
         if res is None:
             raise ApiError(404, f"no parameter set {param_id}")
@@ -314,7 +315,7 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:  # noqa: C901 - a flat 
     async def optimize(request: Request) -> dict[str, Any]:
         body = await json_body(request, OptimizeBody)
         return {
-            "requests": await params.request_optimization(
-                orc, reason="operator", strategy=body.strategy, symbol=body.symbol
+            "requests": await orc.params.request_optimization(
+                reason="operator", strategy=body.strategy, symbol=body.symbol
             )
         }

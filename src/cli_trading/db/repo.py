@@ -12,7 +12,7 @@ from sqlalchemy import Table, bindparam, desc, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cli_trading.db.models import AuditEvent, Fill, HaltEvent, HaltState, Mark, Order, PnlDay, Run
+from cli_trading.db.models import AuditEvent, Fill, HaltEvent, HaltState, Mark, Order, Param, PnlDay, Run
 from cli_trading.halt.state import HaltState as Halt
 from cli_trading.trading.ledger import FillRecord
 
@@ -213,3 +213,25 @@ async def save_halt(session: AsyncSession, *, state: Halt, event: dict[str, Any]
 
 async def halt_events(session: AsyncSession, *, limit: int = 100) -> list[HaltEvent]:
     return list((await session.scalars(select(HaltEvent).order_by(desc(HaltEvent.id)).limit(limit))).all())
+
+
+# -- strategy parameters ----------------------------------------------------------------------
+async def add_params(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> None:
+    session.add_all([Param(**r) for r in rows])
+
+
+async def list_params(session: AsyncSession, *, status: str | None = None, limit: int = 50) -> list[Param]:
+    q = select(Param).order_by(desc(Param.id)).limit(limit)
+    if status:
+        q = q.where(Param.status == status)
+    return list((await session.scalars(q)).all())
+
+
+async def get_param(session: AsyncSession, *, param_id: int) -> Param | None:
+    return await session.get(Param, param_id)
+
+
+async def decide_param(session: AsyncSession, *, row: Param, status: str, actor: str, at: datetime) -> None:
+    """Record an operator's decision on a parameter set (the caller commits)."""
+    row.status, row.decided_by, row.decided_at = status, actor, at
+    await session.flush()
