@@ -78,8 +78,8 @@ def create_app(agent: Agent, *, on_loop: Callable[[Any], Any] = lambda app: app)
     hot routes (`HOT_ROUTES`) and FastAPI on the agent's loop."""
     app = _fastapi_app(agent)
     hot, own = getattr(app.state, HOT_ROUTES, []), getattr(app.state, SERVER_ROUTES, [])
-    on_agent_loop = on_loop(Routes(hot, app) if hot else app)
-    return Observe(Routes(own, on_agent_loop) if own else on_agent_loop, agent)
+    on_agent_loop = on_loop(Routes(hot, app, app=app) if hot else app)
+    return Observe(Routes(own, on_agent_loop, app=app) if own else on_agent_loop, agent)
 
 
 def _fastapi_app(agent: Agent) -> FastAPI:
@@ -129,12 +129,13 @@ HOT_ROUTES, SERVER_ROUTES = "hot_routes", "server_routes"
 
 
 class Routes:
-    """A few routes by method and path, with FastAPI's JSON errors; the rest goes to `fallback`."""
+    """A few routes by method and path, with FastAPI's JSON errors; the rest goes to `fallback`.
+    A route's `request.app` is `app` (the FastAPI app it is declared in), as in FastAPI."""
 
-    def __init__(self, routes: list[Route], fallback: Any) -> None:
+    def __init__(self, routes: list[Route], fallback: Any, *, app: Any) -> None:
         self.fallback = fallback
         self.routes: dict[tuple[Any, Any], _JsonErrors] = {
-            (m, r.path): _JsonErrors(r) for r in routes for m in r.methods or ()
+            (m, r.path): _JsonErrors(r, app) for r in routes for m in r.methods or ()
         }
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -145,11 +146,12 @@ class Routes:
 class _JsonErrors:
     """What FastAPI's exception handlers do, for a route served by `Routes`."""
 
-    def __init__(self, route: Route) -> None:
-        self.route = route
+    def __init__(self, route: Route, app: Any) -> None:
+        self.route, self.app = route, app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         scope["route"] = self.route  # the metrics' route label
+        scope["app"] = self.app
         try:
             await self.route.handle(scope, receive, send)
         except StarletteHTTPException as exc:

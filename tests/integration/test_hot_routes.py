@@ -54,7 +54,7 @@ async def url() -> AsyncIterator[str]:
         return {"served": "fastapi"}
 
     routes = [Route("/hot", hot, methods=["POST"]), Route("/valid", validated, methods=["POST"])]
-    asgi = Observe(Routes(routes, app), agent=None)  # type: ignore[arg-type]  # no /admin route here
+    asgi = Observe(Routes(routes, app, app=app), agent=None)  # type: ignore[arg-type]  # no /admin route here
     port = _port()
     server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
     task = asyncio.create_task(server.serve())
