@@ -89,11 +89,12 @@ async def pipeline(
         bus,
         Stream.NOTIFY,
         Group.NOTIFY,
-        "test-1",
+        name,
         per_message(lambda d: dispatcher.handle(d.payload)),
         key=lambda p: p.get("traceId"),
         max_failures=max_failures,
         retry_backoff_s=0.01,
+        batch=batch,
     )
     await consumer.ensure_group()
     return Pipeline(bus, incidents, dispatcher, consumer, clock)
