@@ -24,10 +24,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -163,6 +163,29 @@ def per_message(fn: MessageHandler) -> BatchHandler:
         return out
 
     return handle
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def decoded(model: type[M], batch: Sequence[Delivery]) -> list[M | PoisonMessage]:
+    """Each message of a batch as its contract model, or the `PoisonMessage` it is (wrong shape)."""
+    out: list[M | PoisonMessage] = []
+    for d in batch:
+        try:
+            out.append(model.model_validate(d.payload))
+        except ValidationError as exc:
+            out.append(PoisonMessage(f"invalid {model.__name__}: {exc.errors()[0]['msg']}"))
+    return out
+
+
+def valid(msgs: Sequence[M | PoisonMessage]) -> list[M]:
+    return [m for m in msgs if not isinstance(m, PoisonMessage)]
+
+
+def failures(msgs: Sequence[BaseModel | PoisonMessage]) -> list[Outcome]:
+    """The batch's outcomes when only the wrong-shaped messages failed."""
+    return [m if isinstance(m, PoisonMessage) else None for m in msgs]
 
 
 class Consumer:

@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -129,7 +129,7 @@ class AnalyzeCommand(Message):
 class SignalMsg(Message):
     requestId: str
     symbol: str
-    side: Side | None
+    side: Side | None = None  # None: no signal (the run holds); left out of the message (exclude_none)
     confidence: float = Field(ge=0, le=1)
     price: Decimal
     strategy: str
@@ -191,6 +191,20 @@ class NotifyEvent(Message):
     context: dict[str, Any] = Field(default_factory=dict)
 
 
+class ParamsCommand(Message):
+    """An approved parameter set, for the market analyst."""
+
+    type: Literal["params"] = "params"
+    requestId: str
+    strategy: str
+    symbol: str
+    params: dict[str, Any]
+
+
+# What the market analyst reads on orchestrator.commands, told apart by `type`.
+Command = Annotated[AnalyzeCommand | ParamsCommand, Field(discriminator="type")]
+
+
 class OptRequest(Message):
     requestId: str
     strategy: str
@@ -204,16 +218,6 @@ class OptResult(Message):
     symbol: str
     proposals: list[dict[str, Any]]
     error: str | None = None  # the search was refused (unknown symbol, too little history)
-
-
-class ParamsCommand(Message):
-    """An approved parameter set, for the market analyst."""
-
-    type: Literal["params"] = "params"
-    requestId: str
-    strategy: str
-    symbol: str
-    params: dict[str, Any]
 
 
 def halt_severity(reason: str) -> Severity:

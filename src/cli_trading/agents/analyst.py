@@ -7,9 +7,11 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from cli_trading.agents.base import Agent, Subscription
-from cli_trading.bus import Delivery, Outcome
-from cli_trading.contracts import BarMsg, Group, SignalMsg, Stream
+from cli_trading.bus import Delivery, Outcome, PoisonMessage
+from cli_trading.contracts import AnalyzeCommand, BarMsg, Command, Group, SignalMsg, Stream
 from cli_trading.market.bars import Bar
 from cli_trading.market.ccxt_feed import CcxtFeed
 from cli_trading.market.replay import ReplayFeed
@@ -18,6 +20,9 @@ from cli_trading.trading.strategies import Candle, Signal, Strategy, build_strat
 from cli_trading.trading.strategy_config import load_strategy_config
 
 WINDOW = 300
+
+
+COMMAND: TypeAdapter[Command] = TypeAdapter(Command)
 
 
 class MarketAnalyst(Agent):
@@ -34,7 +39,6 @@ class MarketAnalyst(Agent):
         self.stepper: Stepper | None = None
         self.feed = self._feed()
         self.bars_published = 0
-        self.halted_reason: str | None = None
 
     def _feed(self) -> Any:
         s = self.settings
@@ -43,9 +47,7 @@ class MarketAnalyst(Agent):
 
             # public candles need no keys; EXCHANGE_URL points them at the simulator too
             self.exchange = create_ccxt(s.exchange_id, "", "", url=s.exchange_url, max_rps=s.exchange_max_rps)
-            return CcxtFeed(
-                self.exchange, s.symbol_list, timeframe=s.market_timeframe, poll_seconds=s.market_poll_s
-            )
+            return CcxtFeed(self.exchange, s.symbol_list, timeframe=s.market_timeframe, poll_seconds=s.market_poll_s)
         return self._replay()
 
     def _replay(self) -> ReplayFeed:
@@ -117,29 +119,30 @@ class MarketAnalyst(Agent):
     async def on_commands(self, batch: list[Delivery]) -> list[Outcome]:
         out: list[Outcome] = []
         for d in batch:
-            p = d.payload
-            kind = p.get("type")
-            if kind == "analyze":
+            try:
+                cmd = COMMAND.validate_python(d.payload)
+            except ValidationError as exc:
+                out.append(PoisonMessage(f"invalid command: {exc.errors()[0]['msg']}"))
+                continue
+            if isinstance(cmd, AnalyzeCommand):
                 if self.stepper is not None:  # step mode: the risk manager has marked this bar too
                     await self.stepper.settle(BARS_READ)
-                sig, last = self.analyze(p["symbol"])
+                sig, last = self.analyze(cmd.symbol)
                 await self.bus.publish(  # type: ignore[union-attr]  # the bus exists while consumers run
                     Stream.SIGNALS,
                     SignalMsg(
-                        requestId=p["requestId"],
-                        symbol=p["symbol"],
+                        requestId=cmd.requestId,
+                        symbol=cmd.symbol,
                         side=sig.side if last else None,
                         confidence=sig.confidence,
                         price=last.close if last else 0,
                         strategy=sig.strategy,
-                        traceId=p.get("traceId") or p["requestId"],
+                        traceId=cmd.traceId,
                     ),
                 )
-            elif kind == "halt":
-                self.halted_reason = p.get("reason")
-            elif kind == "params":
-                self.apply_params(p["strategy"], p["params"])
-                self.audit("params:applied", target=p["strategy"], params=p["params"])
+            else:
+                self.apply_params(cmd.strategy, cmd.params)
+                self.audit("params:applied", target=cmd.strategy, params=cmd.params)
             out.append(None)
         return out
 

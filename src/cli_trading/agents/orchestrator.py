@@ -11,19 +11,22 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import ValidationError
 
 from cli_trading import metrics
 from cli_trading.agents.base import Agent, Subscription
-from cli_trading.bus import Delivery, Handled, Message, Outcome, PoisonMessage, per_message
+from cli_trading.bus import Delivery, Handled, Message, Outcome, PoisonMessage, decoded, failures, per_message, valid
 from cli_trading.contracts import (
     AnalyzeCommand,
+    BarMsg,
     Group,
     HaltMode,
     HaltReason,
     OptResult,
     OrderMsg,
     RiskRequest,
+    RiskResponse,
+    SignalMsg,
+    StatusMsg,
     Stream,
     new_id,
     order_id_for,
@@ -252,25 +255,21 @@ class Orchestrator(Agent):
         return await self.runs.lookup(rid, self.session)
 
     async def on_signals(self, batch: list[Delivery]) -> list[Outcome]:
-        out: list[Outcome] = []
-        for d in batch:
-            p = d.payload
-            run = await self.lookup_run(p.get("requestId", ""))
+        msgs = decoded(SignalMsg, batch)
+        for sig in valid(msgs):
+            run = await self.lookup_run(sig.requestId)
             if run is None or run.outcome is not None:
-                out.append(None)
                 continue
-            run.strategy, run.confidence = p.get("strategy"), float(p.get("confidence") or 0)
-            run.price = Decimal(str(p["price"])) if p.get("price") is not None else self.ledger.price_of(run.symbol)
+            run.strategy, run.confidence, run.price = sig.strategy, sig.confidence, sig.price
             self.audit(
                 "run:signal",
                 request_id=run.request_id,
-                side=p.get("side"),
+                side=sig.side,
                 confidence=run.confidence,
                 strategy=run.strategy,
             )
-            await self._size_and_route(run, p.get("side"))
-            out.append(None)
-        return out
+            await self._size_and_route(run, sig.side)
+        return failures(msgs)
 
     async def _size_and_route(self, run: Run, side: str | None) -> None:
         now = self.clock()
@@ -297,14 +296,14 @@ class Orchestrator(Agent):
 
     async def on_risk(self, batch: list[Delivery]) -> Handled:
         orders: list[Message] = []
-        for d in batch:
-            p = d.payload
-            run = await self.lookup_run(p.get("requestId", ""))
+        msgs = decoded(RiskResponse, batch)
+        for answer in valid(msgs):
+            run = await self.lookup_run(answer.requestId)
             if run is None or run.outcome is not None:
                 continue
-            if not p.get("ok"):
-                self.runs.finish(run, "rejected", reason=p.get("reason") or "risk", now=self.clock())
-                self.audit("run:rejected", request_id=run.request_id, result=p.get("reason"))
+            if not answer.ok:
+                self.runs.finish(run, "rejected", reason=answer.reason or "risk", now=self.clock())
+                self.audit("run:rejected", request_id=run.request_id, result=answer.reason)
                 continue
             run.order_id = order_id_for(run.request_id)
             self.runs.touch(run, "ordered")
@@ -319,45 +318,45 @@ class Orchestrator(Agent):
                         side=run.side,
                         qty=run.qty,
                         price=run.price,
-                        traceId=p.get("traceId") or run.request_id,
+                        traceId=answer.traceId,
                         **limit_fields(run.strategy),
                     ),
                 )
             )
         if len(orders) < len(batch):  # a rejection is recorded before its ack (risk answers once)
             await self.runs.durable(self.session)
-        return Handled([None] * len(batch), emit=orders)
+        return Handled(failures(msgs), emit=orders)
 
     async def on_status(self, batch: list[Delivery]) -> list[Outcome]:
-        for d in batch:
-            p = d.payload
-            status = p.get("status")
-            if status == "filled":
-                self.ledger.apply(FillRecord.from_status(p))
+        msgs = decoded(StatusMsg, batch)
+        for d, st in zip(batch, msgs, strict=True):
+            if isinstance(st, PoisonMessage):
+                continue
+            if st.status == "filled":
+                self.ledger.apply(FillRecord.from_status(d.payload))
                 self.exec_failures = 0
-            elif status == "failed":
+            elif st.status == "failed":
                 self.exec_failures += 1
-            run = await self.lookup_run(p.get("requestId", ""))
-            if run is not None and status in ("filled", "rejected", "failed"):
-                run.order_id = run.order_id or p.get("orderId")  # "ordered" may not have been written
-                self.runs.finish(run, status, reason=p.get("reason"), now=self.clock())
-                self.audit(f"run:{status}", request_id=run.request_id, target=p["orderId"], result=p.get("reason"))
+            run = await self.lookup_run(st.requestId)
+            if run is not None and st.status != "pending":
+                run.order_id = run.order_id or st.orderId  # "ordered" may not have been written
+                self.runs.finish(run, st.status, reason=st.reason, now=self.clock())
+                self.audit(f"run:{st.status}", request_id=run.request_id, target=st.orderId, result=st.reason)
         threshold = self.settings.exec_failure_halt_n
         self.halts.apply(
             policy.execution_failures(self.halts.state, consecutive=self.exec_failures, threshold=threshold)
         )
         await self._check_auto_halt()
-        return [None] * len(batch)
+        return failures(msgs)
 
     async def on_bars(self, batch: list[Delivery]) -> list[Outcome]:
-        latest: dict[str, Decimal] = {}
-        for d in batch:
-            latest[d.payload["symbol"]] = Decimal(d.payload["close"])
+        msgs = decoded(BarMsg, batch)
+        bars = valid(msgs)
+        latest = {bar.symbol: bar.close for bar in bars}
         for sym, px in latest.items():
             self.ledger.mark(sym, px)
         if self.settings.market_feed == "replay":  # the trading day follows the replayed market
-            latest_ts = max((parse_ts(d.payload["barTs"]) for d in batch), default=self.days.market_now)
-            await self.days.follow_market(latest_ts)
+            await self.days.follow_market(max((parse_ts(bar.barTs) for bar in bars), default=self.days.market_now))
         await self.roll_day()
         await self._check_auto_halt()
         if not self.halts.state.halted:
@@ -369,13 +368,12 @@ class Orchestrator(Agent):
                         )
                     except RunRefused as exc:  # the database or Redis is out: the batch waits for it
                         raise exc.__cause__ or exc from None
-        return [None] * len(batch)
+        return failures(msgs)
 
     async def on_opt_result(self, d: Delivery) -> None:
-        try:
-            result = OptResult.model_validate(d.payload)
-        except ValidationError as exc:
-            raise PoisonMessage(f"invalid optimizer result: {exc.errors()[0]['msg']}") from exc
+        (result,) = decoded(OptResult, [d])
+        if isinstance(result, PoisonMessage):
+            raise result
         await self.params.store_proposals(result)
 
     # -- loops -----------------------------------------------------------------------------

@@ -12,8 +12,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from cli_trading.agents.base import Agent, Subscription
-from cli_trading.bus import Delivery, Outcome
-from cli_trading.contracts import Group, Stream
+from cli_trading.bus import Delivery, Outcome, PoisonMessage, decoded, failures, valid
+from cli_trading.contracts import BarMsg, Group, StatusMsg, Stream
 from cli_trading.db import repo
 from cli_trading.trading.ledger import FillRecord, replay
 
@@ -36,18 +36,18 @@ class PortfolioManager(Agent):
         return [self._save_marks]
 
     async def handle_status(self, batch: list[Delivery]) -> list[Outcome]:
-        for d in batch:
-            p = d.payload
-            if p.get("status") == "filled":
-                self.ledger.apply(FillRecord.from_status(p))
-        return [None] * len(batch)
+        msgs = decoded(StatusMsg, batch)
+        for d, st in zip(batch, msgs, strict=True):
+            if not isinstance(st, PoisonMessage) and st.status == "filled":
+                self.ledger.apply(FillRecord.from_status(d.payload))
+        return failures(msgs)
 
     async def handle_bars(self, batch: list[Delivery]) -> list[Outcome]:
-        for d in batch:
-            price = Decimal(d.payload["close"])
-            self.ledger.mark(d.payload["symbol"], price)
-            self._dirty_marks[d.payload["symbol"]] = (price, self.clock())
-        return [None] * len(batch)
+        msgs = decoded(BarMsg, batch)
+        for bar in valid(msgs):
+            self.ledger.mark(bar.symbol, bar.close)
+            self._dirty_marks[bar.symbol] = (bar.close, self.clock())
+        return failures(msgs)
 
     async def _save_marks(self) -> None:
         while not self.stop_event.is_set():

@@ -12,9 +12,9 @@ from pydantic import ValidationError
 
 from cli_trading import metrics
 from cli_trading.agents.base import Agent, Subscription
-from cli_trading.bus import Delivery, Handled, Message, Outcome, PoisonMessage
+from cli_trading.bus import Delivery, Handled, Message, Outcome, PoisonMessage, decoded, failures, valid
 from cli_trading.config import load_yaml
-from cli_trading.contracts import Group, RiskRequest, RiskResponse, Stream
+from cli_trading.contracts import BarMsg, Group, RiskRequest, RiskResponse, StatusMsg, Stream
 from cli_trading.db import exchange_repo, repo
 from cli_trading.exchanges.keys import BALANCES_KEY, MARKETS_KEY
 from cli_trading.exchanges.markets import MarketRules
@@ -110,19 +110,20 @@ class RiskManager(Agent):
         return Handled(out, emit=responses)
 
     async def handle_status(self, batch: list[Delivery]) -> list[Outcome]:
-        for d in batch:
-            p = d.payload
-            if p.get("status") == "pending":
+        msgs = decoded(StatusMsg, batch)
+        for d, st in zip(batch, msgs, strict=True):
+            if isinstance(st, PoisonMessage) or st.status == "pending":
                 continue
-            self.book.release(p.get("requestId", ""))
-            if p.get("status") == "filled":
-                self.ledger.apply(FillRecord.from_status(p))
-        return [None] * len(batch)
+            self.book.release(st.requestId)
+            if st.status == "filled":
+                self.ledger.apply(FillRecord.from_status(d.payload))
+        return failures(msgs)
 
     async def handle_bars(self, batch: list[Delivery]) -> list[Outcome]:
-        for d in batch:
-            self.ledger.mark(d.payload["symbol"], Decimal(d.payload["close"]))
-        return [None] * len(batch)
+        msgs = decoded(BarMsg, batch)
+        for bar in valid(msgs):
+            self.ledger.mark(bar.symbol, bar.close)
+        return failures(msgs)
 
     async def status(self) -> dict[str, Any]:
         return {
