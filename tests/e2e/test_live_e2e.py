@@ -2,10 +2,17 @@
 user runs it: signal and manual orders trade; the exchange's minimums and the live caps refuse
 orders by name; a limit order fills partially and a halt cancels the rest; a balance changed
 behind the system's back is reported as drift and, past the limit, halts with
-`reconciliation_drift`; a flatten sells what the exchange says is held."""
+`reconciliation_drift`; a flatten sells what the exchange says is held. On a system whose
+strategies never signal (the test's order is the only one to take a fault), an order whose answer
+is lost is found by its client order id with no drift meanwhile, and a kill -9 of the executor
+while the exchange holds its answer leaves exactly one order and one set of fills."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal as D
@@ -15,7 +22,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from cli_trading.contracts import order_id_for
 from tests.e2e.conftest import System, start_system
+from tests.e2e.test_halts_e2e import quiet_strategies
 from tests.integration.simexchange import KEY, SECRET, Sim, start_sim
 
 pytestmark = pytest.mark.e2e
@@ -67,20 +76,29 @@ def live(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]
     s.stop()
 
 
-def order(s: System, **body: Any) -> dict[str, Any]:
-    """A manual order; its finished run (or the refusal's body)."""
+def place(s: System, **body: Any) -> httpx.Response:
+    """A manual order placed (202), once the system has a price."""
     r = wait_for(
-        lambda: (x := httpx.post(s.url() + "/orchestrate/run", json=body, headers=s.admin, timeout=10)).status_code
-        != 409 and x or None,  # 409 only before the first price
+        lambda: (
+            (x := httpx.post(s.url() + "/orchestrate/run", json=body, headers=s.admin, timeout=10)).status_code != 409
+            and x
+            or None
+        ),  # 409 only before the first price
         what="a price",
     )
     assert r.status_code == 202, r.text
-    return run_of(s, r.json()["requestId"])
+    return r
+
+
+def order(s: System, **body: Any) -> dict[str, Any]:
+    """A manual order; its finished run (or the refusal's body)."""
+    return run_of(s, place(s, **body).json()["requestId"])
 
 
 def run_of(s: System, rid: str, timeout: float = 30) -> dict[str, Any]:
-    return wait_for(lambda: (r := httpx.get(f"{s.url()}/orchestrate/run/{rid}").json()).get("outcome") and r,
-                    timeout, f"run {rid}")
+    return wait_for(
+        lambda: (r := httpx.get(f"{s.url()}/orchestrate/run/{rid}").json()).get("outcome") and r, timeout, f"run {rid}"
+    )
 
 
 def executor(s: System) -> dict[str, Any]:
@@ -100,6 +118,92 @@ def halt(s: System, mode: str = "halt", reason: str = "manual") -> None:
 def unhalt(s: System) -> None:
     r = httpx.post(s.url() + "/admin/orchestrate/unhalt", json={"force": True}, headers=s.admin)
     assert r.status_code == 200, r.text
+
+
+class TestAnOrderInFlight:
+    """On a system of its own, with its own exchange, whose strategies never signal: the fault the
+    test sets up is taken by the test's own order, never by a strategy's. First in the module, so
+    that this system is stopped before the module's system starts (one system at a time)."""
+
+    @pytest.fixture(scope="class")
+    def qsim(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
+        s = start_sim(tmp_path_factory.mktemp("qsim"), "--depth", "300")
+        yield s
+        s.stop()
+
+    @pytest.fixture(scope="class")
+    def quiet(self, qsim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+        tmp = tmp_path_factory.mktemp("quiet")
+        config = quiet_strategies(tmp / "config")
+        s = start_system(
+            tmp, extra_env=live_env(qsim, tmp), args=["--live", "--yes-live-trading", "--config", str(config)]
+        )
+        yield s
+        s.stop()
+
+    def test_an_order_whose_answer_is_lost_is_found_with_no_drift_meanwhile(self, quiet: System, qsim: Sim) -> None:
+        """The exchange fills the order and loses the answer (ccxt gives up after 10 s, then the
+        executor asks by client order id). Reconciliation runs every 2 s meanwhile: the filled order
+        not yet recorded is not drift, so no `reconciliation_drift` halt."""
+        qsim.faults(lose_answer_next=1, lose_answer_mode="timeout", lose_answer_hold_s=30, paths=["/api/v3/order"])
+        r = place(quiet, symbol="BTC-USDT", side="buy", notional=300)
+        rid = r.json()["requestId"]
+        seen: list[dict[str, Any]] = []
+
+        def done() -> dict[str, Any] | None:
+            seen.append(httpx.get(quiet.url() + "/pnl/status").json())
+            return run if (run := httpx.get(f"{quiet.url()}/orchestrate/run/{rid}").json()).get("outcome") else None
+
+        run = wait_for(done, 60, "the order resolved")
+        assert run["outcome"] == "filled", run
+        assert [p["haltReason"] for p in seen if p["halted"]] == []
+        reports = [p["reconciliation"] for p in seen if p.get("reconciliation")]
+        assert reports and [r for r in reports if r["driftQuote"] != "0"] == []
+        assert qsim.state()["faults"]["plan"]["lose_answer_next"] == 0  # our order took the fault
+        assert exchange_orders_with_id(qsim, "BTC-USDT", run["orderId"]) == 1
+        assert ledger_rows(quiet, run["orderId"]) == 1
+        qsim.admin("DELETE", "/sim/faults")
+
+    def test_kill_9_of_the_executor_while_the_answer_is_on_its_way(self, quiet: System, qsim: Sim) -> None:
+        """The exchange took the order, the answer is held back; the executor dies (kill -9) before
+        it comes. After its restart the order is found by its client order id: exactly one order at
+        the exchange, one set of fills, the run filled."""
+        qsim.faults(lose_answer_next=1, lose_answer_mode="timeout", lose_answer_hold_s=60, paths=["/api/v3/order"])
+        orders_before = qsim.state()["orders"]
+        r = place(quiet, symbol="ETH-USDT", side="buy", notional=200)
+        rid = r.json()["requestId"]
+        order_id = order_id_for(rid)
+        # the exchange has it and holds the answer: the executor is between send and answer
+        wait_for(lambda: exchange_orders_with_id(qsim, "ETH-USDT", order_id) == 1, 30, "the order at the exchange")
+        assert qsim.state()["faults"]["plan"]["lose_answer_next"] == 0  # ours took the fault
+        pid = json.loads((quiet.data_dir / "runtime.json").read_text())["agents"]["trade-executor"]
+        os.kill(pid, signal.SIGKILL)
+        run = run_of(quiet, rid, timeout=120)  # restarted by `up`, resolved by client order id
+        assert run["outcome"] == "filled", run
+        wait_for(lambda: executor_pid(quiet) not in (None, pid), 60, "a new executor")
+        wait_for(lambda: up(quiet.url("trade-executor") + "/health"), 60, "the executor back")
+        # never sent again: not by the restarted executor, and one order with its id at the exchange
+        sent = httpx.get(quiet.url("trade-executor") + "/admin/exec/adapter", headers=quiet.admin).json()["orders"]
+        assert order_id not in [o["orderId"] for o in sent]
+        assert exchange_orders_with_id(qsim, "ETH-USDT", order_id) == 1
+        assert qsim.state()["orders"] == orders_before + 1  # and nothing else was placed
+        assert ledger_rows(quiet, order_id) == 1
+        with sqlite3.connect(quiet.data_dir / "trading.db") as db:
+            trades = db.execute("select count(*) from exchange_fills where order_id = ?", (order_id,)).fetchone()[0]
+        assert trades >= 1  # each of the exchange's trades recorded once (unique by trade id)
+        qsim.admin("DELETE", "/sim/faults")
+
+
+def ledger_rows(s: System, order_id: str) -> int:
+    with sqlite3.connect(s.data_dir / "trading.db") as db:
+        return int(db.execute("select count(*) from fills where order_id = ?", (order_id,)).fetchone()[0])
+
+
+def executor_pid(s: System) -> int | None:
+    try:
+        return int(json.loads((s.data_dir / "runtime.json").read_text())["agents"]["trade-executor"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def test_signal_and_manual_orders_trade_at_the_exchange(live: System, sim: Sim) -> None:
@@ -122,8 +226,11 @@ def test_minimums_and_caps_are_refused_by_name(live: System) -> None:
 def test_a_limit_order_fills_partially_and_a_halt_cancels_the_rest(live: System, sim: Sim) -> None:
     price = D(sim.state()["prices"]["BTCUSDT"])
     limit = (price * D("0.97")).quantize(D("0.01"))
-    r = httpx.post(live.url() + "/orchestrate/run", headers=live.admin, json={
-        "symbol": "BTC-USDT", "side": "buy", "qty": "0.2", "type": "limit", "limitPrice": str(limit)})
+    r = httpx.post(
+        live.url() + "/orchestrate/run",
+        headers=live.admin,
+        json={"symbol": "BTC-USDT", "side": "buy", "qty": "0.2", "type": "limit", "limitPrice": str(limit)},
+    )
     assert r.status_code == 202, r.text
     rid = r.json()["requestId"]
     wait_for(lambda: executor(live)["openOrders"], what="the limit order resting")

@@ -75,8 +75,8 @@ class TradeExecutor(Agent):
             fresh, results = await self._claim_execute_settle(msgs)
         else:
             fresh = await self._claim(msgs)
-            results = await self._gated([m for m in msgs if m.orderId in fresh])
-            results = await live.hand_over(self.desk, results) if self.desk else results
+            todo = [m for m in msgs if m.orderId in fresh]
+            results = await live.execute(self.desk, lambda: self._gated(todo)) if self.desk else await self._gated(todo)
             await self._settle(*self._rows(results))
         seen = [m for m in msgs if m.orderId not in fresh]
         statuses = await self._replayed_status(await live.not_followed(self.desk, seen) if self.desk else seen)

@@ -20,9 +20,7 @@ BASELINE = ExchangeBaseline.__table__
 _ORDER_COLS = ("symbol", "side", "type", "qty", "limit_price", "time_in_force")
 
 
-async def save_tracked(
-    session: AsyncSession, *, order: dict[str, Any], tracked: Tracked, now: datetime
-) -> None:
+async def save_tracked(session: AsyncSession, *, order: dict[str, Any], tracked: Tracked, now: datetime) -> None:
     """Upsert the order's exchange state and add its trades not recorded yet (by trade id)."""
     values = {
         **{c: order[c] for c in _ORDER_COLS},
@@ -72,7 +70,12 @@ async def baseline(session: AsyncSession) -> dict[str, Decimal]:
 
 
 async def set_baseline(session: AsyncSession, *, amounts: dict[str, Decimal], now: datetime) -> None:
-    """Record the balances live trading starts from (assets not recorded yet only)."""
+    """Record the balances live trading starts from, on its first start only. An asset missing from
+    the baseline was not held then (exchanges that list no zero balances): what is held of it now
+    comes from our trades, explained by them, or from elsewhere, which is drift; taking it in at a
+    restart would count our trades twice."""
+    if await baseline(session):
+        return
     for asset, amount in amounts.items():
         stmt = _insert(session, BASELINE).values(asset=asset, amount=amount, set_at=now)
         await session.execute(stmt.on_conflict_do_nothing(index_elements=["asset"]))

@@ -8,11 +8,18 @@ between one order message and the order's final status:
 - on a halt, open orders cancelled (halt, flatten) or kept only when they reduce (reduce_only);
 - reconciliation: balances and open orders at the exchange against the ledger, drift published
   (`RECON_KEY`, metrics) and, past the limit, the halt `reconciliation_drift`.
+
+`books` is held by whoever moves an order between the exchange and the ledger (the executor from
+sending an order to recording what the exchange answered, the follow-up of open orders) and by the
+reconciliation while it reads both sides: an order the exchange has filled and the ledger has not
+recorded yet is never seen as drift (nor as an open order unknown to the ledger, to be cancelled),
+and the operator's accepted baseline never includes one.
 The decisions are pure (`orders.py`, `markets.py`, `reconcile.py`); this class does the I/O.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
@@ -85,6 +92,7 @@ class Desk:
         self.checks_over = 0  # consecutive reconciliations past the limit
         self.unknown_policy = unknown_orders
         self.markets_at = 0.0
+        self.books = asyncio.Lock()
 
     # -- markets and balances ----------------------------------------------------------------
     async def refresh_markets(self) -> None:
@@ -106,10 +114,11 @@ class Desk:
     # -- start ---------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.refresh_markets()
-        await self.refresh_balances()
-        async with self.sessions() as s, s.begin():
-            await exchange_repo.set_baseline(s, amounts=self.balances, now=self.clock())
-        await self.recover()
+        async with self.books:
+            await self.refresh_balances()
+            async with self.sessions() as s, s.begin():
+                await exchange_repo.set_baseline(s, amounts=self.balances, now=self.clock())
+            await self.recover()
         await self.reconcile()
 
     async def recover(self) -> None:
@@ -119,8 +128,14 @@ class Desk:
             pending = {o.order_id: o for o in await repo.stale_pending_orders(s)}
         for oid, o in pending.items():
             msg = OrderMsg.model_validate(
-                {"orderId": oid, "requestId": o.request_id, "symbol": o.symbol, "side": o.side, "qty": o.qty,
-                 "type": o.type}
+                {
+                    "orderId": oid,
+                    "requestId": o.request_id,
+                    "symbol": o.symbol,
+                    "side": o.side,
+                    "qty": o.qty,
+                    "type": o.type,
+                }
             )
             t = await self.ex.resolve(oid, o.symbol)
             if t is None:  # the exchange cannot be asked now: keep following it
@@ -157,6 +172,10 @@ class Desk:
 
     async def tick(self, halt_state: Any) -> None:
         """Follow every open order once; on a halt, cancel what may not stay."""
+        async with self.books:
+            await self._follow_open(halt_state)
+
+    async def _follow_open(self, halt_state: Any) -> None:
         metrics.EXCHANGE_OPEN_ORDERS.set(len(self.open))
         for oid, o in list(self.open.items()):
             try:
@@ -190,15 +209,16 @@ class Desk:
 
     # -- reconciliation --------------------------------------------------------------------------
     async def reconcile(self) -> Report:
-        balances = await self.refresh_balances()
-        at_exchange = await self.ex.open_orders(self.symbols)
-        async with self.sessions() as s:
-            baseline = await exchange_repo.baseline(s)
-            trades = await exchange_repo.fills(s)
-            ours = {o.order_id for o in await exchange_repo.open_orders(s)} | set(self.open)
-        known = {client_order_id(oid) for oid in ours}
-        unknown = [o for o in at_exchange if str(o.get("clientOrderId") or "") not in known]
-        await self._unknown(unknown)
+        async with self.books:
+            balances = await self._settled_balances()
+            at_exchange = await self.ex.open_orders(self.symbols)
+            async with self.sessions() as s:
+                baseline = await exchange_repo.baseline(s)
+                trades = await exchange_repo.fills(s)
+                ours = {o.order_id for o in await exchange_repo.open_orders(s)} | set(self.open)
+            known = {client_order_id(oid) for oid in ours}
+            unknown = [o for o in at_exchange if str(o.get("clientOrderId") or "") not in known]
+            await self._unknown(unknown)
         prices = await self._prices(set(balances) | {t.symbol.split("-")[0] for t in trades})
         expected = expected_balances(baseline, trades)
         ignored = unknown if self.unknown_policy == "ignore" else []
@@ -217,6 +237,24 @@ class Desk:
             log.error("reconciliation drift past the limit", note=decision.note)
             await self.halt(decision.note)
         return self.report
+
+    async def _settled_balances(self) -> dict[str, Decimal]:
+        """The exchange's balances with every trade they include recorded (`books` held): a resting
+        order may fill at any moment, so its trades are fetched after the balances are read, and the
+        balances read again when that found new ones (a fill between the two reads)."""
+        balances = self.balances
+        for _ in range(3):
+            before = self._progress()
+            balances = await self.refresh_balances()
+            if not self.open:
+                break
+            await self._follow_open(None)
+            if self._progress() == before:
+                break
+        return balances
+
+    def _progress(self) -> dict[str, tuple[Decimal, str]]:
+        return {oid: (o.tracked.fill_qty, o.tracked.status) for oid, o in self.open.items()}
 
     async def _unknown(self, orders: list[dict[str, Any]]) -> None:
         """The documented policy for open orders the ledger does not know: `cancel` (default: the
@@ -248,13 +286,16 @@ class Desk:
     async def accept_balances(self) -> dict[str, str]:
         """The operator has checked the drift and accepts the exchange's balances as they are:
         the baseline moves by the difference, so that the ledger's trades explain them again."""
-        balances = await self.refresh_balances()
-        async with self.sessions() as s, s.begin():
-            baseline = await exchange_repo.baseline(s)
-            expected = expected_balances(baseline, await exchange_repo.fills(s))
-            moved = {a: baseline.get(a, Decimal(0)) + balances.get(a, Decimal(0)) - expected.get(a, Decimal(0))
-                     for a in set(balances) | set(expected)}
-            await exchange_repo.replace_baseline(s, amounts=moved, now=self.clock())
+        async with self.books:
+            balances = await self._settled_balances()
+            async with self.sessions() as s, s.begin():
+                baseline = await exchange_repo.baseline(s)
+                expected = expected_balances(baseline, await exchange_repo.fills(s))
+                moved = {
+                    a: baseline.get(a, Decimal(0)) + balances.get(a, Decimal(0)) - expected.get(a, Decimal(0))
+                    for a in set(balances) | set(expected)
+                }
+                await exchange_repo.replace_baseline(s, amounts=moved, now=self.clock())
         self.checks_over = 0
         await self.reconcile()
         return {a: str(v) for a, v in sorted(moved.items())}

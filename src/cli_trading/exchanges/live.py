@@ -103,6 +103,16 @@ async def _tick(agent: TradeExecutor, desk: Desk) -> None:
         await desk.tick(await agent.gate.read())
 
 
+async def execute(
+    desk: Desk, send: Callable[[], Awaitable[list[tuple[OrderMsg, ExecResult]]]]
+) -> list[tuple[OrderMsg, ExecResult]]:
+    """Send the orders and record what the exchange answered, holding the desk's books: from the
+    moment an order may fill at the exchange until its trades are recorded, reconciliation waits
+    (the fill would otherwise be drift, or the order an unknown one to cancel)."""
+    async with desk.books:
+        return await hand_over(desk, await send())
+
+
 async def hand_over(desk: Desk, results: list[tuple[OrderMsg, ExecResult]]) -> list[tuple[OrderMsg, ExecResult]]:
     """Orders not final at the exchange go to the desk (it settles them when they end); the final
     ones get their exchange rows and are settled by the executor now."""
