@@ -55,7 +55,6 @@ async def _drive(system, halt_after: int) -> tuple[float, dict, list[int]]:
 
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_PORT_BASE = 34101  # the halt helper's range
 
 
 @pytest.fixture
@@ -64,9 +63,7 @@ def pg_system(tmp_path: Path) -> Iterator[System]:
     name = f"ct_guarantee_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    s = start_system(
-        tmp_path, port_base=PG_PORT_BASE, extra_env={"DATABASE_URL": f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"}
-    )
+    s = start_system(tmp_path, extra_env={"DATABASE_URL": f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"})
     try:
         yield s
     finally:

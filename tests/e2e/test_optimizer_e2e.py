@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[System]:
-    s = start_system(tmp_path, port_base=32001)
+    s = start_system(tmp_path)
     yield s
     s.stop()
 

@@ -44,7 +44,7 @@ def test_paper_trading_the_bars_gives_the_backtests_fills(tmp_path: Path) -> Non
     assert len(expected) > 50 and {s for s, *_ in expected} == {"buy", "sell"}
 
     env = {"MARKET_DATA_DIR": str(candles), "SYMBOLS": "BTC-USD", "REPLAY_LOOP": "false", **LIMITS}
-    system = start_system(tmp_path, port_base=31001, extra_env=env, args=["--step"])
+    system = start_system(tmp_path, extra_env=env, args=["--step"])
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:

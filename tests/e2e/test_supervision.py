@@ -18,9 +18,9 @@ import pytest
 from cli_trading.contracts import AGENT_PORTS
 from cli_trading.uplock import pid_alive
 from tests.e2e.conftest import System, start_system
+from tests.support import ports
 
 pytestmark = pytest.mark.e2e
-PORT_BASE = 35001
 
 
 def runtime(s: System) -> dict:
@@ -48,9 +48,7 @@ def all_healthy(s: System) -> bool:
 
 def filled(s: System) -> str:
     with s.client() as c:
-        r = c.post(
-            "/orchestrate/run", content=b'{"symbol":"BTC-USD","side":"buy","notional":100}', headers=s.admin
-        )
+        r = c.post("/orchestrate/run", content=b'{"symbol":"BTC-USD","side":"buy","notional":100}', headers=s.admin)
         assert r.status_code == 202, r.text
         rid = r.json()["requestId"]
 
@@ -64,13 +62,25 @@ def filled(s: System) -> str:
 
 
 def test_up_restarts_agents_and_redis_refuses_a_second_up_and_dies_whole(tmp_path: Path) -> None:
-    s = start_system(tmp_path, port_base=PORT_BASE)
+    s = start_system(tmp_path)
     try:
         rid = filled(s)
         # a second `up` on the same folder refuses, naming the first
         second = subprocess.run(
-            [sys.executable, "-m", "cli_trading", "up", "--data-dir", str(s.data_dir), "--port-base", "35101"],
-            env=s.env, capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "cli_trading",
+                "up",
+                "--data-dir",
+                str(s.data_dir),
+                "--port-base",
+                str(ports.reserve(10)),
+            ],
+            env=s.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert second.returncode == 2, second.stdout + second.stderr
         assert "already running" in second.stderr and str(s.proc.pid) in second.stderr, second.stderr
@@ -101,7 +111,7 @@ def test_up_restarts_agents_and_redis_refuses_a_second_up_and_dies_whole(tmp_pat
     finally:
         s.stop()
     # and a new `up` on the same folder takes over, with the old ledger and Redis data
-    s2 = start_system(tmp_path, port_base=PORT_BASE)
+    s2 = start_system(tmp_path, port_base=s.port_base)
     try:
         with s2.client() as c:
             assert c.get(f"/orchestrate/run/{rid}").json()["outcome"] == "filled"

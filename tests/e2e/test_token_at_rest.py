@@ -20,7 +20,6 @@ import redis
 from tests.e2e.conftest import System, start_system
 
 pytestmark = pytest.mark.e2e
-PORT_BASE = 35401
 OLD = "at-rest-old-token-" + uuid.uuid4().hex
 NEW = "at-rest-new-token-" + uuid.uuid4().hex
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -89,7 +88,7 @@ def test_the_token_is_stored_nowhere_but_its_file(tmp_path: Path, backend: str |
     env = {"ADMIN_TOKEN_FILE": str(token_file), "ADMIN_TOKEN": ""}
     if backend:
         env["DATABASE_URL"] = backend
-    s = start_system(tmp_path, port_base=PORT_BASE, extra_env=env)
+    s = start_system(tmp_path, extra_env=env)
     stopped = False
     try:
         session(s, token_file)
@@ -100,8 +99,12 @@ def test_the_token_is_stored_nowhere_but_its_file(tmp_path: Path, backend: str |
             for tok in (OLD, NEW):
                 assert tok.encode() not in value, f"the token is in Redis key {key}"
         if backend:
-            tables = [t["table_name"] for t in asyncio.run(_pg(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'", backend))]
+            tables = [
+                t["table_name"]
+                for t in asyncio.run(
+                    _pg("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'", backend)
+                )
+            ]
             assert {"runs", "fills", "audit_events"} <= set(tables)
             for table in tables:
                 rows = asyncio.run(_pg(f'SELECT t::text AS row FROM "{table}" t', backend))

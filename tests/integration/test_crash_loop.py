@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 import redis
+from tests.support import ports
 
 from cli_trading.config import load_settings
 from cli_trading.embedded_redis import EmbeddedRedis, free_port
@@ -21,7 +22,7 @@ from cli_trading.supervisor import prepare_env
 def test_a_crash_loop_is_loud_and_never_abandoned(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path / "r")  # Redis of the supervisor: notifications and state
     url = server.start()
-    settings = load_settings(data_dir=tmp_path, port_base=35201, redis_url=url)
+    settings = load_settings(data_dir=tmp_path, port_base=ports.reserve(10), redis_url=url)
     settings.logs_path.mkdir(parents=True, exist_ok=True)
     dead = f"redis://127.0.0.1:{free_port()}/0"  # the agent's own Redis is out: it exits at start
     env = prepare_env(settings, redis_url=dead, token_file=None)

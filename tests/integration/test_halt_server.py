@@ -22,6 +22,7 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from tests.support import ports
 
 from cli_trading.agents.orchestrator import Orchestrator
 from cli_trading.config import load_settings
@@ -32,12 +33,6 @@ pytestmark = pytest.mark.integration
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TOKEN = "server-token-0123456789abcdef"
 HALT = b'{"reason": "emergency_stop", "note": "test"}'
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -73,7 +68,7 @@ async def pg_database() -> AsyncIterator[str]:
 async def serving(tmp_path: Path, db_url: str, redis_url: str, **settings: Any) -> AsyncIterator[Served]:
     r = aioredis.from_url(redis_url)
     await r.flushdb()
-    port = _free_port()
+    port = ports.reserve(10)
     o = Orchestrator(
         load_settings(
             data_dir=tmp_path, redis_url=redis_url, database_url=db_url, admin_token=TOKEN, port_base=port, **settings

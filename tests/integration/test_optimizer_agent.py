@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from tests.support import ports
 
 from cli_trading.agents.optimizer import ParameterOptimizer
 from cli_trading.config import load_settings
@@ -33,7 +34,7 @@ async def agent(tmp_path: Path, redis_url: str) -> AsyncIterator[ParameterOptimi
     data = tmp_path / "candles"
     rows = [Row(0, b.ts, b.open, b.high, b.low, b.close, b.volume) for b in load_bars("BTC-USD")[:1600]]
     write_atomic(data / "BTC-USD_1h.csv", rows)
-    settings = load_settings(redis_url=redis_url, data_dir=tmp_path, market_data_dir=data, port_base=32101)
+    settings = load_settings(redis_url=redis_url, data_dir=tmp_path, market_data_dir=data, port_base=ports.reserve(10))
     a = ParameterOptimizer(settings)
     await a.start()
     yield a
@@ -81,4 +82,3 @@ async def test_a_request_that_cannot_be_searched_is_answered_not_retried(agent: 
     assert second["proposals"] == [] and "must be shorter than slow" in second["error"]
     assert await agent.bus.redis.xlen(dlq_of(Stream.OPT_REQUESTS)) == 0
     assert (await agent.status())["failed"] == 2
-

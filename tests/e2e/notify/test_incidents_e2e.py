@@ -20,7 +20,6 @@ from tests.e2e.conftest import System, start_system
 from tests.support.receivers import Mailbox, Receiver, policy, write_policy
 
 pytestmark = pytest.mark.e2e
-PORT_BASE = 18001
 CRITICAL = "/slack/trading-critical"
 
 
@@ -29,13 +28,13 @@ def notify_system(tmp_path: Path, receiver: Receiver, mailbox: Mailbox) -> Itera
     doc = policy(receiver, mailbox, loop_seconds=1)
     doc["channels"]["trading-alerts"]["url"] = receiver.url("/fail/trading-alerts", slack=True)
     cfg = write_policy(tmp_path / "notifications.yaml", doc)
-    s = start_system(tmp_path, port_base=PORT_BASE, extra_env={"NOTIFY_CONFIG": str(cfg), "MAX_FAILURES": "2"})
+    s = start_system(tmp_path, extra_env={"NOTIFY_CONFIG": str(cfg), "MAX_FAILURES": "2"})
     yield s
     s.stop()
 
 
 def cli(s: System, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**s.env, "PORT_BASE": str(PORT_BASE), "ADMIN_TOKEN": s.token, "DATA_DIR": str(s.data_dir)}
+    env = {**s.env, "PORT_BASE": str(s.port_base), "ADMIN_TOKEN": s.token, "DATA_DIR": str(s.data_dir)}
     return subprocess.run(
         [sys.executable, "-m", "cli_trading", *args], env=env, capture_output=True, text=True, timeout=60
     )
