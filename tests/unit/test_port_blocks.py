@@ -17,6 +17,10 @@ from tests.support import ports
 @pytest.fixture(autouse=True)
 def _own_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ports, "STATE_DIR", tmp_path)
+    # a range of its own: the real registry's users (other test runs on the machine) bind ports in
+    # theirs, which this private registry cannot see
+    monkeypatch.setattr(ports, "FIRST", 31000)
+    monkeypatch.setattr(ports, "LAST", 31999)
 
 
 def _reserve_in_child(q: multiprocessing.Queue, done: Event) -> None:  # type: ignore[type-arg]
