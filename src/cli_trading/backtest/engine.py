@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -39,7 +39,10 @@ from cli_trading.trading.strategies import Candle, Signal, Strategy, combine, ho
 from cli_trading.trading.strategy_config import StrategyFile
 
 ZERO = Decimal(0)
-_candle = functools.partial(tuple.__new__, Candle)  # a Candle without the named tuple's Python __new__
+# named tuples made without their Python-level __new__ (every field given): a bar or a fill each
+_candle = functools.partial(tuple.__new__, Candle)
+_fill = functools.partial(tuple.__new__, FillRecord)
+_request = functools.partial(tuple.__new__, risk.Request)
 ONE_DAY = timedelta(days=1)
 MAX_HALT_EVENTS = 10_000  # the latest; a longer run keeps its halts' counts only
 MARGIN = Decimal("1e-9")
@@ -78,6 +81,9 @@ class Fill(NamedTuple):
     reason: str
 
 
+_bt_fill = functools.partial(tuple.__new__, Fill)
+
+
 @dataclass(frozen=True, slots=True)
 class HaltEvent:
     ts: datetime
@@ -114,6 +120,7 @@ class Engine:
         self.defaults = Limits(cfg.daily_target_pct, cfg.daily_loss_limit_pct)
         self.overridden: set[str] = set()
         self.models: dict[str, list[Strategy[Any]]] = {}
+        self.on_bar: dict[str, list[Callable[[Candle], Signal]]] = {}  # the models' on_bar, bound
         self.signals: dict[str, Signal] = {}
         self.closes: dict[str, float] = {}
         self._bounds: tuple[Decimal, Decimal] | None = None
@@ -129,23 +136,25 @@ class Engine:
         """The analyst's feed: every strategy of the symbol sees the closed bar; the combined
         signal is what an analysis of the symbol would answer now."""
         sym = bar.symbol
-        models = self.models.get(sym) or self._models(sym)
+        on_bar = self.on_bar.get(sym) or self._models(sym)
         close = float(bar.close)
         self.closes[sym] = close
         candle = _candle((sym, bar.ts, float(bar.open), float(bar.high), float(bar.low), close, 0.0))
-        if len(models) == 1:
-            self.signals[sym] = models[0].on_bar(candle)
+        if len(on_bar) == 1:
+            self.signals[sym] = on_bar[0](candle)
         else:
-            self.signals[sym] = combine([m.on_bar(candle) for m in models], tie_margin=self._tie)
+            self.signals[sym] = combine([f(candle) for f in on_bar], tie_margin=self._tie)
 
-    def _models(self, symbol: str) -> list[Strategy[Any]]:
-        """The strategies of a symbol seen for the first time (fresh instances: they keep state)."""
+    def _models(self, symbol: str) -> list[Callable[[Candle], Signal]]:
+        """The strategies of a symbol seen for the first time (fresh instances: they keep
+        state); returns their `on_bar` methods."""
         if symbol not in self.traded:
             raise ValueError(f"a bar of {symbol!r} among the bars of {', '.join(sorted(self.traded))}")
         models = self.models[symbol] = list(self.config.for_symbol(symbol).values())
         if not models:
             raise ValueError(f"no strategy in the strategies file applies to {symbol}")
-        return models
+        on_bar = self.on_bar[symbol] = [m.on_bar for m in models]
+        return on_bar
 
     # -- the orchestrator ------------------------------------------------------------------
     def step(self, bars: Sequence[Bar]) -> None:
@@ -176,16 +185,8 @@ class Engine:
         kept until the next mark or fill."""
         eq = self._eq
         if eq is None:
-            eq = self._eq = self._equity()
+            eq = self._eq = self.ledger.cash + self.ledger.exposure()
         return eq
-
-    def _equity(self) -> Decimal:
-        led = self.ledger
-        exposure = ZERO
-        for sym, pos in led.positions.items():
-            if pos.qty:
-                exposure += led.marks.get(sym, pos.avg_cost) * pos.qty
-        return led.cash + exposure
 
     def roll_day(self, now: datetime) -> None:
         new = tday.rollover(self.day, now=now, equity=self.equity(), defaults=self.defaults)
@@ -229,15 +230,18 @@ class Engine:
 
     def run(self, bar: Bar, now: datetime) -> None:
         """An automatic run: analysis → sizing → halt check → risk → paper fill → ledger."""
-        self.counters.runs += 1
-        sig = self.signals.get(bar.symbol) or hold("combined", "no analysis")
+        counters = self.counters
+        counters.runs += 1
+        sym = bar.symbol
+        sig = self.signals.get(sym) or hold("combined", "no analysis")
         side, price = sig.side, bar.close
         if side is None or not price:
-            self.counters.holds += 1
+            counters.holds += 1
             return
-        held = self.ledger.qty_of(bar.symbol)
+        pos = self.ledger.positions.get(sym)  # Ledger.qty_of, without the call
+        held = pos.qty if pos is not None else ZERO
         if side == "sell" and not held:  # size_order's answer without asking: nothing to sell
-            self.counters.holds += 1
+            counters.holds += 1
             return
         qty = size_order(
             side=side,
@@ -248,35 +252,36 @@ class Engine:
             held=held,
         )
         if qty <= 0:
-            self.counters.holds += 1
+            counters.holds += 1
             return
-        if not policy.allows(self.halt, side=side, position_qty=held, qty=qty):
-            self.counters.reject("halted")
+        halt = self.halt
+        if not policy.allows(halt, side=side, position_qty=held, qty=qty):
+            counters.reject("halted")
             return
         # the request id only names a reservation, and an approved order fills at once here:
-        # the order id is given to fills alone
-        req = risk.Request("bt", bar.symbol, side, qty, price, sig.confidence)
-        why = risk.evaluate(req, rules=self.rules, halt=self.halt, ledger=self.ledger, book=self.book, now=now)
+        # the order id is given to fills alone; not manual, no live day cap
+        req = _request(("bt", sym, side, qty, price, sig.confidence, False, ""))
+        why = risk.evaluate(req, rules=self.rules, halt=halt, ledger=self.ledger, book=self.book, now=now)
         if why is None:
             why = self.execute(bar, sig, qty, now)
         if why is not None:
-            self.counters.reject(why)
+            counters.reject(why)
 
     # -- the trade executor's paper engine, then the orchestrator's on_status ---------------
     def execute(self, bar: Bar, sig: Signal, qty: Decimal, now: datetime) -> str | None:
         side = sig.side
         if side is None:  # a hold is never executed
             raise ValueError(f"{bar.symbol}: a signal without a side cannot be executed")
-        fill = paper_fill(side, qty, bar.close, slippage_bps=self.cfg.slippage_bps, fee_bps=self.cfg.fee_bps)
-        why = affordable(side, qty, fill, cash=self.ledger.cash, held=self.ledger.qty_of(bar.symbol))
+        cfg, ledger, sym = self.cfg, self.ledger, bar.symbol
+        fill = paper_fill(side, qty, bar.close, slippage_bps=cfg.slippage_bps, fee_bps=cfg.fee_bps)
+        why = affordable(side, qty, fill, cash=ledger.cash, held=ledger.qty_of(sym))
         if why:
             return why
+        price, fee = fill
         self._n += 1
         oid = f"bt-{self._n}"
-        self.ledger.apply(FillRecord(oid, bar.symbol, side, qty, fill.price, fill.fee))
+        ledger.apply(_fill((oid, sym, side, qty, price, fee)))
         self._eq = None
-        self.fills.append(
-            Fill(oid, bar.ts, bar.symbol, side, qty, fill.price, fill.fee, sig.strategy, sig.confidence, sig.reason)
-        )
+        self.fills.append(_bt_fill((oid, bar.ts, sym, side, qty, price, fee, sig.strategy, sig.confidence, sig.reason)))
         self.check_auto_halt(now)
         return None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from cli_trading.backtest.data import Step, timeline
 from cli_trading.backtest.engine import Counters, Engine, Fill, HaltEvent, SimConfig
@@ -25,8 +25,9 @@ class Recorder(Protocol):
     def on_bar(self, ts: datetime, equity: float, bh_equity: float, drawdown_pct: float) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
+class Point(NamedTuple):
+    """One point of the chart (a named tuple: a run keeps thousands)."""
+
     ts: datetime
     equity: float
     buy_and_hold: float
@@ -36,16 +37,15 @@ class Point:
 
 class Decimator:
     """At most `limit` points of a series of any length: every `stride`-th point, the stride
-    doubling whenever the buffer fills (constant memory), and the last point."""
+    doubling whenever the buffer fills (constant memory), and the last point. The caller counts
+    the points it skips (`n += 1`: the common case costs no call)."""
 
     def __init__(self, limit: int) -> None:
         self.limit, self.stride, self.n = max(limit, 2), 1, 0
         self.points: list[Point] = []
-        self.last: tuple[datetime, float, float, float] | None = None
-        self.closes: tuple[float | None, ...] = ()
 
     def wants(self) -> bool:
-        """Is the next point kept? (Then build it and `add` it; else `skip` it.)"""
+        """Is the next point kept? (Then build it and `add` it; else count it in `n`.)"""
         return self.n % self.stride == 0
 
     def add(self, p: Point) -> None:
@@ -54,18 +54,12 @@ class Decimator:
             self.points = self.points[::2]
             self.stride *= 2
         self.n += 1
-        self.last = None
 
-    def skip(self, at: datetime, equity: float, bh: float, dd: float) -> None:
-        """A point not kept, unless it turns out to be the last one (`series` gets its closes)."""
-        self.n += 1
-        self.last = (at, equity, bh, dd)
-
-    def series(self, closes: tuple[float | None, ...]) -> list[Point]:
-        """The kept points and the last one, whose closes are `closes` (those at the end)."""
-        if self.last is None:
+    def series(self, last: Point | None) -> list[Point]:
+        """The kept points and `last`, the final point, unless it is already the last kept."""
+        if last is None or (self.points and self.points[-1].ts == last.ts):
             return list(self.points)
-        return [*self.points, Point(*self.last, closes)]
+        return [*self.points, last]
 
 
 class Thinned:
@@ -251,6 +245,7 @@ def _drive(
     kept = Thinned(keep_fills if keep_fills is not True else None)
     n = 0
     on_bar = recorder.on_bar if recorder is not None else None
+    last: Point | None = None
     for step in steps:
         engine.step(step)
         if engine.fills:
@@ -262,8 +257,8 @@ def _drive(
         at = step[-1].ts
         bh_value = bh.value(closes)
         dd = book.bar(at, equity, bh_value, bool(held))
-        if chart.n % chart.stride:
-            chart.skip(at, equity, bh_value, dd)
+        if chart.n % chart.stride:  # Decimator.wants, without the call
+            chart.n += 1
         else:
             chart.add(Point(at, equity, bh_value, dd, tuple([closes.get(s) for s in names])))
         if on_bar is not None:
@@ -271,6 +266,8 @@ def _drive(
         n += 1
         if progress is not None and not n & 4095:
             progress(n)
+    if n:
+        last = Point(at, equity, bh_value, dd, tuple([closes.get(s) for s in names]))
     if progress is not None:
         progress(n)
     led = engine.ledger
@@ -278,7 +275,7 @@ def _drive(
         symbols=names,
         metrics=book.result(),
         fills=kept.items,
-        chart=chart.series(tuple([closes.get(s) for s in names])),
+        chart=chart.series(last),
         halts=list(engine.halt_events),
         counters=engine.counters,
         final_cash=led.cash,

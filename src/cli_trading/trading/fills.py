@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
+from typing import NamedTuple
 
 BPS = Decimal("0.0001")
 QTY_STEP = Decimal("0.00000001")
 PRICE_STEP = Decimal("0.00000001")
+ZERO = Decimal(0)
 
 
-@dataclass(frozen=True, slots=True)
-class PaperFill:
+class PaperFill(NamedTuple):
+    """Immutable (a named tuple: a backtest makes one per fill, so it must be cheap)."""
+
     price: Decimal
     fee: Decimal
 
@@ -39,11 +41,13 @@ def size_order(
     """Quantity from equity and the risk fraction, scaled by confidence; sells never exceed the
     holding. Zero means there is nothing sensible to trade."""
     if price <= 0 or equity <= 0:
-        return Decimal(0)
-    qty = (equity * risk_fraction * Decimal(str(round(confidence, 4))) / price).quantize(QTY_STEP, ROUND_DOWN)
-    if side == "sell":
-        qty = min(qty, held)
-    return max(qty, Decimal(0))
+        return ZERO
+    # the confidence to 4 decimals: f"{x:.4f}" has the digits of round(x, 4) (both correctly
+    # rounded) at a fraction of the cost of Decimal(str(round(x, 4)))
+    qty = (equity * risk_fraction * Decimal(f"{confidence:.4f}") / price).quantize(QTY_STEP, ROUND_DOWN)
+    if side == "sell" and held < qty:
+        qty = held
+    return qty if qty >= 0 else ZERO
 
 
 def qty_for_notional(notional: Decimal, price: Decimal) -> Decimal:

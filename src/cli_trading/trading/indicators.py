@@ -191,6 +191,11 @@ class Rolling:
     def std(self) -> float:
         return math.sqrt(self.var)
 
+    def moments(self) -> tuple[float, float]:
+        """(`mean`, `var`) in one call (strategies read both on every bar)."""
+        m = self._sum / self.n
+        return self._anchor + m, max(self._sq / self.n - m * m, 0.0)
+
     def bands(self, k: float) -> Bands:
         mid, sd = self.mean, self.std
         return Bands(mid, mid + k * sd, mid - k * sd)

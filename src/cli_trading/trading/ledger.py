@@ -97,7 +97,9 @@ class Ledger:
         if f.order_id in self.seen:
             return False
         self.seen.add(f.order_id)
-        pos = self.positions.setdefault(f.symbol, Position())
+        pos = self.positions.get(f.symbol)
+        if pos is None:
+            pos = self.positions[f.symbol] = Position()
         notional = f.qty * f.price
         if f.side == "buy":
             total = pos.qty + f.qty
@@ -124,6 +126,14 @@ class Ledger:
     def qty_of(self, symbol: str) -> Decimal:
         pos = self.positions.get(symbol)
         return pos.qty if pos else ZERO
+
+    def exposure(self) -> Decimal:
+        """`snapshot().exposure` alone (the risk manager asks for it on every buy)."""
+        exposure = ZERO
+        for sym, pos in self.positions.items():
+            if pos.qty:
+                exposure += self.marks.get(sym, pos.avg_cost) * pos.qty
+        return exposure
 
     def snapshot(self) -> PnlSnapshot:
         unrealized = ZERO

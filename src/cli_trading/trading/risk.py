@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -22,6 +22,8 @@ from cli_trading.exchanges.markets import MarketRules
 from cli_trading.halt.policy import allows
 from cli_trading.halt.state import HaltState
 from cli_trading.trading.ledger import ZERO, Ledger
+
+ONE_MINUTE = timedelta(minutes=1)  # the rate rule's window
 
 
 class RiskRules(StrictModel):
@@ -172,7 +174,7 @@ def evaluate(
         held = ledger.qty_of(r.symbol) * (ledger.price_of(r.symbol) or r.price)
         if held + book.pending_notional(r.symbol) + notional > rules.max_position_notional:
             return "max_position_notional"
-        if ledger.snapshot().exposure + book.pending_notional() + notional > rules.max_total_exposure:
+        if ledger.exposure() + book.pending_notional() + notional > rules.max_total_exposure:
             return "max_total_exposure"
     elif position < r.qty:
         return "insufficient_position"
@@ -180,7 +182,7 @@ def evaluate(
 
 
 def _rate(book: RiskBook, rules: RiskRules, now: datetime) -> str | None:
-    while book.recent and (now - book.recent[0]).total_seconds() > 60:
+    while book.recent and now - book.recent[0] > ONE_MINUTE:
         book.recent.popleft()
     if len(book.recent) >= rules.max_orders_per_minute:
         return "max_orders_per_minute"

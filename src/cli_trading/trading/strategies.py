@@ -274,7 +274,7 @@ class MeanReversion(Strategy[MeanReversionParams]):
         rsi_.update(x)
         if self._n < self._lookback:
             return hold(self.name, f"not enough bars ({self._n} < {self._lookback})")
-        mid, var = bands.mean, bands.var
+        mid, var = bands.moments()
         if var <= 0 or (x - mid) ** 2 <= self._k2 * var:  # inside the bands, the common case: no sqrt
             return self._inside
         half = self.params.width * math.sqrt(var)
