@@ -35,9 +35,12 @@ def timeline(series: Mapping[str, Iterable[Bar]], intervals: Mapping[str, timede
     each symbol's bar length; by default the spacing of its first two bars. Streams: memory does
     not grow with the length of the history."""
     if len(series) == 1:  # one symbol: every bar is a step of its own
-        for bars in series.values():
-            yield from ([b] for b in bars)
-        return
+        (bars,) = series.values()
+        return ([b] for b in bars)
+    return _merged(series, intervals)
+
+
+def _merged(series: Mapping[str, Iterable[Bar]], intervals: Mapping[str, timedelta] | None) -> Iterator[Step]:
     streams: list[Iterator[tuple[datetime, int, Bar]]] = []
     for order, (symbol, bars) in enumerate(series.items()):
         if intervals and symbol in intervals:

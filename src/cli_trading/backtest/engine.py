@@ -251,7 +251,7 @@ class Engine:
             risk_fraction=self.cfg.risk_fraction,
             held=held,
         )
-        if qty <= 0:
+        if qty <= ZERO:
             counters.holds += 1
             return
         halt = self.halt

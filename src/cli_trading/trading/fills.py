@@ -40,14 +40,14 @@ def size_order(
 ) -> Decimal:
     """Quantity from equity and the risk fraction, scaled by confidence; sells never exceed the
     holding. Zero means there is nothing sensible to trade."""
-    if price <= 0 or equity <= 0:
+    if price <= ZERO or equity <= ZERO:  # Decimal against Decimal: no int converted per call
         return ZERO
     # the confidence to 4 decimals: f"{x:.4f}" has the digits of round(x, 4) (both correctly
     # rounded) at a fraction of the cost of Decimal(str(round(x, 4)))
     qty = (equity * risk_fraction * Decimal(f"{confidence:.4f}") / price).quantize(QTY_STEP, ROUND_DOWN)
     if side == "sell" and held < qty:
         qty = held
-    return qty if qty >= 0 else ZERO
+    return qty if qty >= ZERO else ZERO
 
 
 def qty_for_notional(notional: Decimal, price: Decimal) -> Decimal:

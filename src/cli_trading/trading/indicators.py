@@ -194,7 +194,8 @@ class Rolling:
     def moments(self) -> tuple[float, float]:
         """(`mean`, `var`) in one call (strategies read both on every bar)."""
         m = self._sum / self.n
-        return self._anchor + m, max(self._sq / self.n - m * m, 0.0)
+        var = self._sq / self.n - m * m
+        return self._anchor + m, (0.0 if var < 0.0 else var)  # max(var, 0.0) without the call
 
     def bands(self, k: float) -> Bands:
         mid, sd = self.mean, self.std
