@@ -63,6 +63,7 @@ def test_equity_is_cash_plus_marked_positions(start: Decimal, steps: list[tuple]
     marked = sum((ledger.qty_of(s) * ledger.marks[s] for s in SYMBOLS if ledger.qty_of(s)), ZERO)
     assert snap.equity == snap.cash + marked
     assert snap.exposure == marked
+    assert ledger.exposure() == snap.exposure  # the risk rule's and the backtest's shortcut
     assert snap.cash == ledger.cash
     for s in SYMBOLS:
         assert ledger.qty_of(s) >= 0

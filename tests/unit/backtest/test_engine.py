@@ -111,3 +111,13 @@ def test_symbols_are_merged_by_close_time_over_their_common_span() -> None:
     first_close = min(b.ts + intervals[b.symbol] for s in steps for b in s)
     assert first_close == T0 + timedelta(days=1)
     assert all(b.ts + intervals[b.symbol] <= T0 + timedelta(days=3) for s in steps for b in s)
+
+
+def test_the_chart_is_bounded_and_ends_at_the_last_bar() -> None:
+    bars = load_bars("BTC-USD")[:40]
+    for n in range(1, len(bars) + 1):  # every length, including those where the buffer halves at the last bar
+        res = run({"BTC-USD": bars[:n]}, keep_fills=False, chart_points=4)
+        assert res.chart[-1].ts == bars[n - 1].ts
+        assert res.chart[0].ts == bars[0].ts
+        assert len(res.chart) <= 4 + 1
+        assert [p.ts for p in res.chart] == sorted({p.ts for p in res.chart})  # in order, no repeats

@@ -31,6 +31,7 @@ def test_rolling_mean_and_bands(xs: list[float], n: int, k: float) -> None:
         assert r.ready == (want is not None)
         if want is not None:
             assert r.mean == pytest.approx(sma(xs[:i], n), rel=1e-9)
+            assert r.moments() == (r.mean, r.var)  # exactly: the strategies read either
             assert r.bands(k).upper == pytest.approx(want.upper, rel=1e-7, abs=1e-6)
 
 
