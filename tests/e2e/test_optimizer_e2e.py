@@ -58,6 +58,9 @@ def test_an_operator_requests_a_search_and_approves_a_proposal(system: System) -
     rows = wait_for("proposals in the params table", stored, timeout=60)
     assert len(rows) == last["proposals"]
     assert all(p["symbol"] == "BTC-USD" and isinstance(p["score"], float) for p in rows)
+    # each proposal listed with its out-of-sample figures and the current set's (never worse)
+    for p in rows:
+        assert p["outOfSample"]["score"] >= p["currentOutOfSample"]["score"] and p["inSample"]["bars"] > 0, p
     chosen = rows[-1]  # the first proposal (the list is newest id first)
     with s.client() as c:
         ok = c.post(f"/admin/params/{chosen['id']}/approve", headers=s.admin)

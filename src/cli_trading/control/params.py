@@ -16,6 +16,7 @@ from cli_trading.db.models import Param
 
 STRATEGY_NAMES = ("trend", "mean_reversion")
 KEPT_PROPOSALS = 5  # of one search, best first
+FIGURES = ("inSample", "outOfSample", "currentOutOfSample")  # kept with a proposal, listed with it
 
 
 class AlreadyDecided(ValueError):
@@ -62,6 +63,7 @@ class Params:
                 "symbol": result.symbol,
                 "params": p.get("params", {}),
                 "score": p.get("score"),
+                "figures": {k: p.get(k) for k in FIGURES},
                 "status": "proposed",
             }
             for p in proposals
@@ -96,6 +98,7 @@ class Params:
                 "symbol": r.symbol,
                 "params": r.params,
                 "score": r.score,
+                **{k: (r.figures or {}).get(k) for k in FIGURES},
                 "status": r.status,
                 "decidedBy": r.decided_by,
             }

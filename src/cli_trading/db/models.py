@@ -217,6 +217,8 @@ class Param(Base):
     symbol: Mapped[str] = mapped_column(String(20))
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     score: Mapped[float | None] = mapped_column(Numeric(20, 6, asdecimal=False))
+    # {"inSample", "outOfSample", "currentOutOfSample"}: the walk-forward's figures (migration 0003)
+    figures: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     status: Mapped[str] = mapped_column(String(12), index=True)
     decided_by: Mapped[str | None] = mapped_column(String(80))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

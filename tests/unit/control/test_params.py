@@ -54,8 +54,16 @@ async def parts(tmp_path: Path) -> AsyncIterator[tuple[Params, Calls]]:
     await engine.dispose()
 
 
+def figures(i: int) -> dict[str, Any]:
+    return {
+        "inSample": {"totalReturn": 0.3 - i / 100, "trades": 12},
+        "outOfSample": {"totalReturn": 0.1 - i / 100, "trades": 4},
+        "currentOutOfSample": {"totalReturn": -0.02, "trades": 5},
+    }
+
+
 def result(n: int, **kw: Any) -> OptResult:
-    proposals = [{"params": {"fast": i}, "score": 1.0 - i / 10, "outOfSample": 0.5} for i in range(n)]
+    proposals = [{"params": {"fast": i}, "score": 1.0 - i / 10, **figures(i)} for i in range(n)]
     return OptResult(requestId="opt-1", strategy="trend", symbol="BTC-USD", proposals=proposals, **kw)
 
 
@@ -78,6 +86,10 @@ async def test_the_best_proposals_are_stored_and_announced(parts: tuple[Params, 
     assert len(listed) == 5  # the best five of a search
     assert [p["params"] for p in reversed(listed)] == [{"fast": i} for i in range(5)]
     assert {p["status"] for p in listed} == {"proposed"}
+    # each listed with its out-of-sample figures and the current set's, for the operator to weigh
+    assert [{k: p[k] for k in ("inSample", "outOfSample", "currentOutOfSample")} for p in reversed(listed)] == [
+        figures(i) for i in range(5)
+    ]
     (kind, severity, message, context), *_ = calls.notified
     assert (kind, severity) == ("optimizer.proposals", "info")
     assert message.startswith("5 parameter proposal(s) for trend on BTC-USD") and context["requestId"] == "opt-1"
