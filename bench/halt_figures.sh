@@ -3,11 +3,15 @@
 # database on the machine's server and Redis DB 15; DB=sqlite: the single-machine run, embedded
 # Redis), then halts sent with the runbook's curl on a new connection each, HALTS (100) under the
 # saturating closed loop and HALTS/2 under 100 runs/s (bench/halt_latency.py), print their JSON.
-# `bench/run.sh` runs the whole benchmark on PostgreSQL. Record the figures in docs/benchmarks.md.
+# MODE=direct (plain HTTP to 7001), tls (the agents serve HTTPS themselves: TLS_CERT_FILE, a
+# self-signed certificate) or edge (`up --edge`: the halts through nginx on https://127.0.0.1:8443,
+# the load direct). `bench/run.sh` runs the whole benchmark on PostgreSQL. Record the figures in
+# docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 DB=${DB:-postgresql}
+MODE=${MODE:-direct}
 HALTS=${HALTS:-100}
 DATA=$(mktemp -d)
 export ADMIN_TOKEN=bench-admin-token-0123456789abcdef
@@ -20,11 +24,29 @@ if [ "$DB" = postgresql ]; then
 else
   unset REDIS_URL DATABASE_URL
 fi
-.venv/bin/cli-trading up --data-dir "$DATA" --speed "${SPEED:-1}" >"$DATA/up.out" 2>&1 &
+URL=http://127.0.0.1:7001
+HALT_URL=$URL
+UP_ARGS=()
+case "$MODE" in
+  direct) ;;
+  tls)
+    $PY -c "from pathlib import Path; from cli_trading.ops.tls import self_signed; \
+self_signed(Path('$DATA/cert.pem'), Path('$DATA/key.pem'), hosts=['127.0.0.1'])"
+    export TLS_CERT_FILE=$DATA/cert.pem TLS_KEY_FILE=$DATA/key.pem
+    URL=https://127.0.0.1:7001 HALT_URL=https://127.0.0.1:7001 ;;
+  edge) UP_ARGS=(--edge) HALT_URL=https://127.0.0.1:${EDGE_PORT:-8443} ;;
+  *) echo "MODE must be direct, tls or edge" >&2; exit 2 ;;
+esac
+.venv/bin/cli-trading up --data-dir "$DATA" --speed "${SPEED:-1}" "${UP_ARGS[@]}" >"$DATA/up.out" 2>&1 &
 UP=$!
 trap 'kill -INT $UP; wait $UP' EXIT
-for _ in $(seq 1 90); do curl -sf http://127.0.0.1:7005/health >/dev/null && curl -sf http://127.0.0.1:7001/health >/dev/null && break; sleep 1; done
+for _ in $(seq 1 90); do
+  curl -skf "${URL/7001/7005}/health" >/dev/null && curl -skf "$URL/health" >/dev/null \
+    && curl -sk -o /dev/null "$HALT_URL/health" && break
+  sleep 1
+done
 REDIS=${REDIS_URL:-$($PY -c "import json; print(json.load(open('$DATA/runtime.json'))['redisUrl'])")}
-$PY bench/pipeline_driver.py --redis "$REDIS" -n 500 -c 32 >/dev/null  # warm-up
-$PY bench/halt_latency.py --redis "$REDIS" --token "$ADMIN_TOKEN" --halts "$HALTS"
-$PY bench/halt_latency.py --redis "$REDIS" --token "$ADMIN_TOKEN" --halts "$((HALTS / 2))" --rate 100
+$PY bench/pipeline_driver.py --url "$URL" --redis "$REDIS" -n 500 -c 32 >/dev/null  # warm-up
+$PY bench/halt_latency.py --url "$URL" --halt-url "$HALT_URL" --redis "$REDIS" --token "$ADMIN_TOKEN" --halts "$HALTS"
+$PY bench/halt_latency.py --url "$URL" --halt-url "$HALT_URL" --redis "$REDIS" --token "$ADMIN_TOKEN" \
+  --halts "$((HALTS / 2))" --rate 100

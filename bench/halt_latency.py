@@ -43,8 +43,9 @@ async def settled(r: aioredis.Redis, order_ids: set[str], start_id: bytes, limit
 
 
 async def curl_halt(url: str, token: str) -> tuple[float, dict]:
-    """The runbook's own command; curl's time_total (connect to last byte, not its start-up)."""
-    cmd = ["curl", "-s", "-X", "POST", "-H", f"X-Admin-Token: {token}", f"{url}/admin/orchestrate/halt",
+    """The runbook's own command; curl's time_total (connect to last byte, not its start-up); -k
+    for the self-signed certificates of bench/halt_figures.sh's TLS and edge modes."""
+    cmd = ["curl", "-s", "-k", "-X", "POST", "-H", f"X-Admin-Token: {token}", f"{url}/admin/orchestrate/halt",
            "-d", '{"reason":"manual","note":"bench"}', "-w", "\\n%{time_total}"]
     proc = await asyncio.create_subprocess_exec(
         *os.environ.get("CURL_PREFIX", "").split(), *cmd, stdout=asyncio.subprocess.PIPE)
@@ -56,6 +57,7 @@ async def curl_halt(url: str, token: str) -> tuple[float, dict]:
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", default="http://127.0.0.1:7001")
+    ap.add_argument("--halt-url", help="where the halts go (e.g. the nginx edge); default --url")
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     ap.add_argument("--token", required=True)
     ap.add_argument("--halts", type=int, default=30)
@@ -63,6 +65,7 @@ async def main() -> None:
     ap.add_argument("--client", choices=["curl", "aiohttp"], default="curl", help="who sends the halts")
     ap.add_argument("--rate", type=float, default=0.0, help="open-loop load (runs/s) instead of a closed loop")
     a = ap.parse_args()
+    halt_url = a.halt_url or a.url
     r = aioredis.from_url(a.redis)
     driver = Path(__file__).with_name("pipeline_driver.py")
     load = await asyncio.create_subprocess_exec(
@@ -73,14 +76,14 @@ async def main() -> None:
     )
     halt_ms, settle_ms, in_flight = [], [], []
     # a new connection per request, as the runbook's curl and `cli-trading halt` make
-    connector = aiohttp.TCPConnector(force_close=True)
-    async with aiohttp.ClientSession(a.url, headers={"X-Admin-Token": a.token}, connector=connector) as c:
+    connector = aiohttp.TCPConnector(force_close=True, ssl=False)
+    async with aiohttp.ClientSession(halt_url, headers={"X-Admin-Token": a.token}, connector=connector) as c:
         await asyncio.sleep(2)
         for _ in range(a.halts):
             last = await r.xrevrange("exec.status", "+", "-", count=1)
             start = last[0][0] if last else b"0-0"
             if a.client == "curl":
-                ms, body = await curl_halt(a.url, a.token)
+                ms, body = await curl_halt(halt_url, a.token)
             else:
                 t0 = time.perf_counter()
                 async with c.post("/admin/orchestrate/halt", json={"reason": "manual", "note": "bench"}) as res:
@@ -97,7 +100,7 @@ async def main() -> None:
             await asyncio.sleep(0.3)
     out, _ = await load.communicate()
     print(json.dumps({
-        "halts": len(halt_ms), "client": a.client,
+        "halts": len(halt_ms), "client": a.client, "haltUrl": halt_url,
         "load_kind": f"open loop {a.rate}/s" if a.rate else f"closed loop, {a.clients} clients",
         "halt_response_ms_p50_p95_p99": [pct(halt_ms, p) for p in (50, 95, 99)],
         "in_flight_at_halt_max": max(in_flight, default=0),

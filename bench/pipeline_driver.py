@@ -66,7 +66,9 @@ class Client:
         if self.kind == "httpx":
             import httpx
 
-            self._c: Any = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=self.connections))
+            self._c: Any = httpx.AsyncClient(
+                timeout=30, limits=httpx.Limits(max_connections=self.connections), verify=False  # noqa: S501 - bench TLS
+            )
 
             async def post(url: str, body: dict[str, Any], headers: dict[str, str]) -> int:
                 return (await self._c.post(url, json=body, headers=headers)).status_code
@@ -74,7 +76,9 @@ class Client:
             import aiohttp
 
             self._c = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.connections), timeout=aiohttp.ClientTimeout(total=30)
+                # ssl=False: a benchmark against the agents' own self-signed TLS (bench/halt_figures.sh)
+                connector=aiohttp.TCPConnector(limit=self.connections, ssl=False),
+                timeout=aiohttp.ClientTimeout(total=30),
             )
 
             async def post(url: str, body: dict[str, Any], headers: dict[str, str]) -> int:
