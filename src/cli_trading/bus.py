@@ -128,8 +128,8 @@ class PoisonMessage(Exception):
     """A message that can never succeed (wrong shape): dead-lettered at once, not retried."""
 
 
-Outcome = BaseException | None
-Message = tuple[str, BaseModel | dict[str, Any]]  # (stream, payload)
+MessageResult = BaseException | None
+Outgoing = tuple[str, BaseModel | dict[str, Any]]  # (stream, payload)
 
 
 @dataclass(slots=True)
@@ -138,20 +138,20 @@ class Handled:
     `inflight_done` order ids to take out of the in-flight set, in the same atomic call as the acks.
     A crash can then never leave a message acked without its outputs (or the reverse)."""
 
-    outcomes: Sequence[Outcome]
-    emit: Sequence[Message] = ()
+    outcomes: Sequence[MessageResult]
+    emit: Sequence[Outgoing] = ()
     inflight_done: Sequence[str] = ()
 
 
-BatchHandler = Callable[[list[Delivery]], Awaitable[Sequence[Outcome] | Handled]]
+BatchHandler = Callable[[list[Delivery]], Awaitable[Sequence[MessageResult] | Handled]]
 MessageHandler = Callable[[Delivery], Awaitable[None]]
 
 
 def per_message(fn: MessageHandler) -> BatchHandler:
     """Adapt a one-message handler to the batch interface; each message fails on its own."""
 
-    async def handle(batch: list[Delivery]) -> list[Outcome]:
-        out: list[Outcome] = []
+    async def handle(batch: list[Delivery]) -> list[MessageResult]:
+        out: list[MessageResult] = []
         for d in batch:
             try:
                 await fn(d)
@@ -183,7 +183,7 @@ def valid(msgs: Sequence[M | PoisonMessage]) -> list[M]:
     return [m for m in msgs if not isinstance(m, PoisonMessage)]
 
 
-def failures(msgs: Sequence[BaseModel | PoisonMessage]) -> list[Outcome]:
+def failures(msgs: Sequence[BaseModel | PoisonMessage]) -> list[MessageResult]:
     """The batch's outcomes when only the wrong-shaped messages failed."""
     return [m if isinstance(m, PoisonMessage) else None for m in msgs]
 

@@ -112,7 +112,7 @@ def order_id_for(request_id: str) -> str:
     return f"ord-{request_id}"
 
 
-class Message(BaseModel):
+class StreamMessage(BaseModel):
     """Base of every stream message: ts and traceId travel with it."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
@@ -120,13 +120,13 @@ class Message(BaseModel):
     traceId: str = Field(default_factory=new_id)
 
 
-class AnalyzeCommand(Message):
+class AnalyzeCommand(StreamMessage):
     type: Literal["analyze"] = "analyze"
     requestId: str
     symbol: str
 
 
-class SignalMsg(Message):
+class SignalMsg(StreamMessage):
     requestId: str
     symbol: str
     side: Side | None = None  # None: no signal (the run holds); left out of the message (exclude_none)
@@ -135,7 +135,7 @@ class SignalMsg(Message):
     strategy: str
 
 
-class RiskRequest(Message):
+class RiskRequest(StreamMessage):
     requestId: str
     symbol: str
     side: Side
@@ -145,13 +145,13 @@ class RiskRequest(Message):
     manual: bool = False
 
 
-class RiskResponse(Message):
+class RiskResponse(StreamMessage):
     requestId: str
     ok: bool
     reason: str | None = None
 
 
-class OrderMsg(Message):
+class OrderMsg(StreamMessage):
     orderId: str
     requestId: str
     symbol: str
@@ -162,7 +162,7 @@ class OrderMsg(Message):
     timeInForce: Literal["GTC", "IOC", "FOK"] = "GTC"
 
 
-class StatusMsg(Message):
+class StatusMsg(StreamMessage):
     orderId: str
     requestId: str
     status: Literal["filled", "rejected", "failed", "pending"]
@@ -174,7 +174,7 @@ class StatusMsg(Message):
     reason: str | None = None
 
 
-class BarMsg(Message):
+class BarMsg(StreamMessage):
     symbol: str
     barTs: str
     open: Decimal
@@ -184,14 +184,14 @@ class BarMsg(Message):
     volume: Decimal
 
 
-class NotifyEvent(Message):
+class NotifyEvent(StreamMessage):
     type: str
     severity: Severity = "info"
     message: str
     context: dict[str, Any] = Field(default_factory=dict)
 
 
-class ParamsCommand(Message):
+class ParamsCommand(StreamMessage):
     """An approved parameter set, for the market analyst."""
 
     type: Literal["params"] = "params"
@@ -205,14 +205,14 @@ class ParamsCommand(Message):
 Command = Annotated[AnalyzeCommand | ParamsCommand, Field(discriminator="type")]
 
 
-class OptRequest(Message):
+class OptRequest(StreamMessage):
     requestId: str
     strategy: str
     symbol: str
     reason: str = "loss"
 
 
-class OptResult(Message):
+class OptResult(StreamMessage):
     requestId: str
     strategy: str
     symbol: str

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from cli_trading.agents.base import Agent, Subscription
-from cli_trading.bus import Delivery, Outcome, PoisonMessage
+from cli_trading.bus import Delivery, MessageResult, PoisonMessage
 from cli_trading.contracts import AnalyzeCommand, BarMsg, Command, Group, SignalMsg, Stream
 from cli_trading.market.bars import Bar
 from cli_trading.market.ccxt_feed import CcxtFeed
@@ -116,8 +116,8 @@ class MarketAnalyst(Agent):
             models[name] = model
         entry.params = params
 
-    async def on_commands(self, batch: list[Delivery]) -> list[Outcome]:
-        out: list[Outcome] = []
+    async def on_commands(self, batch: list[Delivery]) -> list[MessageResult]:
+        out: list[MessageResult] = []
         for d in batch:
             try:
                 cmd = COMMAND.validate_python(d.payload)

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from cli_trading import metrics
 from cli_trading.agents.base import Agent, Subscription
-from cli_trading.bus import Delivery, Handled, Outcome, PoisonMessage
+from cli_trading.bus import Delivery, Handled, MessageResult, PoisonMessage
 from cli_trading.contracts import Group, OrderMsg, StatusMsg, Stream
 from cli_trading.db import repo
 from cli_trading.exchanges import live
@@ -61,7 +61,7 @@ class TradeExecutor(Agent):
 
     # -- the pipeline step -----------------------------------------------------------------
     async def handle_orders(self, batch: list[Delivery]) -> Handled:
-        outcomes: dict[str, Outcome] = {}
+        outcomes: dict[str, MessageResult] = {}
         orders: dict[str, OrderMsg] = {}
         for d in batch:
             try:

@@ -17,7 +17,7 @@ from cli_trading.config import load_yaml
 from cli_trading.contracts import Group, OptRequest, OptResult, Stream
 from cli_trading.market.bars import load_bars
 from cli_trading.research.runs import Study
-from cli_trading.research.walkforward import Outcome, Spec, optimize
+from cli_trading.research.walkforward import SearchResult, Spec, optimize
 from cli_trading.trading.optimize import summary
 from cli_trading.trading.risk import RiskFile, RiskRules
 from cli_trading.trading.strategy_config import StrategyFile, load_strategy_config
@@ -51,7 +51,7 @@ class ParameterOptimizer(Agent):
         cfg = SimConfig.from_settings(self.settings)
         return Study.of(symbol, bars, self.strategies, self.rules, **vars(cfg))
 
-    def search(self, req: OptRequest, current: dict[str, Any] | None) -> Outcome:
+    def search(self, req: OptRequest, current: dict[str, Any] | None) -> SearchResult:
         # stop: a shutdown ends the search within a backtest; the request stays unacknowledged
         # and is searched again after the restart
         return optimize(self.study(req.symbol), Spec(req.strategy), current=current, stop=self.stop_event.is_set)

@@ -14,7 +14,17 @@ from fastapi import FastAPI
 
 from cli_trading import metrics
 from cli_trading.agents.base import Agent, Subscription
-from cli_trading.bus import Delivery, Handled, Message, Outcome, PoisonMessage, decoded, failures, per_message, valid
+from cli_trading.bus import (
+    Delivery,
+    Handled,
+    MessageResult,
+    Outgoing,
+    PoisonMessage,
+    decoded,
+    failures,
+    per_message,
+    valid,
+)
 from cli_trading.contracts import (
     AnalyzeCommand,
     BarMsg,
@@ -254,7 +264,7 @@ class Orchestrator(Agent):
     async def lookup_run(self, rid: str) -> Run | None:
         return await self.runs.lookup(rid, self.session)
 
-    async def on_signals(self, batch: list[Delivery]) -> list[Outcome]:
+    async def on_signals(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(SignalMsg, batch)
         for sig in valid(msgs):
             run = await self.lookup_run(sig.requestId)
@@ -295,7 +305,7 @@ class Orchestrator(Agent):
             await self._to_risk(run, manual=False)
 
     async def on_risk(self, batch: list[Delivery]) -> Handled:
-        orders: list[Message] = []
+        orders: list[Outgoing] = []
         msgs = decoded(RiskResponse, batch)
         for answer in valid(msgs):
             run = await self.lookup_run(answer.requestId)
@@ -327,7 +337,7 @@ class Orchestrator(Agent):
             await self.runs.durable(self.session)
         return Handled(failures(msgs), emit=orders)
 
-    async def on_status(self, batch: list[Delivery]) -> list[Outcome]:
+    async def on_status(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(StatusMsg, batch)
         for d, st in zip(batch, msgs, strict=True):
             if isinstance(st, PoisonMessage):
@@ -349,7 +359,7 @@ class Orchestrator(Agent):
         await self._check_auto_halt()
         return failures(msgs)
 
-    async def on_bars(self, batch: list[Delivery]) -> list[Outcome]:
+    async def on_bars(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(BarMsg, batch)
         bars = valid(msgs)
         latest = {bar.symbol: bar.close for bar in bars}

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from cli_trading.agents.base import Agent, Subscription
-from cli_trading.bus import Delivery, Outcome, PoisonMessage, decoded, failures, valid
+from cli_trading.bus import Delivery, MessageResult, PoisonMessage, decoded, failures, valid
 from cli_trading.contracts import BarMsg, Group, StatusMsg, Stream
 from cli_trading.db import repo
 from cli_trading.trading.ledger import FillRecord, replay
@@ -35,14 +35,14 @@ class PortfolioManager(Agent):
     def loops(self) -> list[Any]:
         return [self._save_marks]
 
-    async def handle_status(self, batch: list[Delivery]) -> list[Outcome]:
+    async def handle_status(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(StatusMsg, batch)
         for d, st in zip(batch, msgs, strict=True):
             if not isinstance(st, PoisonMessage) and st.status == "filled":
                 self.ledger.apply(FillRecord.from_status(d.payload))
         return failures(msgs)
 
-    async def handle_bars(self, batch: list[Delivery]) -> list[Outcome]:
+    async def handle_bars(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(BarMsg, batch)
         for bar in valid(msgs):
             self.ledger.mark(bar.symbol, bar.close)

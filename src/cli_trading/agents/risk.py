@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from cli_trading import metrics
 from cli_trading.agents.base import Agent, Subscription
-from cli_trading.bus import Delivery, Handled, Message, Outcome, PoisonMessage, decoded, failures, valid
+from cli_trading.bus import Delivery, Handled, MessageResult, Outgoing, PoisonMessage, decoded, failures, valid
 from cli_trading.config import load_yaml
 from cli_trading.contracts import BarMsg, Group, RiskRequest, RiskResponse, StatusMsg, Stream
 from cli_trading.db import exchange_repo, repo
@@ -68,8 +68,8 @@ class RiskManager(Agent):
         halt = await self.gate.read()
         venue = await self._venue()
         day = self.clock().date().isoformat()
-        out: list[Outcome] = []
-        responses: list[Message] = []
+        out: list[MessageResult] = []
+        responses: list[Outgoing] = []
         now = self.clock()
         for d in batch:
             try:
@@ -109,7 +109,7 @@ class RiskManager(Agent):
             out.append(None)
         return Handled(out, emit=responses)
 
-    async def handle_status(self, batch: list[Delivery]) -> list[Outcome]:
+    async def handle_status(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(StatusMsg, batch)
         for d, st in zip(batch, msgs, strict=True):
             if isinstance(st, PoisonMessage) or st.status == "pending":
@@ -119,7 +119,7 @@ class RiskManager(Agent):
                 self.ledger.apply(FillRecord.from_status(d.payload))
         return failures(msgs)
 
-    async def handle_bars(self, batch: list[Delivery]) -> list[Outcome]:
+    async def handle_bars(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(BarMsg, batch)
         for bar in valid(msgs):
             self.ledger.mark(bar.symbol, bar.close)

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli_trading.market.datacheck import GapPolicy
-from cli_trading.research.walkforward import Outcome
+from cli_trading.research.walkforward import SearchResult
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -90,7 +90,7 @@ def _study(
     return Study.of(sym, list(bars), strategies, rules, **vars(SimConfig.from_settings(settings)))
 
 
-def _run(study: Any, spec: Any, workers: int | None) -> Outcome:
+def _run(study: Any, spec: Any, workers: int | None) -> SearchResult:
     from cli_trading.research.walkforward import optimize as run_optimize
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -118,7 +118,7 @@ def _fig(d: dict[str, Any]) -> str:
     return f"{d['return_pct']:+.2f}% dd {d['max_drawdown_pct']:.2f}% ({d['score']:+.2f})"
 
 
-def _print(o: Outcome) -> None:
+def _print(o: SearchResult) -> None:
     doc = o.as_dict()
     cur = o.current
     t = Table(title=f"walk-forward: {o.spec.strategy} on {o.symbol}, {o.bars} bars, {o.evaluated} parameter sets")

@@ -41,7 +41,7 @@ def redact(text: str, secret_url: str | None) -> str:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ChannelResult:
     channel: str
     label: str
     status: str  # sent | failed | not_configured
@@ -92,21 +92,21 @@ class Sender:
         except ValueError:
             return False
 
-    async def send(self, name: str, msg: Rendered, priority: str) -> Outcome:
+    async def send(self, name: str, msg: Rendered, priority: str) -> ChannelResult:
         ch = self.channel(name)
         try:
             url = ch.resolve()
         except ValueError as exc:  # a named secret file is missing: say so, without the secret
-            return Outcome(name, ch.label, "not_configured", 0, redact(str(exc), None))
+            return ChannelResult(name, ch.label, "not_configured", 0, redact(str(exc), None))
         if not url:
-            return Outcome(name, ch.label, "not_configured", 0, "no URL configured")
+            return ChannelResult(name, ch.label, "not_configured", 0, "no URL configured")
         kind = _KIND.get(priority, apprise.NotifyType.INFO)
         error = ""
         attempts = self.cfg.delivery.attempts
         for attempt in range(1, attempts + 1):
             ok, error = await asyncio.to_thread(_notify_blocking, url, msg.title, msg.body, kind)
             if ok:
-                return Outcome(name, ch.label, "sent", attempt)
+                return ChannelResult(name, ch.label, "sent", attempt)
             if attempt < attempts:
                 await self.sleep(self.cfg.delivery.backoff_seconds * 2 ** (attempt - 1))
-        return Outcome(name, ch.label, "failed", attempts, error)
+        return ChannelResult(name, ch.label, "failed", attempts, error)

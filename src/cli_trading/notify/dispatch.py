@@ -18,7 +18,7 @@ from cli_trading.bus import PoisonMessage
 from cli_trading.contracts import NotifyEvent, iso
 from cli_trading.logs import SECRET_WORDS, get_logger
 from cli_trading.notify import intake, render, store, throttle
-from cli_trading.notify.channels import Outcome, Sender
+from cli_trading.notify.channels import ChannelResult, Sender
 from cli_trading.notify.classify import Classification, classify
 from cli_trading.notify.config import NotifyConfig
 from cli_trading.notify.incidents import Incidents
@@ -75,7 +75,7 @@ class Dispatcher:
             await self._remember(event, cls, plan, action, throttled=not send)
         if not send:
             await self._record(
-                event, plan, [Outcome(c, self.cfg.channels[c].label, "throttled", 0) for c in plan.channels]
+                event, plan, [ChannelResult(c, self.cfg.channels[c].label, "throttled", 0) for c in plan.channels]
             )
             return
         await self._deliver(event, plan)
@@ -111,7 +111,7 @@ class Dispatcher:
         if failed:
             raise DeliveryFailed(", ".join(f"{o.channel}: {o.error}" for o in failed))
 
-    async def _record(self, event: dict[str, Any], plan: render.Plan, outcomes: list[Outcome]) -> None:
+    async def _record(self, event: dict[str, Any], plan: render.Plan, outcomes: list[ChannelResult]) -> None:
         if not outcomes:
             return
         now = self.clock()

@@ -132,7 +132,7 @@ class Spec:
 
 
 @dataclass
-class Outcome:
+class SearchResult:
     spec: Spec
     symbol: str
     current: Params
@@ -179,7 +179,7 @@ def optimize(
     progress: Progress | None = None,
     start_method: str | None = None,
     stop: Callable[[], bool] = lambda: False,
-) -> Outcome:
+) -> SearchResult:
     """Walk-forward optimisation of `spec.strategy` on the study's bars; see the module docstring.
     `current`: the parameters in force (default: the strategies file's). `stop`: polled while
     the backtests run; when it turns true the search ends with `runs.Stopped`."""
@@ -195,7 +195,7 @@ def optimize(
             raise ValueError(f"the current parameters cannot be backtested: {cur_trace}")
         results = [select(w, search.runs(w), (cur, cur_trace), drawdown_weight=spec.drawdown_weight) for w in ws]
         evaluated = len(search.cache)
-    return Outcome(
+    return SearchResult(
         spec,
         study.symbol,
         cur,

@@ -27,9 +27,9 @@ from cli_trading.exchanges.sim.exchange import SimExchange
 from cli_trading.exchanges.sim.faults import FaultPlan, Faults, RateLimiter
 
 Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+AsgiMessage = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[AsgiMessage]]
+Send = Callable[[AsgiMessage], Awaitable[None]]
 log = structlog.get_logger("exchange-sim")
 TICK_S = 0.25  # how often the clock moves prices and fills resting orders
 CLOCK_SAVE_S = 1.0
@@ -193,7 +193,7 @@ class Gate:
         used = str(self.rt.limiter.used(now)).encode()
         after = self.rt.faults.answer_delay_s(path)
 
-        async def send_weight(msg: Message) -> None:
+        async def send_weight(msg: AsgiMessage) -> None:
             if msg["type"] == "http.response.start":
                 msg["headers"] = [*msg.get("headers", []), (b"x-mbx-used-weight-1m", used)]
                 if after:
@@ -203,7 +203,7 @@ class Gate:
         await self.app(scope, receive, send_weight)
 
     async def _lose_answer(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def swallow(_: Message) -> None:
+        async def swallow(_: AsgiMessage) -> None:
             return None
 
         await self.app(scope, receive, swallow)  # the order is done and on disk; its answer goes nowhere
