@@ -20,7 +20,8 @@ from cli_trading.auth import TokenStore
 from cli_trading.bus import Delivery, per_message
 from cli_trading.config import ConfigError
 from cli_trading.contracts import AGENTS, Group, NotifyEvent, Stream
-from cli_trading.notify import alertmanager, oncall, postmortem, probe, recovery, store
+from cli_trading.db import notify_repo
+from cli_trading.notify import alertmanager, oncall, postmortem, probe, recovery
 from cli_trading.notify import config as notify_config
 from cli_trading.notify.channels import Sender
 from cli_trading.notify.dispatch import Dispatcher, recent
@@ -138,7 +139,7 @@ class NotificationManager(Agent):
     async def postmortem(self, incident_id: int) -> str:
         inc = await self.incidents.get(incident_id)
         async with self.session() as s:
-            rows = await store.notifications(s, incident_id=incident_id, limit=1000)
+            rows = await notify_repo.notifications(s, incident_id=incident_id, limit=1000)
         return postmortem.generate(
             inc, now=self.clock(), deliveries=[{"channel": r.channel, "status": r.status} for r in rows]
         )
@@ -200,7 +201,7 @@ def _notify_routes(nm: NotificationManager, app: FastAPI) -> None:
         limit: int = 50, incidentId: IncidentFilter = None, traceId: str | None = None
     ) -> dict[str, Any]:
         async with nm.session() as s:
-            rows = await store.notifications(
+            rows = await notify_repo.notifications(
                 s, limit=min(max(limit, 1), 1000), incident_id=incidentId, trace_id=traceId
             )
         return {

@@ -16,8 +16,9 @@ from pydantic import ValidationError
 
 from cli_trading.bus import PoisonMessage
 from cli_trading.contracts import NotifyEvent, iso
+from cli_trading.db import notify_repo
 from cli_trading.logs import SECRET_WORDS, get_logger
-from cli_trading.notify import intake, render, store, throttle
+from cli_trading.notify import intake, render, throttle
 from cli_trading.notify.channels import ChannelResult, Sender
 from cli_trading.notify.classify import Classification, classify
 from cli_trading.notify.config import NotifyConfig
@@ -92,7 +93,7 @@ class Dispatcher:
 
     async def _deliver(self, event: dict[str, Any], plan: render.Plan) -> None:
         async with self.sessions() as s:
-            done = await store.delivered(s, trace_id=event["traceId"])
+            done = await notify_repo.delivered(s, trace_id=event["traceId"])
         todo = [c for c in plan.channels if c not in done]
         outcomes = list(await asyncio.gather(*(self.sender.send(c, plan.message, plan.priority) for c in todo)))
         await self._record(event, plan, outcomes)
@@ -132,13 +133,13 @@ class Dispatcher:
             for o in outcomes
         ]
         async with self.sessions() as s, s.begin():
-            await store.add_notifications(s, rows=rows)
+            await notify_repo.add_notifications(s, rows=rows)
         for o in outcomes:
             NOTIFICATIONS_SENT.labels(o.channel, o.status).inc()
 
     async def _incident(self, incident_id: int) -> Any:
         async with self.sessions() as s:
-            return await store.get_incident(s, incident_id=incident_id)
+            return await notify_repo.get_incident(s, incident_id=incident_id)
 
     async def _first_time(self, event: dict[str, Any]) -> bool:
         return bool(await self.redis.set(f"cli-trading:notify:seen:{event['traceId']}", 1, nx=True, ex=86_400))

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cli_trading.contracts import NotifyEvent
-from cli_trading.notify import store
+from cli_trading.db import notify_repo
 from cli_trading.notify.classify import Classification
 from cli_trading.notify.config import PRIORITIES, NotifyConfig
 from cli_trading.notify.metrics import INCIDENTS_OPEN
@@ -56,7 +56,7 @@ class Incidents:
         )
 
     async def create(self, s: Any, *, cls: Classification, now: datetime, actor: str | None) -> Any:
-        return await store.add_incident(
+        return await notify_repo.add_incident(
             s,
             row={
                 "opened_at": now,
@@ -101,7 +101,7 @@ class Incidents:
             inc = await self.create(s, cls=cls, now=now, actor=actor)
             if commander:
                 inc.commander = commander
-            await store.add_event(
+            await notify_repo.add_event(
                 s, incident_id=inc.id, ts=now, kind="detection", actor=actor, message=f"opened by hand: {title}"
             )
         self.audit("incident:open", actor=actor, target=str(inc.id), result=severity)
@@ -118,8 +118,8 @@ class Incidents:
             values: dict[str, Any] = {"commander": commander or actor, "last_update_at": now}
             if inc.acknowledged_at is None:
                 values["acknowledged_at"] = now
-            await store.set_fields(s, incident_id=inc.id, values=values)
-            await store.add_event(
+            await notify_repo.set_fields(s, incident_id=inc.id, values=values)
+            await notify_repo.add_event(
                 s,
                 incident_id=inc.id,
                 ts=now,
@@ -139,7 +139,7 @@ class Incidents:
 
     async def ack_trace(self, trace_id: str, *, actor: str) -> dict[str, Any]:
         async with self.sessions() as s:
-            iid = await store.incident_of_trace(s, trace_id=trace_id)
+            iid = await notify_repo.incident_of_trace(s, trace_id=trace_id)
         marker = await self.redis.get(f"{APPLIED}{trace_id}")
         if iid is None and marker:
             iid = int(marker.decode().split(":", 1)[0]) or None
@@ -170,9 +170,9 @@ class Incidents:
             if status == "MITIGATING" and inc.mitigated_at is None:
                 values["mitigated_at"] = now
             values.update({k: v for k, v in (("impact", impact), ("commander", commander)) if v})
-            await store.set_fields(s, incident_id=inc.id, values=values)
+            await notify_repo.set_fields(s, incident_id=inc.id, values=values)
             change = f" (status → {status})" if status and status != inc.status else ""
-            await store.add_event(
+            await notify_repo.add_event(
                 s,
                 incident_id=inc.id,
                 ts=now,
@@ -190,7 +190,7 @@ class Incidents:
         now = self.clock()
         async with self.sessions() as s, s.begin():
             inc = await self._load(s, incident_id, open_only=True)
-            await store.set_fields(
+            await notify_repo.set_fields(
                 s,
                 incident_id=inc.id,
                 values={
@@ -201,7 +201,9 @@ class Incidents:
                     "resolution": resolution,
                 },
             )
-            await store.add_event(s, incident_id=inc.id, ts=now, kind="resolution", actor=actor, message=resolution)
+            await notify_repo.add_event(
+                s, incident_id=inc.id, ts=now, kind="resolution", actor=actor, message=resolution
+            )
         self.audit("incident:resolve", actor=actor, target=str(incident_id))
         result = await self.get(incident_id)
         await self.announce("incident.resolved", incident_id, actor=actor, startedAt=result["startedAt"])
@@ -215,12 +217,12 @@ class Incidents:
 
     async def listing(self, *, state: str | None, limit: int) -> list[dict[str, Any]]:
         async with self.sessions() as s:
-            return [incident_api(i) for i in await store.list_incidents(s, state=state, limit=limit)]
+            return [incident_api(i) for i in await notify_repo.list_incidents(s, state=state, limit=limit)]
 
     async def timeline(self, s: Any, inc: Any) -> list[Entry]:
-        own = [Entry(e.ts, e.kind, e.message, e.actor) for e in await store.events(s, incident_id=inc.id)]
+        own = [Entry(e.ts, e.kind, e.message, e.actor) for e in await notify_repo.events(s, incident_id=inc.id)]
         start = min([inc.opened_at, *(e.ts for e in own)]) - timedelta(seconds=5)
-        audit = await store.halt_audit(s, since=start, until=inc.resolved_at)
+        audit = await notify_repo.halt_audit(s, since=start, until=inc.resolved_at)
         return merge(own, audit)
 
     async def _api(self, s: Any, inc: Any) -> dict[str, Any]:
@@ -228,7 +230,7 @@ class Incidents:
         return {**incident_api(inc), **durations(inc, entries).to_api(), "timeline": [e.to_api() for e in entries]}
 
     async def _load(self, s: Any, incident_id: int, *, open_only: bool = False) -> Any:
-        inc = await store.get_incident(s, incident_id=incident_id)
+        inc = await notify_repo.get_incident(s, incident_id=incident_id)
         if inc is None:
             raise NotFound(f"no incident {incident_id}")
         if open_only and inc.status == "RESOLVED":
@@ -248,6 +250,6 @@ class Incidents:
     # -- on the clock -----------------------------------------------------------------------
     async def refresh_gauge(self) -> None:
         async with self.sessions() as s:
-            counts = await store.count_open(s)
+            counts = await notify_repo.count_open(s)
         for p in PRIORITIES:
             INCIDENTS_OPEN.labels(p).set(counts.get(p, 0))

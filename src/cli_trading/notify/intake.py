@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cli_trading.notify import store
+from cli_trading.db import notify_repo
 from cli_trading.notify.classify import Classification
 from cli_trading.notify.incidents import APPLIED, Incidents
 
@@ -43,7 +43,7 @@ async def observe(svc: Incidents, event: dict[str, Any], cls: Classification) ->
     cause = cls.cause if cls.opens_incident else str(cls.mitigates)
     async with svc.redis.lock(f"cli-trading:notify:lock:{cause}", timeout=15, blocking_timeout=15):
         async with svc.sessions() as s, s.begin():
-            inc = await store.open_for_cause(s, cause=cause)
+            inc = await notify_repo.open_for_cause(s, cause=cause)
             kind = event.get("type", "").split(".", 1)[0]
             kind = kind if kind in ("halt", "unhalt") else "trigger"
             actor = (event.get("context") or {}).get("actor")
@@ -51,10 +51,10 @@ async def observe(svc: Incidents, event: dict[str, Any], cls: Classification) ->
                 observed = None
             elif inc is None:
                 inc = await svc.create(s, cls=cls, now=now, actor=None)
-                await store.add_event(
+                await notify_repo.add_event(
                     s, incident_id=inc.id, ts=happened, kind=kind, message=event.get("message", ""), actor=actor
                 )
-                await store.add_event(
+                await notify_repo.add_event(
                     s,
                     incident_id=inc.id,
                     ts=now,
@@ -62,8 +62,8 @@ async def observe(svc: Incidents, event: dict[str, Any], cls: Classification) ->
                     message=f"{cls.priority} {cls.category} incident opened (rule {cls.rule})",
                 )
                 if cls.ack_by:
-                    await store.set_fields(s, incident_id=inc.id, values={"acknowledged_at": now})
-                    await store.add_event(
+                    await notify_repo.set_fields(s, incident_id=inc.id, values={"acknowledged_at": now})
+                    await notify_repo.add_event(
                         s,
                         incident_id=inc.id,
                         ts=now,
@@ -73,7 +73,7 @@ async def observe(svc: Incidents, event: dict[str, Any], cls: Classification) ->
                     )
                 observed = Observed(inc.id, "opened")
             elif cls.opens_incident:
-                await store.add_event(
+                await notify_repo.add_event(
                     s,
                     incident_id=inc.id,
                     ts=happened,
@@ -83,7 +83,7 @@ async def observe(svc: Incidents, event: dict[str, Any], cls: Classification) ->
                 )
                 observed = Observed(inc.id, "joined")
             else:
-                await store.add_event(
+                await notify_repo.add_event(
                     s,
                     incident_id=inc.id,
                     ts=happened,
@@ -96,7 +96,7 @@ async def observe(svc: Incidents, event: dict[str, Any], cls: Classification) ->
                     values["mitigated_at"] = happened
                 if inc.status == "INVESTIGATING":
                     values["status"] = "MITIGATING"
-                await store.set_fields(s, incident_id=inc.id, values=values)
+                await notify_repo.set_fields(s, incident_id=inc.id, values=values)
                 observed = Observed(inc.id, "mitigated")
         value = f"{observed.incident_id}:{observed.action}" if observed else "0:none"
         await svc.redis.set(marker, value, ex=APPLIED_TTL_S)

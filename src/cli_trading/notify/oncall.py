@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from cli_trading.notify import escalation, store
+from cli_trading.db import notify_repo
+from cli_trading.notify import escalation
 from cli_trading.notify.config import Priority
 from cli_trading.notify.incidents import Incidents
 from cli_trading.notify.metrics import ESCALATIONS
@@ -17,7 +18,7 @@ async def run_due(svc: Incidents) -> None:
     """Escalate what is unacknowledged past its response time, remind silent commanders."""
     now = svc.clock()
     async with svc.sessions() as s:
-        incidents = await store.open_incidents(s)
+        incidents = await notify_repo.open_incidents(s)
     for inc in incidents:
         severity = cast("Priority", inc.severity)  # written from a validated priority (incidents.py)
         chain = svc.cfg.escalation.get(severity, [])
@@ -37,13 +38,13 @@ async def run_due(svc: Incidents) -> None:
 
 async def _escalate(svc: Incidents, inc: Any, levels: list[int], chain: list[str], now: datetime) -> None:
     async with svc.sessions() as s, s.begin():
-        if not await store.claim_escalation(
+        if not await notify_repo.claim_escalation(
             s, incident_id=inc.id, from_level=inc.escalation_level, to_level=levels[-1]
         ):
             return
         for level in levels:
             contact = svc.cfg.contacts[chain[level]]
-            await store.add_event(
+            await notify_repo.add_event(
                 s,
                 incident_id=inc.id,
                 ts=now,
@@ -64,7 +65,7 @@ async def _escalate(svc: Incidents, inc: Any, levels: list[int], chain: list[str
 
 async def _remind(svc: Incidents, inc: Any, now: datetime) -> None:
     async with svc.sessions() as s:
-        last = await store.last_event(s, incident_id=inc.id, kinds=("reminder",))
+        last = await notify_repo.last_event(s, incident_id=inc.id, kinds=("reminder",))
     quiet_since = max(inc.last_update_at or inc.opened_at, last.ts if last else inc.opened_at)
     if not escalation.reminder_due(last_activity=quiet_since, now=now, interval_minutes=svc.cfg.status_update_minutes):
         return
@@ -73,7 +74,7 @@ async def _remind(svc: Incidents, inc: Any, now: datetime) -> None:
         return
     silent = (now - (inc.last_update_at or inc.opened_at)).total_seconds()
     async with svc.sessions() as s, s.begin():
-        await store.add_event(
+        await notify_repo.add_event(
             s,
             incident_id=inc.id,
             ts=now,

@@ -15,7 +15,7 @@ from tests.support.receivers import Mailbox, Receiver, policy
 
 from cli_trading.bus import requeue
 from cli_trading.contracts import Stream, dlq_of
-from cli_trading.notify import store
+from cli_trading.db import notify_repo
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ async def pipe(
 
 async def _rows(p: Pipeline, trace_id: str) -> list[Any]:
     async with p.incidents.sessions() as s:
-        return await store.notifications(s, trace_id=trace_id)
+        return await notify_repo.notifications(s, trace_id=trace_id)
 
 
 async def test_security_halt_pages_everyone_in_the_runbook_matrix(
