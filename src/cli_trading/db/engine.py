@@ -65,6 +65,24 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+@asynccontextmanager
+async def short_lived(url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine for one piece of work (the command line's tools: backup, restore, the security
+    audit, health, secret rotation), made by `make_engine` like the agents' and disposed after."""
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def one_session(url: str) -> AsyncIterator[AsyncSession]:
+    """A session on a `short_lived` engine (the caller begins a transaction if it writes)."""
+    async with short_lived(url) as engine, sessionmaker(engine)() as session:
+        yield session
+
+
 def alembic_config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))

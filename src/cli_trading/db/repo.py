@@ -8,11 +8,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, bindparam, desc, func, select, update
+from sqlalchemy import Table, bindparam, desc, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cli_trading.db.models import AuditEvent, Fill, HaltEvent, HaltState, Mark, Order, Param, PnlDay, Run
+from cli_trading.db.models import AuditEvent, Base, Fill, HaltEvent, HaltState, Mark, Order, Param, PnlDay, Run
 from cli_trading.halt.state import HaltState as Halt
 from cli_trading.trading.ledger import FillRecord
 
@@ -235,3 +235,26 @@ async def decide_param(session: AsyncSession, *, row: Param, status: str, actor:
     """Record an operator's decision on a parameter set (the caller commits)."""
     row.status, row.decided_by, row.decided_at = status, actor, at
     await session.flush()
+
+
+# -- database administration (backup, restore, the security audit) ----------------------------
+async def row_counts(session: AsyncSession) -> dict[str, int]:
+    """Rows per table of the schema (a restore is proved by the same counts)."""
+    counts = {}
+    for t in Base.metadata.sorted_tables:
+        counts[t.name] = int((await session.execute(select(func.count()).select_from(t))).scalar_one())
+    return counts
+
+
+async def pg_export_snapshot(session: AsyncSession) -> str:
+    """PostgreSQL: export the transaction's snapshot (pg_dump --snapshot reads the same instant)."""
+    return str((await session.execute(text("SELECT pg_export_snapshot()"))).scalar_one())
+
+
+async def pg_trust_rules(session: AsyncSession) -> list[tuple[str, str]]:
+    """PostgreSQL: (type, address) of pg_hba.conf rules that let a client in without a password
+    over the network (reading them needs a superuser)."""
+    rows = await session.execute(
+        text("SELECT type, address FROM pg_hba_file_rules WHERE auth_method = 'trust' AND type <> 'local'")
+    )
+    return [(str(r.type), str(r.address)) for r in rows]

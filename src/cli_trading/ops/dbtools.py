@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from cli_trading.db import engine as dbengine
 from cli_trading.db import repo
-from cli_trading.db.models import Base
 from cli_trading.trading.ledger import replay
 
 LEDGER_KEYS = ("fills", "cash", "realized", "fees", "equity", "positions")
@@ -65,9 +64,7 @@ async def summarize(session: AsyncSession, starting_cash: Decimal) -> dict[str, 
     fills = await repo.all_fills(session)
     ledger = replay(starting_cash, fills, await repo.load_marks(session))
     snap = ledger.snapshot()
-    tables = {}
-    for t in Base.metadata.sorted_tables:
-        tables[t.name] = int((await session.execute(select(func.count()).select_from(t))).scalar_one())
+    tables = await repo.row_counts(session)
     return {
         "startingCash": str(starting_cash),
         "fills": len(fills),
@@ -112,12 +109,8 @@ def close(a: Any, b: Any, tol: Decimal = Decimal("0.000001")) -> bool:
 
 
 async def summary_of(url: str, starting_cash: Decimal) -> dict[str, Any]:
-    engine = create_async_engine(url)
-    try:
-        async with AsyncSession(engine) as s:
-            return await summarize(s, starting_cash)
-    finally:
-        await engine.dispose()
+    async with dbengine.one_session(url) as s:
+        return await summarize(s, starting_cash)
 
 
 # -- SQLite ---------------------------------------------------------------------------------
@@ -149,18 +142,15 @@ def sqlite_url(path: Path) -> str:
 async def pg_dump(url: str, dest: Path, starting_cash: Decimal) -> dict[str, Any]:
     """pg_dump -Fc on a snapshot exported by the transaction that also computes the summary: the
     dump and the recorded PnL describe the same instant."""
-    engine = create_async_engine(url)
     plain, env = libpq(url)
-    try:
-        async with engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-            async with conn.begin():
-                snapshot = (await conn.execute(text("SELECT pg_export_snapshot()"))).scalar_one()
-                summary = await summarize(AsyncSession(bind=conn), starting_cash)
-                args = [tool("pg_dump"), "-Fc", "--no-owner", "--no-privileges", f"--snapshot={snapshot}"]
-                await run_tool([*args, "-f", str(dest), "-d", plain], env)
-    finally:
-        await engine.dispose()
+    async with dbengine.short_lived(url) as engine, engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with conn.begin():
+            session = AsyncSession(bind=conn)
+            snapshot = await repo.pg_export_snapshot(session)
+            summary = await summarize(session, starting_cash)
+            args = [tool("pg_dump"), "-Fc", "--no-owner", "--no-privileges", f"--snapshot={snapshot}"]
+            await run_tool([*args, "-f", str(dest), "-d", plain], env)
     return summary
 
 

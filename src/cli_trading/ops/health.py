@@ -176,17 +176,12 @@ def _halt_from_db(loc: Located) -> dict[str, Any] | None:
     """The durable copy (halt_state), when neither the orchestrator nor Redis answers."""
     import asyncio
 
-    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-
+    from cli_trading.db import engine as dbengine
     from cli_trading.db import repo
 
     async def go() -> dict[str, Any]:
-        engine = create_async_engine(loc.db_url)
-        try:
-            async with AsyncSession(engine) as s:
-                return {**(await repo.load_halt(s)).to_api(), "source": "database"}
-        finally:
-            await engine.dispose()
+        async with dbengine.one_session(loc.db_url) as s:
+            return {**(await repo.load_halt(s)).to_api(), "source": "database"}
 
     if loc.sqlite_path is not None and not loc.sqlite_path.exists():
         return None

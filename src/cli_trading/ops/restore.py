@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from cli_trading.contracts import AGENTS, HaltMode, HaltReason, now_utc
+from cli_trading.db import engine as dbengine
 from cli_trading.db import repo
 from cli_trading.halt import store as halt_store
 from cli_trading.halt.state import HaltState
@@ -235,20 +235,16 @@ def _restore_redis(loc: Located, folder: Path, manifest: dict[str, Any], say: Sa
 
 
 async def _record_halt(loc: Located, backup_id: str, diffs: list[str]) -> None:
-    engine = create_async_engine(loc.db_url)
     state = _restore_state()
-    try:
-        async with AsyncSession(engine) as s, s.begin():
-            event = {"action": "halt", "reason": state.reason, "mode": state.mode, "actor": ACTOR, "source": None,
-                     "note": "restore", "detail": {"backup": backup_id}}
-            await halt_store.record(s, state=state, event=event, now=state.halted_at)  # type: ignore[arg-type]  # set: halted
-            await repo.add_audit(s, rows=[{
-                "ts": now_utc(), "agent": "ops", "action": "ops:restore", "actor": ACTOR,
-                "source": socket.gethostname(), "target": backup_id, "result": "ok" if not diffs else "ledger_mismatch",
-                "request_id": None, "detail": {"problems": diffs},
-            }])
-    finally:
-        await engine.dispose()
+    async with dbengine.one_session(loc.db_url) as s, s.begin():
+        event = {"action": "halt", "reason": state.reason, "mode": state.mode, "actor": ACTOR, "source": None,
+                 "note": "restore", "detail": {"backup": backup_id}}
+        await halt_store.record(s, state=state, event=event, now=state.halted_at)  # type: ignore[arg-type]  # set: halted
+        await repo.add_audit(s, rows=[{
+            "ts": now_utc(), "agent": "ops", "action": "ops:restore", "actor": ACTOR,
+            "source": socket.gethostname(), "target": backup_id, "result": "ok" if not diffs else "ledger_mismatch",
+            "request_id": None, "detail": {"problems": diffs},
+        }])
 
 
 def _restart(loc: Located, frozen: dict[str, int], say: Say, timeout: float = 90) -> list[str]:

@@ -24,11 +24,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-
 from cli_trading.auth import fingerprint, previous_path
 from cli_trading.bus import encode
 from cli_trading.contracts import NotifyEvent, Stream, iso, now_utc
+from cli_trading.db import engine as dbengine
 from cli_trading.db import repo
 from cli_trading.ops import redisdump
 from cli_trading.ops.locate import Located
@@ -143,12 +142,8 @@ def _event(result: dict[str, Any]) -> dict[str, Any]:
 
 def _audit(loc: Located, result: dict[str, Any]) -> bool:
     async def go() -> None:
-        engine = create_async_engine(loc.db_url)
-        try:
-            async with AsyncSession(engine) as s, s.begin():
-                await repo.add_audit(s, rows=[_event(result)])
-        finally:
-            await engine.dispose()
+        async with dbengine.one_session(loc.db_url) as s, s.begin():
+            await repo.add_audit(s, rows=[_event(result)])
 
     try:
         asyncio.run(go())

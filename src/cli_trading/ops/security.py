@@ -21,10 +21,10 @@ from urllib.parse import urlparse
 
 import redis
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from cli_trading.auth import fingerprint, previous_path
 from cli_trading.contracts import now_utc
+from cli_trading.db import engine as dbengine
 from cli_trading.db import repo
 from cli_trading.ops import redisdurable
 from cli_trading.ops import secrets as sec
@@ -182,18 +182,13 @@ def postgres_findings(loc: Located) -> list[Finding]:
 
 
 async def _trust_rules(loc: Located) -> list[str]:
-    from sqlalchemy import text
 
-    engine = create_async_engine(loc.db_url)
     try:
-        async with engine.connect() as conn:
-            rows = await conn.execute(text(
-                "SELECT type, address FROM pg_hba_file_rules WHERE auth_method = 'trust' AND type <> 'local'"))
-            return [f"{r.type} {r.address}" for r in rows if not is_loopback(r.address)]
+        async with dbengine.one_session(loc.db_url) as s:
+            rules = await repo.pg_trust_rules(s)
     except Exception:  # noqa: BLE001 - pg_hba_file_rules needs superuser; absence is not a finding
         return []
-    finally:
-        await engine.dispose()
+    return [f"{kind} {address}" for kind, address in rules if not is_loopback(address)]
 
 
 # -- logs -----------------------------------------------------------------------------------
@@ -286,12 +281,8 @@ async def audit_trail_findings(loc: Located) -> list[Finding]:
 async def recent_audit(loc: Located, *, hours: float, limit: int = 5000) -> list[dict[str, Any]]:
     if loc.sqlite_path is not None and not loc.sqlite_path.exists():
         raise FileNotFoundError(f"no database at {loc.sqlite_path}")
-    engine = create_async_engine(loc.db_url)
-    try:
-        async with AsyncSession(engine) as s:
-            rows = await repo.audit_tail(s, limit=limit, since=now_utc() - timedelta(hours=hours))
-    finally:
-        await engine.dispose()
+    async with dbengine.one_session(loc.db_url) as s:
+        rows = await repo.audit_tail(s, limit=limit, since=now_utc() - timedelta(hours=hours))
     return [{"id": e.id, "ts": e.ts.isoformat(), "agent": e.agent, "action": e.action, "actor": e.actor,
              "source": e.source, "target": e.target, "result": e.result, "requestId": e.request_id,
              "detail": e.detail} for e in rows]
