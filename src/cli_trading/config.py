@@ -164,7 +164,7 @@ class Settings(BaseSettings):
     exchange_poll_s: float = Field(default=1.0, gt=0)  # how often open orders are followed
     exchange_resolve_window_s: float = Field(default=15.0, gt=0)  # an unanswered order is found by then
     exchange_markets_refresh_s: float = Field(default=3600.0, gt=0)
-    exchange_unknown_orders: Literal["cancel", "ignore"] = "cancel"  # open orders the ledger does not know
+    exchange_unknown_orders: Literal["cancel", "adopt", "ignore"] = "cancel"  # open orders the ledger does not know
     reconcile_interval_s: float = Field(default=30.0, gt=0)
     reconcile_drift_limit: Decimal = Field(default=Decimal("10"), ge=0)  # in the quote currency
     # caps in live mode (0 = no cap): notional per order and per UTC day, orders open at once

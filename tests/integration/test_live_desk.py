@@ -1,6 +1,7 @@
 """The live desk against the exchange simulator (through ccxt's binance class), a real database and
-Redis: reconciliation never sees an order between the exchange and the ledger as drift, and a
-restart keeps the baseline of the first start."""
+Redis: reconciliation never sees an order between the exchange and the ledger as drift, a restart
+keeps the baseline of the first start, and an open order the ledger does not know is adopted
+(EXCHANGE_UNKNOWN_ORDERS=adopt): recorded, followed, its fills recorded once, no drift."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from tests.integration.conftest import Database
 from tests.integration.simexchange import KEY, SECRET, Sim, start_sim
 
 from cli_trading.contracts import OrderMsg, now_utc
+from cli_trading.db import exchange_repo, repo
 from cli_trading.exchanges import live
 from cli_trading.exchanges.base import ExecResult, OrderRequest
 from cli_trading.exchanges.ccxt_adapter import CcxtExchange, create_ccxt
 from cli_trading.exchanges.desk import Desk
-from cli_trading.exchanges.reconcile import Report
+from cli_trading.exchanges.reconcile import Report, UnknownPolicy
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +44,15 @@ async def no_halt() -> None:
     return None
 
 
-def desk(sim: Sim, db: Database, redis: Any, calls: Calls, *, ccxt_timeout_ms: int = 10_000) -> Desk:
+def desk(
+    sim: Sim,
+    db: Database,
+    redis: Any,
+    calls: Calls,
+    *,
+    ccxt_timeout_ms: int = 10_000,
+    unknown_orders: UnknownPolicy = "cancel",
+) -> Desk:
     ex = create_ccxt("binance", KEY, SECRET, url=sim.url, max_rps=50)
     ex.timeout = ccxt_timeout_ms
     return Desk(
@@ -56,6 +66,7 @@ def desk(sim: Sim, db: Database, redis: Any, calls: Calls, *, ccxt_timeout_ms: i
         quote="USDT",
         symbols=["BTC-USDT"],
         drift_limit=D("1"),
+        unknown_orders=unknown_orders,
     )
 
 
@@ -144,3 +155,134 @@ async def test_a_restart_keeps_the_first_baseline(sim: Sim, db: Database, redis_
         assert again.report is not None and again.report.value == 0, again.report and again.report.to_api()
     finally:
         await again.ex.close()
+
+
+# -- open orders the ledger does not know, adopted -------------------------------------------------
+def cross(sim: Sim, limit: D) -> None:
+    """One price move through a resting buy at `limit`: the book fills it up to its depth."""
+    sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(limit - 50)})
+
+
+async def by_hand(d: Desk, qty: str, limit: D) -> str:
+    """A limit buy placed at the exchange by someone else (no client order id: the exchange's own)."""
+    o = await d.ex.exchange.create_order("BTC/USDT", "limit", "buy", float(qty), float(limit))
+    return str(o["clientOrderId"])
+
+
+async def ledger_of(db: Database, oid: str) -> tuple[Any, str | None, list[str]]:
+    """The ledger's order (its final status and fill are the executor's `settle`), the order's
+    status as the exchange rows have it, and its trades recorded."""
+    async with db.sessions() as s:
+        [order] = await repo.get_orders(s, order_ids=[oid])
+        status = next((o.status for o in await exchange_repo.open_orders(s) if o.order_id == oid), None)
+        trades = [t.trade_id for t in await exchange_repo.fills(s) if t.order_id == oid]
+    return order, status, trades
+
+
+async def sim_trades(d: Desk, cid: str) -> list[str]:
+    o = await d.ex.exchange.fetch_order("", "BTC/USDT", {"clientOrderId": cid})
+    return [str(t["id"]) for t in await d.ex.exchange.fetch_my_trades("BTC/USDT") if t["order"] == o["id"]]
+
+
+async def fill_up(d: Desk, sim: Sim, calls: Calls, cid: str, limit: D) -> list[Report]:
+    """Price moves through the order until the desk has settled it, the tick and reconciliation
+    running between them as their loops do."""
+    reports = []
+    for _ in range(20):
+        if any(m.orderId == cid for m, _ in calls.settled):
+            break
+        cross(sim, limit)
+        await d.tick(None)
+        reports.append(await d.reconcile())
+    return reports
+
+
+async def test_an_unknown_resting_order_is_adopted_followed_and_its_fills_recorded_once(
+    sim: Sim, db: Database, redis_client: Any
+) -> None:
+    calls = Calls()
+    d = desk(sim, db, redis_client, calls, unknown_orders="adopt")
+    await d.start()
+    try:
+        price = D(sim.state()["prices"]["BTCUSDT"])
+        limit = (price * D("0.99")).quantize(D("0.01"))
+        qty = (D(600) / limit).quantize(D("0.00001"))  # two to three price moves of a 300-deep book
+        cid = await by_hand(d, str(qty), limit)
+        report = await d.reconcile()
+        assert (report.adopted_orders, report.unknown_orders, report.value) == ([cid], [], D(0)), report.to_api()
+        assert cid in d.open
+        assert cid in {str(o["clientOrderId"]) for o in await d.ex.exchange.fetch_open_orders("BTC/USDT")}
+        order, status, trades = await ledger_of(db, cid)
+        assert (order.status, order.request_id, order.side, order.qty) == ("pending", f"adopted-{cid}", "buy", qty)
+        assert (status, trades) == ("new", [])
+        again = await d.reconcile()  # ours now: neither adopted again nor unknown
+        assert (again.adopted_orders, again.unknown_orders) == ([], []), again.to_api()
+
+        reports = await fill_up(d, sim, calls, cid, limit)
+        assert [r.value for r in reports] == [D(0)] * len(reports), [r.to_api() for r in reports if r.value]
+        [(m, result)] = [(m, r) for m, r in calls.settled if m.orderId == cid]
+        assert (result.status, m.requestId) == ("filled", f"adopted-{cid}"), result
+        assert result.tracked is not None and result.tracked.fill_qty == qty
+        for _ in range(2):  # more looks change nothing: one settlement, each trade once
+            await d.tick(None)
+            assert (await d.reconcile()).value == 0
+        _, status, trades = await ledger_of(db, cid)
+        exchange_trades = await sim_trades(d, cid)
+        assert len(exchange_trades) >= 2 and sorted(trades) == sorted(exchange_trades)
+        assert status is None  # final: no longer among the open orders
+        assert [m.orderId for m, _ in calls.settled] == [cid] and calls.halts == []
+    finally:
+        await d.ex.close()
+
+
+async def test_an_adopted_order_is_followed_after_a_restart(sim: Sim, db: Database, redis_client: Any) -> None:
+    calls = Calls()
+    first = desk(sim, db, redis_client, calls, unknown_orders="adopt")
+    await first.start()
+    price = D(sim.state()["prices"]["BTCUSDT"])
+    limit = (price * D("0.99")).quantize(D("0.01"))
+    cid = await by_hand(first, "0.003", limit)
+    assert (await first.reconcile()).adopted_orders == [cid]
+    await first.ex.close()
+    again = desk(sim, db, redis_client, calls, unknown_orders="adopt")
+    await again.start()
+    try:
+        assert cid in again.open  # a pending order of the ledger, resolved at start like ours
+        assert again.report is not None and (again.report.adopted_orders, again.report.unknown_orders) == ([], [])
+        reports = await fill_up(again, sim, calls, cid, limit)
+        assert [r.value for r in reports] == [D(0)] * len(reports), [r.to_api() for r in reports if r.value]
+        assert [m.orderId for m, _ in calls.settled] == [cid] and calls.halts == []
+    finally:
+        await again.ex.close()
+
+
+async def test_an_order_partly_filled_before_the_first_start_is_adopted_without_counting_twice(
+    sim: Sim, db: Database, redis_client: Any
+) -> None:
+    """The order's first trade is in the balances the baseline is taken from: the baseline is
+    taken without it, so that the ledger, which now records the whole order, explains the account."""
+    calls = Calls()
+    d = desk(sim, db, redis_client, calls, unknown_orders="adopt")
+    try:
+        price = D(sim.state()["prices"]["BTCUSDT"])
+        limit = (price * D("0.99")).quantize(D("0.01"))
+        qty = (D(600) / limit).quantize(D("0.00001"))
+        cid = await by_hand(d, str(qty), limit)
+        cross(sim, limit)
+        [before] = await sim_trades(d, cid)
+        await d.start()
+        assert d.report is not None and d.report.adopted_orders == [cid], d.report and d.report.to_api()
+        assert d.report.value == 0, d.report.to_api()
+        _, _, trades = await ledger_of(db, cid)
+        assert trades == [before]
+        async with db.sessions() as s:
+            baseline = await exchange_repo.baseline(s)
+        assert baseline.get("BTC", D(0)) == 0  # bought by the adopted order, not held before it
+        assert (await d.reconcile()).value == 0
+        reports = await fill_up(d, sim, calls, cid, limit)
+        assert [r.value for r in reports] == [D(0)] * len(reports), [r.to_api() for r in reports if r.value]
+        [(_, result)] = [(m, r) for m, r in calls.settled if m.orderId == cid]
+        assert result.status == "filled" and result.tracked is not None and result.tracked.fill_qty == qty
+        assert calls.halts == []
+    finally:
+        await d.ex.close()

@@ -3,14 +3,24 @@ fees converted to the quote currency."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
+from types import SimpleNamespace
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cli_trading.exchanges.markets import MarketRules, ccxt_symbol, client_order_id, our_symbol
 from cli_trading.exchanges.orders import Fill, Tracked, fee_in_quote, fills_of, outcome, status_of
-from cli_trading.exchanges.reconcile import Report, detail, drifts, expected_balances
+from cli_trading.exchanges.reconcile import (
+    Report,
+    adopted_order,
+    baseline_without,
+    detail,
+    drifts,
+    expected_balances,
+    unknown_order_action,
+)
 from cli_trading.halt import policy
 from cli_trading.halt.state import HaltState
 
@@ -117,8 +127,10 @@ class Trade:
 
 def test_expected_balances_and_drift_valued_in_the_quote() -> None:
     baseline = {"USDT": D("1000"), "BTC": D("0.1")}
-    trades = [Trade("BTC-USDT", "buy", "0.01", "40000", "0.00001", "BTC"),
-              Trade("BTC-USDT", "sell", "0.005", "41000", "0.205", "USDT")]
+    trades = [
+        Trade("BTC-USDT", "buy", "0.01", "40000", "0.00001", "BTC"),
+        Trade("BTC-USDT", "sell", "0.005", "41000", "0.205", "USDT"),
+    ]
     want = expected_balances(baseline, trades)
     assert want["USDT"] == D("1000") - 400 + D("205") - D("0.205")  # paid, received, the fee in USDT
     assert want["BTC"] == D("0.1") + D("0.01") - D("0.00001") - D("0.005")  # bought, the fee in BTC, sold
@@ -132,3 +144,72 @@ def test_expected_balances_and_drift_valued_in_the_quote() -> None:
     assert policy.reconciliation_drift(HaltState(), drift=drift, limits=limits, checks_over=1) is None
     decision = policy.reconciliation_drift(HaltState(), drift=drift, limits=limits, checks_over=2)
     assert decision is not None and decision.reason == "reconciliation_drift" and "BTC" in decision.note
+
+
+HAND = {  # a ccxt order placed by hand on the account
+    "id": "123",
+    "clientOrderId": "web_4f2a",
+    "symbol": "BTC/USDT",
+    "side": "buy",
+    "type": "limit",
+    "amount": 0.02,
+    "price": 39000.5,
+    "timeInForce": "GTC",
+    "status": "open",
+}
+
+
+def test_unknown_orders_by_policy() -> None:
+    assert unknown_order_action(HAND, "cancel") == "cancel"
+    assert unknown_order_action(HAND, "adopt") == "adopt"
+    assert unknown_order_action(HAND, "ignore") == "drift"
+    # what cannot be followed by its client order id, or is no market/limit order, stays drift
+    for other in ({"clientOrderId": None}, {"clientOrderId": "has space"}, {"type": "stop_loss_limit"}):
+        assert unknown_order_action({**HAND, **other}, "adopt") == "drift"
+        assert unknown_order_action({**HAND, **other}, "cancel") == "cancel"
+
+
+def test_an_adopted_order_is_ours_under_its_client_order_id() -> None:
+    m = adopted_order(HAND)
+    assert m is not None
+    assert (m.orderId, m.requestId, m.symbol, m.side, m.qty) == (
+        "web_4f2a",
+        "adopted-web_4f2a",
+        "BTC-USDT",
+        "buy",
+        D("0.02"),
+    )
+    assert (m.type, m.price, m.timeInForce) == ("limit", D("39000.5"), "GTC")
+    assert client_order_id(m.orderId) == "web_4f2a"  # looked up by the id the exchange has
+    market = adopted_order({**HAND, "type": "market", "price": None, "timeInForce": "PO"})
+    assert market is not None and (market.price, market.timeInForce) == (None, "GTC")
+    assert adopted_order({**HAND, "amount": 0}) is None
+
+
+def vars_of(f: Fill) -> dict[str, object]:
+    return {"qty": f.qty, "price": f.price, "fee_charged": f.fee_charged, "fee_currency": f.fee_currency}
+
+
+def test_a_trade_keeps_the_time_the_exchange_made_it() -> None:
+    [f] = fills_of(
+        [{**trade("1", "0.3", "100", "0", "USDT"), "timestamp": 1_764_496_800_000}], base="BTC", quote="USDT", rates={}
+    )
+    assert f.at == datetime(2025, 11, 30, 10, 0, tzinfo=UTC)
+
+
+def test_trades_older_than_the_baseline_are_taken_out_of_it() -> None:
+    taken = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    m = adopted_order(HAND)
+    assert m is not None
+    old = Fill("1", D("0.01"), D("39000"), D("0.00001"), "BTC", D("0.39"), at=taken - timedelta(seconds=5))
+    new = Fill("2", D("0.01"), D("38990"), D("0.00001"), "BTC", D("0.39"), at=taken + timedelta(seconds=5))
+    baseline = {"USDT": D("9610"), "BTC": D("0.00999")}  # the old trade is in it
+    moved = baseline_without(baseline, order=m, fills=[old, new], taken_at=taken)
+    assert moved == {"USDT": D("10000"), "BTC": D("0")}
+    # both trades recorded as ours: expected = the balances at the baseline plus the new trade only
+    rows = [SimpleNamespace(symbol="BTC-USDT", side="buy", **vars_of(f)) for f in (old, new)]
+    assert expected_balances(moved, rows) == {"USDT": D("9610") - D("389.9"), "BTC": D("0.00999") + D("0.00999")}
+    assert baseline_without(baseline, order=m, fills=[new], taken_at=taken) is None
+    assert baseline_without(baseline, order=m, fills=[old], taken_at=None) is None
+    untimed = Fill("3", D("0.01"), D("39000"), D("0"), None, D("0"))
+    assert baseline_without(baseline, order=m, fills=[untimed], taken_at=taken) is None  # counts as new

@@ -97,6 +97,8 @@ def _print_reconciliation(rec: dict[str, Any] | None) -> None:
         console.print(f"  {a['asset']}: exchange {a['exchange']} vs ledger {a['expected']} ({a['valueQuote']})")
     if rec.get("unknownOrders"):
         console.print(f"  open orders unknown to the ledger: {', '.join(rec['unknownOrders'])}")
+    if rec.get("adoptedOrders"):  # EXCHANGE_UNKNOWN_ORDERS=adopt: ours from now on
+        console.print(f"  open orders adopted by this check: {', '.join(rec['adoptedOrders'])}")
 
 
 def _streams_or_none(t: Target) -> list[dict[str, Any]] | None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cli_trading.db.models import ExchangeBaseline, ExchangeFill, ExchangeOrder, Fill
@@ -67,6 +67,11 @@ async def fills(session: AsyncSession) -> list[ExchangeFill]:
 
 async def baseline(session: AsyncSession) -> dict[str, Decimal]:
     return {b.asset: b.amount for b in (await session.scalars(select(ExchangeBaseline))).all()}
+
+
+async def baseline_taken_at(session: AsyncSession) -> datetime | None:
+    """When the baseline's balances were read (the first start, or the operator's last accept)."""
+    return (await session.execute(select(func.max(ExchangeBaseline.set_at)))).scalar_one_or_none()
 
 
 async def set_baseline(session: AsyncSession, *, amounts: dict[str, Decimal], now: datetime) -> None:

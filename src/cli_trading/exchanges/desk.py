@@ -38,7 +38,16 @@ from cli_trading.exchanges.ccxt_adapter import CcxtExchange, as_result
 from cli_trading.exchanges.keys import BALANCES_KEY, MARKETS_KEY, RECON_KEY
 from cli_trading.exchanges.markets import ccxt_symbol, client_order_id
 from cli_trading.exchanges.orders import Tracked
-from cli_trading.exchanges.reconcile import Report, detail, drifts, expected_balances
+from cli_trading.exchanges.reconcile import (
+    Report,
+    UnknownPolicy,
+    adopted_order,
+    baseline_without,
+    detail,
+    drifts,
+    expected_balances,
+    unknown_order_action,
+)
 from cli_trading.halt import policy
 
 log = structlog.get_logger("desk")
@@ -52,6 +61,21 @@ class Open:
     msg: OrderMsg
     tracked: Tracked
     since: float = 0.0  # monotonic time we started looking for it (an order not found yet)
+
+
+def ledger_row(m: OrderMsg, now: Any) -> dict[str, Any]:
+    """The ledger's `orders` row of an order not final yet (as the executor claims one)."""
+    return {
+        "order_id": m.orderId,
+        "request_id": m.requestId,
+        "created_at": now,
+        "symbol": m.symbol,
+        "side": m.side,
+        "qty": m.qty,
+        "type": m.type,
+        "status": "pending",
+        "updated_at": now,
+    }
 
 
 def order_row(m: OrderMsg) -> dict[str, Any]:
@@ -80,7 +104,7 @@ class Desk:
         quote: str,
         symbols: list[str],
         drift_limit: Decimal,
-        unknown_orders: str = "cancel",
+        unknown_orders: UnknownPolicy = "cancel",
     ) -> None:
         self.ex, self.sessions, self.redis = adapter, sessions, redis
         self.halt_state = halt_state
@@ -210,20 +234,23 @@ class Desk:
     # -- reconciliation --------------------------------------------------------------------------
     async def reconcile(self) -> Report:
         async with self.books:
-            balances = await self._settled_balances()
+            # the open orders first, and ours with them: an order of ours that ends while the
+            # balances are settled below is still known to be ours
             at_exchange = await self.ex.open_orders(self.symbols)
+            async with self.sessions() as s:
+                ours = {o.order_id for o in await exchange_repo.open_orders(s)} | set(self.open)
+            known = {client_order_id(oid) for oid in ours}
+            unknown_ids, adopted = await self._unknown(
+                [o for o in at_exchange if str(o.get("clientOrderId") or "") not in known]
+            )
+            balances = await self._settled_balances()
             async with self.sessions() as s:
                 baseline = await exchange_repo.baseline(s)
                 trades = await exchange_repo.fills(s)
-                ours = {o.order_id for o in await exchange_repo.open_orders(s)} | set(self.open)
-            known = {client_order_id(oid) for oid in ours}
-            unknown = [o for o in at_exchange if str(o.get("clientOrderId") or "") not in known]
-            await self._unknown(unknown)
         prices = await self._prices(set(balances) | {t.symbol.split("-")[0] for t in trades})
         expected = expected_balances(baseline, trades)
-        ignored = unknown if self.unknown_policy == "ignore" else []
-        unknown_ids = [str(o.get("clientOrderId") or o.get("id")) for o in ignored]
-        self.report = Report(drifts(balances, expected, prices=prices, quote=self.quote), unknown_ids, [])
+        assets = drifts(balances, expected, prices=prices, quote=self.quote)
+        self.report = Report(assets, unknown_ids, [], adopted)
         await self._publish(self.report)
         drift = policy.Drift(self.report.value, len(unknown_ids), detail(self.report))
         self.checks_over = self.checks_over + 1 if policy.drift_over(drift, self.limits) else 0
@@ -256,15 +283,68 @@ class Desk:
     def _progress(self) -> dict[str, tuple[Decimal, str]]:
         return {oid: (o.tracked.fill_qty, o.tracked.status) for oid, o in self.open.items()}
 
-    async def _unknown(self, orders: list[dict[str, Any]]) -> None:
-        """The documented policy for open orders the ledger does not know: `cancel` (default: the
-        bot trades alone on its account), `ignore` (count them as drift; someone else trades)."""
-        if self.unknown_policy != "cancel":
-            return
+    async def _unknown(self, orders: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+        """The documented policy (EXCHANGE_UNKNOWN_ORDERS, decided by `unknown_order_action`) for
+        each open order the ledger does not know: the client order ids left as drift, and those
+        adopted."""
+        drift: list[str] = []
+        adopted: list[str] = []
         for o in orders:
-            with contextlib.suppress(Exception):
-                log.warning("cancelling an open order unknown to the ledger", clientOrderId=o.get("clientOrderId"))
-                await self.ex.call(self.ex.exchange.cancel_order, o["id"], o["symbol"])
+            cid = str(o.get("clientOrderId") or o.get("id"))
+            action = unknown_order_action(o, self.unknown_policy)
+            if action == "cancel":
+                with contextlib.suppress(Exception):
+                    log.warning("cancelling an open order unknown to the ledger", clientOrderId=cid)
+                    await self.ex.call(self.ex.exchange.cancel_order, o["id"], o["symbol"])
+            elif action == "adopt" and await self._adopt(o):
+                adopted.append(cid)
+            else:
+                drift.append(cid)
+        return drift, adopted
+
+    async def _adopt(self, order: dict[str, Any]) -> bool:
+        """Take an order the ledger does not know into it as an order of ours (`books` held): a
+        pending ledger order and its exchange rows with the trades it has made, written in one
+        transaction (a crash leaves it unknown, to be adopted again, or ours, resolved at the next
+        start like any pending order), then followed until final and settled like ours. Its trades
+        older than the balance baseline are taken out of the baseline (`baseline_without`). False
+        when it cannot be: an order of that id is in the ledger already."""
+        msg = adopted_order(order)
+        if msg is None:
+            return False
+        try:
+            t = await self.ex.follow(Tracked(msg.orderId).update(order), msg.symbol)
+            now = self.clock()
+            async with self.sessions() as s, s.begin():
+                if not await repo.claim_orders(s, rows=[ledger_row(msg, now)]):
+                    log.error("open order unknown to the ledger has the id of a ledger order", orderId=msg.orderId)
+                    return False
+                taken_at = await exchange_repo.baseline_taken_at(s)
+                baseline = await exchange_repo.baseline(s)
+                moved = baseline_without(baseline, order=msg, fills=t.fills, taken_at=taken_at)
+                if moved is not None and taken_at is not None:  # the baseline keeps its time
+                    await exchange_repo.replace_baseline(s, amounts=moved, now=taken_at)
+                await exchange_repo.save_tracked(s, order=order_row(msg), tracked=t, now=now)
+        except Exception as exc:  # noqa: BLE001 - not adopted now: drift, tried again next time
+            log.warning(
+                "could not adopt an open order", orderId=msg.orderId, error=f"{type(exc).__name__}: {exc}"[:200]
+            )
+            return False
+        log.warning(
+            "adopted an open order unknown to the ledger",
+            orderId=msg.orderId,
+            symbol=msg.symbol,
+            side=msg.side,
+            qty=str(msg.qty),
+            status=t.status,
+            baselineMoved=moved is not None,
+        )
+        self.open[msg.orderId] = Open(msg, t, time.monotonic())  # followed from now on, whatever happens next
+        try:
+            await self.track(msg, t)
+        except Exception as exc:  # noqa: BLE001 - in the ledger now: the next tick follows it
+            log.warning("could not follow an adopted order yet", orderId=msg.orderId, error=str(exc)[:200])
+        return True
 
     async def _prices(self, assets: set[str]) -> dict[str, Decimal]:
         out: dict[str, Decimal] = {}

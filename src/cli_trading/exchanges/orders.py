@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -64,11 +65,10 @@ class Fill:
     fee_currency: str | None
     fee_quote: Decimal  # the fee in the quote currency (0 with `fee_unpriced` when no rate is known)
     fee_unpriced: bool = False
+    at: datetime | None = None  # when the exchange made the trade (None when it does not say)
 
 
-def fills_of(
-    trades: Iterable[Mapping[str, Any]], *, base: str, quote: str, rates: Mapping[str, Decimal]
-) -> list[Fill]:
+def fills_of(trades: Iterable[Mapping[str, Any]], *, base: str, quote: str, rates: Mapping[str, Decimal]) -> list[Fill]:
     """ccxt trade structures → fills, in the exchange's order, one per trade id."""
     out: dict[str, Fill] = {}
     for t in trades:
@@ -78,7 +78,8 @@ def fills_of(
         price, fee = _dec(t.get("price")), t.get("fee") or {}
         cost, cur = _dec(fee.get("cost")), fee.get("currency")
         quoted = fee_in_quote(cost, cur, base=base, quote=quote, price=price, rates=rates)
-        out[tid] = Fill(tid, _dec(t.get("amount")), price, cost, cur, quoted or ZERO, quoted is None)
+        at = datetime.fromtimestamp(int(t["timestamp"]) / 1000, UTC) if t.get("timestamp") else None
+        out[tid] = Fill(tid, _dec(t.get("amount")), price, cost, cur, quoted or ZERO, quoted is None, at)
     return list(out.values())
 
 

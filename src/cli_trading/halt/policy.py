@@ -151,7 +151,12 @@ class Drift:
 @dataclass(frozen=True, slots=True)
 class DriftLimits:
     """`value`: the drift allowed (RECONCILE_DRIFT_LIMIT); `confirmations`: consecutive checks
-    past it before trading halts (an order between its fill and our record of it is not drift)."""
+    past it before trading halts. Not for our own orders: the desk reads the exchange and the
+    ledger at one moment (`Desk.books`), so an order between its fill and our record of it is never
+    drift. For the exchange's side: its balances and its trade list are separate requests, answered
+    from no single snapshot (a real exchange may count a trade in the balances before its trade
+    list shows it), and the desk reads the balances again at most three times while a resting
+    order keeps filling. Such a reading is gone at the next check; a real drift stays."""
 
     value: Decimal
     confirmations: int = 2
