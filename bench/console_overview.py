@@ -134,6 +134,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--port-base", type=int, default=33601)
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--console-only", action="store_true", help="only the console's own CPU (3x --seconds)")
     args = ap.parse_args()
     if not shutil.which("tmux"):
         raise SystemExit("tmux is needed (apt-get install tmux)")
@@ -141,11 +142,12 @@ def main() -> None:
     proc = start(data, args.port_base)
     try:
         time.sleep(5)
-        orc = orchestrator_pid(args.port_base)
-        print(json.dumps({"bench": "orchestrator_idle", "cpu_pct": cpu_share(orc, args.seconds)}), flush=True)
-        url = f"http://127.0.0.1:{args.port_base}/admin/overview"
-        for clients in (1, 8):
-            print(json.dumps(asyncio.run(closed_loop(url, clients, args.seconds))), flush=True)
+        if not args.console_only:
+            orc = orchestrator_pid(args.port_base)
+            print(json.dumps({"bench": "orchestrator_idle", "cpu_pct": cpu_share(orc, args.seconds)}), flush=True)
+            url = f"http://127.0.0.1:{args.port_base}/admin/overview"
+            for clients in (1, 8):
+                print(json.dumps(asyncio.run(closed_loop(url, clients, args.seconds))), flush=True)
         print(json.dumps(console_cpu(data, args.port_base, args.seconds * 3)), flush=True)
     finally:
         proc.send_signal(signal.SIGINT)

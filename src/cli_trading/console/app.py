@@ -143,11 +143,12 @@ class ConsoleApp(App[None]):
         now = self.clock()
         self.ticks += 1
         self.dash.query_one(Banner).update_from(doc, now)
-        for panel in self.dash.query(Panel):
-            panel.set_class(False, "stale")
-            # the banner, PnL and agents every refresh; the long lists once a second is enough
-            if not panel.slow or self.ticks % 2 or self.interval > 0.5:
-                panel.update_from(doc, now)
+        # the banner every refresh (a halt shows within the half second); the panels once a second,
+        # all in the same frame, and only those whose part of the overview changed
+        if self.ticks % 2 or self.interval > 0.5:
+            for panel in self.dash.query(Panel):
+                panel.set_class(False, "stale")
+                panel.refresh_from(doc, now)
 
     def refresh_soon(self) -> None:
         """After an action: show its effect now rather than at the next tick."""

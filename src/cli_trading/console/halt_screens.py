@@ -48,8 +48,9 @@ class HaltScreen(ModalScreen[dict[str, Any] | None]):
                     with RadioSet(id="mode"):
                         for i, mode in enumerate(MODES):
                             yield RadioButton(str(mode), value=i == 0)
-            yield Input(placeholder="or type your own reason (letters, digits, _ . : -)", id="custom")
-            yield Input(placeholder="note for the halt ledger (optional)", id="note")
+            with Horizontal(classes="fields"):  # side by side: the dialog fits 80x24 whole, its buttons too
+                yield Input(placeholder="or type a reason", id="custom")
+                yield Input(placeholder="note (optional)", id="note")
             yield Static("", id="problem", classes="problem")
             with Horizontal(classes="buttons"):
                 yield Button("Halt…", variant="error", id="go")

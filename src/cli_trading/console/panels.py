@@ -3,9 +3,11 @@ only when what it shows changed: a console left open all night must cost next to
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from typing import Any
 
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -19,19 +21,44 @@ Row = tuple[str, tuple[Any, ...]]
 class Table(DataTable[Any]):
     """A DataTable refilled from rows with keys, keeping the selected row across refreshes.
 
-    Cost matters (the console redraws twice a second for hours): the long lists have columns of
-    fixed width (no measuring of every cell, a width None fits the content), and when the keys
-    are the same as before only the changed cells are updated, so the table keeps its size and
-    the screen needs no new layout."""
+    Cost matters (the console redraws every second for hours):
+    - when the keys are the same as before only the changed cells are updated, so the table keeps
+      its size and the screen needs no new layout;
+    - columns have a fixed width (no measuring of every cell on every update; a width None fits
+      the content, for small tables), and one column may `fill` what the others leave;
+    - Textual keys its cache of rendered cells on a counter that every update of any cell bumps,
+      so one changed cell re-rendered every visible cell (most of the console's CPU); here a cell
+      is keyed on its own version, so only the cells that changed are rendered again."""
 
-    def __init__(self, *columns: tuple[str, int | None], **kwargs: Any) -> None:
+    def __init__(self, *columns: tuple[str, int | None], fill: int | None = None, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._columns = columns
+        self._fill = fill
         self._rows: dict[str, str] = {}
         self._keys: list[str] = []
+        self._versions: dict[tuple[str | None, int], int] = {}
+        self._counter = itertools.count(1)
+        self._known_count = -1  # the update counter after our own changes (anything else: Textual's cache)
 
     def on_mount(self) -> None:
         self._column_keys = [self.add_column(label, width=width) for label, width in self._columns]
+        self._stamp(None)
+        self._known_count = self._update_count
+
+    def on_resize(self) -> None:
+        if self._fill is None:
+            return
+        others = sum(w or 0 for n, (_, w) in enumerate(self._columns) if n != self._fill)
+        width = max(8, self.size.width - others - 2 * self.cell_padding * len(self._columns) - 1)
+        column = self.columns[self._column_keys[self._fill]]
+        if column.width != width or column.auto_width:
+            column.width, column.auto_width = width, False
+            self._require_update_dimensions = True
+            self.refresh()
+
+    def _stamp(self, key: str | None, column: int | None = None) -> None:
+        for n in range(len(self._columns)) if column is None else (column,):
+            self._versions[(key, n)] = next(self._counter)
 
     def show(self, rows: list[Row]) -> None:
         keys = [k for k, _ in rows]
@@ -39,17 +66,38 @@ class Table(DataTable[Any]):
             for key, cells in rows:
                 sig = repr(cells)
                 if self._rows.get(key) != sig:
+                    old = self._rows.get(key)
                     self._rows[key] = sig
-                    for (_, width), col, value in zip(self._columns, self._column_keys, cells, strict=False):
-                        self.update_cell(key, col, value, update_width=width is None)
+                    for n, ((_, width), col, value) in enumerate(zip(self._columns, self._column_keys, cells,
+                                                                     strict=False)):
+                        if old is None or value != self.get_cell(key, col):
+                            self.update_cell(key, col, value, update_width=width is None)
+                            self._stamp(key, n)
+            self._known_count = self._update_count
             return
         keep = self.selected_key()
         self.clear()
+        self._versions = {k: v for k, v in self._versions.items() if k[0] is None}  # the header stays
         for key, cells in rows:
             self.add_row(*cells, key=key)
+            self._stamp(key)
         self._keys, self._rows = keys, {k: repr(c) for k, c in rows}
+        self._known_count = self._update_count
         if keep in keys:
             self.move_cursor(row=keys.index(keep), animate=False)
+
+    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
+                     cursor: bool = False, hover: bool = False) -> Any:
+        key = None if row_index == -1 else self._row_locations.get_key(row_index)
+        version = self._versions.get((None if key is None else str(key.value), column_index))
+        if version is None or self._update_count != self._known_count:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        count = self._update_count
+        self._update_count = (version, width)  # type: ignore[assignment]  # the caches' key: this cell's version
+        try:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        finally:
+            self._update_count = count
 
     def selected_key(self) -> str | None:
         if not self.row_count:
@@ -65,10 +113,19 @@ class Panel(Vertical):
     """A bordered box with a title; subclasses fill it from the overview."""
 
     title = ""
-    slow = False  # redrawn at most once a second (long lists)
+    sources: tuple[str, ...] = ()  # the parts of the overview it shows: unchanged, nothing to redraw
+    _last: tuple[Any, ...] | None = None
 
     def on_mount(self) -> None:
         self.border_title = self.title
+
+    def refresh_from(self, doc: dict[str, Any], now: datetime) -> None:
+        """Redraw from a new overview, unless what this panel shows is the same as last time."""
+        seen = (*(doc.get(k) for k in self.sources), self.size.width)
+        if self.sources and seen == self._last:
+            return
+        self._last = seen
+        self.update_from(doc, now)
 
     def update_from(self, doc: dict[str, Any], now: datetime) -> None:
         raise NotImplementedError
@@ -80,6 +137,10 @@ class Banner(Static):
     def update_from(self, doc: dict[str, Any], now: datetime) -> None:
         trading = doc.get("trading", {})
         text = r.banner(trading, now)
+        streams = doc.get("streams")
+        if isinstance(streams, dict) and "error" in streams:  # said where it cannot be missed, not only in a frame
+            text.append("\n")
+            text.append_text(r.redis_problem(str(streams["error"])))
         if text.markup != self.shown:
             self.shown = text.markup
             self.set_class(bool(trading.get("halted")), "halted")
@@ -93,6 +154,8 @@ class Banner(Static):
 
 class PnlPanel(Panel):
     title = "PnL"
+    sources = ("pnl",)
+    shown = ""
 
     def compose(self) -> ComposeResult:
         yield Static(id="pnl-summary")
@@ -117,7 +180,9 @@ class PnlPanel(Panel):
         t.append_text(r.signed(p.get("unrealized")))
         t.append(f"\nfees {r.money(p.get('fees'))}  start {r.money(p.get('startEquity'))}")
         t.append(f"\n{r.sparkline(p.get('equityCurve') or [], max(10, self.size.width - 4))}", style="cyan")
-        self.query_one("#pnl-summary", Static).update(t, layout=False)  # fixed height: no new layout
+        if t.markup != self.shown:
+            self.shown = t.markup
+            self.query_one("#pnl-summary", Static).update(t, layout=False)  # fixed height: no new layout
         rows = [
             (pos["symbol"], (pos["symbol"], r.money(pos["qty"], 4), r.plain(pos["avgCost"]), r.plain(pos["mark"]),
                              r.signed(pos["unrealized"])))
@@ -128,9 +193,11 @@ class PnlPanel(Panel):
 
 class AgentsPanel(Panel):
     title = "agents"
+    sources = ("agents",)
+    shown = ""
 
     def compose(self) -> ComposeResult:
-        yield Table(*((c, None) for c in ("agent", "state", "restarts", "pending", "lag", "up")), id="agents")
+        yield Table(("agent", 20), ("state", 13), ("restarts", 8), ("pending", 7), ("lag", 4), ("up", 6), id="agents")
         yield Static("", id="agent-errors")
 
     def update_from(self, doc: dict[str, Any], now: datetime) -> None:
@@ -153,15 +220,18 @@ class AgentsPanel(Panel):
         errors = sorted(((a["lastError"], a["agent"]) for a in doc.get("agents") or [] if a.get("lastError")),
                         key=lambda e: e[0].get("ts", ""), reverse=True)
         text = "\n".join(f"last error {name}: {r.short_error(err, self.size.width - 20)}" for err, name in errors[:2])
-        self.query_one("#agent-errors", Static).update(text, layout=False)
+        if text != self.shown:
+            self.shown = text
+            self.query_one("#agent-errors", Static).update(text, layout=False)
 
 
 class StreamsPanel(Panel):
     title = "streams (enter: DLQ)"
-    slow = True
+    sources = ("streams",)
 
     def compose(self) -> ComposeResult:
-        yield Table(*((c, None) for c in ("stream", "len", "pend", "lag", "dlq")), id="streams")
+        # 46 columns in all: what the panel has inside its frame
+        yield Table(("stream", 21), ("len", 5), ("pend", 4), ("lag", 3), ("dlq", 3), id="streams")
 
     def update_from(self, doc: dict[str, Any], now: datetime) -> None:
         data = doc.get("streams")
@@ -176,32 +246,38 @@ class StreamsPanel(Panel):
         for s in data or []:
             pending = sum(int(g.get("pending") or 0) for g in s["groups"])
             lag = sum(int(g.get("lag") or 0) for g in s["groups"])
-            dlq = Text(str(s["dlqLength"]), style="bold red" if s["dlqLength"] else "")
-            rows.append((s["dlq"], (s["stream"], str(s["length"]), str(pending), str(lag), dlq)))
+            dlq = Text(r.count(s["dlqLength"], 3), style="bold red" if s["dlqLength"] else "")
+            rows.append((s["dlq"], (s["stream"], r.count(s["length"], 5), r.count(pending, 4), r.count(lag, 3), dlq)))
         self.query_one(Table).show(rows)
 
 
 class IncidentsPanel(Panel):
     title = "incidents"
-    slow = True
 
     def compose(self) -> ComposeResult:
-        yield Table(*((c, None) for c in ("#", "P", "ack", "status", "age", "commander", "title")), id="incidents")
+        # the title takes what the others leave: they are narrow (the ack column also says mitigating)
+        yield Table(("#", 3), ("P", 2), ("ack", 5), ("age", 4), ("cmdr", 8), ("title", None), fill=5, id="incidents")
 
     def update_from(self, doc: dict[str, Any], now: datetime) -> None:
         inc = doc.get("incidents") or {}
         rows = []
         for i in inc.get("open") or []:
-            acked = Text("yes", style="green") if i.get("acknowledgedAt") else Text("NO", style="bold red")
             rows.append((str(i["id"]), (
                 str(i["id"]), Text(i.get("severity", ""), style=r.SEVERITY_STYLE.get(i.get("severity", ""), "")),
-                acked, i.get("status", ""), r.age(i.get("openedAt"), now), i.get("commander") or "—",
-                i.get("title", ""),
+                _acked(i), r.short_age(i.get("openedAt"), now), i.get("commander") or "—", i.get("title", ""),
             )))
         self.query_one(Table).show(rows)
         subtitle = _checklist(doc.get("checklist")) or (inc.get("error", "")[:60] if inc else "")
         if self.border_subtitle != subtitle:
             self.border_subtitle = subtitle
+
+
+def _acked(incident: dict[str, Any]) -> Text:
+    if not incident.get("acknowledgedAt"):
+        return Text("NO", style="bold red")
+    if incident.get("status") == "MITIGATING":
+        return Text("mitig", style="cyan")
+    return Text("yes", style="green")
 
 
 def _checklist(c: Any) -> str:
@@ -214,10 +290,12 @@ def _checklist(c: Any) -> str:
 
 class ActivityPanel(Panel):
     title = "activity (enter: full record)"
-    slow = True
+    sources = ("activity",)
 
     def compose(self) -> ComposeResult:
-        yield Table(("time", 8), ("kind", 9), ("what", 60), id="activity")
+        # one cell a row (time, kind and what in one line): a table renders cell by cell, and this
+        # list shifts by one row for every new item
+        yield Table((f"{'time':<8}  {'kind':<9}  what", 90), id="activity")
 
     items: list[dict[str, Any]] = []
 
@@ -225,7 +303,8 @@ class ActivityPanel(Panel):
         style = {"fill": "green", "rejection": "yellow", "halt": "bold red", "unhalt": "cyan"}
         self.items = list(doc.get("activity") or [])
         rows = [  # keyed by position: a new item updates cells instead of rebuilding the table
-            (str(n), ((i.get("ts") or "")[11:19], Text(i["kind"], style=style.get(i["kind"], "")), i["summary"]))
+            (str(n), (_line(f"{(i.get('ts') or '')[11:19]:<8}  ", (f"{i['kind']:<9}", style.get(i["kind"], "")),
+                            f"  {i['summary']}"),))
             for n, i in enumerate(self.items)
         ]
         self.query_one(Table).show(rows)
@@ -240,7 +319,7 @@ LEVELS = (None, "warning", "error")
 
 class LogsPanel(Panel):
     title = "logs"
-    slow = True
+    sources = ("logs",)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -248,7 +327,7 @@ class LogsPanel(Panel):
         self.level: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Table(("time", 8), ("agent", 20), ("level", 7), ("event", 80), id="logs")
+        yield Table((f"{'time':<8}  {'agent':<20}  {'level':<7}  event", 120), id="logs")  # one cell a row
 
     def cycle_agent(self, agents: list[str]) -> None:
         names = [None, *agents]
@@ -268,8 +347,14 @@ class LogsPanel(Panel):
             if self.agent in (None, e["agent"]) and order.get(e["level"], 1) >= floor
         ][-100:]
         rows = [
-            (f"{n}", (e["ts"][11:19], e["agent"], Text(e["level"], style=r.LEVEL_STYLE.get(e["level"], "")),
-                      f"{e['event']} {e['extra']}".strip()))
+            (f"{n}", (_line(f"{e['ts'][11:19]:<8}  {e['agent']:<20}  ",
+                            (f"{e['level']:<7}", r.LEVEL_STYLE.get(e["level"], "")),
+                            f"  {e['event']} {e['extra']}".rstrip()),))
             for n, e in enumerate(reversed(entries))
         ]
         self.query_one(Table).show(rows)
+
+
+def _line(*parts: str | tuple[str, str]) -> Text:
+    """One row of a list as one line of text, parts plain or (text, style)."""
+    return Text.assemble(*parts, no_wrap=True)

@@ -62,6 +62,28 @@ def age(ts: str | None, now: datetime) -> str:
     return f"{s // 86400}d{s % 86400 // 3600}h"
 
 
+def short_age(ts: str | None, now: datetime) -> str:
+    """An age in one unit (45s, 14m, 7h, 3d): narrow, and it changes at most once a minute after the first."""
+    t = parse_ts(ts)
+    if t is None:
+        return "—"
+    s = max(0, int((now - t).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def count(value: Any, width: int) -> str:
+    """A count in at most `width` characters: 999, then 12k, then 3M (a narrow column)."""
+    n = int(value or 0)
+    for size, unit in ((1, ""), (1000, "k"), (1_000_000, "M")):
+        text = f"{n // size}{unit}"
+        if len(text) <= width:
+            return text
+    return "∞"
+
+
 def uptime(seconds: Any) -> str:
     d = dec(seconds)
     if d is None:
@@ -132,6 +154,15 @@ def banner(trading: dict[str, Any], now: datetime) -> Text:
     t.append(f"  {mode}", style="bold yellow" if mode == "LIVE" else "bold")
     t.append(f"  symbols {', '.join(trading.get('symbols') or [])}")
     return t
+
+
+def redis_problem(error: str) -> Text:
+    """Redis out: the streams, lags and dead letters shown are not current until it is back."""
+    what = "UNREACHABLE" if any(w in error for w in ("Connection", "Timeout", "OSError", "refused")) else "ERROR"
+    return Text(
+        f" ⚠ REDIS {what}: {error[:70]} — streams, lags and DLQs not current; retrying every second",
+        style="bold white on dark_orange3",
+    )
 
 
 AGENT_STYLE = {"healthy": "green", "unhealthy": "yellow", "down": "bold red", "unknown": "grey50"}

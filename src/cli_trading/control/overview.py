@@ -39,6 +39,7 @@ EQUITY_EVERY = 10.0  # seconds between two points of the intraday equity curve
 EQUITY_POINTS = 8640  # a day of points at that pace
 SPARK_POINTS = 120  # what the answer carries (the console draws at most this wide)
 ACTIVITY = 60
+REDIS_WAIT = 3.0  # seconds the stream details may take before Redis counts as unreachable
 
 
 class Cached:
@@ -81,7 +82,8 @@ class Overview:
         self.client: httpx.AsyncClient | None = None
         self.equity: deque[tuple[float, str, Decimal]] = deque(maxlen=EQUITY_POINTS)
         self.agents = Cached(1.0, self._agents)
-        self.streams = Cached(1.0, lambda: streams.overview(orc.redis))
+        # a Redis that hangs (stopped, a network partition) must show as out, not as its last answer
+        self.streams = Cached(1.0, lambda: asyncio.wait_for(streams.overview(orc.redis), REDIS_WAIT))
         self.logs = Cached(1.0, lambda: asyncio.to_thread(src.read_logs, orc.settings.logs_path))
         self.incidents = Cached(2.0, self._incidents)
         self.checklist = Cached(30.0, self._checklist)

@@ -54,3 +54,20 @@ def test_money_and_signs() -> None:
     assert r.money("10184.5234") == "10,184.52"
     assert r.signed("-3.1").plain == "-3.10" and r.signed("-3.1").style == "red"
     assert r.money("not a number") == "—"
+
+
+def test_short_ages_and_counts_fit_their_narrow_columns() -> None:
+    assert r.short_age((NOW - timedelta(seconds=42)).isoformat(), NOW) == "42s"
+    assert r.short_age((NOW - timedelta(minutes=14, seconds=30)).isoformat(), NOW) == "14m"
+    assert r.short_age((NOW - timedelta(hours=7, minutes=6)).isoformat(), NOW) == "7h"
+    assert r.short_age((NOW - timedelta(days=3, hours=1)).isoformat(), NOW) == "3d"
+    assert r.short_age(None, NOW) == "—"
+    assert [r.count(n, 3) for n in (0, 999, 1000, 99_999, 12_345_678)] == ["0", "999", "1k", "99k", "12M"]
+    assert [r.count(n, 5) for n in (12_345, 123_456, 9_999_999_999)] == ["12345", "123k", "9999M"]
+    assert r.count(10**12, 3) == "∞"
+
+
+def test_redis_out_is_named_with_what_it_means() -> None:
+    text = r.redis_problem("ConnectionError: Error 111 connecting to 127.0.0.1:6379. Connection refused.").plain
+    assert "REDIS UNREACHABLE" in text and "not current" in text
+    assert "REDIS ERROR" in r.redis_problem("ResponseError: NOGROUP").plain
