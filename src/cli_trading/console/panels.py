@@ -4,6 +4,8 @@ only when what it shows changed: a console left open all night must cost next to
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +13,9 @@ from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Static
+from textual.widgets.data_table import RowKey
 
 from cli_trading.console import render as r
 
@@ -36,7 +40,8 @@ class Table(DataTable[Any]):
         self._fill = fill
         self._rows: dict[str, str] = {}
         self._keys: list[str] = []
-        self._versions: dict[tuple[str | None, int], int] = {}
+        self._versions: dict[tuple[str | None, int], int] = {}  # a cell's version (row None: the header)
+        self._row_versions: dict[str | None, int] = {}  # a row's: any of its cells changed
         self._counter = itertools.count(1)
         self._known_count = -1  # the update counter after our own changes (anything else: Textual's cache)
 
@@ -59,6 +64,7 @@ class Table(DataTable[Any]):
     def _stamp(self, key: str | None, column: int | None = None) -> None:
         for n in range(len(self._columns)) if column is None else (column,):
             self._versions[(key, n)] = next(self._counter)
+        self._row_versions[key] = next(self._counter)
 
     def show(self, rows: list[Row]) -> None:
         keys = [k for k, _ in rows]
@@ -78,6 +84,7 @@ class Table(DataTable[Any]):
         keep = self.selected_key()
         self.clear()
         self._versions = {k: v for k, v in self._versions.items() if k[0] is None}  # the header stays
+        self._row_versions = {None: self._row_versions[None]}
         for key, cells in rows:
             self.add_row(*cells, key=key)
             self._stamp(key)
@@ -90,12 +97,28 @@ class Table(DataTable[Any]):
                      cursor: bool = False, hover: bool = False) -> Any:
         key = None if row_index == -1 else self._row_locations.get_key(row_index)
         version = self._versions.get((None if key is None else str(key.value), column_index))
+        with self._keyed_on(None if version is None else (version, width)):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+
+    def _render_line_in_row(self, row_key: RowKey, line_no: int, base_style: Style, cursor_location: Coordinate,
+                            hover_location: Coordinate) -> Any:
+        """A row whose cells did not change is not composed again (nor its styles looked up)."""
+        version = self._row_versions.get(None if row_key is self._header_row_key else str(row_key.value))
+        widths = tuple(c.content_width if c.auto_width else c.width for c in self.columns.values())
+        with self._keyed_on(None if version is None else ("row", version, widths)):
+            return super()._render_line_in_row(row_key, line_no, base_style, cursor_location, hover_location)
+
+    @contextmanager
+    def _keyed_on(self, version: tuple[Any, ...] | None) -> Iterator[None]:
+        """Textual's render caches keyed on `version` instead of the table-wide update counter
+        (unless something other than `show` changed the table since: then as Textual does)."""
         if version is None or self._update_count != self._known_count:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            yield
+            return
         count = self._update_count
-        self._update_count = (version, width)  # type: ignore[assignment]  # the caches' key: this cell's version
+        self._update_count = version  # type: ignore[assignment]
         try:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            yield
         finally:
             self._update_count = count
 
