@@ -44,6 +44,7 @@ class Table(DataTable[Any]):
         self._row_versions: dict[str | None, int] = {}  # a row's: any of its cells changed
         self._counter = itertools.count(1)
         self._known_count = -1  # the update counter after our own changes (anything else: Textual's cache)
+        self._real_count: int | None = None  # the update counter while a row's version stands in for it
 
     def on_mount(self) -> None:
         self._column_keys = [self.add_column(label, width=width) for label, width in self._columns]
@@ -51,6 +52,7 @@ class Table(DataTable[Any]):
         self._known_count = self._update_count
 
     def on_resize(self) -> None:
+        self._known_count = self._update_count  # Textual emptied its caches: nothing stale to fear
         if self._fill is None:
             return
         others = sum(w or 0 for n, (_, w) in enumerate(self._columns) if n != self._fill)
@@ -112,15 +114,16 @@ class Table(DataTable[Any]):
     def _keyed_on(self, version: tuple[Any, ...] | None) -> Iterator[None]:
         """Textual's render caches keyed on `version` instead of the table-wide update counter
         (unless something other than `show` changed the table since: then as Textual does)."""
-        if version is None or self._update_count != self._known_count:
+        real = self._update_count if self._real_count is None else self._real_count  # a row's cells: nested
+        if version is None or real != self._known_count:
             yield
             return
-        count = self._update_count
-        self._update_count = version  # type: ignore[assignment]
+        count, outer = self._update_count, self._real_count
+        self._update_count, self._real_count = version, real  # type: ignore[assignment]
         try:
             yield
         finally:
-            self._update_count = count
+            self._update_count, self._real_count = count, outer
 
     def selected_key(self) -> str | None:
         if not self.row_count:
