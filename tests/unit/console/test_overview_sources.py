@@ -133,3 +133,22 @@ def test_run_items_name_what_happened() -> None:
     assert item["summary"] == "rejected buy BTC-USD: max_position"
     assert item["record"]["steps"] == ["risk", "rejected"]
     assert run_item(Run("r-2", "ETH-USD", t))["kind"] == "run"
+
+
+class HangingRedis:
+    """A Redis that accepted the connection and never answers (stopped, or a partition)."""
+
+    def __getattr__(self, name: str) -> Any:
+        async def never(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.Event().wait()
+
+        return never
+
+
+async def test_a_hanging_redis_shows_as_an_error_not_as_its_last_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli_trading.control import overview
+
+    monkeypatch.setattr(overview, "REDIS_WAIT", 0.05)
+    orc: Any = type("Orc", (), {"redis": HangingRedis(), "settings": None})()
+    streams = await asyncio.wait_for(overview.Overview(orc).streams.get(), 5)  # without the guard: forever
+    assert isinstance(streams, dict) and streams["error"].startswith("TimeoutError")
