@@ -28,6 +28,7 @@ COMMAND: TypeAdapter[Command] = TypeAdapter(Command)
 class MarketAnalyst(Agent):
     name = "market-analyst"
     uses_db = False
+    exchange: Any = None  # the ccxt exchange of a live feed (made in on_start, closed on stop)
 
     async def on_start(self) -> None:
         self.config = load_strategy_config(self.settings.config_file("strategies.yaml"))
@@ -60,7 +61,7 @@ class MarketAnalyst(Agent):
         )
 
     async def on_stop(self) -> None:
-        if getattr(self, "exchange", None) is not None:
+        if self.exchange is not None:
             await self.exchange.close()
 
     def subscriptions(self) -> list[Subscription]:

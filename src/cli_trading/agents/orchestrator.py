@@ -70,6 +70,7 @@ class RunRefused(Exception):
 
 class Orchestrator(Agent):
     name = "orchestrator"
+    halt_store: HaltStore | None = None  # made in on_start
 
     async def on_start(self) -> None:
         s = self.settings
@@ -91,11 +92,11 @@ class Orchestrator(Agent):
             defaults=Limits(s.daily_target_pct, s.daily_loss_limit_pct),
             day=today,
         )
-        self.halt_store = HaltStore(str(s.redis_url))  # checked at start
-        await asyncio.to_thread(self.halt_store.warm_up)
+        store = self.halt_store = HaltStore(str(s.redis_url))  # checked at start
+        await asyncio.to_thread(store.warm_up)
         self.recorder = Recorder(self.session, asyncio.get_running_loop())
         self.halts = HaltService(
-            store=self.halt_store,
+            store=store,
             gate=HaltGate(self.redis),
             recorder=self.recorder,
             agent=self.name,
@@ -149,8 +150,8 @@ class Orchestrator(Agent):
         return {**await super().health_checks(), "supervision": health_entry(await fetch_supervision(self.redis))}
 
     async def on_stop(self) -> None:
-        if store := getattr(self, "halt_store", None):  # absent when start-up failed early
-            store.close()
+        if self.halt_store is not None:  # None when start-up failed early
+            self.halt_store.close()
 
     def add_routes(self, app: FastAPI) -> None:
         from cli_trading.agents.orchestrator_api import add_routes
