@@ -22,6 +22,7 @@ from cli_trading.exchanges.base import ExecResult, OrderRequest
 from cli_trading.exchanges.ccxt_adapter import CcxtExchange, create_ccxt
 from cli_trading.exchanges.desk import Desk
 from cli_trading.exchanges.reconcile import Report, UnknownPolicy
+from cli_trading.halt.state import HaltState
 
 pytestmark = pytest.mark.integration
 
@@ -155,6 +156,37 @@ async def test_a_restart_keeps_the_first_baseline(sim: Sim, db: Database, redis_
         assert again.report is not None and again.report.value == 0, again.report and again.report.to_api()
     finally:
         await again.ex.close()
+
+
+def limit_order(n: int, side: str, qty: str, price: D) -> tuple[OrderMsg, OrderRequest]:
+    m = buy(n, qty).model_copy(update={"side": side, "type": "limit", "price": price})
+    return m, OrderRequest(m.orderId, m.symbol, side, m.qty, price, type="limit", limit_price=price)
+
+
+async def test_a_halt_cancels_resting_orders_and_reduce_only_keeps_a_reducing_sell(
+    sim: Sim, db: Database, redis_client: Any
+) -> None:
+    calls = Calls()
+    d = desk(sim, db, redis_client, calls)
+    await d.start()
+    try:
+        [(_, r)] = await send(d, buy(4))
+        assert r.status == "filled" and d.held("BTC-USDT") > D("0.005")
+        price = D(sim.state()["prices"]["BTCUSDT"])
+        sell = limit_order(5, "sell", "0.005", (price * D("1.05")).quantize(D("0.01")))
+        more = limit_order(6, "buy", "0.005", (price * D("0.95")).quantize(D("0.01")))
+        for m, req in (sell, more):
+            assert await live.execute(d, lambda m=m, req=req: _one(d, m, req)) == []  # both resting
+        await d.tick(HaltState(halted=True, mode="reduce_only"))
+        open_ids = {str(o["clientOrderId"]) for o in await d.ex.exchange.fetch_open_orders("BTC/USDT")}
+        assert open_ids == {sell[0].orderId} and set(d.open) == {sell[0].orderId}  # the buy is cancelled
+        await d.tick(HaltState(halted=True, mode="halt"))
+        assert await d.ex.exchange.fetch_open_orders("BTC/USDT") == [] and d.open == {}
+        settled = {m.orderId: res for m, res in calls.settled}
+        assert [settled[m.orderId].reason for m, _ in (sell, more)] == ["cancelled at the exchange"] * 2
+        assert (await d.reconcile()).value == 0
+    finally:
+        await d.ex.close()
 
 
 # -- open orders the ledger does not know, adopted -------------------------------------------------
