@@ -26,13 +26,13 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from cli_trading import metrics
+from cli_trading.agents.audit import AuditBuffer
 from cli_trading.agents.server import HttpServer, OnLoop
 from cli_trading.auth import Lockout, TokenStore, parse_allow_list
 from cli_trading.bus import REDIS_DOWN, BatchHandler, Bus, Consumer
 from cli_trading.config import Settings, read_secret_file, redact_url
 from cli_trading.contracts import NotifyEvent, Stream, now_utc
 from cli_trading.db import engine as dbengine
-from cli_trading.db import repo
 from cli_trading.logs import file_logger, get_logger
 
 Clock = Callable[[], datetime]
@@ -79,7 +79,7 @@ class Agent:
         self.stop_event = asyncio.Event()
         self.started_at = time.time()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._audit_buffer: list[dict[str, Any]] = []
+        self.audit_buffer = AuditBuffer(self.name, clock=clock, log=self.log)
         self._loop: asyncio.AbstractEventLoop | None = None  # set in start(): audit() may be called from threads
         self._loop_thread = threading.get_ident()
         self._db_ok = True
@@ -146,45 +146,12 @@ class Agent:
             # from the HTTP server's thread: the buffer belongs to the event loop
             self._loop.call_soon_threadsafe(functools.partial(self.audit, action, **fields))
             return
-        self._audit_buffer.append(
-            {
-                "ts": self.clock(),
-                "agent": self.name,
-                "action": action,
-                "actor": fields.pop("actor", None),
-                "source": fields.pop("source", None),
-                "target": fields.pop("target", None),
-                "result": fields.pop("result", None),
-                "request_id": fields.pop("request_id", None),
-                "detail": fields or None,
-            }
-        )
+        self.audit_buffer.add(action, **fields)
 
     async def flush_audit(self) -> None:
-        """Write what is buffered (audit events and the agent's own rows, `write_behind`) in one
-        transaction. On failure everything stays buffered for the next try."""
-        if self.sessions is None or not (self._audit_buffer or self.has_write_behind()):
-            return
-        rows, self._audit_buffer = self._audit_buffer, []
-        undo = None
-        try:
-            async with self.session() as s, s.begin():
-                await repo.add_audit(s, rows=rows)
-                undo = await self.write_behind(s)
-        except Exception as exc:  # noqa: BLE001 - keep them for the next try
-            self._audit_buffer[:0] = rows[-50_000:]
-            if undo:
-                undo()
-            self.log.warning("buffered write failed, will retry", error=str(exc)[:200])
-
-    def has_write_behind(self) -> bool:
-        """Hook: whether `write_behind` has rows to write."""
-        return False
-
-    async def write_behind(self, session: AsyncSession) -> Callable[[], None] | None:
-        """Hook: write the agent's buffered rows in the audit transaction (the caller commits).
-        Returns the undo to call if the commit fails, so the rows are written next time."""
-        return None
+        """Write the buffered audit events (agents/audit.py)."""
+        if self.sessions is not None:
+            await self.audit_buffer.flush(self.sessions)
 
     async def notify(self, type_: str, severity: str, message: str, **context: Any) -> None:
         if self.bus is None:
