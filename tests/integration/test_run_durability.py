@@ -1,17 +1,25 @@
 """RunBook.durable against a real database: concurrent callers share transactions, a change is
-in the `runs` table when durable() returns, and a failed commit leaves the changes to the next."""
+in the `runs` table when durable() returns, and a failed commit leaves the changes to the next;
+and the orchestrator commits a run's sizing before its risk request goes out."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from cli_trading.agents.orchestrator import Orchestrator
+from cli_trading.bus import Delivery
+from cli_trading.config import load_settings
+from cli_trading.contracts import Stream, order_id_for
 from cli_trading.control.runs import Run, RunBook
 from cli_trading.db import engine as dbengine
+from cli_trading.db import repo
 
 
 def test_durable_is_a_group_commit_and_survives_a_failed_one(tmp_path: Path) -> None:
@@ -55,3 +63,41 @@ def test_durable_is_a_group_commit_and_survives_a_failed_one(tmp_path: Path) -> 
         await engine.dispose()
 
     asyncio.run(go())
+
+
+async def test_a_sized_run_is_committed_before_risk_hears_of_it(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A strategy's signal sizes its run; the sizing is in `runs` before the risk request goes
+    out, so a run found at start without a side (`resolve`: hold) never had an order on its way."""
+    orc = Orchestrator(load_settings(data_dir=tmp_path, redis_url=redis_url, admin_token="x" * 20))
+    await orc.start()
+    try:
+        run = await orc.start_run(
+            symbol="BTC-USD", side=None, qty=None, notional=None, request_id="analysis-1", manual=False
+        )
+        at_risk: list[tuple[str | None, Decimal | None, str | None]] = []
+        publish = orc.bus.publish
+
+        async def watched(stream: str, payload: Any) -> str:
+            if stream == Stream.RISK_REQUESTS:
+                async with orc.session() as s:
+                    row = await repo.get_run(s, request_id=payload.requestId)
+                assert row is not None
+                at_risk.append((row.side, row.qty, row.order_id))
+            return await publish(stream, payload)
+
+        monkeypatch.setattr(orc.bus, "publish", watched)
+        signal = {
+            "requestId": run.request_id,
+            "symbol": "BTC-USD",
+            "side": "buy",
+            "confidence": 0.9,
+            "price": "100",
+            "strategy": "sma",
+        }
+        await orc.on_signals([Delivery("signals", "1-0", signal)])
+        assert run.qty is not None and run.qty > 0
+        assert at_risk == [("buy", run.qty, order_id_for(run.request_id))]
+    finally:
+        await orc.stop()

@@ -39,7 +39,6 @@ from cli_trading.contracts import (
     StatusMsg,
     Stream,
     new_id,
-    order_id_for,
 )
 from cli_trading.control import run_safety
 from cli_trading.control.days import TradingDays
@@ -84,7 +83,7 @@ class Orchestrator(Agent):
             today = TradingDays.from_row(await repo.get_day(sess, day=tday.day_of(self.clock())))
             for r in await repo.open_runs(sess):
                 self.runs.adopt(from_row(r))
-            open_orders = await repo.get_orders(sess, order_ids=[order_id_for(rid) for rid in self.runs.active])
+            open_orders = await repo.get_orders(sess, order_ids=[r.order_id for r in self.runs.active.values()])
         self.days = TradingDays(
             sessions=self.session,
             clock=self.clock,
@@ -267,6 +266,7 @@ class Orchestrator(Agent):
 
     async def on_signals(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(SignalMsg, batch)
+        sized: list[Run] = []
         for sig in valid(msgs):
             run = await self.lookup_run(sig.requestId)
             if run is None or run.outcome is not None:
@@ -279,14 +279,20 @@ class Orchestrator(Agent):
                 confidence=run.confidence,
                 strategy=run.strategy,
             )
-            await self._size_and_route(run, sig.side)
+            if self._size(run, sig.side):
+                sized.append(run)
+        if sized:  # committed before risk hears of them: a run found at start without a side never
+            await self.runs.durable(self.session)  # reached risk, so no order of it can be on its way
+        for run in sized:
+            await self._to_risk(run, manual=False)
         return failures(msgs)
 
-    async def _size_and_route(self, run: Run, side: str | None) -> None:
+    def _size(self, run: Run, side: str | None) -> bool:
+        """Size a run from its signal; True when it goes to risk, else it is finished here."""
         now = self.clock()
         if side is None or not run.price:
             self.runs.finish(run, "hold", reason="no signal", now=now)
-            return
+            return False
         run.side = side
         run.qty = size_order(
             side=side,
@@ -303,7 +309,9 @@ class Orchestrator(Agent):
         elif not allows(self.halts.state, side=side, position_qty=self.ledger.qty_of(run.symbol), qty=run.qty):
             self.runs.finish(run, "rejected", reason="halted", now=now)
         else:
-            await self._to_risk(run, manual=False)
+            self.runs.touch(run, "risk")  # its sizing is written by the caller's commit
+            return True
+        return False
 
     async def on_risk(self, batch: list[Delivery]) -> Handled:
         orders: list[Outgoing] = []
@@ -316,7 +324,6 @@ class Orchestrator(Agent):
                 self.runs.finish(run, "rejected", reason=answer.reason or "risk", now=self.clock())
                 self.audit("run:rejected", request_id=run.request_id, result=answer.reason)
                 continue
-            run.order_id = order_id_for(run.request_id)
             self.runs.touch(run, "ordered")
             self.audit("run:order", request_id=run.request_id, target=run.order_id)
             orders.append(
@@ -350,7 +357,6 @@ class Orchestrator(Agent):
                 self.exec_failures += 1
             run = await self.lookup_run(st.requestId)
             if run is not None and st.status != "pending":
-                run.order_id = run.order_id or st.orderId  # "ordered" may not have been written
                 self.runs.finish(run, st.status, reason=st.reason, now=self.clock())
                 self.audit(f"run:{st.status}", request_id=run.request_id, target=st.orderId, result=st.reason)
         threshold = self.settings.exec_failure_halt_n

@@ -6,7 +6,7 @@ Every decision is the pure function the agents call, in the order they call it:
   `combine`);
 - marks, the market day's rollover, PnL halts (orchestrator `on_bars`: `Ledger.mark`,
   `day.rollover`, `halt.clears_at_rollover`/`unhalt`, `halt.automatic`);
-- a run per traded symbol: sizing and the halt check (orchestrator `_size_and_route`:
+- a run per traded symbol: sizing and the halt check (orchestrator `_size`:
   `size_order`, `halt.allows`);
 - the pre-trade rules (risk-manager: `risk.evaluate`);
 - the paper fill with slippage, fee and affordability (trade-executor's paper engine:

@@ -1,7 +1,8 @@
 """Crash safety of runs, in the orchestrator (docs/architecture.md, "Runs"):
 
 - a run is committed before its 202 is answered and before its first message goes out
-  (`accept`); if it cannot be, it was never accepted (503);
+  (`accept`), naming its order (`Run.order_id`); if it cannot be, it was never accepted (503);
+- a strategy run's sizing is committed before its risk request goes out (`on_signals`);
 - a risk rejection is committed before its message is acknowledged (risk answers a request
   once: the answer could not be had again);
 - every other change is written within `FLUSH_INTERVAL_S` (`flush_loop`), because what it
@@ -19,7 +20,6 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from cli_trading.bus import REDIS_DOWN
-from cli_trading.contracts import order_id_for
 from cli_trading.control.runs import Run, resolve
 
 if TYPE_CHECKING:
@@ -29,11 +29,9 @@ if TYPE_CHECKING:
 async def resolve_open_runs(orc: Orchestrator, orders: dict[str, Any]) -> None:
     counts: dict[str, int] = {}
     for run in list(orc.runs.active.values()):
-        res = resolve(run, orders.get(order_id_for(run.request_id)))
+        res = resolve(run, orders.get(run.order_id))
         counts[res.action] = counts.get(res.action, 0) + 1
         if res.action == "finish":
-            if res.outcome in ("filled", "rejected", "failed"):  # from its order: the row names it
-                run.order_id = run.order_id or order_id_for(run.request_id)
             orc.runs.finish(run, res.outcome or "failed", reason=res.reason, now=orc.clock())
         elif res.action == "resend":
             await orc._to_risk(run, manual=run.manual)

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from cli_trading import metrics
-from cli_trading.contracts import iso
+from cli_trading.contracts import iso, order_id_for
 from cli_trading.db import repo
 
 KEEP_FINISHED = 20_000
@@ -37,10 +37,17 @@ class Run:
     confidence: float | None = None
     outcome: str | None = None
     reason: str | None = None
-    order_id: str | None = None
+    # the id its order has or will have (ord-<requestId>), known from the start and so in the row
+    # committed at acceptance: the executor can settle a fill before the run's later changes are
+    # written (`flush_loop`), and the fill's order must already name its run. (A row written
+    # without one gets it here, stored with the run's next change.)
+    order_id: str = ""
     finished_at: datetime | None = None
     trace_id: str | None = None
     steps: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.order_id = self.order_id or order_id_for(self.request_id)
 
     def to_api(self) -> dict[str, Any]:
         return {
