@@ -209,6 +209,7 @@ def test_with_limits() -> None:
         ("system_error", "critical"),
         ("security_incident", "critical"),
         ("emergency_stop", "critical"),
+        ("reconciliation_drift", "critical"),  # P1 (issue 15)
         ("manual", "warning"),
         ("maintenance window", "warning"),
     ],
