@@ -13,6 +13,8 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal as D
@@ -251,6 +253,13 @@ def test_drift_is_reported_and_past_the_limit_halts(live: System, sim: Sim) -> N
     assert pnl["haltReason"] == "reconciliation_drift" and "USDT" in pnl["haltNote"]
     assert D(pnl["reconciliation"]["driftQuote"]) >= D("50")
     assert 'trading_reconciliation_drift{asset="USDT"}' in httpx.get(live.url("trade-executor") + "/metrics").text
+    # and `cli-trading status` says it, naming the asset (exit 1: trading is halted)
+    env = {**live.env, "PORT_BASE": str(live.port_base), "COLUMNS": "200"}
+    status = subprocess.run(
+        [sys.executable, "-m", "cli_trading", "status"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert status.returncode == 1, status.stdout + status.stderr
+    assert "reconciliation  drift" in status.stdout and "USDT: exchange" in status.stdout, status.stdout
     # the operator explains it, accepts the exchange's balances, unhalts
     r = httpx.post(live.url("trade-executor") + "/admin/exchange/accept-balances", headers=live.admin)
     assert r.status_code == 200 and r.json()["reconciliation"]["driftQuote"] == "0"
