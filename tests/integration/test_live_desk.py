@@ -318,3 +318,29 @@ async def test_an_order_partly_filled_before_the_first_start_is_adopted_without_
         assert calls.halts == []
     finally:
         await d.ex.close()
+
+
+async def test_markets_are_refreshed_from_the_exchange(sim: Sim, db: Database, redis_client: Any) -> None:
+    """The periodic refresh (EXCHANGE_MARKETS_REFRESH_S) asks the exchange again, not ccxt's cache,
+    and republishes the rules the risk manager reads."""
+    import orjson
+
+    from cli_trading.exchanges.keys import MARKETS_KEY
+
+    d = desk(sim, db, redis_client, Calls())
+    fetched: list[int] = []
+    real = d.ex.exchange.fetch_markets
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        fetched.append(1)
+        return await real(*args, **kwargs)
+
+    d.ex.exchange.fetch_markets = counting
+    try:
+        await d.refresh_markets()
+        await redis_client.delete(MARKETS_KEY)
+        await d.refresh_markets()
+        assert len(fetched) == 2  # the second reloaded from the exchange
+        assert "BTC-USDT" in orjson.loads(await redis_client.get(MARKETS_KEY))
+    finally:
+        await d.ex.close()
