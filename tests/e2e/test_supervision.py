@@ -18,6 +18,7 @@ import pytest
 from cli_trading.contracts import AGENT_PORTS
 from cli_trading.uplock import pid_alive
 from tests.e2e.conftest import System, start_system
+from tests.e2e.test_halts_e2e import quiet_strategies
 from tests.support import ports
 
 pytestmark = pytest.mark.e2e
@@ -57,12 +58,16 @@ def filled(s: System) -> str:
             return run.get("outcome") is not None
 
         until(done, 30, f"run {rid} reaches an outcome")
-        assert c.get(f"/orchestrate/run/{rid}").json()["outcome"] == "filled"
+        run = c.get(f"/orchestrate/run/{rid}").json()
+        assert run["outcome"] == "filled", run
     return rid
 
 
 def test_up_restarts_agents_and_redis_refuses_a_second_up_and_dies_whole(tmp_path: Path) -> None:
-    s = start_system(tmp_path)
+    # strategies that never signal: their trades would use up the exposure limits on a slow
+    # machine, and the test's orders be rejected for it (max_total_exposure)
+    quiet = ["--config", str(quiet_strategies(tmp_path / "config"))]
+    s = start_system(tmp_path, args=quiet)
     try:
         rid = filled(s)
         # a second `up` on the same folder refuses, naming the first
@@ -111,7 +116,7 @@ def test_up_restarts_agents_and_redis_refuses_a_second_up_and_dies_whole(tmp_pat
     finally:
         s.stop()
     # and a new `up` on the same folder takes over, with the old ledger and Redis data
-    s2 = start_system(tmp_path, port_base=s.port_base)
+    s2 = start_system(tmp_path, port_base=s.port_base, args=quiet)
     try:
         with s2.client() as c:
             assert c.get(f"/orchestrate/run/{rid}").json()["outcome"] == "filled"
