@@ -34,7 +34,8 @@ case "$MODE" in
 self_signed(Path('$DATA/cert.pem'), Path('$DATA/key.pem'), hosts=['127.0.0.1'])"
     export TLS_CERT_FILE=$DATA/cert.pem TLS_KEY_FILE=$DATA/key.pem
     URL=https://127.0.0.1:7001 HALT_URL=https://127.0.0.1:7001 ;;
-  edge) UP_ARGS=(--edge) HALT_URL=https://127.0.0.1:${EDGE_PORT:-8443} ;;
+  # the edge allows 2 admin requests/s (burst 10): a halt and its unhalt every 1.1 s stay under it
+  edge) UP_ARGS=(--edge) HALT_URL=https://127.0.0.1:${EDGE_PORT:-8443} PAUSE=1.1 ;;
   *) echo "MODE must be direct, tls or edge" >&2; exit 2 ;;
 esac
 .venv/bin/cli-trading up --data-dir "$DATA" --speed "${SPEED:-1}" "${UP_ARGS[@]}" >"$DATA/up.out" 2>&1 &
@@ -47,6 +48,7 @@ for _ in $(seq 1 90); do
 done
 REDIS=${REDIS_URL:-$($PY -c "import json; print(json.load(open('$DATA/runtime.json'))['redisUrl'])")}
 $PY bench/pipeline_driver.py --url "$URL" --redis "$REDIS" -n 500 -c 32 >/dev/null  # warm-up
-$PY bench/halt_latency.py --url "$URL" --halt-url "$HALT_URL" --redis "$REDIS" --token "$ADMIN_TOKEN" --halts "$HALTS"
+$PY bench/halt_latency.py --url "$URL" --halt-url "$HALT_URL" --redis "$REDIS" --token "$ADMIN_TOKEN" --halts "$HALTS" \
+  --pause "${PAUSE:-0.3}"
 $PY bench/halt_latency.py --url "$URL" --halt-url "$HALT_URL" --redis "$REDIS" --token "$ADMIN_TOKEN" \
-  --halts "$((HALTS / 2))" --rate 100
+  --halts "$((HALTS / 2))" --rate 100 --pause "${PAUSE:-0.3}"

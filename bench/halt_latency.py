@@ -64,14 +64,15 @@ async def main() -> None:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--client", choices=["curl", "aiohttp"], default="curl", help="who sends the halts")
     ap.add_argument("--rate", type=float, default=0.0, help="open-loop load (runs/s) instead of a closed loop")
+    ap.add_argument("--pause", type=float, default=0.3, help="seconds between an unhalt and the next halt")
     a = ap.parse_args()
     halt_url = a.halt_url or a.url
     r = aioredis.from_url(a.redis)
     driver = Path(__file__).with_name("pipeline_driver.py")
     load = await asyncio.create_subprocess_exec(
         sys.executable, str(driver), "--url", a.url, "--redis", a.redis, "--stall", "3",
-        *(["--rate", str(a.rate), "--seconds", str(a.halts * 0.6 + 5)] if a.rate else
-          ["-c", str(a.clients), "--for-seconds", str(a.halts * 0.6 + 5)]),
+        *(["--rate", str(a.rate), "--seconds", str(a.halts * (a.pause + 0.3) + 5)] if a.rate else
+          ["-c", str(a.clients), "--for-seconds", str(a.halts * (a.pause + 0.3) + 5)]),
         stdout=asyncio.subprocess.PIPE,
     )
     halt_ms, settle_ms, in_flight = [], [], []
@@ -97,7 +98,7 @@ async def main() -> None:
                 settle_ms.append(s)
             async with c.post("/admin/orchestrate/unhalt", json={"force": True}) as res:
                 await res.read()
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(a.pause)
     out, _ = await load.communicate()
     print(json.dumps({
         "halts": len(halt_ms), "client": a.client, "haltUrl": halt_url,
