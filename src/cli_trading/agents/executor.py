@@ -21,7 +21,7 @@ from cli_trading.contracts import Group, OrderMsg, StatusMsg, Stream
 from cli_trading.db import repo
 from cli_trading.exchanges import live
 from cli_trading.exchanges.base import ExchangeAdapter, ExecResult, OrderRequest
-from cli_trading.exchanges.desk import Desk
+from cli_trading.exchanges.desk import Desk, ledger_row
 from cli_trading.exchanges.paper import PaperExchange
 from cli_trading.halt.gate import HaltGate
 from cli_trading.halt.policy import allows
@@ -118,20 +118,7 @@ class TradeExecutor(Agent):
 
     def _claim_rows(self, msgs: list[OrderMsg]) -> list[dict[str, Any]]:
         now = self.clock()
-        return [
-            {
-                "order_id": m.orderId,
-                "request_id": m.requestId,
-                "created_at": now,
-                "symbol": m.symbol,
-                "side": m.side,
-                "qty": m.qty,
-                "type": m.type,
-                "status": "pending",
-                "updated_at": now,
-            }
-            for m in msgs
-        ]
+        return [ledger_row(m, now) for m in msgs]
 
     async def _claim(self, msgs: list[OrderMsg]) -> set[str]:
         async with self.session() as s, s.begin():
