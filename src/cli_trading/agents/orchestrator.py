@@ -214,6 +214,7 @@ class Orchestrator(Agent):
         if rid in self.runs:
             existing = self.runs.get(rid)
             raise RunRefused(409, f"requestId {rid} already exists", existing)
+        retried = self.runs.retry_of_refused(rid)  # answered 503 before: this run takes its place
         run = Run(rid, symbol, self.clock(), manual=manual and side is not None, side=side)
         self.runs.add(run)
         self.audit("run:requested", request_id=rid, target=symbol, side=side, manual=run.manual)
@@ -222,7 +223,7 @@ class Orchestrator(Agent):
                 self.runs.finish(run, "rejected", reason="halted", now=self.clock())
                 raise RunRefused(409, "trading is halted", run)
             self.runs.touch(run, "analyzing")
-            await run_safety.accept(self, run)
+            await run_safety.accept(self, run, retried=retried)
             analyze = AnalyzeCommand(requestId=rid, symbol=symbol)
             await run_safety.send(self, run, self.streams.publish(Stream.COMMANDS, analyze))
             return run
@@ -241,7 +242,7 @@ class Orchestrator(Agent):
             self.runs.finish(run, "rejected", reason="halted", now=self.clock())
             raise RunRefused(409, "trading is halted", run)
         self.runs.touch(run, "risk")
-        await run_safety.accept(self, run)
+        await run_safety.accept(self, run, retried=retried)
         await run_safety.send(self, run, self._to_risk(run, manual=True))
         return run
 

@@ -1,7 +1,11 @@
 """Crash safety of runs, in the orchestrator (docs/architecture.md, "Runs"):
 
 - a run is committed before its 202 is answered and before its first message goes out
-  (`accept`), naming its order (`Run.order_id`); if it cannot be, it was never accepted (503);
+  (`accept`), naming its order (`Run.order_id`); if it cannot be, it was never accepted (503),
+  and since the commit may have landed all the same (the connection died after the server
+  committed), the refusal is remembered (in memory, and in Redis against a restart) and the run
+  marked failed (`runs.REFUSED`) once the database answers: a run answered 503 never trades,
+  unless a retry with its request id takes it over;
 - a strategy run's sizing is committed before its risk request goes out (`on_signals`);
 - a risk rejection is committed before its message is acknowledged (risk answers a request
   once: the answer could not be had again);
@@ -20,35 +24,66 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from cli_trading.bus import REDIS_DOWN
-from cli_trading.control.runs import Run, resolve
+from cli_trading.contracts import iso
+from cli_trading.control.runs import REFUSED, Run, resolve
 
 if TYPE_CHECKING:
     from cli_trading.agents.orchestrator import Orchestrator
 
 
+# hash: request id → when, of the runs answered 503 whose refusal is not in `runs` yet (a
+# restart before the database came back must not send them to risk); emptied as they are written
+REFUSED_KEY = "cli-trading:runs:refused"
+
+
 async def resolve_open_runs(orc: Orchestrator, orders: dict[str, Any]) -> None:
+    refused = {k.decode() if isinstance(k, bytes) else k for k in await orc.redis.hkeys(REFUSED_KEY)}
     counts: dict[str, int] = {}
     for run in list(orc.runs.active.values()):
-        res = resolve(run, orders.get(run.order_id))
+        order = orders.get(run.order_id)
+        if order is None and run.request_id in refused:  # answered 503: never sent, never to be
+            orc.runs.finish(run, "failed", reason=REFUSED, now=orc.clock())
+            counts["refused"] = counts.get("refused", 0) + 1
+            continue
+        res = resolve(run, order)
         counts[res.action] = counts.get(res.action, 0) + 1
         if res.action == "finish":
             orc.runs.finish(run, res.outcome or "failed", reason=res.reason, now=orc.clock())
         elif res.action == "resend":
             await orc._to_risk(run, manual=run.manual)
     await orc.runs.durable(orc.session)
+    if refused:  # each is failed in `runs` now, or was never there
+        await orc.redis.hdel(REFUSED_KEY, *refused)
     if counts:
         orc.log.info("open runs resolved at start", **counts)
 
 
-async def accept(orc: Orchestrator, run: Run) -> None:
-    """The run is in the database before anything acts on it or the 202 is answered."""
+async def accept(orc: Orchestrator, run: Run, *, retried: bool = False) -> None:
+    """The run is in the database before anything acts on it or the 202 is answered. `retried`:
+    it takes over a refused run of the same request id, whose refusal is forgotten."""
     from cli_trading.agents.orchestrator import RunRefused
 
     try:
         await orc.runs.durable(orc.session)
     except Exception as exc:  # noqa: BLE001 - any failure to commit: not accepted
-        orc.runs.forget(run)
+        orc.runs.refuse(run, now=orc.clock())
+        with contextlib.suppress(Exception):  # Redis out too: remembered in memory only
+            await orc.redis.hset(REFUSED_KEY, run.request_id, iso(orc.clock()))
         raise RunRefused(503, f"run not accepted: the database is unavailable ({type(exc).__name__})") from exc
+    if retried:
+        with contextlib.suppress(Exception):  # Redis out: its first message cannot go out either
+            await orc.redis.hdel(REFUSED_KEY, run.request_id)
+
+
+async def forget_settled_refusals(orc: Orchestrator) -> None:
+    """Refusals written to `runs` need no reminder in Redis any more."""
+    ids, orc.runs.settled_refusals = orc.runs.settled_refusals, []
+    if ids:
+        try:
+            await orc.redis.hdel(REFUSED_KEY, *ids)
+        except Exception:  # noqa: BLE001 - kept for the next try
+            orc.runs.settled_refusals += ids
+            raise
 
 
 async def send(orc: Orchestrator, run: Run, publishing: Awaitable[Any]) -> None:
@@ -74,5 +109,6 @@ async def flush_loop(orc: Orchestrator) -> None:
             await asyncio.wait_for(orc.stop_event.wait(), FLUSH_INTERVAL_S)
         try:
             await orc.runs.durable(orc.session)
-        except Exception as exc:  # noqa: BLE001 - the database is out: kept, written on the next try
+            await forget_settled_refusals(orc)
+        except Exception as exc:  # noqa: BLE001 - the database (or Redis) is out: kept, written on the next try
             orc.log.warning("writing runs failed, will retry", error=str(exc)[:200])

@@ -22,6 +22,8 @@ from cli_trading.contracts import iso, order_id_for
 from cli_trading.db import repo
 
 KEEP_FINISHED = 20_000
+# the outcome of a run answered 503 whose acceptance commit landed all the same (run_safety.accept)
+REFUSED = "refused: database unavailable at acceptance"
 
 
 @dataclass(slots=True)
@@ -116,6 +118,13 @@ class RunBook:
         self.finished: OrderedDict[str, Run] = OrderedDict()
         self._new: dict[str, Run] = {}
         self._changed: dict[str, Run] = {}
+        # runs answered 503 because their acceptance commit failed: it may have landed all the
+        # same (the connection died after the server committed), so the next transaction marks
+        # them failed (REFUSED) if they are there and still open; `settled_refusals` are the ids
+        # written so (the orchestrator then forgets them in Redis too)
+        self.refused: dict[str, Run] = {}
+        self.settled_refusals: list[str] = []
+        self._writing_refusals: list[str] = []
         self.version = 0  # changes made so far
         self.committed = 0  # changes known to be in the database
         self._flushing: asyncio.Future[None] | None = None
@@ -135,6 +144,19 @@ class RunBook:
         """A run whose creation could not be committed: it was never accepted."""
         self.active.pop(run.request_id, None)
         self._new.pop(run.request_id, None)
+
+    def refuse(self, run: Run, *, now: datetime) -> None:
+        """A run answered 503 (its acceptance commit failed): never to trade, whether or not the
+        commit landed. Not in the book: a retry with the same request id may take it over."""
+        self.forget(run)
+        run.outcome, run.reason, run.finished_at = "failed", REFUSED, now
+        self.refused[run.request_id] = run
+        self.version += 1
+
+    def retry_of_refused(self, rid: str) -> bool:
+        """A new run with the request id of a refused one: the refusal is not written any more
+        (the new run's row replaces it, `flush`)."""
+        return self.refused.pop(rid, None) is not None
 
     def adopt(self, run: Run) -> None:
         """A run loaded from the database (after a restart): active again, nothing to write."""
@@ -160,7 +182,7 @@ class RunBook:
     async def lookup(self, rid: str, sessions: Callable[[], Any]) -> Run | None:
         """A run by id: from memory, else from the database (an open one is active again: it
         was left open by a restart)."""
-        run = self.get(rid)
+        run = self.get(rid) or self.refused.get(rid)
         if run is None:
             async with sessions() as s:
                 row = await repo.get_run(s, request_id=rid)
@@ -181,7 +203,9 @@ class RunBook:
         """Write new runs and changes since the last flush (the caller commits). Returns the
         undo to call if the transaction does not commit: the rows are buffered again."""
         new, changed = list(self._new.values()), list(self._changed.values())
-        self._new, self._changed = {}, {}
+        refused = list(self.refused.values())
+        self._new, self._changed, self.refused = {}, {}, {}
+        self._writing_refusals = [r.request_id for r in refused]
 
         def undo() -> None:
             for r in new:
@@ -189,10 +213,21 @@ class RunBook:
             for r in changed:
                 if r.request_id not in self._new:
                     self._changed.setdefault(r.request_id, r)
+            for r in refused:
+                if r.request_id not in self:  # not retried meanwhile
+                    self.refused.setdefault(r.request_id, r)
+            self._writing_refusals = []
 
         try:
-            await repo.add_runs(session, rows=[r.row() for r in new])
+            inserted = await repo.add_runs(session, rows=[r.row() for r in new])
+            if len(inserted) < len(new):  # a retry of a refused run whose row landed: the row is the retry's
+                taken = [r.row() for r in new if r.request_id not in inserted]
+                await repo.take_over_runs(session, rows=taken, refused_reason=REFUSED)
             await repo.update_runs(session, rows=[_changes(r) for r in changed])
+            if refused:
+                await repo.fail_open_runs(
+                    session, request_ids=self._writing_refusals, reason=REFUSED, finished_at=refused[0].finished_at
+                )
         except Exception:
             undo()
             raise
@@ -200,7 +235,7 @@ class RunBook:
 
     @property
     def dirty(self) -> bool:
-        return bool(self._new or self._changed)
+        return bool(self._new or self._changed or self.refused)
 
     async def durable(self, sessions: Callable[[], Any]) -> None:
         """Return once every change made before the call is committed; raise if it cannot be
@@ -218,6 +253,8 @@ class RunBook:
                 if self.dirty:
                     async with sessions() as session, session.begin():
                         undo = await self.flush(session)
+                self.settled_refusals += self._writing_refusals
+                self._writing_refusals = []
                 self.committed = max(self.committed, upto)
                 fut.set_result(None)
             except BaseException as exc:

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, bindparam, desc, func, select, text, update
+from sqlalchemy import Table, bindparam, desc, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -104,6 +104,32 @@ async def _update_many(session: AsyncSession, table: Table, key: str, rows: Sequ
 async def update_runs(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> None:
     """rows: dicts with request_id plus the columns to set."""
     await _update_many(session, Run.__table__, "request_id", rows)
+
+
+async def fail_open_runs(
+    session: AsyncSession, *, request_ids: Sequence[str], reason: str, finished_at: datetime | None
+) -> None:
+    """Runs answered 503 whose acceptance commit may have landed anyway: failed, where they are
+    there and still open (a run that does not exist stays absent)."""
+    for i in range(0, len(request_ids), 1000):  # within SQLite's limit of bound values
+        stmt = (
+            update(Run)
+            .where(Run.request_id.in_(request_ids[i : i + 1000]), Run.outcome.is_(None))
+            .values(outcome="failed", reason=reason, finished_at=finished_at)
+        )
+        await session.execute(stmt.execution_options(synchronize_session=False))
+
+
+async def take_over_runs(session: AsyncSession, *, rows: Sequence[dict[str, Any]], refused_reason: str) -> None:
+    """New runs whose row exists already: a retry of a refused run (row open, or failed with
+    `refused_reason`) takes the row over; any other existing row is left as it is."""
+    for row in rows:
+        stmt = (
+            update(Run)
+            .where(Run.request_id == row["request_id"], or_(Run.outcome.is_(None), Run.reason == refused_reason))
+            .values(**{k: v for k, v in row.items() if k != "request_id"})
+        )
+        await session.execute(stmt.execution_options(synchronize_session=False))
 
 
 async def get_run(session: AsyncSession, *, request_id: str) -> Run | None:

@@ -1,0 +1,186 @@
+"""The acceptance of a run when the database or Redis fails at the worst moment, on PostgreSQL and
+SQLite, with the real orchestrator and Redis (issue 14's invariant):
+
+- the acceptance commit lands but its answer is lost (the connection dies after the server
+  committed): the client hears 503, so the run must never trade — it is marked failed once the
+  database answers, and not sent to risk at the next start either; a retry with the same request
+  id takes it over;
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from cli_trading.agents.orchestrator import Orchestrator, RunRefused
+from cli_trading.config import load_settings
+from cli_trading.contracts import Stream
+from cli_trading.control.run_safety import REFUSED_KEY
+from cli_trading.control.runs import REFUSED
+from cli_trading.db import repo
+
+pytestmark = pytest.mark.integration
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database of this test's own, on either backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'trading.db'}"
+        return
+    name = f"ct_accept_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def started(tmp_path: Path, db_url: str, redis_url: str) -> Orchestrator:
+    orc = Orchestrator(load_settings(data_dir=tmp_path, redis_url=redis_url, database_url=db_url, admin_token="x" * 20))
+    await orc.start()
+    orc.ledger.mark("BTC-USD", Decimal("100"))  # a market price: manual orders may be sized
+    return orc
+
+
+@pytest.fixture
+async def orc(tmp_path: Path, db_url: str, redis_url: str) -> AsyncIterator[Orchestrator]:
+    o = await started(tmp_path, db_url, redis_url)
+    try:
+        yield o
+    finally:
+        await o.stop()
+
+
+class DyingDatabase:
+    """Sessions of a database that dies during a commit: that transaction commits, then the
+    connection is lost (the caller sees an error although the server has the rows: the
+    ambiguous commit); every later session is refused until `back()`."""
+
+    def __init__(self, real: Callable[[], Any]) -> None:
+        self.real, self.state = real, "dying"
+
+    def __call__(self) -> Any:
+        if self.state == "up":
+            return self.real()
+        if self.state == "down":
+            raise ConnectionRefusedError("database down (test)")
+        self.state = "down"
+        return self._committed_then_lost()
+
+    @asynccontextmanager
+    async def _committed_then_lost(self) -> AsyncIterator[Any]:
+        async with self.real() as s:
+            yield s
+        raise ConnectionResetError("connection lost after the commit (test)")
+
+    def back(self) -> None:
+        self.state = "up"
+
+
+async def order(orc: Orchestrator, rid: str, qty: str = "0.01") -> Any:
+    return await orc.start_run(
+        symbol="BTC-USD", side="buy", qty=Decimal(qty), notional=None, request_id=rid, manual=True
+    )
+
+
+async def row(orc: Orchestrator, rid: str) -> Any:
+    async with orc.sessions() as s:  # type: ignore[misc]  # the real sessions, whatever orc.session is
+        return await repo.get_run(s, request_id=rid)
+
+
+async def until(cond: Callable[[], Any], what: str, within: float = 10) -> None:
+    deadline = time.monotonic() + within
+    while not await cond():
+        assert time.monotonic() < deadline, f"not within {within}s: {what}"
+        await asyncio.sleep(0.05)
+
+
+async def refused_with_commit_landed(orc: Orchestrator, rid: str) -> DyingDatabase:
+    """POST /orchestrate/run's service call while the database dies during the commit."""
+    dying = DyingDatabase(orc.session)
+    orc.session = dying  # type: ignore[method-assign]
+    with pytest.raises(RunRefused) as info:
+        await order(orc, rid)
+    assert info.value.status == 503 and "database is unavailable" in info.value.error
+    landed = await row(orc, rid)
+    assert landed is not None and landed.outcome is None, "the fault must leave the run committed and open"
+    return dying
+
+
+async def risk_requests(orc: Orchestrator) -> int:
+    return int(await orc.redis.xlen(Stream.RISK_REQUESTS))
+
+
+async def test_a_refused_run_whose_commit_landed_is_failed_once_the_database_answers(orc: Orchestrator) -> None:
+    database = await refused_with_commit_landed(orc, "lost-answer-1")
+    assert await risk_requests(orc) == 0, "a refused run was sent to risk"
+    assert (await orc.lookup_run("lost-answer-1")).outcome == "failed"  # type: ignore[union-attr]
+    assert await orc.redis.hexists(REFUSED_KEY, "lost-answer-1")
+    database.back()  # the flush loop writes the refusal
+
+    async def failed() -> bool:
+        r = await row(orc, "lost-answer-1")
+        return r.outcome == "failed" and not await orc.redis.hexists(REFUSED_KEY, "lost-answer-1")
+
+    await until(failed, "the refused run failed in `runs`, its reminder gone from Redis")
+    assert (await row(orc, "lost-answer-1")).reason == REFUSED
+    after = await orc.lookup_run("lost-answer-1")
+    assert after is not None and after.outcome == "failed" and after.reason == REFUSED
+    assert await risk_requests(orc) == 0
+
+
+async def test_a_restart_before_the_database_answers_does_not_send_a_refused_run(
+    tmp_path: Path, db_url: str, redis_url: str
+) -> None:
+    orc = await started(tmp_path, db_url, redis_url)
+    try:
+        await refused_with_commit_landed(orc, "lost-answer-2")  # down until the orchestrator dies
+    finally:
+        await orc.stop()
+    again = await started(tmp_path, db_url, redis_url)  # a new process: nothing of the first in memory
+    try:
+        r = await row(again, "lost-answer-2")
+        assert (r.outcome, r.reason) == ("failed", REFUSED)
+        assert await risk_requests(again) == 0, "the refused run was sent to risk at the start"
+        assert not await again.redis.hexists(REFUSED_KEY, "lost-answer-2")
+    finally:
+        await again.stop()
+
+
+async def test_a_retry_with_the_same_request_id_takes_a_refused_run_over(orc: Orchestrator) -> None:
+    (await refused_with_commit_landed(orc, "lost-answer-3")).back()
+
+    async def written() -> bool:
+        return bool((await row(orc, "lost-answer-3")).outcome == "failed")
+
+    await until(written, "the refusal written")
+    run = await order(orc, "lost-answer-3", qty="0.02")  # the client's retry: accepted (202)
+    assert run.outcome is None
+    r = await row(orc, "lost-answer-3")
+    assert (r.outcome, r.reason, r.qty) == (None, None, Decimal("0.02")), "the retry's row is the committed one"
+    assert await risk_requests(orc) == 1
+    assert not await orc.redis.hexists(REFUSED_KEY, "lost-answer-3")
+
+
+async def test_a_retry_before_the_database_answers_is_not_failed_by_the_refusal(orc: Orchestrator) -> None:
+    (await refused_with_commit_landed(orc, "lost-answer-4")).back()
+    run = await order(orc, "lost-answer-4")  # retried at once: the refusal was not written yet
+    assert run.outcome is None
+    assert "lost-answer-4" not in orc.runs.refused  # so no transaction will write it
+    await orc.runs.durable(orc.session)
+    assert (await row(orc, "lost-answer-4")).outcome is None
+    assert await risk_requests(orc) == 1
