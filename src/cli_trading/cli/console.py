@@ -21,7 +21,11 @@ def console(
     url: Annotated[
         str | None, typer.Option("--url", envvar="CLI_TRADING_URL", help="the orchestrator's base URL (e.g. the edge)")
     ] = None,  # noqa: UP007
-    interval: Annotated[float, typer.Option(help="seconds between refreshes", min=0.2, max=1.0)] = 0.5,
+    interval: Annotated[
+        float | None,  # noqa: UP007
+        typer.Option(help="seconds between refreshes (default 0.5; 1 through --url: the edge's admin budget)",
+                     min=0.2, max=1.0),
+    ] = None,
     token: Token = None,
 ) -> None:
     """The operator's console: halt state, PnL, agents, streams, incidents, activity and logs,
@@ -36,6 +40,8 @@ def console(
                   "or pass --token (a local `cli-trading up` keeps it in its data folder's runtime.json)")
         raise typer.Exit(1)
     os.environ.setdefault("TEXTUAL_FPS", "20")  # a dashboard, not a game: fewer frames, less CPU
+    if interval is None:  # the edge allows 2 admin calls a second: polling at 1/s leaves room for actions
+        interval = 1.0 if url else 0.5
     app = ConsoleApp(ConsoleClient(Endpoint(t, url)), read_only=read_only, interval=interval)
     app.run()
     if app.return_code:

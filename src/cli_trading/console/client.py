@@ -1,11 +1,13 @@
 """The console's only way to the system: the agents' HTTP APIs (the same the CLI and the
 runbook's curl use). URL, token and TLS come from the CLI's settings (`cli.client.target`);
-`CLI_TRADING_URL` points the console at one base URL instead — the edge, which serves the
-orchestrator's routes (overview, halt, unhalt, streams) behind TLS."""
+`CLI_TRADING_URL` points the console at one base URL instead — the edge, which serves behind TLS
+the orchestrator's routes (overview, halt, unhalt, streams) and the notification manager's
+incident routes (acknowledge, mitigate, resolve): everything the console calls."""
 
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,10 @@ class Unauthorized(ConsoleError):
     """401: the token is missing or wrong (or 429: locked out after too many wrong ones)."""
 
 
+class RateLimited(ConsoleError):
+    """429 from the edge's rate limit (nginx), not from the agent: passing, try again later."""
+
+
 class Refused(ConsoleError):
     """The API answered with an error: status and the JSON body that names the problem."""
 
@@ -35,13 +41,18 @@ class Refused(ConsoleError):
         self.status, self.body = status, body
 
 
+# The agents whose routes the console calls are published on the edge (deploy/nginx/nginx.conf):
+# the orchestrator's, and the notification manager's incident routes (the only ones it calls there).
+THROUGH_THE_EDGE = frozenset({"orchestrator", "notification-manager"})
+
+
 @dataclass
 class Endpoint:
     target: Target
-    base_url: str | None = None  # CLI_TRADING_URL: everything orchestrator-side goes there
+    base_url: str | None = None  # CLI_TRADING_URL (the edge): every call of the console goes there
 
     def url(self, agent: str) -> str:
-        if agent == "orchestrator" and self.base_url:
+        if agent in THROUGH_THE_EDGE and self.base_url:
             return self.base_url.rstrip("/")
         return self.target.url(agent)
 
@@ -55,7 +66,8 @@ class ConsoleClient:
     def __init__(self, endpoint: Endpoint, *, timeout: float = 3.0) -> None:
         self.endpoint = endpoint
         headers = {"X-Admin-Token": endpoint.target.token} if endpoint.target.token else {}
-        verify: bool | str = os.environ.get("CLI_TRADING_CA") or True
+        ca = os.environ.get("CLI_TRADING_CA")
+        verify: bool | ssl.SSLContext = ssl.create_default_context(cafile=ca) if ca else True
         self.http = httpx.AsyncClient(headers=headers, timeout=timeout, verify=verify)
 
     async def close(self) -> None:
@@ -82,6 +94,10 @@ class ConsoleClient:
             data = {"error": r.text[:300]}
         if not isinstance(data, dict):
             data = {"data": data}
+        if r.status_code == 429 and "retryAfter" not in data:
+            # nginx's page, not the agent's lockout (a JSON body with retryAfter): the edge's
+            # per-address budget is used up for now; the token is fine
+            raise RateLimited(f"429: the edge's rate limit for {path}; try again in a second")
         if r.status_code in (401, 429):
             raise Unauthorized(str(data.get("error", r.status_code)))
         if r.status_code >= 400:

@@ -1,7 +1,8 @@
 """`cli-trading up --edge`: the compose deployment's nginx edge (`deploy/nginx/nginx.conf`) run by
 the host's nginx (Debian package) in front of a single-machine run.
 
-The same configuration, adapted to one machine: the agents' ports of this run (PORT_BASE), the
+The same configuration, adapted to one machine: the agents' ports of this run (PORT_BASE: the
+orchestrator's, and the notification manager's for the incident routes), the
 HTTPS port EDGE_PORT (8443), the certificate EDGE_TLS_CERT_FILE/EDGE_TLS_KEY_FILE (a self-signed
 one is generated under `<data-dir>/edge/tls/` when none is given; TLS_CERT_FILE is the agents'
 own), files under `<data-dir>/edge/`, the access log in `<logs>/nginx/access.log` (same format:
@@ -93,6 +94,7 @@ def render_local_nginx(
     conf: str,
     *,
     orchestrator: str,
+    notifier: str,
     grafana: str,
     listen: str,
     cert: Path,
@@ -114,6 +116,7 @@ def render_local_nginx(
     text = _sub(text, r"ssl_certificate\s+[^;]+;", f"ssl_certificate {cert};")
     text = _sub(text, r"ssl_certificate_key\s+[^;]+;", f"ssl_certificate_key {key};")
     text = _sub(text, r"http://orchestrator:7001", orchestrator)
+    text = _sub(text, r"http://notification-manager:7006", notifier)
     text = _sub(text, r"http://grafana:3000", grafana, required=False)
     # no oauth2-proxy on the host: its locations, the auth_request checks and what they set
     text = _remove_blocks(text, re.compile(r"^\s*location\s+(=\s*)?/oauth2/"))
@@ -144,7 +147,8 @@ def self_signed(tls_dir: Path, host: str) -> tuple[Path, Path]:
 
 
 class LocalEdge:
-    """nginx with TLS and rate limits in front of the orchestrator of a local run."""
+    """nginx with TLS and rate limits in front of the orchestrator (and the notification
+    manager's incident routes) of a local run."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -180,6 +184,7 @@ class LocalEdge:
         text = render_local_nginx(
             (deploy / "nginx.conf").read_text(),
             orchestrator=f"{scheme}://{self.host}:{self.settings.port_of('orchestrator')}",
+            notifier=f"{scheme}://{self.host}:{self.settings.port_of('notification-manager')}",
             grafana=self.grafana,
             listen=f"{self.host}:{self.port}",
             cert=cert,

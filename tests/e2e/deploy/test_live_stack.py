@@ -1,9 +1,12 @@
 """The system as `cli-trading up --monitoring --edge` runs it, for real: seven agents, a Debian
 Prometheus with the project's rules scraping them, and the Debian nginx edge in front of the
-orchestrator with TLS and rate limits."""
+orchestrator and the notification manager's incident routes, with TLS and rate limits."""
+
+# ruff: noqa: ASYNC210 - the console test's own short blocking calls (setup, checks) only pause the pilot's loop
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 import subprocess
@@ -16,9 +19,16 @@ from typing import Any
 import httpx
 import pytest
 
+from cli_trading.auth import fingerprint
+from cli_trading.cli.client import Target
+from cli_trading.console.app import ConsoleApp
+from cli_trading.console.client import ConsoleClient, Endpoint
+from cli_trading.console.panels import Table
 from cli_trading.ops import tls
 from tests.e2e.conftest import TOKEN, System, start_system
+from tests.e2e.test_console_e2e import shows, until
 from tests.support.deploy import tool
+from tests.unit.console.screen import screen_text
 
 pytestmark = pytest.mark.e2e
 
@@ -147,6 +157,64 @@ def test_edge_tls_handshake(stack: Stack) -> None:
     # an untrusted client refuses the handshake: the certificate is really the one served
     with pytest.raises(httpx.ConnectError):
         httpx.get(stack.edge + "/health", timeout=5)
+
+
+def test_an_incident_listed_and_acknowledged_through_the_edge(stack: Stack) -> None:
+    """The notification manager's incident routes are published on the edge (TLS, the token)."""
+    ctx = ssl.create_default_context(cafile=str(stack.cert))
+    with httpx.Client(base_url=stack.edge, verify=ctx, timeout=10) as c:
+        drill = {"title": "Edge drill", "severity": "P2"}
+        opened = c.post("/admin/incidents", headers={"X-Admin-Token": TOKEN}, json=drill)
+        assert opened.status_code == 201, opened.text
+        key = opened.json()["id"]
+        listed = c.get("/incidents", params={"state": "open"})
+        assert listed.status_code == 200, listed.text
+        assert key in [i["id"] for i in listed.json()["incidents"]]
+        assert c.post(f"/admin/incidents/{key}/ack", json={"by": "alice"}).status_code == 401  # the token still counts
+        acked = c.post(f"/admin/incidents/{key}/ack", headers={"X-Admin-Token": TOKEN}, json={"by": "alice"})
+        assert acked.status_code == 200, acked.text
+        shown = c.get(f"/incidents/{key}").json()
+    assert shown["acknowledgedAt"] and shown["commander"] == "alice"
+    # the acknowledgement is the notification manager's own, with the token's fingerprint
+    direct = httpx.get(stack.system.url("notification-manager") + f"/incidents/{key}", timeout=5).json()
+    ack = next(e for e in direct["timeline"] if e.get("kind") == "ack")
+    assert ack["actor"] == f"alice ({fingerprint(TOKEN)})", ack
+    access = (stack.system.data_dir / "logs" / "nginx" / "access.log").read_text()
+    assert re.search(rf'"POST /admin/incidents/{key}/ack HTTP/1\.1" 200 ', access), access[-2000:]
+
+
+async def test_the_console_acknowledges_an_incident_through_the_edge(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given only the edge's URL (the agents' own ports point nowhere), the console lists the
+    incident and acknowledges it."""
+    s = stack.system
+    monkeypatch.setenv("CLI_TRADING_CA", str(stack.cert))
+    opened = httpx.post(
+        s.url("notification-manager") + "/admin/incidents",
+        headers=s.admin,
+        json={"title": "Console edge drill", "severity": "P2"},
+        timeout=10,
+    ).json()
+    key = str(opened["id"])
+    nowhere = Target(port_base=free_port(), token=TOKEN)  # nothing listens there: the edge or nothing
+    app = ConsoleApp(ConsoleClient(Endpoint(nowhere, stack.edge)), interval=1.0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.query_one("#incidents", Table)
+        await until(lambda: key in [str(k.value) for k in table.rows], timeout=30)
+        table.focus()
+        table.move_cursor(row=[str(k.value) for k in table.rows].index(key))
+        await pilot.press("a")
+        await shows(app, f"Acknowledge incident #{key}")
+        app.screen.query_one("#f-commander").value = "Ada"
+        await pilot.click("#ok")
+        nm = s.url("notification-manager")
+        inc = await until(lambda: (i := httpx.get(f"{nm}/incidents/{key}").json())["acknowledgedAt"] and i)
+        assert inc["commander"] == "Ada"
+        await until(lambda: (str(table.get_row(key)[2]), str(table.get_row(key)[4])) == ("yes", "Ada"))
+        assert "UNREACHABLE" not in screen_text(app) and "429" not in screen_text(app)
+    access = (s.data_dir / "logs" / "nginx" / "access.log").read_text()
+    assert re.search(rf'"POST /admin/incidents/{key}/ack HTTP/1\.1" 200 ', access), access[-2000:]
 
 
 def test_edge_401_429_logged_without_token(stack: Stack) -> None:

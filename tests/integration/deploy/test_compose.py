@@ -225,6 +225,9 @@ def test_forwarded_identity_is_trusted_from_nginx_only(compose: dict, services: 
     assert services["orchestrator"]["environment"]["FORWARDED_ALLOW_IPS"] == str(nginx_ip)
     assert services["grafana"]["environment"]["GF_AUTH_PROXY_WHITELIST"] == str(nginx_ip)
     assert "edge" in services["orchestrator"]["networks"]
+    # the edge forwards the incident routes to the notification manager (deploy/nginx)
+    assert services["notification-manager"]["environment"]["FORWARDED_ALLOW_IPS"] == str(nginx_ip)
+    assert "edge" in services["notification-manager"]["networks"]
 
 
 def test_postgres_as_the_runbook_types_it(services: dict) -> None:

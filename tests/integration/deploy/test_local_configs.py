@@ -55,6 +55,8 @@ def test_local_edge_config_is_the_compose_one_without_oauth2(tmp_path: Path, env
     run_ok([tool("nginx"), "-t", "-q", "-p", f"{edge.workdir}/", "-e", err, "-c", str(config)])
     assert "listen 127.0.0.1:19443 ssl" in text
     assert "http://127.0.0.1:21001" in text  # the orchestrator of this run
+    assert "set $notifier_upstream     http://127.0.0.1:21006;" in text  # its incident routes
+    assert "notification-manager:7006" not in text
     directives = [ln for ln in text.splitlines() if not ln.strip().startswith("#")]
     assert not [ln for ln in directives if "auth_request" in ln or "oauth2" in ln], "oauth2-proxy is compose-only"
     assert "limit_req zone=edge_admin" in text  # the rate limits stay

@@ -77,6 +77,7 @@ def test_nginx_t_accepts_the_config(tmp_path: Path) -> None:
         tmp_path,
         upstreams={
             "orchestrator:7001": "127.0.0.1:7001",
+            "notification-manager:7006": "127.0.0.1:7006",
             "grafana:3000": "127.0.0.1:3000",
             "oauth2-proxy:4180": "127.0.0.1:4180",
         },
@@ -107,8 +108,19 @@ def test_admin_is_behind_oauth2_and_keeps_the_token() -> None:
     assert "auth_request /oauth2/auth;" in admin and "limit_req zone=" in admin
     assert "proxy_set_header X-Admin-Token $http_x_admin_token;" in admin
     assert 'proxy_set_header X-Admin-Token "";' in loc["/oauth2/auth"], "the token must not reach oauth2-proxy"
-    for path in ("/", "/grafana/"):
+    for path in ("/", "/grafana/", "/incidents"):
         assert "auth_request /oauth2/auth;" in loc[path], path
+
+
+def test_incident_admin_routes_get_the_admin_treatment() -> None:
+    """/admin/incidents goes to the notification manager, guarded exactly like /admin/."""
+    loc = _locations()
+    admin, incidents = loc["/admin/"], loc["/admin/incidents"]
+    assert "proxy_pass $notifier_upstream;" in incidents and "proxy_pass $orchestrator_upstream;" in admin
+    strip = [ln.strip() for ln in incidents.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    same = [ln.strip() for ln in admin.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    assert [ln for ln in strip if "proxy_pass" not in ln] == [ln for ln in same if "proxy_pass" not in ln]
+    assert "set $notifier_upstream     http://notification-manager:7006;" in CONF.read_text()
 
 
 def test_compose_mounts_the_config_and_logs(services: dict) -> None:
@@ -182,6 +194,7 @@ class Edge:
     http: str
     health: str
     orchestrator: Stub
+    notifier: Stub
     grafana: Stub
     oauth2: Stub
     log: Path
@@ -199,7 +212,12 @@ class Edge:
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     folder = tmp_path_factory.mktemp("edge")
-    stubs = {"orchestrator": Stub("orchestrator"), "grafana": Stub("grafana"), "oauth2": OAuth2Stub("oauth2")}
+    stubs = {
+        "orchestrator": Stub("orchestrator"),
+        "notifier": Stub("notification-manager"),
+        "grafana": Stub("grafana"),
+        "oauth2": OAuth2Stub("oauth2"),
+    }
     addr = {k: s.start() for k, s in stubs.items()}
     ports = {"http": _free_port(), "https": _free_port(), "health": _free_port()}
     conf = render(
@@ -207,6 +225,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         ports=ports,
         upstreams={
             "orchestrator:7001": addr["orchestrator"],
+            "notification-manager:7006": addr["notifier"],
             "grafana:3000": addr["grafana"],
             "oauth2-proxy:4180": addr["oauth2"],
         },
@@ -233,6 +252,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
             f"http://127.0.0.1:{ports['http']}",
             f"http://127.0.0.1:{ports['health']}",
             stubs["orchestrator"],
+            stubs["notifier"],
             stubs["grafana"],
             stubs["oauth2"],
             folder / "logs/access.log",
@@ -280,6 +300,34 @@ def test_admin_with_a_session_reaches_the_orchestrator_with_the_token(edge: Edge
     assert seen["headers"]["x-forwarded-for"] == "127.0.0.1", "a client-supplied X-Forwarded-For got through"
     assert seen["headers"]["x-forwarded-proto"] == "https"
     assert "x-admin-token" not in _last(edge.oauth2, "/oauth2/auth")["headers"]
+
+
+def test_incident_actions_reach_the_notification_manager_with_the_token(edge: Edge) -> None:
+    path = "/admin/incidents/7/ack"
+    refused = edge.get(path, method="POST", headers={"X-Admin-Token": TOKEN})
+    assert refused.status_code == 403 and "sign in" in refused.text
+    assert not [x for x in edge.notifier.seen if x["path"] == path], "reached without a session"
+    r = edge.get(path, method="POST", session=True, headers={"X-Admin-Token": TOKEN, "X-Forwarded-For": "6.6.6.6"})
+    assert r.status_code == 200 and r.json() == {"upstream": "notification-manager", "path": path}
+    seen = _last(edge.notifier, path)
+    assert seen["method"] == "POST"
+    assert seen["headers"]["x-admin-token"] == TOKEN
+    assert seen["headers"]["x-forwarded-email"] == "ops@company.com"
+    assert seen["headers"]["x-forwarded-for"] == "127.0.0.1", "a client-supplied X-Forwarded-For got through"
+    assert not [x for x in edge.orchestrator.seen if x["path"].startswith("/admin/incidents")]
+    # opening one too (the exact prefix), and the rest of /admin/ still goes to the orchestrator
+    assert edge.get("/admin/incidents", method="POST", session=True).json()["upstream"] == "notification-manager"
+    assert edge.get("/admin/overview", session=True).json()["upstream"] == "orchestrator"
+
+
+def test_incidents_are_read_signed_in_without_the_token(edge: Edge) -> None:
+    assert edge.get("/incidents?state=open").status_code == 403
+    r = edge.get("/incidents?state=open", session=True, headers={"X-Admin-Token": TOKEN})
+    assert r.status_code == 200 and r.json()["upstream"] == "notification-manager"
+    assert "x-admin-token" not in _last(edge.notifier, "/incidents?state=open")["headers"]
+    assert edge.get("/incidents/7/postmortem", session=True).json()["path"] == "/incidents/7/postmortem"
+    assert edge.get("/incidents/7", method="POST", session=True).status_code == 403  # read-only
+    assert not [x for x in edge.notifier.seen if x["method"] == "POST" and x["path"] == "/incidents/7"]
 
 
 def test_placing_an_order_needs_a_session(edge: Edge) -> None:
