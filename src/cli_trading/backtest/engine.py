@@ -137,9 +137,9 @@ class Engine:
         signal is what an analysis of the symbol would answer now."""
         sym = bar.symbol
         on_bar = self.on_bar.get(sym) or self._models(sym)
-        close = float(bar.close)
-        self.closes[sym] = close
-        candle = _candle((sym, bar.ts, float(bar.open), float(bar.high), float(bar.low), close, 0.0))
+        o, h, lo, c, v = bar.floats()  # the same values as the live analyst's Candle.of(bar)
+        self.closes[sym] = c
+        candle = _candle((sym, bar.ts, o, h, lo, c, v))
         if len(on_bar) == 1:
             self.signals[sym] = on_bar[0](candle)
         else:

@@ -14,7 +14,7 @@ import csv
 import gzip
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
@@ -65,6 +65,21 @@ class Bar:
     low: Decimal
     close: Decimal
     volume: Decimal
+    # open, high, low, close, volume as floats, made on the first `floats()` call and kept: a
+    # Decimal to float conversion formats the number and parses it again, and the same parsed
+    # history goes through many backtests (the optimizer's, load_bars' cache)
+    _floats: tuple[float, float, float, float, float] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def floats(self) -> tuple[float, float, float, float, float]:
+        """(open, high, low, close, volume) as floats, for indicator math (strategies' candles);
+        money — sizing, fills, the ledger — uses the exact Decimal fields."""
+        f = self._floats
+        if f is None:
+            f = (float(self.open), float(self.high), float(self.low), float(self.close), float(self.volume))
+            object.__setattr__(self, "_floats", f)  # a cache of values derived from frozen fields
+        return f
 
     def to_dict(self) -> dict[str, Any]:
         return {

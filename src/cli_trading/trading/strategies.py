@@ -56,6 +56,10 @@ class Candle(NamedTuple):
     @classmethod
     def of(cls, bar: Any, symbol: str = "") -> Candle:
         """From a `market.bars.Bar` or anything with close/high/low (open, volume, ts optional)."""
+        floats = getattr(bar, "floats", None)
+        if floats is not None:  # a Bar: its prices as floats, converted once (the backtest's candle)
+            o, h, lo, c, v = floats()
+            return cls(bar.symbol, bar.ts, o, h, lo, c, v)
         close = float(bar.close)
         return cls(
             getattr(bar, "symbol", symbol),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -121,3 +122,29 @@ def test_the_chart_is_bounded_and_ends_at_the_last_bar() -> None:
         assert res.chart[0].ts == bars[0].ts
         assert len(res.chart) <= 4 + 1
         assert [p.ts for p in res.chart] == sorted({p.ts for p in res.chart})  # in order, no repeats
+
+
+class Recording(Strategy[StrategyParams]):
+    """Holds, and keeps every candle it saw (a test strategy)."""
+
+    name = "recording"
+    seen: list[Candle] = []  # one run at a time in this test
+
+    def on_bar(self, candle: Candle) -> Signal:
+        Recording.seen.append(candle)
+        return Signal(None, 0.0, self.name, "")
+
+
+def test_strategies_see_the_candles_the_live_analyst_gives_them() -> None:
+    """The backtest hands a strategy what the market analyst's Candle.of(bar) does: every price
+    and the volume, as floats."""
+    history = load_bars("BTC-USD")[:50]
+    Recording.seen = []
+    run({"BTC-USD": history}, only(Recording))
+    assert Recording.seen == [Candle.of(b) for b in history]
+    assert Recording.seen[0].volume == float(history[0].volume) > 0
+    # a Bar's floats are those Candle.of computes from the Decimal prices of anything else
+    fields = ("symbol", "ts", "open", "high", "low", "close", "volume")
+    plain = [SimpleNamespace(**{k: getattr(b, k) for k in fields}) for b in history]
+    assert [Candle.of(p) for p in plain] == Recording.seen
+
