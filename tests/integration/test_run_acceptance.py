@@ -5,6 +5,10 @@ SQLite, with the real orchestrator and Redis (issue 14's invariant):
   committed): the client hears 503, so the run must never trade — it is marked failed once the
   database answers, and not sent to risk at the next start either; a retry with the same request
   id takes it over;
+- the first message reaches Redis but its reply is lost (a timeout): a run whose answer came back
+  meanwhile goes on (202), one whose answer did not is failed and never ordered, and a fill for a
+  run recorded otherwise makes it `filled` (committed before the status is acknowledged): the
+  run's outcome never contradicts the ledger.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from typing import Any
 
 import asyncpg
 import pytest
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cli_trading.agents.orchestrator import Orchestrator, RunRefused
+from cli_trading.bus import Delivery, Handled
 from cli_trading.config import load_settings
-from cli_trading.contracts import Stream
+from cli_trading.contracts import OrderMsg, Stream, order_id_for
 from cli_trading.control.run_safety import REFUSED_KEY
 from cli_trading.control.runs import REFUSED
 from cli_trading.db import repo
@@ -184,3 +190,72 @@ async def test_a_retry_before_the_database_answers_is_not_failed_by_the_refusal(
     await orc.runs.durable(orc.session)
     assert (await row(orc, "lost-answer-4")).outcome is None
     assert await risk_requests(orc) == 1
+
+
+def reply_lost(orc: Orchestrator, monkeypatch: pytest.MonkeyPatch, *, answered: bool) -> list[Handled]:
+    """The risk request reaches Redis, but its reply times out; with `answered`, risk's approval
+    comes back (and is handled) before the timeout surfaces. Returns what on_risk handled."""
+    publish, handled = orc.bus.publish, []
+
+    async def lossy(stream: str, payload: Any) -> str:
+        await publish(stream, payload)
+        if stream != Stream.RISK_REQUESTS:
+            return ""
+        if answered:
+            approval = {"requestId": payload.requestId, "ok": True}
+            handled.append(await orc.on_risk([Delivery(Stream.RISK_RESPONSES, "1-0", approval)]))
+        raise RedisTimeoutError("Timeout reading from socket (test)")
+
+    monkeypatch.setattr(orc.bus, "publish", lossy)
+    return handled
+
+
+def filled_status(rid: str) -> Delivery:
+    payload = {
+        "orderId": order_id_for(rid),
+        "requestId": rid,
+        "status": "filled",
+        "symbol": "BTC-USD",
+        "side": "buy",
+        "qty": "0.01",
+        "price": "100",
+        "fee": "0.1",
+    }
+    return Delivery(Stream.STATUS, "1-0", payload)
+
+
+async def test_a_run_answered_while_its_reply_was_lost_goes_on(
+    orc: Orchestrator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handled = reply_lost(orc, monkeypatch, answered=True)
+    run = await order(orc, "late-reply-1")  # 202: not refused, not failed
+    assert run.outcome is None
+    (result,) = handled
+    orders = [m for s, m in result.emit if s == Stream.ORDERS]
+    assert [m.orderId for m in orders if isinstance(m, OrderMsg)] == [order_id_for("late-reply-1")]
+    await orc.on_status([filled_status("late-reply-1")])
+    assert (run.outcome, run.reason) == ("filled", None)
+    await orc.runs.durable(orc.session)
+    assert (await row(orc, "late-reply-1")).outcome == "filled"
+
+
+async def test_a_failed_run_is_never_ordered_and_a_fill_for_it_makes_it_filled(
+    orc: Orchestrator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reply_lost(orc, monkeypatch, answered=False)
+    with pytest.raises(RunRefused) as info:
+        await order(orc, "late-reply-2")
+    assert info.value.status == 503
+    assert (await row(orc, "late-reply-2")).outcome == "failed"
+    # risk's approval arrives after the run failed: no order goes out
+    approval = {"requestId": "late-reply-2", "ok": True}
+    result = await orc.on_risk([Delivery(Stream.RISK_RESPONSES, "2-0", approval)])
+    assert result.emit == []
+    # should a fill come all the same, the ledger has it and the run says so, committed at once
+    held = orc.ledger.qty_of("BTC-USD")
+    await orc.on_status([filled_status("late-reply-2")])
+    assert orc.ledger.qty_of("BTC-USD") == held + Decimal("0.01")
+    r = await row(orc, "late-reply-2")
+    assert r.outcome == "filled" and r.reason.startswith("filled after being recorded failed"), r.reason
+    got = await orc.lookup_run("late-reply-2")
+    assert got is not None and got.outcome == "filled"

@@ -348,6 +348,7 @@ class Orchestrator(Agent):
 
     async def on_status(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(StatusMsg, batch)
+        corrected = False
         for d, st in zip(batch, msgs, strict=True):
             if isinstance(st, PoisonMessage):
                 continue
@@ -357,9 +358,15 @@ class Orchestrator(Agent):
             elif st.status == "failed":
                 self.exec_failures += 1
             run = await self.lookup_run(st.requestId)
-            if run is not None and st.status != "pending":
-                self.runs.finish(run, st.status, reason=st.reason, now=self.clock())
-                self.audit(f"run:{st.status}", request_id=run.request_id, target=st.orderId, result=st.reason)
+            if run is None or st.status == "pending":
+                continue
+            if st.status == "filled" and run.outcome not in (None, "filled"):
+                corrected = run_safety.filled_after_all(self, run, st.orderId)
+                continue
+            self.runs.finish(run, st.status, reason=st.reason, now=self.clock())
+            self.audit(f"run:{st.status}", request_id=run.request_id, target=st.orderId, result=st.reason)
+        if corrected:  # committed before the ack: a restart would not find the run open to resolve
+            await self.runs.durable(self.session)
         threshold = self.settings.exec_failure_halt_n
         self.halts.apply(
             policy.execution_failures(self.halts.state, consecutive=self.exec_failures, threshold=threshold)

@@ -7,6 +7,9 @@
   marked failed (`runs.REFUSED`) once the database answers: a run answered 503 never trades,
   unless a retry with its request id takes it over;
 - a strategy run's sizing is committed before its risk request goes out (`on_signals`);
+- a fill for a run recorded otherwise (its first message reported lost, yet it got through)
+  makes it `filled`, committed before the status is acknowledged (`filled_after_all`): the
+  ledgers agree;
 - a risk rejection is committed before its message is acknowledged (risk answers a request
   once: the answer could not be had again);
 - every other change is written within `FLUSH_INTERVAL_S` (`flush_loop`), because what it
@@ -87,16 +90,33 @@ async def forget_settled_refusals(orc: Orchestrator) -> None:
 
 
 async def send(orc: Orchestrator, run: Run, publishing: Awaitable[Any]) -> None:
-    """The run's first message; if Redis refuses it, the run ends failed (and is recorded)."""
+    """The run's first message; if Redis refuses it, the run ends failed (and is recorded).
+    Unless the run moved on meanwhile: its answer came back (risk's, or the analyst's), so the
+    message did get through and only its reply was lost (a timeout) — the run goes on, accepted;
+    failing it would contradict the order it may already have sent."""
     from cli_trading.agents.orchestrator import RunRefused
 
+    steps = len(run.steps)
     try:
         await publishing
     except REDIS_DOWN as exc:
+        if len(run.steps) > steps:
+            orc.log.warning("first message reported lost but answered: the run goes on", requestId=run.request_id)
+            return
         orc.runs.finish(run, "failed", reason="message bus unavailable", now=orc.clock())
         with contextlib.suppress(Exception):
             await orc.runs.durable(orc.session)
         raise RunRefused(503, "run not accepted: Redis is unavailable", run) from exc
+
+
+def filled_after_all(orc: Orchestrator, run: Run, order_id: str) -> bool:
+    """A fill for a run recorded otherwise: the ledger has the fill, the run must not say
+    otherwise (the caller commits it before its ack: a restart would not find it open)."""
+    was = run.outcome
+    orc.runs.filled_after_all(run, now=orc.clock())
+    orc.audit("run:filled", request_id=run.request_id, target=order_id, result=run.reason)
+    orc.log.warning("a fill for a run recorded otherwise: now filled", requestId=run.request_id, was=was)
+    return True
 
 
 FLUSH_INTERVAL_S = 0.1

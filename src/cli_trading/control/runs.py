@@ -179,6 +179,14 @@ class RunBook:
         while len(self.finished) > KEEP_FINISHED:
             self.finished.popitem(last=False)
 
+    def filled_after_all(self, run: Run, *, now: datetime) -> None:
+        """A fill for a run finished otherwise (its first message was reported lost, yet it got
+        through): the fill happened, so the run is `filled`, saying what it was recorded as."""
+        run.reason = f"filled after being recorded {run.outcome} ({run.reason})"[:200]
+        run.outcome, run.finished_at = "filled", now
+        metrics.DECISIONS.labels("filled").inc()
+        self.touch(run, "filled")
+
     async def lookup(self, rid: str, sessions: Callable[[], Any]) -> Run | None:
         """A run by id: from memory, else from the database (an open one is active again: it
         was left open by a restart)."""
