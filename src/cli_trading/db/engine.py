@@ -66,10 +66,14 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 @asynccontextmanager
-async def short_lived(url: str) -> AsyncIterator[AsyncEngine]:
+async def short_lived(url: str, *, connect_timeout_s: float | None = None) -> AsyncIterator[AsyncEngine]:
     """An engine for one piece of work (the command line's tools: backup, restore, the security
-    audit, health, secret rotation), made by `make_engine` like the agents' and disposed after."""
-    engine = make_engine(url)
+    audit, health, secret rotation), made by `make_engine` like the agents' and disposed after.
+    `connect_timeout_s`: how long connecting may take (PostgreSQL; a health check must not hang)."""
+    kw: dict[str, Any] = {}
+    if connect_timeout_s is not None and not is_sqlite(url):
+        kw["connect_args"] = {"timeout": connect_timeout_s}
+    engine = make_engine(url, **kw)
     try:
         yield engine
     finally:

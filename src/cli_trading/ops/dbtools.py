@@ -16,12 +16,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cli_trading.db import engine as dbengine
-from cli_trading.db import repo
+from cli_trading.db import repo, server_repo
 from cli_trading.trading.ledger import replay
 
 LEDGER_KEYS = ("fills", "cash", "realized", "fees", "equity", "positions")
@@ -164,31 +164,21 @@ async def pg_restore(dump: Path, url: str, *, terminate_others: bool) -> None:
 
 
 async def pg_terminate_others(url: str) -> int:
-    plain, env = libpq(url)
-    conn = await asyncpg.connect(plain, password=env.get("PGPASSWORD"), timeout=5)
-    try:
-        rows = await conn.fetch(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        return len(rows)
-    finally:
-        await conn.close()
+    async with dbengine.short_lived(url, connect_timeout_s=5) as engine, engine.connect() as conn:
+        return await server_repo.terminate_other_sessions(await server_repo.autocommit(conn))
 
 
 @asynccontextmanager
 async def pg_scratch(url: str) -> AsyncIterator[str]:
     """A fresh database next to the live one, dropped afterwards; yields its SQLAlchemy URL."""
     name = f"ct_verify_{uuid.uuid4().hex[:10]}"
-    plain, env = libpq(url)
-    conn = await asyncpg.connect(plain, password=env.get("PGPASSWORD"), timeout=5)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    except asyncpg.PostgresError as exc:
-        await conn.close()
-        raise DbToolError(f"cannot create a scratch database for verification: {exc}") from exc
-    try:
-        yield with_database(url, name)
-    finally:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+    async with dbengine.short_lived(url, connect_timeout_s=5) as engine, engine.connect() as conn:
+        admin = await server_repo.autocommit(conn)
+        try:
+            await server_repo.create_database(admin, name=name)
+        except DBAPIError as exc:
+            raise DbToolError(f"cannot create a scratch database for verification: {exc.orig}") from exc
+        try:
+            yield with_database(url, name)
+        finally:
+            await server_repo.drop_database(admin, name=name)

@@ -8,10 +8,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import redis
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from cli_trading.config import redact_url
+from cli_trading.db import engine as dbengine
+from cli_trading.db import server_repo
 from cli_trading.ops import backup as bk
 from cli_trading.ops import dbtools, redisdurable
 from cli_trading.ops.checks import Check, Status, Thresholds, grade, worst
@@ -69,27 +71,29 @@ def database_check(loc: Located, th: Thresholds) -> Check:
     if loc.is_postgres:
         try:
             return asyncio.run(_pg_check(loc, th))
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-            return Check("database", "database", "critical", f"PostgreSQL not reachable: {type(exc).__name__}",
-                         {"url": redact_url(loc.db_url), "error": str(exc)[:200]})
+        except (TimeoutError, OSError, SQLAlchemyError) as exc:
+            cause = _cause(exc)
+            return Check("database", "database", "critical", f"PostgreSQL not reachable: {type(cause).__name__}",
+                         {"url": redact_url(loc.db_url), "error": str(cause)[:200]})
     return _sqlite_check(loc.sqlite_path)
 
 
+def _cause(exc: BaseException) -> BaseException:
+    """The driver's error (InvalidPasswordError, ConnectionRefusedError, …), not SQLAlchemy's
+    wrapper around it."""
+    inner = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    return inner.__cause__ or inner
+
+
 async def _pg_check(loc: Located, th: Thresholds) -> Check:
-    plain, env = dbtools.libpq(loc.db_url)
-    conn = await asyncpg.connect(plain, password=env.get("PGPASSWORD"), timeout=3)
-    try:
-        n = await conn.fetchval("SELECT count(*) FROM pg_stat_activity")
-        mx = int(await conn.fetchval("SELECT current_setting('max_connections')"))
-        locks = await conn.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted")
-        size = await conn.fetchval("SELECT pg_database_size(current_database())")
-    finally:
-        await conn.close()
+    async with dbengine.short_lived(loc.db_url, connect_timeout_s=3) as engine, engine.connect() as conn:
+        load = await server_repo.server_load(conn)
+    n, mx, locks = load.connections, load.max_connections, load.ungranted_locks
     status = worst([grade(n / mx, th.pg_conn_warn, th.pg_conn_crit), "warning" if locks else "ok"])
     lock_txt = f"; {locks} ungranted lock(s)" if locks else "; no ungranted locks"
     return Check("database", "database", status, f"PostgreSQL ready; {n}/{mx} connections{lock_txt}", {
         "url": redact_url(loc.db_url), "connections": n, "maxConnections": mx, "ungrantedLocks": locks,
-        "sizeBytes": size,
+        "sizeBytes": load.size_bytes,
     })
 
 
