@@ -20,38 +20,45 @@ from cli_trading.bus import Delivery, Handled, MessageResult, PoisonMessage
 from cli_trading.contracts import Group, OrderMsg, StatusMsg, Stream
 from cli_trading.db import repo
 from cli_trading.exchanges import live
-from cli_trading.exchanges.base import ExchangeAdapter, ExecResult, OrderRequest
+from cli_trading.exchanges.base import ExchangeAdapter, ExecResult, OrderRequest, OwnAccount
 from cli_trading.exchanges.desk import Desk, ledger_row
 from cli_trading.exchanges.paper import PaperExchange
 from cli_trading.halt.gate import HaltGate
 from cli_trading.halt.policy import allows
 from cli_trading.halt.state import HaltState
-from cli_trading.trading.ledger import ZERO, Ledger, replay
+from cli_trading.trading.ledger import ZERO, replay
 from cli_trading.web import ApiError
 
 
 class TradeExecutor(Agent):
     name = "trade-executor"
 
-    adapter: ExchangeAdapter
-    paper_ledger: Ledger | None = None
-
-    desk: Desk | None = None
+    _adapter: ExchangeAdapter | None = None
+    # the adapter again when its account is our own ledger (paper): claim, fill and settle in one
+    # transaction (exchanges/base.py, OwnAccount)
+    paper: OwnAccount | None = None
+    desk: Desk | None = None  # live: what lives at the exchange between an order and its end
 
     async def on_start(self) -> None:
         self.gate = HaltGate(self.redis)
         if self.settings.trading_mode == "live":
-            self.adapter, self.desk = await live.start_desk(self)
+            self._adapter, self.desk = await live.start_desk(self)
         else:
             async with self.session() as s:
-                self.paper_ledger = replay(self.settings.starting_cash, await repo.all_fills(s), {})
-            self.adapter = PaperExchange(
-                self.paper_ledger, slippage_bps=self.settings.slippage_bps, fee_bps=self.settings.fee_bps
+                ledger = replay(self.settings.starting_cash, await repo.all_fills(s), {})
+            self._adapter = self.paper = PaperExchange(
+                ledger, slippage_bps=self.settings.slippage_bps, fee_bps=self.settings.fee_bps
             )
 
+    @property
+    def adapter(self) -> ExchangeAdapter:
+        if self._adapter is None:
+            raise RuntimeError(f"{self.name}: the exchange adapter used before the agent started")
+        return self._adapter
+
     async def on_stop(self) -> None:
-        if hasattr(self, "adapter"):
-            await self.adapter.close()
+        if self._adapter is not None:  # None when start-up failed before it was made
+            await self._adapter.close()
 
     def loops(self) -> list[Callable[[], Awaitable[None]]]:
         return live.loops(self, self.desk) if self.desk else []
@@ -71,7 +78,7 @@ class TradeExecutor(Agent):
         msgs = list(orders.values())
         if self._paper_stale:
             await self._reload_paper_ledger()
-        if self.adapter.settles_with_claim:
+        if self.paper is not None:
             fresh, results = await self._claim_execute_settle(msgs)
         else:
             fresh = await self._claim(msgs)
@@ -110,10 +117,11 @@ class TradeExecutor(Agent):
     _paper_stale = False
 
     async def _reload_paper_ledger(self) -> None:
+        if self.paper is None:  # only an own account can be stale
+            return
         async with self.session() as s:
             fills = await repo.all_fills(s)
-        self.paper_ledger = replay(self.settings.starting_cash, fills, {})
-        self.adapter.ledger = self.paper_ledger  # type: ignore[attr-defined]  # paper mode: the PaperExchange
+        self.paper.ledger = replay(self.settings.starting_cash, fills, {})
         self._paper_stale = False
 
     def _claim_rows(self, msgs: list[OrderMsg]) -> list[dict[str, Any]]:
@@ -181,7 +189,7 @@ class TradeExecutor(Agent):
             return [(m, ExecResult("rejected", reason="halt_state_unknown")) for m in msgs]
         # reduce_only / flatten: only orders that shrink a position may pass (live: what the
         # exchange says is held)
-        held = self.desk.held if self.desk else self.paper_ledger.qty_of if self.paper_ledger else (lambda _s: ZERO)
+        held = self.desk.held if self.desk else self.paper.ledger.qty_of if self.paper else (lambda _s: ZERO)
         msgs = [live.flatten_all(self.desk, m) for m in msgs] if self.desk else msgs
         state = HaltState(halted=True, mode=verdict.split(":", 1)[1])
         reducing = [m for m in msgs if allows(state, side=m.side, position_qty=held(m.symbol), qty=m.qty)]
@@ -245,8 +253,8 @@ class TradeExecutor(Agent):
         out: dict[str, Any] = {"adapter": self.adapter.name, "received": len(self.adapter.received)}
         if self.desk:
             out["exchange"] = self.desk.status()
-        if self.paper_ledger:
-            snap = self.paper_ledger.snapshot()
+        if self.paper is not None:
+            snap = self.paper.ledger.snapshot()
             out["paperAccount"] = {"cash": str(snap.cash), "equity": str(snap.equity)}
         return out
 

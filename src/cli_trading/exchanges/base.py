@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from cli_trading.exchanges.orders import Tracked
+    from cli_trading.trading.ledger import Ledger
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +54,22 @@ def received_log() -> deque[Received]:
 
 
 class ExchangeAdapter(Protocol):
+    """What every adapter does: take an order, keep the record of what reached it, close."""
+
     name: str
     received: deque[Received]
-    # True when the adapter's state lives in our own ledger (the paper engine): an order can then
-    # be claimed and settled in one transaction, because a rollback undoes the fill as well. A
-    # real exchange acts outside our transaction, so its claim must commit before it is called.
-    settles_with_claim: bool
 
     async def submit(self, order: OrderRequest) -> ExecResult: ...
 
     async def close(self) -> None: ...
+
+
+class OwnAccount(ExchangeAdapter, Protocol):
+    """The optional capability: an adapter whose account is our own ledger (the paper engine,
+    its fills are the fills table). An order can then be claimed, filled and settled in one
+    transaction, because a rollback undoes the fill as well; after a rollback the executor
+    rebuilds the account from the database and hands it over (`ledger`). A real exchange acts
+    outside our transaction: it has no such account, and its claim must commit before it is
+    called. Which adapter has it is said where the executor is wired, never probed."""
+
+    ledger: Ledger

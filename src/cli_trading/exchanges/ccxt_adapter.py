@@ -133,7 +133,6 @@ def _repoint(v: Any, base: str) -> Any:
 
 class CcxtExchange:
     name = "ccxt"
-    settles_with_claim = False
 
     def __init__(
         self,

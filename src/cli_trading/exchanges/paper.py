@@ -13,7 +13,6 @@ from cli_trading.trading.ledger import FillRecord, Ledger
 
 class PaperExchange:
     name = "paper"
-    settles_with_claim = True
 
     def __init__(self, ledger: Ledger, *, slippage_bps: Decimal, fee_bps: Decimal) -> None:
         self.ledger = ledger
