@@ -7,6 +7,11 @@
 # self-signed certificate) or edge (`up --edge`: the halts through nginx on https://127.0.0.1:8443,
 # the load direct). `bench/run.sh` runs the whole benchmark on PostgreSQL. Record the figures in
 # docs/benchmarks.md.
+# REDIS=server (DB 15 of the machine's Redis, as configured there: often without an append-only
+# file) or embedded (`up`'s own redis-server: append-only file, fsync every second, like the
+# compose Redis); the default follows DB as above. The halt's answer waits for one Redis round
+# trip, and a Redis writing its append-only file to a busy disk stalls now and then (LATENCY
+# LATEST: aof-write): compare the two databases on the same kind of Redis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -17,13 +22,20 @@ DATA=$(mktemp -d)
 export ADMIN_TOKEN=bench-admin-token-0123456789abcdef
 export DAILY_TARGET_PCT=1000 DAILY_LOSS_LIMIT_PCT=99  # the pipeline, not the day's PnL
 if [ "$DB" = postgresql ]; then
-  export REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/15}
+  REDIS=${REDIS:-server}
   export DATABASE_URL=${BENCH_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/ct_bench}
   psql -h 127.0.0.1 -U postgres -q -c "DROP DATABASE IF EXISTS ct_bench WITH (FORCE)" -c "CREATE DATABASE ct_bench"
-  redis-cli -u "$REDIS_URL" FLUSHDB >/dev/null
 else
-  unset REDIS_URL DATABASE_URL
+  REDIS=${REDIS:-embedded}
+  unset DATABASE_URL
 fi
+case "$REDIS" in
+  server)
+    export REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/15}
+    redis-cli -u "$REDIS_URL" FLUSHDB >/dev/null ;;
+  embedded) unset REDIS_URL ;;
+  *) echo "REDIS must be server or embedded" >&2; exit 2 ;;
+esac
 URL=http://127.0.0.1:7001
 HALT_URL=$URL
 UP_ARGS=()
@@ -46,9 +58,10 @@ for _ in $(seq 1 90); do
     && curl -sk -o /dev/null "$HALT_URL/health" && break
   sleep 1
 done
-REDIS=${REDIS_URL:-$($PY -c "import json; print(json.load(open('$DATA/runtime.json'))['redisUrl'])")}
-$PY bench/pipeline_driver.py --url "$URL" --redis "$REDIS" -n 500 -c 32 >/dev/null  # warm-up
-$PY bench/halt_latency.py --url "$URL" --halt-url "$HALT_URL" --redis "$REDIS" --token "$ADMIN_TOKEN" --halts "$HALTS" \
+REDIS_AT=${REDIS_URL:-$($PY -c "import json; print(json.load(open('$DATA/runtime.json'))['redisUrl'])")}
+echo "redis: $REDIS, appendonly $(redis-cli -u "$REDIS_AT" CONFIG GET appendonly | tail -1)" >&2
+$PY bench/pipeline_driver.py --url "$URL" --redis "$REDIS_AT" -n 500 -c 32 >/dev/null  # warm-up
+$PY bench/halt_latency.py --url "$URL" --halt-url "$HALT_URL" --redis "$REDIS_AT" --token "$ADMIN_TOKEN" --halts "$HALTS" \
   --pause "${PAUSE:-0.3}"
-$PY bench/halt_latency.py --url "$URL" --halt-url "$HALT_URL" --redis "$REDIS" --token "$ADMIN_TOKEN" \
+$PY bench/halt_latency.py --url "$URL" --halt-url "$HALT_URL" --redis "$REDIS_AT" --token "$ADMIN_TOKEN" \
   --halts "$((HALTS / 2))" --rate 100 --pause "${PAUSE:-0.3}"
