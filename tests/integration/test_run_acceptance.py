@@ -118,7 +118,7 @@ async def until(cond: Callable[[], Any], what: str, within: float = 10) -> None:
 async def refused_with_commit_landed(orc: Orchestrator, rid: str) -> DyingDatabase:
     """POST /orchestrate/run's service call while the database dies during the commit."""
     dying = DyingDatabase(orc.session)
-    orc.session = dying  # type: ignore[method-assign]
+    orc.safety.sessions = dying  # the acceptance commit is run safety's
     with pytest.raises(RunRefused) as info:
         await order(orc, rid)
     assert info.value.status == 503 and "database is unavailable" in info.value.error

@@ -40,11 +40,11 @@ from cli_trading.contracts import (
     Stream,
     new_id,
 )
-from cli_trading.control import run_safety
 from cli_trading.control.days import TradingDays
 from cli_trading.control.params import Params
 from cli_trading.control.pnl import pnl_view
-from cli_trading.control.runs import Run, RunBook, from_row, limit_fields
+from cli_trading.control.run_safety import RunSafety
+from cli_trading.control.runs import Run, RunBook, RunRefused, from_row, limit_fields
 from cli_trading.control.watchdogs import Watchdogs
 from cli_trading.db import repo
 from cli_trading.halt import policy
@@ -59,12 +59,6 @@ from cli_trading.supervision import health_entry
 from cli_trading.trading import day as tday
 from cli_trading.trading.fills import qty_for_notional, size_order
 from cli_trading.trading.ledger import FillRecord, Ledger, replay
-
-
-class RunRefused(Exception):
-    def __init__(self, status: int, error: str, run: Run | None = None) -> None:
-        super().__init__(error)
-        self.status, self.error, self.run = status, error, run
 
 
 class Orchestrator(Agent):
@@ -112,7 +106,12 @@ class Orchestrator(Agent):
             symbols=s.symbol_list,
         )
         await self.halts.restore(halt_saved_at)  # before any consumer starts: nothing trades on a stale flag
-        await run_safety.resolve_open_runs(self, {o.order_id: o for o in open_orders})
+        self.safety = RunSafety(
+            self.runs, sessions=self.session, redis=self.redis, clock=self.clock, audit=self.audit, log=self.log
+        )
+        await self.safety.resolve_open_runs(
+            {o.order_id: o for o in open_orders}, to_risk=lambda run: self._to_risk(run, manual=run.manual)
+        )
         self.watchdogs = Watchdogs(
             redis=self.redis,
             halts=self.halts,
@@ -141,7 +140,7 @@ class Orchestrator(Agent):
         return [
             functools.partial(self.watchdogs.run, self.stop_event),
             functools.partial(self.recorder.run, self.stop_event),
-            functools.partial(run_safety.flush_loop, self),
+            functools.partial(self.safety.flush_loop, self.stop_event),
         ]
 
     async def health_checks(self) -> dict[str, dict[str, Any]]:
@@ -223,9 +222,9 @@ class Orchestrator(Agent):
                 self.runs.finish(run, "rejected", reason="halted", now=self.clock())
                 raise RunRefused(409, "trading is halted", run)
             self.runs.touch(run, "analyzing")
-            await run_safety.accept(self, run, retried=retried)
+            await self.safety.accept(run, retried=retried)
             analyze = AnalyzeCommand(requestId=rid, symbol=symbol)
-            await run_safety.send(self, run, self.streams.publish(Stream.COMMANDS, analyze))
+            await self.safety.send(run, self.streams.publish(Stream.COMMANDS, analyze))
             return run
         price = self.ledger.price_of(symbol)
         if price is None:
@@ -242,8 +241,8 @@ class Orchestrator(Agent):
             self.runs.finish(run, "rejected", reason="halted", now=self.clock())
             raise RunRefused(409, "trading is halted", run)
         self.runs.touch(run, "risk")
-        await run_safety.accept(self, run, retried=retried)
-        await run_safety.send(self, run, self._to_risk(run, manual=True))
+        await self.safety.accept(run, retried=retried)
+        await self.safety.send(run, self._to_risk(run, manual=True))
         return run
 
     async def _to_risk(self, run: Run, *, manual: bool) -> None:
@@ -361,7 +360,7 @@ class Orchestrator(Agent):
             if run is None or st.status == "pending":
                 continue
             if st.status == "filled" and run.outcome not in (None, "filled"):
-                corrected = run_safety.filled_after_all(self, run, st.orderId)
+                corrected = self.safety.filled_after_all(run, st.orderId)
                 continue
             self.runs.finish(run, st.status, reason=st.reason, now=self.clock())
             self.audit(f"run:{st.status}", request_id=run.request_id, target=st.orderId, result=st.reason)

@@ -19,6 +19,7 @@ from cli_trading.contracts import HaltMode, HaltReason
 from cli_trading.control import history, streams
 from cli_trading.control.overview import Overview
 from cli_trading.control.params import AlreadyDecided
+from cli_trading.control.runs import RunRefused
 from cli_trading.exchanges.keys import RECON_KEY
 from cli_trading.halt.policy import UnhaltRefused
 from cli_trading.web import ApiError, client_addr, guarded, json_body
@@ -107,7 +108,17 @@ router = APIRouter()
 
 def add_routes(app: FastAPI, orc: Orchestrator) -> None:
     app.state.orchestrator = orc
-    app.state.overview = Overview(orc)
+    app.state.overview = Overview(
+        settings=orc.settings,
+        redis=orc.redis,
+        sessions=orc.session,
+        runs=orc.runs,
+        clock=orc.clock,
+        pnl=orc.pnl,
+        halt_state=lambda: orc.halts.state,
+        health=orc.health_checks,
+        process=orc.base_status,
+    )
     app.include_router(router)
     # The hottest route is also served ahead of FastAPI's middleware stack (web.Routes); the
     # FastAPI route stays for the OpenAPI document. Same function, same errors.
@@ -129,8 +140,6 @@ async def pnl_status(request: Request) -> dict[str, Any]:
 
 @router.post("/orchestrate/run", status_code=202, tags=["runs"])
 async def run(request: Request) -> JSONResponse:
-    from cli_trading.agents.orchestrator import RunRefused
-
     orc = _orc(request)
     body = await json_body(request, RunBody)
     # a manual order is money: the admin token, in every mode; an analysis run stays open

@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,9 @@ from cli_trading.db import repo
 from cli_trading.notify.probe import base_url
 
 if TYPE_CHECKING:
-    from cli_trading.agents.orchestrator import Orchestrator
+    from cli_trading.config import Settings
+    from cli_trading.control.runs import RunBook
+    from cli_trading.halt.state import HaltState
 
 GROUP_AGENT = {
     Group.ANALYST: "market-analyst",
@@ -76,15 +79,34 @@ class Cached:
             self.expires = time.monotonic() + self.ttl
 
 
+ME = "orchestrator"  # the agent that serves the overview: its own row comes from its memory
+
+
 class Overview:
-    def __init__(self, orc: Orchestrator) -> None:
-        self.orc = orc
+    """Takes what it reads: the settings, Redis, the database's sessions, the run book, and from
+    the orchestrator's memory its PnL, halt state, health checks and process figures."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        redis: Any,
+        sessions: Callable[[], Any],
+        runs: RunBook,
+        clock: Callable[[], datetime],
+        pnl: Callable[[], dict[str, Any]],
+        halt_state: Callable[[], HaltState],
+        health: Callable[[], Awaitable[dict[str, dict[str, Any]]]],
+        process: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.settings, self.sessions, self.runs, self.clock = settings, sessions, runs, clock
+        self.pnl, self.halt_state, self.health, self.process = pnl, halt_state, health, process
         self.client: httpx.AsyncClient | None = None
         self.equity: deque[tuple[float, str, Decimal]] = deque(maxlen=EQUITY_POINTS)
         self.agents = Cached(1.0, self._agents)
         # a Redis that hangs (stopped, a network partition) must show as out, not as its last answer
-        self.streams = Cached(1.0, lambda: asyncio.wait_for(streams.overview(orc.redis), REDIS_WAIT))
-        self.logs = Cached(1.0, lambda: asyncio.to_thread(src.read_logs, orc.settings.logs_path))
+        self.streams = Cached(1.0, lambda: asyncio.wait_for(streams.overview(redis), REDIS_WAIT))
+        self.logs = Cached(1.0, lambda: asyncio.to_thread(src.read_logs, settings.logs_path))
         self.incidents = Cached(2.0, self._incidents)
         self.checklist = Cached(30.0, self._checklist)
         self.halts = Cached(2.0, self._halts)
@@ -96,7 +118,7 @@ class Overview:
 
     async def build(self, *, actor: str, logs: int = 100, log_agent: str | None = None,
                     log_level: str | None = None) -> dict[str, Any]:
-        pnl = self.orc.pnl()
+        pnl = self.pnl()
         self._sample(pnl)
         agents, stream_rows, log_doc, incidents, checklist, halts = await asyncio.gather(
             self.agents.get(), self.streams.get(), self.logs.get(), self.incidents.get(), self.checklist.get(),
@@ -104,12 +126,12 @@ class Overview:
         )
         log_map = log_doc if isinstance(log_doc, dict) and "error" not in log_doc else {}
         return {
-            "asOf": iso(self.orc.clock()),
+            "asOf": iso(self.clock()),
             "you": actor,
             "trading": {
-                "mode": self.orc.settings.trading_mode,
-                "symbols": self.orc.settings.symbol_list,
-                **self.orc.halts.state.to_api(),
+                "mode": self.settings.trading_mode,
+                "symbols": self.settings.symbol_list,
+                **self.halt_state().to_api(),
             },
             "pnl": {**pnl, "equityCurve": self._curve(pnl["date"])},
             "agents": self._agent_rows(agents, stream_rows, log_map),
@@ -133,17 +155,17 @@ class Overview:
 
     # -- agents ---------------------------------------------------------------------------
     async def _agents(self) -> dict[str, Any]:
-        others = [a for a in AGENTS if a != self.orc.name]
-        found = await asyncio.gather(*(src.probe_agent(self._http(), base_url(self.orc.settings, a)) for a in others))
+        others = [a for a in AGENTS if a != ME]
+        found = await asyncio.gather(*(src.probe_agent(self._http(), base_url(self.settings, a)) for a in others))
         out = dict(zip(others, found, strict=True))
-        checks = await self.orc.health_checks()
+        checks = await self.health()
         failing = sorted(k for k, v in checks.items() if not v.get("ok", True))
         # `cli-trading up`'s view of every process (restarts, crash loops; supervision.py)
         out["_supervision"] = (checks.get("supervision") or {}).get("processes") or {}
-        out[self.orc.name] = {
+        out[ME] = {
             "state": "unhealthy" if failing else "healthy",
             "failing": failing,
-            **{k: v for k, v in self.orc.base_status().items() if k in ("pid", "uptimeSeconds")},
+            **{k: v for k, v in self.process().items() if k in ("pid", "uptimeSeconds")},
         }
         return out
 
@@ -171,13 +193,13 @@ class Overview:
 
     # -- incidents (the notification manager's API) ---------------------------------------
     async def _incidents(self) -> dict[str, Any]:
-        url = base_url(self.orc.settings, "notification-manager")
+        url = base_url(self.settings, "notification-manager")
         r = await self._http().get(url + "/incidents", params={"state": "open", "limit": 50})
         r.raise_for_status()
         return {"open": r.json()["incidents"]}
 
     async def _checklist(self) -> dict[str, Any]:
-        url = base_url(self.orc.settings, "notification-manager")
+        url = base_url(self.settings, "notification-manager")
         r = await self._http().get(url + "/recovery/checklist", timeout=10)
         r.raise_for_status()
         doc: dict[str, Any] = r.json()
@@ -185,7 +207,7 @@ class Overview:
 
     # -- activity: runs (fills, rejections, holds) and halts, newest first ---------------------
     async def _halts(self) -> list[dict[str, Any]]:
-        async with self.orc.session() as s:
+        async with self.sessions() as s:
             rows = await repo.halt_events(s, limit=20)
         return [
             {
@@ -200,7 +222,7 @@ class Overview:
         ]
 
     def _activity(self, halts: Any) -> list[dict[str, Any]]:
-        book = self.orc.runs
+        book = self.runs
         recent = [*book.active.values()][-ACTIVITY:]
         for rid in reversed(book.finished):
             if len(recent) >= 2 * ACTIVITY:

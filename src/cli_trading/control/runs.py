@@ -87,6 +87,14 @@ class Run:
         }
 
 
+class RunRefused(Exception):
+    """A run not started, or not accepted: the HTTP status and error the caller gets."""
+
+    def __init__(self, status: int, error: str, run: Run | None = None) -> None:
+        super().__init__(error)
+        self.status, self.error, self.run = status, error, run
+
+
 def limit_fields(strategy: str | None) -> dict[str, Any]:
     """A manual limit order's fields on exec.orders (price is then the limit price)."""
     if strategy and strategy.startswith("limit:"):

@@ -15,9 +15,11 @@ import httpx
 import pytest
 from aiohttp import web
 
+from cli_trading.config import Settings
 from cli_trading.control import overview_sources as src
 from cli_trading.control.overview import Cached, run_item
-from cli_trading.control.runs import Run
+from cli_trading.control.runs import Run, RunBook
+from cli_trading.halt.state import HaltState
 
 
 def write_log(folder: Path, agent: str, entries: list[dict[str, Any]], junk: str = "") -> None:
@@ -145,10 +147,24 @@ class HangingRedis:
         return never
 
 
+async def _no_checks() -> dict[str, dict[str, Any]]:
+    return {}
+
+
 async def test_a_hanging_redis_shows_as_an_error_not_as_its_last_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     from cli_trading.control import overview
 
     monkeypatch.setattr(overview, "REDIS_WAIT", 0.05)
-    orc: Any = type("Orc", (), {"redis": HangingRedis(), "settings": None})()
-    streams = await asyncio.wait_for(overview.Overview(orc).streams.get(), 5)  # without the guard: forever
+    board = overview.Overview(
+        settings=Settings(),
+        redis=HangingRedis(),
+        sessions=lambda: None,
+        runs=RunBook(),
+        clock=lambda: datetime.now(UTC),
+        pnl=dict,
+        halt_state=HaltState,
+        health=_no_checks,
+        process=dict,
+    )
+    streams = await asyncio.wait_for(board.streams.get(), 5)  # without the guard: forever
     assert isinstance(streams, dict) and streams["error"].startswith("TimeoutError")
