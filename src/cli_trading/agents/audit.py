@@ -1,14 +1,22 @@
-"""An agent's audit buffer: events queued as decisions are made (a decision makes several) and
-written in batches, one transaction per interval. A failed write keeps them (the latest
-`KEEP_AFTER_FAILURE`) for the next try."""
+"""An agent's audit: events queued as decisions are made (a decision makes several) and written
+in batches, one transaction per interval (`AuditBuffer`; a failed write keeps them, the latest
+`KEEP_AFTER_FAILURE`, for the next try), and the admin access log (`Auditor`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import threading
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import orjson
+
 from cli_trading.db import repo
+from cli_trading.logs import file_logger
 
 KEEP_AFTER_FAILURE = 50_000
 
@@ -46,3 +54,62 @@ class AuditBuffer:
         except Exception as exc:  # noqa: BLE001 - keep them for the next try
             self.rows[:0] = rows[-KEEP_AFTER_FAILURE:]
             self.log.warning("buffered write failed, will retry", error=str(exc)[:200])
+
+
+class Auditor:
+    """Who did what, for one agent: its audit events (queued in an `AuditBuffer`, written by
+    `run` once per interval) and the admin access log (a line per admin request, in
+    admin-access.log). `add` may be called from any thread: an event from the HTTP server's
+    thread is handed to the agent's event loop, to which the buffer belongs. An agent without a
+    database logs its events instead."""
+
+    def __init__(
+        self, agent: str, *, clock: Callable[[], datetime], log: Any, uses_db: bool, access_log: Path
+    ) -> None:
+        self.agent, self.clock, self.log, self.uses_db = agent, clock, log, uses_db
+        self.buffer = AuditBuffer(agent, clock=clock, log=log)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the agent's, once started (`bind`)
+        self._loop_thread = threading.get_ident()
+        self._access_log = file_logger(access_log, "cli_trading.admin_access")
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The agent's event loop (at start): events from other threads are handed to it."""
+        self._loop, self._loop_thread = loop, threading.get_ident()
+
+    def add(self, action: str, **fields: Any) -> None:
+        if not self.uses_db:
+            self.log.info("audit", action=action, **fields)
+            return
+        if self._loop is not None and threading.get_ident() != self._loop_thread:
+            self._loop.call_soon_threadsafe(functools.partial(self.add, action, **fields))
+            return
+        self.buffer.add(action, **fields)
+
+    def admin(self, method: str, route: str, *, actor: str | None, addr: str, status: int, request_id: str) -> None:
+        """An admin request: an audit event and a line of the access log."""
+        result = "ok" if status < 400 else str(status)
+        self.add(f"admin:{method} {route}", actor=actor, source=addr, target=route, result=result,
+                 request_id=request_id)
+        line = {
+            "ts": self.clock().isoformat(),
+            "agent": self.agent,
+            "method": method,
+            "route": route,
+            "status": status,
+            "client": addr,
+            "auth": "X-Admin-Token",
+            "actor": actor,
+            "requestId": request_id,
+        }
+        self._access_log.info(orjson.dumps(line).decode())
+
+    async def flush(self, sessions: Callable[[], Any] | None) -> None:
+        if sessions is not None:
+            await self.buffer.flush(sessions)
+
+    async def run(self, stop: asyncio.Event, sessions: Callable[[], Any] | None, interval_s: float) -> None:
+        """Write what is queued every `interval_s` until `stop` (one transaction per interval)."""
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
+            await self.flush(sessions)

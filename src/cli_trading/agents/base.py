@@ -1,39 +1,39 @@
 """The agent component: one fixed lifecycle (connect, migrate, start consumers and loops, serve
 HTTP, stop on SIGTERM within seconds) that every agent shares. Agents supply hooks: what they
-consume, their routes, their loops, their status. No agent overrides `start`/`stop`/`serve`."""
+consume, their routes, their loops, their status. No agent overrides `start`/`stop`/`serve`.
+
+What the lifecycle uses lives beside it: the HTTP server (`server.py`), the audit events and the
+admin access log (`audit.py`), health, host metrics and process status (`health.py`), the
+process itself (`process.py`). Here: the lifecycle, and the services it hands to the agent (the
+bus, database sessions, notifications, the admin guard's spike alert, calls onto its loop)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import os
-import shutil
 import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
-import orjson
-import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from cli_trading import metrics
-from cli_trading.agents.audit import AuditBuffer
-from cli_trading.agents.server import HttpServer, OnLoop
+from cli_trading.agents import health
+from cli_trading.agents.audit import Auditor
+from cli_trading.agents.server import OnLoop, agent_server
 from cli_trading.auth import Lockout, TokenStore, parse_allow_list
 from cli_trading.bus import REDIS_DOWN, BatchHandler, Bus, Consumer
 from cli_trading.config import Settings, read_secret_file, redact_url
 from cli_trading.contracts import NotifyEvent, Stream, now_utc
 from cli_trading.db import engine as dbengine
-from cli_trading.logs import file_logger, get_logger
+from cli_trading.logs import get_logger
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -79,17 +79,20 @@ class Agent:
         self.stop_event = asyncio.Event()
         self.started_at = time.time()
         self._tasks: list[asyncio.Task[Any]] = []
-        self.audit_buffer = AuditBuffer(self.name, clock=clock, log=self.log)
-        self._loop: asyncio.AbstractEventLoop | None = None  # set in start(): audit() may be called from threads
-        self._loop_thread = threading.get_ident()
-        self._db_ok = True
+        self.auditor = Auditor(
+            self.name,
+            clock=clock,
+            log=self.log,
+            uses_db=self.uses_db,
+            access_log=settings.logs_path / "admin-access.log",
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None  # set in start(): the HTTP server's thread calls in
         token = settings.admin_token or None
         self.guard = AdminGuard(
             TokenStore(token=token, token_file=settings.admin_token_file),
             Lockout(settings.auth_fail_limit, settings.auth_fail_window_s, settings.auth_lockout_s),
             parse_allow_list(settings.admin_allow_cidrs),
         )
-        self._access_log = file_logger(settings.logs_path / "admin-access.log", "cli_trading.admin_access")
 
     # -- hooks -----------------------------------------------------------------------------
     def subscriptions(self) -> list[Subscription]:
@@ -137,21 +140,12 @@ class Agent:
         return self.engine is not None and await dbengine.check(self.engine)
 
     def audit(self, action: str, **fields: Any) -> None:
-        """Queue an audit event; a loop writes them in batches (a decision makes several).
-        An agent without a database logs it instead."""
-        if not self.uses_db:
-            self.log.info("audit", action=action, **fields)
-            return
-        if self._loop is not None and threading.get_ident() != self._loop_thread:
-            # from the HTTP server's thread: the buffer belongs to the event loop
-            self._loop.call_soon_threadsafe(functools.partial(self.audit, action, **fields))
-            return
-        self.audit_buffer.add(action, **fields)
+        """Queue an audit event, from any thread (agents/audit.py)."""
+        self.auditor.add(action, **fields)
 
     async def flush_audit(self) -> None:
-        """Write the buffered audit events (agents/audit.py)."""
-        if self.sessions is not None:
-            await self.audit_buffer.flush(self.sessions)
+        """Write the buffered audit events now."""
+        await self.auditor.flush(self.sessions)
 
     async def notify(self, type_: str, severity: str, message: str, **context: Any) -> None:
         if self.bus is None:
@@ -167,30 +161,7 @@ class Agent:
     def audit_admin(
         self, method: str, route: str, *, actor: str | None, addr: str, status: int, request_id: str
     ) -> None:
-        result = "ok" if status < 400 else str(status)
-        self.audit(
-            f"admin:{method} {route}",
-            actor=actor,
-            source=addr,
-            target=route,
-            result=result,
-            request_id=request_id,
-        )
-        self._access_log.info(
-            orjson.dumps(
-                {
-                    "ts": self.clock().isoformat(),
-                    "agent": self.name,
-                    "method": method,
-                    "route": route,
-                    "status": status,
-                    "client": addr,
-                    "auth": "X-Admin-Token",
-                    "actor": actor,
-                    "requestId": request_id,
-                }
-            ).decode()
-        )
+        self.auditor.admin(method, route, actor=actor, addr=addr, status=status, request_id=request_id)
 
     def auth_failed(self, addr: str, *, recent: int) -> None:
         """From the HTTP server: an admin authentication failed (`recent` in the last minute)."""
@@ -235,53 +206,22 @@ class Agent:
         """Hook: the orchestrator may halt with security_incident."""
 
     async def health_checks(self) -> dict[str, dict[str, Any]]:
-        checks: dict[str, dict[str, Any]] = {}
-        redis_ok = await self.bus.ping() if self.bus else False
-        metrics.DEPENDENCY_UP.labels("redis").set(int(redis_ok))
-        checks["redis"] = {"ok": redis_ok}
-        if self.uses_db and self.engine is not None:
-            self._db_ok = await dbengine.check(self.engine)
-            metrics.DEPENDENCY_UP.labels("database").set(int(self._db_ok))
-            checks["database"] = {"ok": self._db_ok}
-        lagging = [f"{c.stream}/{c.group}" for c in self.consumers if not c.healthy or c.stalled]
-        checks["consumers"] = {"ok": not lagging, "unhealthy": lagging}
-        if stalled := {f"{c.stream}/{c.group}": c.stalled for c in self.consumers if c.stalled}:
-            checks["consumers"]["stalled"] = stalled
-        return checks
+        return await health.dependency_checks(self.bus, self.engine if self.uses_db else None, self.consumers)
 
     def export_host_metrics(self) -> None:
-        """Disk and memory of the host, refreshed on every scrape (alert rules read them)."""
-        usage = shutil.disk_usage(self.settings.data_dir if self.settings.data_dir.exists() else ".")
-        metrics.HOST_DISK_FREE.set(usage.free / usage.total)
-        with contextlib.suppress(OSError, ValueError, KeyError, ZeroDivisionError):
-            with open("/proc/meminfo") as fh:
-                mem = dict(line.split(":", 1) for line in fh if ":" in line)
-            kib = {k: int(v.split()[0]) for k, v in mem.items() if k in ("MemTotal", "MemAvailable")}
-            metrics.HOST_MEMORY_AVAILABLE.set(kib["MemAvailable"] / kib["MemTotal"])
+        health.export_host_metrics(self.settings.data_dir)
 
     def base_status(self) -> dict[str, Any]:
         self.export_host_metrics()
-        return {
-            "pid": os.getpid(),
-            "uptimeSeconds": round(time.time() - self.started_at, 1),
-            "mode": self.settings.trading_mode,
-            "consumers": [
-                {
-                    "stream": c.stream,
-                    "group": c.group,
-                    "name": c.name,
-                    "healthy": c.healthy,
-                    "handled": c.handled,
-                    "stalled": c.stalled,
-                }
-                for c in self.consumers
-            ],
-        }
+        return health.process_status(
+            started_at=self.started_at, mode=self.settings.trading_mode, consumers=self.consumers
+        )
 
     # -- lifecycle (final) -----------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
-        self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
+        self._loop = asyncio.get_running_loop()
+        self.auditor.bind(self._loop)
         if not s.redis_url:
             raise StartupError(
                 "REDIS_URL is not set (cli-trading up starts an embedded Redis; "
@@ -336,10 +276,7 @@ class Agent:
             self.stop_event.set()  # a crashed loop means a broken agent: stop and let supervision restart
 
     async def _audit_loop(self) -> None:
-        while not self.stop_event.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.stop_event.wait(), self.write_interval_s)
-            await self.flush_audit()
+        await self.auditor.run(self.stop_event, self.sessions, self.write_interval_s)
 
     async def stop(self) -> None:
         self.stop_event.set()
@@ -368,21 +305,15 @@ class Agent:
             await self.stop()
             return 2
         gc.freeze()  # what start-up built (modules, replayed ledger) is never garbage: stop scanning it
-        config = uvicorn.Config(
+        server = agent_server(
             create_app(self, on_loop=lambda app: OnLoop(app, asyncio.get_running_loop())),
             host=s.bind_host,
             port=s.port_of(self.name),
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            loop="none",
-            http="httptools",
-            ssl_certfile=s.tls_cert_file,
-            ssl_keyfile=s.tls_key_file,
-            timeout_graceful_shutdown=2,
+            cert=s.tls_cert_file,
+            key=s.tls_key_file,
+            on_exit=lambda: self._from_thread(self.stop_event.set),
         )
         loop = asyncio.get_running_loop()
-        server = HttpServer(config, on_exit=lambda: self._from_thread(self.stop_event.set))
         try:
             server.start()
         except SystemExit:  # uvicorn has logged why (the port is taken)

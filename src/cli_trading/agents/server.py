@@ -141,6 +141,35 @@ class HttpServer:
             self._sock.close()
 
 
+def agent_server(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    cert: str | None,
+    key: str | None,
+    on_exit: Callable[[], None],
+) -> HttpServer:
+    """An agent's server on `host:port` (TLS when `cert` and `key` are given): httptools, no
+    access log of uvicorn's (admin requests have their own, agents/audit.py), no lifespan (the
+    agent's lifecycle is agents/base.py's), no event loop of uvicorn's choosing (`HttpServer`
+    makes its own), at most 2 s to finish requests in flight on stop."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        loop="none",
+        http="httptools",
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+        timeout_graceful_shutdown=2,
+    )
+    return HttpServer(config, on_exit=on_exit)
+
+
 def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop

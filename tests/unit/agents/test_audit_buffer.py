@@ -3,11 +3,14 @@ after a failed write. No service: a SQLite file."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cli_trading.agents.audit import AuditBuffer
+from cli_trading.agents.audit import AuditBuffer, Auditor
 from cli_trading.db import engine as dbengine
 from cli_trading.db import repo
 from cli_trading.db.models import Base
@@ -46,3 +49,42 @@ async def test_events_are_written_together_and_kept_after_a_failure(tmp_path: Pa
     assert (first.agent, first.action, first.request_id, first.target) == ("orchestrator", "run:order", "r1", "ord-r1")
     assert first.detail == {"side": "buy"}
     assert (second.actor, second.source, second.detail) == ("tok:ab", "10.0.0.1", {"previous": "100"})
+
+
+async def test_an_event_from_another_thread_reaches_the_loops_buffer(tmp_path: Path) -> None:
+    auditor = Auditor("orchestrator", clock=lambda: NOW, log=Log(), uses_db=True, access_log=tmp_path / "a.log")
+    auditor.bind(asyncio.get_running_loop())
+    threads: list[int] = []
+    add = auditor.buffer.add
+    auditor.buffer.add = lambda action, **f: (threads.append(threading.get_ident()), add(action, **f))  # type: ignore[method-assign]  # spy
+    await asyncio.to_thread(auditor.add, "admin:POST /x", actor="tok:ab")  # the HTTP server's thread
+    await asyncio.sleep(0)  # the loop runs what was handed to it
+    assert [r["action"] for r in auditor.buffer.rows] == ["admin:POST /x"]
+    assert threads == [threading.get_ident()]  # written by the loop's thread, never the server's
+
+
+def test_an_admin_request_is_audited_and_logged_without_its_token(tmp_path: Path) -> None:
+    log_file = tmp_path / "admin-access.log"
+    auditor = Auditor("trade-executor", clock=lambda: NOW, log=Log(), uses_db=True, access_log=log_file)
+    auditor.admin("POST", "/admin/exchange/reconcile", actor="tok:ab12", addr="10.0.0.1", status=403,
+                  request_id="req-1")
+    (row,) = auditor.buffer.rows
+    assert row["action"] == "admin:POST /admin/exchange/reconcile" and row["result"] == "403"
+    line = json.loads(log_file.read_text().strip().splitlines()[-1])
+    assert line["route"] == "/admin/exchange/reconcile" and line["status"] == 403 and line["actor"] == "tok:ab12"
+    assert line["auth"] == "X-Admin-Token" and line["ts"] == NOW.isoformat()
+
+
+def test_an_agent_without_a_database_logs_its_events(tmp_path: Path) -> None:
+    class InfoLog(Log):
+        def __init__(self) -> None:
+            super().__init__()
+            self.infos: list[dict[str, Any]] = []
+
+        def info(self, event: str, **fields: Any) -> None:
+            self.infos.append({"event": event, **fields})
+
+    log = InfoLog()
+    auditor = Auditor("market-analyst", clock=lambda: NOW, log=log, uses_db=False, access_log=tmp_path / "a.log")
+    auditor.add("params:applied", target="sma")
+    assert auditor.buffer.rows == [] and log.infos == [{"event": "audit", "action": "params:applied", "target": "sma"}]
