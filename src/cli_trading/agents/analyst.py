@@ -5,12 +5,14 @@ configured strategies."""
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
 from cli_trading.agents.base import Agent, Subscription
 from cli_trading.bus import Delivery, MessageResult, PoisonMessage
+from cli_trading.config import Settings
 from cli_trading.contracts import AnalyzeCommand, BarMsg, Command, Group, SignalMsg, Stream
 from cli_trading.market.bars import Bar
 from cli_trading.market.ccxt_feed import CcxtFeed
@@ -25,10 +27,36 @@ WINDOW = 300
 COMMAND: TypeAdapter[Command] = TypeAdapter(Command)
 
 
+@dataclass(frozen=True)
+class Feed:
+    """Where the bars come from: the replay of candle files (with its stepper in step mode), or
+    ccxt's public candles (with the exchange object, closed on stop)."""
+
+    source: ReplayFeed | CcxtFeed
+    stepper: Stepper | None = None
+    exchange: Any = None
+
+
+def wire_feed(s: Settings, redis: Any) -> Feed:
+    """The analyst's feed, from the settings (MARKET_FEED, REPLAY_STEP, ...)."""
+    if s.market_feed == "ccxt":
+        from cli_trading.exchanges.ccxt_adapter import create_ccxt
+
+        # public candles need no keys; EXCHANGE_URL points them at the simulator too
+        exchange = create_ccxt(s.exchange_id, "", "", url=s.exchange_url, max_rps=s.exchange_max_rps)
+        candles = CcxtFeed(exchange, s.symbol_list, timeframe=s.market_timeframe, poll_seconds=s.market_poll_s)
+        return Feed(candles, exchange=exchange)
+    if not s.replay_step:
+        return Feed(ReplayFeed(s.symbol_list, speed=s.speed, folder=s.market_data_dir, loop=s.replay_loop))
+    stepper = Stepper(redis)
+    replay = ReplayFeed(s.symbol_list, speed=0, folder=s.market_data_dir, loop=s.replay_loop, after_step=stepper.settle)
+    return Feed(replay, stepper=stepper)
+
+
 class MarketAnalyst(Agent):
     name = "market-analyst"
     uses_db = False
-    exchange: Any = None  # the ccxt exchange of a live feed (made in on_start, closed on stop)
+    _feed: Feed | None = None  # made at start (`wire_feed`)
 
     async def on_start(self) -> None:
         self.config = load_strategy_config(self.settings.config_file("strategies.yaml"))
@@ -37,32 +65,18 @@ class MarketAnalyst(Agent):
         self.models: dict[str, dict[str, Strategy[Any]]] = {s: self.config.for_symbol(s) for s in symbols}
         self.last: dict[str, dict[str, Signal]] = {s: {} for s in symbols}
         self.windows: dict[str, deque[Bar]] = {s: deque(maxlen=WINDOW) for s in symbols}
-        self.stepper: Stepper | None = None
-        self.feed = self._feed()
+        self._feed = wire_feed(self.settings, self.redis)
         self.bars_published = 0
 
-    def _feed(self) -> Any:
-        s = self.settings
-        if s.market_feed == "ccxt":  # live public candles; the exchange object is closed on stop
-            from cli_trading.exchanges.ccxt_adapter import create_ccxt
-
-            # public candles need no keys; EXCHANGE_URL points them at the simulator too
-            self.exchange = create_ccxt(s.exchange_id, "", "", url=s.exchange_url, max_rps=s.exchange_max_rps)
-            return CcxtFeed(self.exchange, s.symbol_list, timeframe=s.market_timeframe, poll_seconds=s.market_poll_s)
-        return self._replay()
-
-    def _replay(self) -> ReplayFeed:
-        s = self.settings
-        if not s.replay_step:
-            return ReplayFeed(s.symbol_list, speed=s.speed, folder=s.market_data_dir, loop=s.replay_loop)
-        self.stepper = Stepper(self.redis)
-        return ReplayFeed(
-            s.symbol_list, speed=0, folder=s.market_data_dir, loop=s.replay_loop, after_step=self.stepper.settle
-        )
+    @property
+    def feed(self) -> Feed:
+        if self._feed is None:
+            raise RuntimeError(f"{self.name}: the feed used before the agent started")
+        return self._feed
 
     async def on_stop(self) -> None:
-        if self.exchange is not None:
-            await self.exchange.close()
+        if self._feed is not None and self._feed.exchange is not None:
+            await self._feed.exchange.close()
 
     def subscriptions(self) -> list[Subscription]:
         return [Subscription(Stream.COMMANDS, Group.ANALYST, self.on_commands, key=lambda p: p.get("requestId"))]
@@ -71,9 +85,9 @@ class MarketAnalyst(Agent):
         return [self._feed_loop]
 
     async def _feed_loop(self) -> None:
-        if self.stepper is not None:  # step mode: every consumer is there before the first bar
-            await self.stepper.settle(timeout_s=600)
-        async for bar in self.feed.stream():
+        if (stepper := self.feed.stepper) is not None:  # step mode: every consumer is there before the first bar
+            await stepper.settle(timeout_s=600)
+        async for bar in self.feed.source.stream():
             if self.stop_event.is_set():
                 return
             self.observe(bar)
@@ -126,8 +140,8 @@ class MarketAnalyst(Agent):
                 out.append(PoisonMessage(f"invalid command: {exc.errors()[0]['msg']}"))
                 continue
             if isinstance(cmd, AnalyzeCommand):
-                if self.stepper is not None:  # step mode: the risk manager has marked this bar too
-                    await self.stepper.settle(BARS_READ)
+                if (stepper := self.feed.stepper) is not None:  # step mode: the risk manager has marked this bar too
+                    await stepper.settle(BARS_READ)
                 sig, last = self.analyze(cmd.symbol)
                 await self.bus.publish(  # type: ignore[union-attr]  # the bus exists while consumers run
                     Stream.SIGNALS,
@@ -149,7 +163,7 @@ class MarketAnalyst(Agent):
 
     async def status(self) -> dict[str, Any]:
         return {
-            "feed": self.feed.state(),
+            "feed": self.feed.source.state(),
             "barsPublished": self.bars_published,
             "strategies": [e.name for e in self.config.strategies],
             "symbols": self.settings.symbol_list,
