@@ -20,7 +20,7 @@ from cli_trading.bus import Delivery, Handled, MessageResult, PoisonMessage
 from cli_trading.contracts import Group, OrderMsg, StatusMsg, Stream
 from cli_trading.db import repo
 from cli_trading.exchanges import live
-from cli_trading.exchanges.base import ExchangeAdapter, ExecResult, OrderRequest, OwnAccount
+from cli_trading.exchanges.base import ExchangeAdapter, ExecResult, OrderRequest, OwnAccount, Received
 from cli_trading.exchanges.desk import Desk, ledger_row
 from cli_trading.exchanges.paper import PaperExchange
 from cli_trading.halt.gate import HaltGate
@@ -28,6 +28,16 @@ from cli_trading.halt.policy import allows
 from cli_trading.halt.state import HaltState
 from cli_trading.trading.ledger import ZERO, replay
 from cli_trading.web import ApiError
+
+
+def once_each(msgs: list[OrderMsg], claimed: set[str]) -> list[OrderMsg]:
+    """The orders to send: those whose id was just claimed, each once (the same order twice in
+    a batch — emitted twice — is sent once; the repeat is answered from the ledger)."""
+    out: dict[str, OrderMsg] = {}
+    for m in msgs:
+        if m.orderId in claimed:
+            out.setdefault(m.orderId, m)
+    return list(out.values())
 
 
 class TradeExecutor(Agent):
@@ -46,6 +56,7 @@ class TradeExecutor(Agent):
         else:
             async with self.session() as s:
                 ledger = replay(self.settings.starting_cash, await repo.all_fills(s), {})
+            self._in_doubt = []
             self._adapter = self.paper = PaperExchange(
                 ledger, slippage_bps=self.settings.slippage_bps, fee_bps=self.settings.fee_bps
             )
@@ -76,16 +87,16 @@ class TradeExecutor(Agent):
             except ValidationError as exc:
                 outcomes[d.id] = PoisonMessage(f"invalid order: {exc.errors()[0]['msg']}")
         msgs = list(orders.values())
-        if self._paper_stale:
-            await self._reload_paper_ledger()
         if self.paper is not None:
-            fresh, results = await self._claim_execute_settle(msgs)
+            if self._paper_stale:
+                await self._reload_paper_ledger(self.paper)
+            results = await self._claim_execute_settle(self.paper, msgs)
         else:
-            fresh = await self._claim(msgs)
-            todo = [m for m in msgs if m.orderId in fresh]
+            todo = once_each(msgs, await self._claim(msgs))
             results = await live.execute(self.desk, lambda: self._gated(todo)) if self.desk else await self._gated(todo)
             await self._settle(*self._rows(results))
-        seen = [m for m in msgs if m.orderId not in fresh]
+        sent = {id(m) for m, _ in results}
+        seen = [m for m in msgs if id(m) not in sent]  # claimed before, or a repeat in this batch
         statuses = await self._replayed_status(await live.not_followed(self.desk, seen) if self.desk else seen)
         statuses += [self._status(m, r) for m, r in results]
         for m, r in results:
@@ -99,29 +110,42 @@ class TradeExecutor(Agent):
             inflight_done=[m.orderId for m in msgs],
         )
 
-    async def _claim_execute_settle(self, msgs: list[OrderMsg]) -> tuple[set[str], list[tuple[OrderMsg, ExecResult]]]:
-        """Paper: claim, fill and settle in one transaction (one commit per batch)."""
+    async def _claim_execute_settle(
+        self, paper: OwnAccount, msgs: list[OrderMsg]
+    ) -> list[tuple[OrderMsg, ExecResult]]:
+        """Paper: claim, fill and settle in one transaction (one commit per batch). The engine
+        is called only for the ids this transaction claimed (each once), and its record follows
+        the commit: an order reaches it at most once, across a kill -9 too."""
+        claims = self._claim_rows(msgs)
         try:
             async with self.session() as s, s.begin():
-                fresh = await repo.claim_orders(s, rows=self._claim_rows(msgs))
-                results = await self._gated([m for m in msgs if m.orderId in fresh])
+                results = await self._gated(once_each(msgs, await repo.claim_orders(s, rows=claims)))
                 orders, fills = self._rows(results)
                 await repo.settle_orders(s, orders=orders, fills=fills)
-            return fresh, results
         except Exception:
             # the fills applied in memory were rolled back: rebuild the paper account from the
             # database before the next batch (now, if the database still answers)
             self._paper_stale = True
+            at = claims[0]["created_at"] if claims else None
+            self._in_doubt += [(r, at) for r in paper.take_tentative()]
             raise
+        paper.commit_record()
+        return results
 
     _paper_stale = False
+    # reached the engine in a transaction that failed to commit, with the time of its claim
+    _in_doubt: list[tuple[Received, Any]]
 
-    async def _reload_paper_ledger(self) -> None:
-        if self.paper is None:  # only an own account can be stale
-            return
+    async def _reload_paper_ledger(self, paper: OwnAccount) -> None:
         async with self.session() as s:
             fills = await repo.all_fills(s)
-        self.paper.ledger = replay(self.settings.starting_cash, fills, {})
+            rows = await repo.get_orders(s, order_ids=[r.order_id for r, _ in self._in_doubt])
+        # a commit reported failed may have landed (the answer was lost): the orders whose claim
+        # is that transaction's (its time, not another executor's) did reach the engine
+        landed = {(o.order_id, o.created_at) for o in rows}
+        paper.received.extend(r for r, at in self._in_doubt if (r.order_id, at) in landed)
+        self._in_doubt = []
+        paper.ledger = replay(self.settings.starting_cash, fills, {})
         self._paper_stale = False
 
     def _claim_rows(self, msgs: list[OrderMsg]) -> list[dict[str, Any]]:

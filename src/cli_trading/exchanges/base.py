@@ -70,6 +70,15 @@ class OwnAccount(ExchangeAdapter, Protocol):
     transaction, because a rollback undoes the fill as well; after a rollback the executor
     rebuilds the account from the database and hands it over (`ledger`). A real exchange acts
     outside our transaction: it has no such account, and its claim must commit before it is
-    called. Which adapter has it is said where the executor is wired, never probed."""
+    called. Which adapter has it is said where the executor is wired, never probed.
+
+    Its record of the orders that reached it follows that transaction too: `submit` notes an
+    order as `tentative`, `commit_record` records them once the transaction commits, and
+    `take_tentative` hands them back when it does not (the fill was undone with it)."""
 
     ledger: Ledger
+    tentative: list[Received]
+
+    def commit_record(self) -> None: ...
+
+    def take_tentative(self) -> list[Received]: ...
