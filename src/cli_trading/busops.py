@@ -19,6 +19,26 @@ class _HiredisPacking(aioredis.Connection):
     def pack_command(self, *args: Any) -> list[bytes]:
         return self._packer.pack(*args)
 
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        """redis-py runs every send as `wait_for(write and drain, socket_timeout)`: a task and a
+        timer per command, several per message batch in every agent. A send the socket takes at
+        once has nothing to wait for; only one it could not take all of waits for the drain, with
+        redis-py's timeout and errors (the rest of the command is written by the transport)."""
+        if not isinstance(command, list) or not self.is_connected:
+            return await super().send_packed_command(command, check_health)
+        if check_health:
+            await self.check_health()
+        writer = self._writer  # after the health check, which may have connected again
+        if writer is None or writer.transport.is_closing():
+            return await super().send_packed_command(command, check_health=False)
+        try:
+            writer.writelines(command)
+        except BaseException:
+            await self.disconnect(nowait=True)
+            raise
+        if writer.transport.get_write_buffer_size():
+            await super().send_packed_command([], check_health=False)  # the drain, under the timeout
+
 
 def connect(url: str, **kw: Any) -> aioredis.Redis:
     # rediss:// and unix:// URLs pick their own connection class (the Python packer)
