@@ -81,7 +81,11 @@ def pg_counts(dsn: str, db: str) -> dict[str, int]:
             (db,),
         ).fetchone()
     assert row is not None, f"no database {db}"
-    return dict(zip(("commits", "rollbacks", "inserted", "updated", "read"), map(int, row), strict=True))
+    out = dict(zip(("commits", "rollbacks", "inserted", "updated", "read"), map(int, row), strict=True))
+    with psycopg.connect(dsn.rsplit("/", 1)[0] + "/" + db, autocommit=True) as c:
+        for table, seq in c.execute("SELECT relname, coalesce(seq_tup_read, 0) FROM pg_stat_user_tables").fetchall():
+            out[f"seq_read:{table}"] = int(seq)  # rows read by whole-table scans
+    return out
 
 
 def redis_calls(r: redis.Redis) -> dict[str, int]:
@@ -143,7 +147,7 @@ def main() -> None:
     }
     result["cpu_s_per_1000_runs_system"] = round(system * 1000 / runs, 3)
     result["orchestrator_loop_thread_cpu_s_per_1000_runs"] = round((loop1 - loop0) * 1000 / runs, 3)
-    result["pg_per_run"] = {k: round((pg1[k] - pg0[k]) / runs, 2) for k in pg0}
+    result["pg_per_run"] = {k: round((pg1[k] - pg0.get(k, 0)) / runs, 2) for k in pg1 if pg1[k] - pg0.get(k, 0)}
     result["redis_per_run"] = {k: round(v / runs, 2) for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if v}
     result["redis_per_run_total"] = round(sum(calls.values()) / runs, 2)
     print(json.dumps(result))

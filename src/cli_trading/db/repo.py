@@ -12,6 +12,7 @@ from sqlalchemy import Table, bindparam, desc, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cli_trading.db.engine import json_text
 from cli_trading.db.models import AuditEvent, Base, Fill, HaltEvent, HaltState, Mark, Order, Param, PnlDay, Run
 from cli_trading.halt.state import HaltState as Halt
 from cli_trading.trading.ledger import FillRecord
@@ -62,13 +63,64 @@ async def insert_new(session: AsyncSession, *, table: Table, rows: Sequence[dict
     return {r[0] for r in res.all()}
 
 
+# -- audit rows on PostgreSQL: one statement, straight to asyncpg --------------------------------
+# Every agent writes its audit rows several times a second under load. Through SQLAlchemy each
+# write costs a BEGIN, an executemany with SQLAlchemy's per-row work, and a COMMIT. On PostgreSQL
+# they are one statement (`unnest` of one array per column, prepared once per connection by
+# asyncpg) sent on the session's connection outside SQLAlchemy: alone, it commits by itself in
+# one round trip; after other statements of the session, it is part of their transaction.
+# SQLite keeps the SQLAlchemy statement.
+
+
+def _unnest(columns: Sequence[tuple[str, str]], first: int) -> str:
+    return "unnest(" + ", ".join(f"${first + i}::{t}[]" for i, (_, t) in enumerate(columns)) + ")"
+
+
+def _names(columns: Sequence[tuple[str, str]]) -> str:
+    return ", ".join(c for c, _ in columns)
+
+
+async def _pg_execute(session: AsyncSession, sql: str, args: Sequence[Any]) -> None:
+    conn = await session.connection()
+    pooled = await conn.get_raw_connection()
+    try:
+        await pooled.driver_connection.execute(sql, *args)  # type: ignore[union-attr]  # asyncpg's
+    except Exception:
+        # SQLAlchemy did not see it fail: a connection the server dropped must not go back to
+        # the pool as good (the caller's retry gets a new one)
+        await conn.invalidate()
+        raise
+
+
 # -- audit ----------------------------------------------------------------------------------
 _AUDIT_INSERT = AuditEvent.__table__.insert()
+_AUDIT_COLUMNS = (
+    ("ts", "timestamptz"),
+    ("agent", "varchar"),
+    ("action", "varchar"),
+    ("actor", "varchar"),
+    ("source", "varchar"),
+    ("target", "varchar"),
+    ("result", "varchar"),
+    ("request_id", "varchar"),
+    ("detail", "text"),  # JSON text (json_text; None is JSON null, as SQLAlchemy writes it)
+)
+# made of the column constants above, no value in it (S608)
+_AUDIT_INSERT_PG = (
+    f"INSERT INTO audit_events ({_names(_AUDIT_COLUMNS)}) SELECT {_names(_AUDIT_COLUMNS[:-1])}, detail::json "  # noqa: S608
+    f"FROM {_unnest(_AUDIT_COLUMNS, 1)} AS u({_names(_AUDIT_COLUMNS)})"
+)
 
 
 async def add_audit(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
+    if not rows:
+        return
+    if _dialect(session) != "postgresql":
         await session.execute(_AUDIT_INSERT, list(rows))
+        return
+    arrays: list[list[Any]] = [[r[c] for r in rows] for c, _ in _AUDIT_COLUMNS[:-1]]
+    arrays.append([json_text(r["detail"]) for r in rows])
+    await _pg_execute(session, _AUDIT_INSERT_PG, arrays)
 
 
 async def audit_tail(
