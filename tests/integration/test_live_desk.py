@@ -20,7 +20,8 @@ from cli_trading.db import exchange_repo, repo
 from cli_trading.exchanges import live
 from cli_trading.exchanges.base import ExecResult, OrderRequest
 from cli_trading.exchanges.ccxt_adapter import CcxtExchange, create_ccxt
-from cli_trading.exchanges.desk import Desk
+from cli_trading.exchanges.desk import Desk, ledger_row
+from cli_trading.exchanges.markets import client_order_id
 from cli_trading.exchanges.reconcile import Report, UnknownPolicy
 from cli_trading.halt.state import HaltState
 
@@ -156,6 +157,37 @@ async def test_a_restart_keeps_the_first_baseline(sim: Sim, db: Database, redis_
         assert again.report is not None and again.report.value == 0, again.report and again.report.to_api()
     finally:
         await again.ex.close()
+
+
+async def test_a_redelivered_order_left_pending_is_looked_up_never_reported_failed(
+    sim: Sim, db: Database, redis_client: Any
+) -> None:
+    """The batch that claimed two orders failed (one had reached the exchange, one had not): their
+    ledger rows stay `pending`. On redelivery the desk follows them by client order id, never
+    sending: the one at the exchange settles filled, the other `not_at_exchange` once the resolve
+    window is over. An order final in the ledger is handed back (its status published again)."""
+    calls = Calls()
+    d = desk(sim, db, redis_client, calls)
+    await d.start()
+    try:
+        sent, never, done = buy(20), buy(21), buy(22)
+        async with db.sessions() as s, s.begin():
+            await repo.claim_orders(s, rows=[ledger_row(m, now_utc()) for m in (sent, never, done)])
+            await repo.settle_orders(s, orders=[{"order_id": done.orderId, "status": "rejected"}], fills=[])
+        cid = {"newClientOrderId": client_order_id(sent.orderId)}
+        await d.ex.exchange.create_order("BTC/USDT", "market", "buy", 0.01, None, cid)
+        assert await d.take_pending([sent, never, done]) == [done]
+        assert set(d.open) == {sent.orderId, never.orderId}
+        deadline = asyncio.get_running_loop().time() + 30
+        while d.open and asyncio.get_running_loop().time() < deadline:
+            await d.tick(None)
+            await asyncio.sleep(0.3)
+        settled = {m.orderId: r for m, r in calls.settled}
+        assert settled[sent.orderId].status == "filled", settled
+        assert (settled[never.orderId].status, settled[never.orderId].reason) == ("rejected", "not_at_exchange")
+        assert sim.state()["orders"] == 1  # nothing sent
+    finally:
+        await d.ex.close()
 
 
 def limit_order(n: int, side: str, qty: str, price: D) -> tuple[OrderMsg, OrderRequest]:

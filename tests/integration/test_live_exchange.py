@@ -70,10 +70,23 @@ async def test_a_big_market_order_fills_in_several_trades_with_fees_as_charged(e
     assert r.price == sum(f.qty * f.price for f in t.fills) / D("0.2")
 
 
-async def test_duplicate_id_and_bad_signature_are_clear_rejections(sim: Sim, ex: CcxtExchange) -> None:
-    assert (await ex.submit(buy("ord-t-dup", "0.002"))).status == "filled"
+async def test_a_duplicate_id_is_the_order_already_placed_and_a_bad_signature_a_clear_rejection(
+    sim: Sim, ex: CcxtExchange
+) -> None:
+    first = await ex.submit(buy("ord-t-dup", "0.002"))
+    assert first.status == "filled" and first.tracked is not None
+    before = sim.state()["orders"]
+    # the exchange refuses the id as a duplicate: it has that order (only we make such ids), which
+    # is followed, not placed again: the same order, the same trades
     again = await ex.submit(buy("ord-t-dup", "0.002"))
-    assert again.status == "rejected" and again.reason and again.reason.startswith("duplicate_client_order_id")
+    assert again.status == "filled" and again.tracked is not None, again
+    assert again.tracked.exchange_id == first.tracked.exchange_id
+    assert [f.trade_id for f in again.tracked.fills] == [f.trade_id for f in first.tracked.fills]
+    assert sim.state()["orders"] == before
+    # the id taken by an order of another market: not found where we look, a clear rejection
+    other = await ex.submit(OrderRequest("ord-t-dup", "ETH-USDT", "buy", D("0.1"), D("200")))
+    assert other.status == "rejected" and other.reason and other.reason.startswith("duplicate_client_order_id")
+    assert sim.state()["orders"] == before
     bad = adapter(sim, secret="wrong-secret")
     bad.markets = ex.markets
     r = await bad.submit(buy("ord-t-badsig", "0.002"))
@@ -143,3 +156,26 @@ async def test_429_storm_backs_off_and_no_request_passes_the_ceiling(sim: Sim) -
 
 def test_sim_state_is_on_disk(sim: Sim) -> None:
     assert any(Path(sim.data_dir).iterdir())
+
+
+async def test_a_storm_longer_than_one_request_s_retries_still_fills_once(sim: Sim, ex: CcxtExchange) -> None:
+    """Twelve 429s in a row on the order endpoint: the order, then its lookups, are refused more
+    often than one request's retries allow; the order still waits the storm out and fills once."""
+    sim.faults(throttle_next=12, retry_after_s=0, paths=["/api/v3/order"])
+    before, backoffs = sim.state()["orders"], ex.backoffs
+    r = await ex.submit(buy("ord-t-storm", "0.002"))
+    assert r.status == "filled", r
+    assert sim.state()["faults"]["plan"]["throttle_next"] == 0
+    assert ex.backoffs - backoffs >= 12
+    assert sim.state()["orders"] == before + 1
+
+
+async def test_a_storm_past_the_budget_is_rejected_rate_limited_with_nothing_placed(sim: Sim, ex: CcxtExchange) -> None:
+    sim.faults(throttle_next=1000, retry_after_s=1, paths=["/api/v3/order"])
+    ex.throttle_budget_s = 2.5
+    before = sim.state()["orders"]
+    r = await ex.submit(buy("ord-t-storm-long", "0.002"))
+    sim.admin("DELETE", "/sim/faults")
+    assert r.status == "rejected" and r.reason and r.reason.startswith("rate_limited"), r
+    assert sim.state()["orders"] == before
+    assert await orders_with_id(ex, "ord-t-storm-long") == 0

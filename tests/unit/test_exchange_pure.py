@@ -213,3 +213,13 @@ def test_trades_older_than_the_baseline_are_taken_out_of_it() -> None:
     assert baseline_without(baseline, order=m, fills=[old], taken_at=None) is None
     untimed = Fill("3", D("0.01"), D("39000"), D("0"), None, D("0"))
     assert baseline_without(baseline, order=m, fills=[untimed], taken_at=taken) is None  # counts as new
+
+
+def test_the_executor_and_the_candle_feed_share_one_ceiling() -> None:
+    """Two processes, two limiters, one ceiling counted by the exchange: live, their shares add up
+    to EXCHANGE_MAX_RPS at most; on paper the feed is the only one asking."""
+    from cli_trading.exchanges.ccxt_adapter import rps_shares
+
+    executor, feed = rps_shares(10, live=True)
+    assert executor > 0 and feed > 0 and executor + feed <= 10
+    assert rps_shares(10, live=False) == (0.0, 10)

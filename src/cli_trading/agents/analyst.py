@@ -40,10 +40,12 @@ class Feed:
 def wire_feed(s: Settings, redis: Any) -> Feed:
     """The analyst's feed, from the settings (MARKET_FEED, REPLAY_STEP, ...)."""
     if s.market_feed == "ccxt":
-        from cli_trading.exchanges.ccxt_adapter import create_ccxt
+        from cli_trading.exchanges.ccxt_adapter import create_ccxt, rps_shares
 
-        # public candles need no keys; EXCHANGE_URL points them at the simulator too
-        exchange = create_ccxt(s.exchange_id, "", "", url=s.exchange_url, max_rps=s.exchange_max_rps)
+        # public candles need no keys; EXCHANGE_URL points them at the simulator too. Live, the
+        # trade executor asks the same exchange: the feed keeps to its share of the ceiling
+        rps = rps_shares(s.exchange_max_rps, live=s.trading_mode == "live")[1]
+        exchange = create_ccxt(s.exchange_id, "", "", url=s.exchange_url, max_rps=rps)
         candles = CcxtFeed(exchange, s.symbol_list, timeframe=s.market_timeframe, poll_seconds=s.market_poll_s)
         return Feed(candles, exchange=exchange)
     if not s.replay_step:

@@ -97,10 +97,12 @@ class TradeExecutor(Agent):
             await self._settle(*self._rows(results))
         sent = {id(m) for m, _ in results}
         seen = [m for m in msgs if id(m) not in sent]  # claimed before, or a repeat in this batch
-        statuses = await self._replayed_status(await live.not_followed(self.desk, seen) if self.desk else seen)
+        statuses = await self._replayed_status(await self.desk.take_pending(seen) if self.desk else seen)
         statuses += [self._status(m, r) for m, r in results]
         for m, r in results:
             self.audit("order:" + r.status, request_id=m.requestId, target=m.orderId, result=r.reason)
+        if self.desk:
+            await live.refused_orders(self, self.desk, results)
         for st in statuses:
             metrics.ORDERS.labels(st.status).inc()
         # statuses go out, and the orders leave the in-flight set, atomically with the acks

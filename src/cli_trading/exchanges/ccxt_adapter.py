@@ -72,6 +72,18 @@ def refusal_reason(exc: Exception) -> str | None:
     return None
 
 
+FEED_SHARE = 0.2  # of EXCHANGE_MAX_RPS, for the candle feed when the trade executor trades live
+
+
+def rps_shares(max_rps: float, *, live: bool) -> tuple[float, float]:
+    """(trade executor, candle feed) requests per second: two processes, each with its own
+    limiter, whose sum stays under the one ceiling the exchange counts against the account/IP.
+    On paper only the feed asks the exchange: all of it."""
+    if not live:
+        return 0.0, max_rps
+    return max_rps * (1 - FEED_SHARE), max_rps * FEED_SHARE
+
+
 def create_ccxt(exchange_id: str, api_key: str, secret: str, *, url: str | None, max_rps: float) -> Any:
     """A ccxt exchange object: spot only, the rate limiter on and no faster than `max_rps`, its
     REST URLs pointed at `url` when given (the simulator, or a proxy)."""
@@ -140,6 +152,7 @@ class CcxtExchange:
         *,
         resolve_window_s: float = 15.0,
         poll_s: float = 0.5,
+        throttle_budget_s: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.exchange = exchange
@@ -147,6 +160,7 @@ class CcxtExchange:
         self.markets: dict[str, MarketRules] = {}
         self.resolve_window_s, self.poll_s, self.sleep = resolve_window_s, poll_s, sleep
         self.backoffs = 0  # 429/418 answers honoured
+        self.throttle_budget_s = throttle_budget_s
 
     # -- plumbing ----------------------------------------------------------------------------
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, attempts: int = 8, **kw: Any) -> T:
@@ -155,12 +169,17 @@ class CcxtExchange:
             try:
                 return await fn(*args, **kw)
             except DDoSProtection:
-                self.backoffs += 1
-                metrics.EXCHANGE_BACKOFFS.inc()
+                self._backed_off(i, getattr(fn, "__name__", "request"))
                 if i == attempts - 1:
                     raise
                 await self.sleep(self._retry_after(i))
         raise AssertionError("unreachable")
+
+    def _backed_off(self, attempt: int, what: str) -> None:
+        """Count (metric, status) and log a 429/418 the exchange answered."""
+        self.backoffs += 1
+        metrics.EXCHANGE_BACKOFFS.inc()
+        log.warning("rate limited by the exchange, backing off", request=what, waitS=self._retry_after(attempt))
 
     def _retry_after(self, attempt: int) -> float:
         headers: dict[str, Any] = getattr(self.exchange, "last_response_headers", None) or {}
@@ -214,36 +233,78 @@ class CcxtExchange:
         return await self.result(t, order)
 
     async def place(self, order: OrderRequest, amount: Decimal, rules: MarketRules) -> Tracked | None:
-        """Send once; on an ambiguous answer, find out by client order id what the exchange has."""
+        """Send once; on an ambiguous answer, find out by client order id what the exchange has.
+        A 429/418 means the exchange did nothing: wait as told, look the order up, and send again
+        only when the exchange says it has none, for as long as `throttle_budget_s` allows (then
+        `rejected`, reason `rate_limited`: every attempt was refused, nothing is at the exchange).
+        A duplicate client order id means the exchange has the order already (ours: only we make
+        such ids, e.g. sent before a crash or before the database was restored): it is followed,
+        never sent again."""
         params: dict[str, Any] = {"newClientOrderId": client_order_id(order.order_id)}
         price = None
         if order.type == "limit":
             price = float(rules.price(order.limit_price or order.price))
             params["timeInForce"] = order.time_in_force
         sent_at = time.monotonic()
-        for _ in range(4):
+        give_up_at = sent_at + self.throttle_budget_s
+        while True:
             try:
                 res = await self.exchange.create_order(
                     ccxt_symbol(order.symbol), order.type, order.side, float(amount), price, params
                 )
                 return Tracked(order.order_id).update(res)
-            except DDoSProtection:
-                # refused by the rate limit before it was processed: wait as told, then check before
-                # anything is sent again
-                self.backoffs += 1
-                metrics.EXCHANGE_BACKOFFS.inc()
-                await self.sleep(self._retry_after(0))
-                found = await self.lookup(order.order_id, order.symbol)
+            except DDoSProtection as exc:
+                found = await self._after_throttle(order, give_up_at)
                 if found is not None:
                     return found
+                if time.monotonic() > give_up_at:  # the storm outlasted the budget: never placed
+                    return _rejected(order.order_id, "rate_limited", exc)
             except Exception as exc:  # noqa: BLE001 - ccxt raises many types; sorted below
                 reason = refusal_reason(exc)
+                if reason == "duplicate_client_order_id":
+                    return await self._duplicate(order, exc)
                 if reason is not None:
                     return _rejected(order.order_id, reason, exc)
                 log.warning("ambiguous order result, resolving by client order id", orderId=order.order_id,
                             error=f"{type(exc).__name__}: {str(exc)[:160]}")
                 return await self.resolve(order.order_id, order.symbol, since=sent_at)
-        return await self.resolve(order.order_id, order.symbol, since=sent_at)
+
+    async def _after_throttle(self, order: OrderRequest, give_up_at: float) -> Tracked | None:
+        """A 429/418 answered an order: wait as long as the exchange says, then ask it whether it has
+        the order (a throttled lookup waits again). None: it has none (or the budget is spent)."""
+        attempt = 0
+        self._backed_off(attempt, "create_order")
+        wait = self._retry_after(attempt)
+        while True:
+            await self.sleep(wait)
+            if time.monotonic() > give_up_at:
+                return None
+            try:
+                cid = {"clientOrderId": client_order_id(order.order_id)}
+                res = await self.exchange.fetch_order("", ccxt_symbol(order.symbol), cid)
+            except OrderNotFound:
+                return None
+            except DDoSProtection:  # the lookup is throttled too: wait again
+                attempt += 1
+                self._backed_off(attempt, "fetch_order")
+                wait = self._retry_after(attempt)
+            except NetworkError:  # not reachable now: ask again shortly
+                wait = self.poll_s
+            else:
+                return Tracked(order.order_id).update(res)
+
+    async def _duplicate(self, order: OrderRequest, exc: Exception) -> Tracked | None:
+        """The exchange refused the client order id as a duplicate: it has an order of that id,
+        which only we make. Follow that one; a clear rejection when it is not found (another
+        market's). None: the exchange cannot be asked now (pending: followed by client order id)."""
+        found = await self.resolve(order.order_id, order.symbol)
+        if found is None:
+            return None
+        if found.status == "rejected" and found.exchange_id is None:
+            return _rejected(order.order_id, "duplicate_client_order_id", exc)
+        log.warning("duplicate client order id: the exchange has this order already, following it",
+                    orderId=order.order_id, status=found.status)
+        return found
 
     async def lookup(self, order_id: str, symbol: str) -> Tracked | None:
         """The order as the exchange has it (by client order id), or None when it has none."""

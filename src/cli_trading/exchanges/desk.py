@@ -117,6 +117,7 @@ class Desk:
         self.unknown_policy = unknown_orders
         self.markets_at = 0.0
         self.books = asyncio.Lock()
+        self.auth_alert_at = float("-inf")  # monotonic time of the last "key refused" notification
 
     # -- markets and balances ----------------------------------------------------------------
     async def refresh_markets(self) -> None:
@@ -185,6 +186,24 @@ class Desk:
         """An order not final yet (resting, or its answer lost): the tick follows it."""
         await self._save(msg, t)
         self.open[msg.orderId] = Open(msg, t, time.monotonic())
+
+    async def take_pending(self, msgs: list[OrderMsg]) -> list[OrderMsg]:
+        """Redelivered orders (claimed before, so never sent again): those the ledger still has
+        `pending` are followed here until the exchange gives their final status (the batch that
+        sent them failed after sending, or before: found by client order id, or known never placed
+        once the resolve window is over), never reported failed while they may fill. Returned: the
+        others, whose recorded status is published again."""
+        msgs = [m for m in msgs if m.orderId not in self.open]
+        if not msgs:
+            return []
+        async with self.sessions() as s:
+            rows = await repo.get_orders(s, order_ids=[m.orderId for m in msgs])
+        pending = {o.order_id for o in rows if o.status == "pending"}
+        for m in msgs:
+            if m.orderId in pending:
+                log.warning("redelivered order still pending: looking it up by client order id", orderId=m.orderId)
+                self.open[m.orderId] = Open(m, Tracked(m.orderId), time.monotonic())
+        return [m for m in msgs if m.orderId not in pending]
 
     async def record(self, msg: OrderMsg, t: Tracked) -> None:
         """A final result the executor settles itself: only its exchange rows."""

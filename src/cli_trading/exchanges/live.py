@@ -17,7 +17,7 @@ from ccxt.base.errors import AuthenticationError
 from cli_trading.agents.base import StartupError, secret
 from cli_trading.contracts import HaltMode, HaltReason, OrderMsg
 from cli_trading.exchanges.base import ExecResult, OrderRequest
-from cli_trading.exchanges.ccxt_adapter import CcxtExchange, create_ccxt
+from cli_trading.exchanges.ccxt_adapter import CcxtExchange, create_ccxt, rps_shares
 from cli_trading.exchanges.desk import Desk
 
 if TYPE_CHECKING:
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("live")
 FLATTEN_PREFIX = "flatten-"  # the orchestrator's flatten runs
+AUTH_ALERT = "exchange.auth_failed"  # a P1 notification (defaults/notifications.yaml)
+AUTH_ALERT_EVERY_S = 60.0  # at most one a minute from here; the notifier folds repeats further
 
 
 def quote_of(symbols: list[str]) -> str:
@@ -36,7 +38,8 @@ async def start_desk(agent: TradeExecutor) -> tuple[CcxtExchange, Desk]:
     key, sec = secret(s, "exchange_api_key"), secret(s, "exchange_api_secret")
     if not key or not sec:
         raise StartupError("live mode needs EXCHANGE_API_KEY_FILE and EXCHANGE_API_SECRET_FILE")
-    ex = create_ccxt(s.exchange_id, key, sec, url=s.exchange_url, max_rps=s.exchange_max_rps)
+    rps = rps_shares(s.exchange_max_rps, live=True)[0]  # the candle feed has the rest of the ceiling
+    ex = create_ccxt(s.exchange_id, key, sec, url=s.exchange_url, max_rps=rps)
     adapter = CcxtExchange(ex, resolve_window_s=s.exchange_resolve_window_s)
     desk = Desk(
         adapter,
@@ -85,6 +88,8 @@ def loops(agent: TradeExecutor, desk: Desk) -> list[Callable[[], Awaitable[None]
                 await step()
             except Exception as exc:  # noqa: BLE001 - the loop goes on; the next round retries
                 log.warning(f"{what} failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+                if isinstance(exc, AuthenticationError):
+                    await auth_refused(agent, desk, what)
 
     async def follow() -> None:
         await every(s.exchange_poll_s, lambda: _tick(agent, desk), "following open orders")
@@ -126,13 +131,13 @@ async def hand_over(desk: Desk, results: list[tuple[OrderMsg, ExecResult]]) -> l
             await desk.record(m, r.tracked)
             final.append((m, r))
     if results:
-        await desk.refresh_balances()
+        try:
+            await desk.refresh_balances()
+        except Exception as exc:  # noqa: BLE001 - the orders are done: their results must be recorded
+            # (failing the batch would leave them pending and report them failed on redelivery);
+            # the balances are read again by the next follow-up or reconciliation
+            log.warning("balances not refreshed after sending", error=f"{type(exc).__name__}: {str(exc)[:200]}")
     return final
-
-
-async def not_followed(desk: Desk, msgs: list[OrderMsg]) -> list[OrderMsg]:
-    """Redelivered orders the desk follows get no status now: the desk gives the final one."""
-    return [m for m in msgs if m.orderId not in desk.open]
 
 
 def flatten_all(desk: Desk, m: OrderMsg) -> OrderMsg:
@@ -158,6 +163,35 @@ def request(m: OrderMsg) -> OrderRequest:
         limit_price=m.price if limit else None,
         time_in_force=tif if tif in ("GTC", "IOC", "FOK") else "GTC",  # type: ignore[arg-type]  # checked
     )
+
+
+async def auth_refused(agent: TradeExecutor, desk: Desk, where: str) -> None:
+    """The exchange refused the key or a signature while live (revoked, rotated, IP no longer
+    allowed): orders are rejected `exchange_auth_failed` and nothing at the exchange can be
+    followed or cancelled until the key is fixed. The operator is told (P1); the exchange's
+    error text is left out (the notification goes to chat channels)."""
+    now = time.monotonic()
+    if now - desk.auth_alert_at < AUTH_ALERT_EVERY_S:
+        return
+    desk.auth_alert_at = now
+    s = agent.settings
+    log.error("the exchange refused the API key or signature", exchange=s.exchange_id, where=where)
+    await agent.notify(
+        AUTH_ALERT,
+        "critical",
+        f"exchange {s.exchange_id} refused the API key or signature ({where}): nothing can be placed, "
+        "followed or cancelled there until it is fixed; check the key (trade permission, IP "
+        "restriction) and EXCHANGE_API_KEY_FILE / EXCHANGE_API_SECRET_FILE (a new key takes a restart of the "
+        "trade executor)",
+        exchange=s.exchange_id,
+        where=where,
+    )
+
+
+async def refused_orders(agent: TradeExecutor, desk: Desk, results: list[tuple[OrderMsg, ExecResult]]) -> None:
+    """Orders the exchange refused for the key or signature: tell the operator."""
+    if any((r.reason or "").startswith("exchange_auth_failed") for _, r in results):
+        await auth_refused(agent, desk, "placing an order")
 
 
 async def request_halt(agent: TradeExecutor, note: str) -> None:

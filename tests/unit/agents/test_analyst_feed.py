@@ -33,3 +33,16 @@ async def test_ccxt_candles_keep_their_exchange_to_close() -> None:
         assert feed.exchange is not None and feed.source.exchange is feed.exchange
     finally:
         await feed.exchange.close()
+
+
+async def test_live_candles_keep_to_their_share_of_the_exchange_ceiling() -> None:
+    """Live, the trade executor asks the same exchange: the feed is paced under its 20 % of
+    EXCHANGE_MAX_RPS (ccxt's rateLimit is the gap in ms); on paper it has all of it."""
+    for mode, gap_ms in (("live", 500.0), ("paper", 100.0)):
+        keys = {"exchange_api_key": "k", "exchange_api_secret": "s"} if mode == "live" else {}
+        s = Settings(market_feed="ccxt", exchange_id="binance", exchange_max_rps=10, trading_mode=mode, **keys)
+        feed = wire_feed(s, NO_REDIS)
+        try:
+            assert feed.exchange.rateLimit == gap_ms, mode
+        finally:
+            await feed.exchange.close()
