@@ -5,7 +5,8 @@ file) and a private PostgreSQL cluster. Under a closed loop of manual orders, ea
 
 1. every run answered 202 reaches exactly one outcome, recorded in `runs` and readable at
    GET /orchestrate/run/{id};
-2. no fill recorded twice;
+2. no fill recorded twice, no order in the paper engine's record twice (the record follows the
+   commits, so each order in it is settled in `orders`);
 3. the ledgers agree: every fill's order has its run, every `filled` run its fill, and
    /pnl/status equals a recomputation from the `fills` table done here with plain arithmetic;
 4. a halt in force before the fault is in force after it (the `up` fault);
@@ -172,6 +173,14 @@ def check_invariant(s: System, db: PgCluster, accepted: list[str], fault: str) -
     assert unread == [], f"after {fault}: outcomes not readable over HTTP: {unread[:5]}"
     # 2. no fill twice (the unique key says so; the count proves nothing was merged away either)
     assert db.sql("SELECT order_id FROM fills GROUP BY order_id HAVING count(*) > 1") == []
+    # and no order reached the paper engine twice: its record (this executor process's) follows
+    # the commits, so each order is there once and is settled in `orders`
+    rec = httpx.get(s.url("trade-executor") + "/admin/exec/adapter", headers=s.admin, timeout=5).json()["orders"]
+    reached = [o["orderId"] for o in rec]
+    assert len(reached) == len(set(reached)), f"after {fault}: an order reached the engine twice"
+    settled = {row[0] for row in db.sql("SELECT order_id FROM orders WHERE status <> 'pending'")}
+    unsettled = set(reached) - settled
+    assert not unsettled, f"after {fault}: the engine's record has unsettled orders: {sorted(unsettled)[:5]}"
     # 3. ledgers agree
     orphans = db.sql(
         "SELECT f.order_id FROM fills f LEFT JOIN runs r ON r.order_id = f.order_id WHERE r.request_id IS NULL"
