@@ -192,6 +192,36 @@ async def test_a_retry_before_the_database_answers_is_not_failed_by_the_refusal(
     assert await risk_requests(orc) == 1
 
 
+async def test_a_request_id_of_a_finished_run_no_longer_in_memory_is_refused_409(
+    tmp_path: Path, db_url: str, redis_url: str
+) -> None:
+    """A client reusing a request id after a restart: its run is in `runs`, not in memory. The
+    new request is refused (409, naming the existing run); the finished row is left as it was
+    and nothing is sent to risk."""
+    orc = await started(tmp_path, db_url, redis_url)
+    try:
+        await order(orc, "reused-1")
+        orc.runs.finish(orc.runs.get("reused-1"), "rejected", reason="test", now=orc.clock())  # type: ignore[arg-type]
+        await orc.runs.durable(orc.session)
+    finally:
+        await orc.stop()
+    again = await started(tmp_path, db_url, redis_url)  # a new process: nothing of the first in memory
+    try:
+        sent = await risk_requests(again)
+        with pytest.raises(RunRefused) as info:
+            await order(again, "reused-1", qty="0.05")
+        assert info.value.status == 409 and "already exists" in info.value.error
+        assert info.value.run is not None and (info.value.run.outcome, info.value.run.reason) == ("rejected", "test")
+        r = await row(again, "reused-1")
+        assert (r.outcome, r.reason, r.qty) == ("rejected", "test", Decimal("0.01")), "the finished row was changed"
+        assert await risk_requests(again) == sent, "the refused duplicate was sent to risk"
+        assert "reused-1" not in again.runs and not again.runs.dirty
+        run = await order(again, "fresh-1")  # the book still accepts other runs
+        assert run.outcome is None and (await row(again, "fresh-1")) is not None
+    finally:
+        await again.stop()
+
+
 def reply_lost(orc: Orchestrator, monkeypatch: pytest.MonkeyPatch, *, answered: bool) -> list[Handled]:
     """The risk request reaches Redis, but its reply times out; with `answered`, risk's approval
     comes back (and is handled) before the timeout surfaces. Returns what on_risk handled."""

@@ -89,6 +89,10 @@ class RunSafety:
             with contextlib.suppress(Exception):  # Redis out too: remembered in memory only
                 await self.redis.hset(REFUSED_KEY, run.request_id, iso(self.clock()))
             raise RunRefused(503, f"run not accepted: the database is unavailable ({type(exc).__name__})") from exc
+        if run.request_id in self.runs.duplicates:  # a finished run of that id was in the database
+            self.runs.duplicates.discard(run.request_id)
+            existing = await self.runs.lookup(run.request_id, self.sessions)
+            raise RunRefused(409, f"requestId {run.request_id} already exists", existing)
         if retried:
             with contextlib.suppress(Exception):  # Redis out: its first message cannot go out either
                 await self.redis.hdel(REFUSED_KEY, run.request_id)

@@ -133,6 +133,11 @@ class RunBook:
         self.refused: dict[str, Run] = {}
         self.settled_refusals: list[str] = []
         self._writing_refusals: list[str] = []
+        # new runs whose request id belongs to a finished run in the database that memory no
+        # longer holds (a restart, or beyond KEEP_FINISHED): found by the commit, which leaves
+        # that row alone; the acceptance answers 409 (RunSafety.accept)
+        self.duplicates: set[str] = set()
+        self._found_duplicates: list[Run] = []
         self.version = 0  # changes made so far
         self.committed = 0  # changes known to be in the database
         self._flushing: asyncio.Future[None] | None = None
@@ -232,13 +237,14 @@ class RunBook:
             for r in refused:
                 if r.request_id not in self:  # not retried meanwhile
                     self.refused.setdefault(r.request_id, r)
-            self._writing_refusals = []
+            self._writing_refusals, self._found_duplicates = [], []
 
         try:
             inserted = await repo.add_runs(session, rows=[r.row() for r in new])
             if len(inserted) < len(new):  # a retry of a refused run whose row landed: the row is the retry's
-                taken = [r.row() for r in new if r.request_id not in inserted]
-                await repo.take_over_runs(session, rows=taken, refused_reason=REFUSED)
+                existing = [r for r in new if r.request_id not in inserted]
+                taken = await repo.take_over_runs(session, rows=[r.row() for r in existing], refused_reason=REFUSED)
+                self._found_duplicates = [r for r in existing if r.request_id not in taken]
             await repo.update_runs(session, rows=[_changes(r) for r in changed])
             if refused:
                 await repo.fail_open_runs(
@@ -248,6 +254,15 @@ class RunBook:
             undo()
             raise
         return undo
+
+    def _drop_duplicates(self) -> None:
+        """The committed transaction left these runs' rows to the finished runs already there:
+        they are not runs of ours (nothing of them may be written or sent)."""
+        for r in self._found_duplicates:
+            self.active.pop(r.request_id, None)
+            self._changed.pop(r.request_id, None)
+            self.duplicates.add(r.request_id)
+        self._found_duplicates = []
 
     @property
     def dirty(self) -> bool:
@@ -271,6 +286,7 @@ class RunBook:
                         undo = await self.flush(session)
                 self.settled_refusals += self._writing_refusals
                 self._writing_refusals = []
+                self._drop_duplicates()
                 self.committed = max(self.committed, upto)
                 fut.set_result(None)
             except BaseException as exc:

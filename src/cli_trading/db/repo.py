@@ -172,16 +172,23 @@ async def fail_open_runs(
         await session.execute(stmt.execution_options(synchronize_session=False))
 
 
-async def take_over_runs(session: AsyncSession, *, rows: Sequence[dict[str, Any]], refused_reason: str) -> None:
+async def take_over_runs(
+    session: AsyncSession, *, rows: Sequence[dict[str, Any]], refused_reason: str
+) -> set[str]:
     """New runs whose row exists already: a retry of a refused run (row open, or failed with
-    `refused_reason`) takes the row over; any other existing row is left as it is."""
+    `refused_reason`) takes the row over; any other existing row is left as it is. Returns the
+    request ids taken over."""
+    taken: set[str] = set()
     for row in rows:
         stmt = (
             update(Run)
             .where(Run.request_id == row["request_id"], or_(Run.outcome.is_(None), Run.reason == refused_reason))
             .values(**{k: v for k, v in row.items() if k != "request_id"})
         )
-        await session.execute(stmt.execution_options(synchronize_session=False))
+        result = await session.execute(stmt.execution_options(synchronize_session=False))
+        if result.rowcount:  # type: ignore[attr-defined]  # a CursorResult for an UPDATE
+            taken.add(row["request_id"])
+    return taken
 
 
 async def get_run(session: AsyncSession, *, request_id: str) -> Run | None:
