@@ -23,7 +23,6 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, TypeVar
 
 import orjson
@@ -35,7 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from cli_trading import metrics
 from cli_trading.busops import ATOMIC as _ATOMIC
 from cli_trading.busops import Ops as _Ops
-from cli_trading.busops import connect
+from cli_trading.busops import connect, encode
 from cli_trading.contracts import INFLIGHT_KEY, dlq_of, iso
 from cli_trading.faults import is_outage
 from cli_trading.logs import get_logger
@@ -47,20 +46,6 @@ log = get_logger("bus")
 # kept for writers elsewhere that still cap (a stream they write is also trimmed by consumption)
 STREAM_MAXLEN = 100_000
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
-
-
-def _default(obj: Any) -> Any:
-    if isinstance(obj, Decimal):
-        return str(obj)
-    if isinstance(obj, BaseModel):
-        return obj.model_dump(mode="json")
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def encode(payload: BaseModel | dict[str, Any]) -> bytes:
-    if isinstance(payload, BaseModel):
-        payload = payload.model_dump(mode="json", exclude_none=True)
-    return orjson.dumps(payload, default=_default)
 
 
 class Bus:

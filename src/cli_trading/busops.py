@@ -3,10 +3,28 @@ idempotency keys, outputs, DLQ entries) run atomically as one Lua call."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
+from pydantic import BaseModel
 from redis.connection import HiredisRespSerializer
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Decimal):
+        return str(obj)
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def encode(payload: BaseModel | dict[str, Any]) -> bytes:
+    """A stream message's payload as JSON bytes (Decimals as strings, as the contracts say)."""
+    if isinstance(payload, BaseModel):
+        payload = payload.model_dump(mode="json", exclude_none=True)
+    return orjson.dumps(payload, default=_default)
 
 
 class _HiredisPacking(aioredis.Connection):

@@ -9,7 +9,8 @@ import orjson
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from cli_trading.bus import Delivery, PoisonMessage, decoded, encode, failures, valid
+from cli_trading.bus import Delivery, PoisonMessage, decoded, failures, valid
+from cli_trading.busops import encode
 from cli_trading.contracts import AnalyzeCommand, Command, ParamsCommand, RiskResponse, SignalMsg, StatusMsg
 
 

@@ -19,7 +19,8 @@ from typing import Any
 import redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cli_trading.bus import STREAM_MAXLEN, encode
+from cli_trading.bus import STREAM_MAXLEN
+from cli_trading.busops import encode
 from cli_trading.contracts import HALT_KEY, INFLIGHT_KEY, NotifyEvent, Stream
 from cli_trading.db import repo
 from cli_trading.halt.state import HaltState

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cli_trading.auth import fingerprint, previous_path
-from cli_trading.bus import encode
+from cli_trading.busops import encode
 from cli_trading.contracts import NotifyEvent, Stream, iso, now_utc
 from cli_trading.db import engine as dbengine
 from cli_trading.db import repo
