@@ -25,6 +25,9 @@ class AuditBuffer:
     def __init__(self, agent: str, *, clock: Callable[[], datetime], log: Any) -> None:
         self.agent, self.clock, self.log = agent, clock, log
         self.rows: list[dict[str, Any]] = []
+        # one write at a time: a flush called while the interval's write is under way waits for
+        # it, so "flushed" means everything queued before the call is in the database
+        self._writing = asyncio.Lock()
 
     def add(self, action: str, **fields: Any) -> None:
         """Queue one event: who (`actor`, `source`), on what (`target`), with what `result`, for
@@ -45,15 +48,16 @@ class AuditBuffer:
 
     async def flush(self, sessions: Callable[[], Any]) -> None:
         """Write what is queued in one transaction; on failure it stays queued for the next try."""
-        if not self.rows:
-            return
-        rows, self.rows = self.rows, []
-        try:
-            async with sessions() as s, s.begin():
-                await repo.add_audit(s, rows=rows)
-        except Exception as exc:  # noqa: BLE001 - keep them for the next try
-            self.rows[:0] = rows[-KEEP_AFTER_FAILURE:]
-            self.log.warning("buffered write failed, will retry", error=str(exc)[:200])
+        async with self._writing:
+            if not self.rows:
+                return
+            rows, self.rows = self.rows, []
+            try:
+                async with sessions() as s, s.begin():
+                    await repo.add_audit(s, rows=rows)
+            except Exception as exc:  # noqa: BLE001 - keep them for the next try
+                self.rows[:0] = rows[-KEEP_AFTER_FAILURE:]
+                self.log.warning("buffered write failed, will retry", error=str(exc)[:200])
 
 
 class Auditor:

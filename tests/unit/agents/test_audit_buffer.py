@@ -88,3 +88,39 @@ def test_an_agent_without_a_database_logs_its_events(tmp_path: Path) -> None:
     auditor = Auditor("market-analyst", clock=lambda: NOW, log=log, uses_db=False, access_log=tmp_path / "a.log")
     auditor.add("params:applied", target="sma")
     assert auditor.buffer.rows == [] and log.infos == [{"event": "audit", "action": "params:applied", "target": "sma"}]
+
+
+async def test_a_flush_during_the_intervals_write_returns_once_that_write_is_done(tmp_path: Path) -> None:
+    """flush_audit while the write loop's transaction is under way: the rows that write took
+    must be in the database when flush returns (it returned at once before: nothing queued)."""
+    engine = dbengine.make_engine(f"sqlite+aiosqlite:///{tmp_path / 'unit.sqlite'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    real, entered, release = dbengine.sessionmaker(engine), asyncio.Event(), asyncio.Event()
+
+    def slow_sessions() -> Any:  # the interval's write, held inside its transaction
+        class Held:
+            async def __aenter__(self) -> Any:
+                self.s = real()
+                session = await self.s.__aenter__()
+                entered.set()
+                await release.wait()
+                return session
+
+            async def __aexit__(self, *exc: Any) -> Any:
+                return await self.s.__aexit__(*exc)
+
+        return Held()
+
+    buffer = AuditBuffer("orchestrator", clock=lambda: NOW, log=Log())
+    buffer.add("halt:halt", actor="tok:ab")
+    interval = asyncio.create_task(buffer.flush(slow_sessions))
+    await entered.wait()
+    flushed = asyncio.create_task(buffer.flush(real))
+    await asyncio.sleep(0.05)
+    assert not flushed.done(), "flush returned while the rows taken by the interval's write were not written"
+    release.set()
+    await asyncio.gather(interval, flushed)
+    async with real() as s:
+        assert [e.action for e in await repo.audit_tail(s, limit=10)] == ["halt:halt"]
+    await engine.dispose()
