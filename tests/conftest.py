@@ -5,7 +5,8 @@
 - `redis_url` / `redis_client`: an empty database of its own on a private redis-server started
   for the session (tests/support/redis_server.py); `private_redis` for the server itself.
 - `pg_database` (session) and `own_pg_database` (one test): a fresh PostgreSQL database, dropped
-  afterwards (tests/support/postgres.py); `pg_url` is the session one in SQLAlchemy's async form.
+  afterwards (tests/support/postgres.py); `pg_url` is the session one in SQLAlchemy's async form;
+  `db_url`: a test's own empty database, the test run once on PostgreSQL and once on SQLite.
 
 The unit tests (tests/unit) use none of them: they run without any server.
 """
@@ -90,6 +91,17 @@ def pg_database() -> Iterator[str]:
 @pytest.fixture
 async def own_pg_database() -> AsyncIterator[str]:
     """A database of this test's own (plain URL), for an agent that migrates it on start."""
+    async with postgres.adatabase("ct_own") as url:
+        yield url
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database of this test's own, on each backend in turn (the plain URL a user
+    writes: the agents and `load_settings` take it as it is)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'trading.db'}"
+        return
     async with postgres.adatabase("ct_own") as url:
         yield url
 

@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
@@ -30,7 +27,6 @@ from cli_trading.contracts import HALT_KEY, INFLIGHT_KEY
 from cli_trading.ops.tls import self_signed
 
 pytestmark = pytest.mark.integration
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TOKEN = "server-token-0123456789abcdef"
 HALT = b'{"reason": "emergency_stop", "note": "test"}'
 
@@ -50,18 +46,6 @@ class Served:
             results[key] = (exc, time.monotonic())
             return
         results[key] = (r, time.monotonic())
-
-
-@contextlib.asynccontextmanager
-async def pg_database() -> AsyncIterator[str]:
-    name = f"ct_srv_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @contextlib.asynccontextmanager
@@ -90,15 +74,6 @@ async def serving(tmp_path: Path, db_url: str, redis_url: str, **settings: Any) 
         await asyncio.wait_for(task, 15)
         await r.flushdb()
         await r.aclose()
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'trading.db'}"
-        return
-    async with pg_database() as url:
-        yield url
 
 
 def _stuck_loop_until(calls: list[threading.Thread], results: dict[str, Any], keys: set[str]) -> float:

@@ -7,17 +7,14 @@ up after its timeout."""
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import orjson
 import pytest
 import redis
@@ -33,23 +30,6 @@ from cli_trading.halt.store import HaltStore
 from cli_trading.trading.ledger import FillRecord
 
 pytestmark = pytest.mark.integration
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """An empty database of this test's own, on either backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'trading.db'}"
-        return
-    name = f"ct_halt_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,20 +28,7 @@ from cli_trading.contracts import HALT_KEY, OrderMsg, Stream
 from cli_trading.halt.state import HaltState
 
 pytestmark = pytest.mark.integration
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TOKEN = "k" * 24
-
-
-@pytest.fixture
-async def own_pg_url() -> AsyncIterator[str]:
-    name = f"ct_kill9_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def executor(tmp_path: Path, env: dict[str, str], n: int) -> subprocess.Popen[bytes]:
@@ -62,13 +48,13 @@ async def until(cond: Callable[[], Any], what: str, within: float = 30) -> Any:
 
 
 async def test_kill_9_between_claim_and_fill_fills_once(
-    tmp_path: Path, own_pg_url: str, redis_url: str, port_block: Callable[[int], int]
+    tmp_path: Path, own_pg_database: str, redis_url: str, port_block: Callable[[int], int]
 ) -> None:
     base = port_block(10)
     url = f"http://127.0.0.1:{base + 4}"  # the executor's port (7005 - 7001)
     env = {
         "REDIS_URL": redis_url,
-        "DATABASE_URL": own_pg_url,
+        "DATABASE_URL": own_pg_database,
         "ADMIN_TOKEN": TOKEN,
         "DATA_DIR": str(tmp_path),
         "PORT_BASE": str(base),
@@ -79,8 +65,8 @@ async def test_kill_9_between_claim_and_fill_fills_once(
     await r.hset(HALT_KEY, mapping=HaltState().to_redis())
     first = executor(tmp_path, env, 1)
     second: subprocess.Popen[bytes] | None = None
-    db = await asyncpg.connect(own_pg_url, timeout=5)
-    locker = await asyncpg.connect(own_pg_url, timeout=5)
+    db = await asyncpg.connect(own_pg_database, timeout=5)
+    locker = await asyncpg.connect(own_pg_database, timeout=5)
     try:
 
         async def healthy() -> bool:

@@ -14,16 +14,13 @@ SQLite, with the real orchestrator and Redis (issue 14's invariant):
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -36,23 +33,6 @@ from cli_trading.control.runs import REFUSED
 from cli_trading.db import repo
 
 pytestmark = pytest.mark.integration
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """An empty database of this test's own, on either backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'trading.db'}"
-        return
-    name = f"ct_accept_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def started(tmp_path: Path, db_url: str, redis_url: str) -> Orchestrator:
