@@ -36,6 +36,17 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield normalize_database_url(url)
 
 
+async def drop_other_connections(sessions: Any) -> None:
+    """The server ends every other connection to this database (the pool's included)."""
+    async with sessions() as s:
+        await s.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+
+
 async def test_durable_is_a_group_commit_and_survives_a_failed_one(db_url: str) -> None:
     engine = dbengine.make_engine(db_url)
     await dbengine.migrate(engine, db_url)
@@ -89,13 +100,7 @@ async def test_a_dropped_connection_fails_one_write_and_the_next_one_lands(db_ur
     book.finish(first, "filled", reason=None, now=datetime.now(UTC))
     book.add(Run("d2", "BTC-USD", datetime.now(UTC), manual=True, side="sell"))
     if db_url.startswith("postgresql"):
-        async with sessions() as s:
-            await s.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
+        await drop_other_connections(sessions)
         with pytest.raises(Exception):  # noqa: B017, PT011 - asyncpg's connection error, whichever
             await book.durable(sessions)
     await book.durable(sessions)
@@ -196,13 +201,7 @@ async def test_audit_rows_kept_when_the_server_dropped_the_connection(db_url: st
     await buffer.flush(sessions)  # a pooled connection now exists
     buffer.add("run:filled", request_id="k1", target="ord-k1")
     if db_url.startswith("postgresql"):
-        async with sessions() as s:
-            await s.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
+        await drop_other_connections(sessions)
         await buffer.flush(sessions)
         assert [r["action"] for r in buffer.rows] == ["run:filled"]  # failed: kept for the next try
     await buffer.flush(sessions)
