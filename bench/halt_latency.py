@@ -3,7 +3,12 @@
 a live system (pipeline_driver.py in its own process, so the load generator never delays the
 halt client), halt and unhalt repeatedly and time each POST /admin/orchestrate/halt (request →
 response, each on a new connection), and after each halt the time until the last in-flight order
-has settled (exec.status seen for every order the halt listed as in flight). Prints one JSON line.
+has settled (exec.status seen for every order the halt listed as in flight). Prints one JSON line
+per halt URL.
+
+Several --halt-url (e.g. direct and through the nginx edge) take turns, halt by halt, under the
+same load in the same run: their difference is the path's, not the machine's mood. The unhalts
+go to --url (not timed), so an edge's admin rate limit counts only the halts sent through it.
 
 The halts are sent with the runbook's own command, curl, timed by curl itself (`time_total`:
 connect to last byte; not its start-up), at the priority of the shell that runs this
@@ -54,10 +59,26 @@ async def curl_halt(url: str, token: str) -> tuple[float, dict]:
     return float(total) * 1000, json.loads(body)
 
 
+async def curl_probe(url: str) -> float:
+    """A plain GET with the same curl, timed the same way (the floor a path cannot go under)."""
+    proc = await asyncio.create_subprocess_exec(
+        *os.environ.get("CURL_PREFIX", "").split(), "curl", "-s", "-k", "-o", "/dev/null", "-w", "%{time_total}", url,
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    return float(out.decode()) * 1000
+
+
+def summary(ms: list[float]) -> list[float | None]:
+    return [pct(ms, p) for p in (50, 95, 99)]
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", default="http://127.0.0.1:7001")
-    ap.add_argument("--halt-url", help="where the halts go (e.g. the nginx edge); default --url")
+    ap.add_argument("--halt-url", action="append",
+                    help="where the halts go (e.g. the nginx edge; repeat: they take turns); default --url")
+    ap.add_argument("--probe-url", action="append", default=[],
+                    help="also time a GET here before each halt (e.g. openssl s_server: curl's own TLS cost)")
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     ap.add_argument("--token", required=True)
     ap.add_argument("--halts", type=int, default=30)
@@ -66,48 +87,61 @@ async def main() -> None:
     ap.add_argument("--rate", type=float, default=0.0, help="open-loop load (runs/s) instead of a closed loop")
     ap.add_argument("--pause", type=float, default=0.3, help="seconds between an unhalt and the next halt")
     a = ap.parse_args()
-    halt_url = a.halt_url or a.url
+    halt_urls = a.halt_url or [a.url]
     r = aioredis.from_url(a.redis)
     driver = Path(__file__).with_name("pipeline_driver.py")
+    seconds = str(a.halts * len(halt_urls) * (a.pause + 0.3) + 5)
     load = await asyncio.create_subprocess_exec(
         sys.executable, str(driver), "--url", a.url, "--redis", a.redis, "--stall", "3",
-        *(["--rate", str(a.rate), "--seconds", str(a.halts * (a.pause + 0.3) + 5)] if a.rate else
-          ["-c", str(a.clients), "--for-seconds", str(a.halts * (a.pause + 0.3) + 5)]),
+        *(["--rate", str(a.rate), "--seconds", seconds] if a.rate
+          else ["-c", str(a.clients), "--for-seconds", seconds]),
         stdout=asyncio.subprocess.PIPE,
     )
-    halt_ms, settle_ms, in_flight = [], [], []
+    halt_ms: dict[str, list[float]] = {u: [] for u in halt_urls}
+    probe_ms: dict[str, list[float]] = {u: [] for u in a.probe_url}
+    settle_ms: list[float] = []
+    in_flight: list[int] = []
     # a new connection per request, as the runbook's curl and `cli-trading halt` make
     connector = aiohttp.TCPConnector(force_close=True, ssl=False)
-    async with aiohttp.ClientSession(halt_url, headers={"X-Admin-Token": a.token}, connector=connector) as c:
+    async with aiohttp.ClientSession(headers={"X-Admin-Token": a.token}, connector=connector) as c:
         await asyncio.sleep(2)
-        for _ in range(a.halts):
+        for i in range(a.halts * len(halt_urls)):
+            halt_url = halt_urls[i % len(halt_urls)]
+            for probe in a.probe_url:
+                probe_ms[probe].append(await curl_probe(probe))
             last = await r.xrevrange("exec.status", "+", "-", count=1)
             start = last[0][0] if last else b"0-0"
             if a.client == "curl":
                 ms, body = await curl_halt(halt_url, a.token)
             else:
                 t0 = time.perf_counter()
-                async with c.post("/admin/orchestrate/halt", json={"reason": "manual", "note": "bench"}) as res:
+                body_json = {"reason": "manual", "note": "bench"}
+                async with c.post(f"{halt_url}/admin/orchestrate/halt", json=body_json) as res:
                     body = await res.json()
                 ms = (time.perf_counter() - t0) * 1000
-            halt_ms.append(ms)
+            halt_ms[halt_url].append(ms)
             ids = set(body.get("inFlight", []))
             in_flight.append(len(ids))
             s = await settled(r, ids, start)
             if s is not None:
                 settle_ms.append(s)
-            async with c.post("/admin/orchestrate/unhalt", json={"force": True}) as res:
+            async with c.post(f"{a.url}/admin/orchestrate/unhalt", json={"force": True}) as res:
                 await res.read()
             await asyncio.sleep(a.pause)
     out, _ = await load.communicate()
-    print(json.dumps({
-        "halts": len(halt_ms), "client": a.client, "haltUrl": halt_url,
-        "load_kind": f"open loop {a.rate}/s" if a.rate else f"closed loop, {a.clients} clients",
-        "halt_response_ms_p50_p95_p99": [pct(halt_ms, p) for p in (50, 95, 99)],
-        "in_flight_at_halt_max": max(in_flight, default=0),
-        "last_in_flight_settled_ms_p50_p99": [pct(settle_ms, p) for p in (50, 99)],
-        "load": json.loads(out.decode().strip().splitlines()[-1]) if out.strip() else None,
-    }))
+    load_kind = f"open loop {a.rate}/s" if a.rate else f"closed loop, {a.clients} clients"
+    for probe, ms in probe_ms.items():
+        print(json.dumps({"probe": probe, "requests": len(ms), "load_kind": load_kind, "ms_p50_p95_p99": summary(ms)}))
+    for halt_url, ms in halt_ms.items():
+        print(json.dumps({
+            "halts": len(ms), "client": a.client, "haltUrl": halt_url,
+            "load_kind": load_kind,
+            "halt_response_ms_p50_p95_p99": summary(ms),
+            "in_flight_at_halt_max": max(in_flight, default=0),
+            "in_flight_settled": len(settle_ms), "in_flight_lists": len(in_flight),
+            "last_in_flight_settled_ms_p50_p99": [pct(settle_ms, p) for p in (50, 99)],
+            "load": json.loads(out.decode().strip().splitlines()[-1]) if out.strip() else None,
+        }))
 
 
 if __name__ == "__main__":

@@ -115,7 +115,11 @@ def render_local_nginx(
     text = _sub(text, r"listen\s+443\s+ssl", f"listen {listen} ssl")
     text = _sub(text, r"ssl_certificate\s+[^;]+;", f"ssl_certificate {cert};")
     text = _sub(text, r"ssl_certificate_key\s+[^;]+;", f"ssl_certificate_key {key};")
-    text = _sub(text, r"http://orchestrator:7001", orchestrator)
+    # the orchestrator's upstream block: this run's address (no DNS to follow on one machine; and
+    # `resolve` needs nginx >= 1.27.3, Debian's is older), and its scheme where it is passed to
+    scheme, _, address = orchestrator.partition("://")
+    text = _sub(text, r"server\s+orchestrator:7001\s+resolve;", f"server {address};")
+    text = _sub(text, r"proxy_pass\s+http://orchestrator_agent;", f"proxy_pass {scheme}://orchestrator_agent;")
     text = _sub(text, r"http://notification-manager:7006", notifier)
     text = _sub(text, r"http://grafana:3000", grafana, required=False)
     # no oauth2-proxy on the host: its locations, the auth_request checks and what they set

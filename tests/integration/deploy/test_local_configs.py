@@ -54,7 +54,8 @@ def test_local_edge_config_is_the_compose_one_without_oauth2(tmp_path: Path, env
     err = str(tmp_path / "logs" / "nginx" / "error.log")
     run_ok([tool("nginx"), "-t", "-q", "-p", f"{edge.workdir}/", "-e", err, "-c", str(config)])
     assert "listen 127.0.0.1:19443 ssl" in text
-    assert "http://127.0.0.1:21001" in text  # the orchestrator of this run
+    assert "server 127.0.0.1:21001;" in text  # the orchestrator of this run, over kept connections
+    assert "proxy_pass http://orchestrator_agent;" in text and "orchestrator:7001" not in text
     assert "set $notifier_upstream     http://127.0.0.1:21006;" in text  # its incident routes
     assert "notification-manager:7006" not in text
     directives = [ln for ln in text.splitlines() if not ln.strip().startswith("#")]

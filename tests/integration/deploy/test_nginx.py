@@ -10,6 +10,7 @@ into a temporary folder, and `user` is dropped."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -57,6 +58,8 @@ def render(dest: Path, *, upstreams: dict[str, str], ports: dict[str, int] | Non
     text = text.replace("/var/log/nginx/", f"{dest}/logs/").replace("/var/run/nginx.pid", f"{dest}/nginx.pid")
     for host, target in upstreams.items():
         text = text.replace(f"http://{host}", f"http://{target}")
+        # an upstream block's server: a fixed address (the host's nginx may predate `resolve`)
+        text = text.replace(f"server {host} resolve;", f"server {target};")
     text = text.replace("listen 80 default_server;", f"listen 127.0.0.1:{ports['http']} default_server;")
     text = text.replace("listen 443 ssl default_server;", f"listen 127.0.0.1:{ports['https']} ssl default_server;")
     text = text.replace("listen 127.0.0.1:8081;", f"listen 127.0.0.1:{ports['health']};")
@@ -116,10 +119,12 @@ def test_incident_admin_routes_get_the_admin_treatment() -> None:
     """/admin/incidents goes to the notification manager, guarded exactly like /admin/."""
     loc = _locations()
     admin, incidents = loc["/admin/"], loc["/admin/incidents"]
-    assert "proxy_pass $notifier_upstream;" in incidents and "proxy_pass $orchestrator_upstream;" in admin
+    assert "proxy_pass $notifier_upstream;" in incidents and "proxy_pass http://orchestrator_agent;" in admin
     strip = [ln.strip() for ln in incidents.splitlines() if ln.strip() and not ln.strip().startswith("#")]
     same = [ln.strip() for ln in admin.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-    assert [ln for ln in strip if "proxy_pass" not in ln] == [ln for ln in same if "proxy_pass" not in ln]
+    # what differs is where it goes: the upstream, and the orchestrator's kept connections
+    upstream = ("proxy_pass", "proxy_set_header Connection")
+    assert [ln for ln in strip if not ln.startswith(upstream)] == [ln for ln in same if not ln.startswith(upstream)]
     assert "set $notifier_upstream     http://notification-manager:7006;" in CONF.read_text()
 
 
@@ -148,12 +153,16 @@ class Stub:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keeps a connection open unless told to close it, as uvicorn
+
             def _any(self) -> None:
                 n = int(self.headers.get("Content-Length") or 0)
                 if n:
                     self.rfile.read(n)
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                stub.seen.append({"method": self.command, "path": self.path, "headers": headers})
+                stub.seen.append(
+                    {"method": self.command, "path": self.path, "headers": headers, "peer": self.client_address}
+                )
                 status, extra, body = stub.respond(self.path, headers)
                 self.send_response(status)
                 for k, v in extra.items():
@@ -275,6 +284,19 @@ def test_health_is_open_and_metrics_stay_inside(edge: Edge) -> None:
     assert r.status_code == 200 and r.json()["upstream"] == "orchestrator"
     assert edge.get("/metrics", session=True).status_code == 404
     assert not [x for x in edge.orchestrator.seen if x["path"] == "/metrics"]
+
+
+def test_the_orchestrator_is_reached_over_a_kept_connection(edge: Edge) -> None:
+    """Requests through the edge, each on a client connection of its own, reuse nginx's connection
+    to the orchestrator: a halt through the edge does not wait for a new one to be accepted."""
+    n = 8
+    for _ in range(n):
+        assert edge.get("/health").status_code == 200
+    hits = [r for r in edge.orchestrator.seen if r["path"] == "/health"][-n:]
+    assert all("connection" not in r["headers"] for r in hits), "nginx asked the orchestrator to close"
+    # each nginx worker (`worker_processes auto`: one per core) keeps connections of its own
+    peers = {r["peer"] for r in hits}
+    assert len(peers) <= min(os.cpu_count() or 1, n - 1), f"a new upstream connection per request: {peers}"
 
 
 def test_admin_without_a_session_is_refused_before_the_orchestrator(edge: Edge) -> None:
