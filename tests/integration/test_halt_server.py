@@ -135,7 +135,7 @@ async def test_halt_is_answered_while_the_event_loop_is_stuck(tmp_path: Path, db
         assert results["health"][1] >= resumed and results["health"][0].status_code in (200, 503)
 
         # the loop records what the server did: halt record, audit rows, access log, metrics
-        assert await srv.orc.recorder.written()
+        assert await srv.orc.parts.recorder.written()
         await srv.orc.flush_audit()
         actions = [x.action for x in await _rows(srv.orc, "SELECT action FROM audit_events")]
         assert "admin:POST /admin/orchestrate/halt" in actions and "halt:halt" in actions
@@ -165,7 +165,7 @@ async def test_tls_and_proxied_halts_take_the_same_path(tmp_path: Path, own_redi
         resp, answered_at = results["halt"]
         assert answered_at < resumed, resp  # over TLS, through a proxy (the edge): still the server's
         assert resp.status_code == 200 and resp.json()["haltReason"] == "emergency_stop"
-        assert await srv.orc.recorder.written()
+        assert await srv.orc.parts.recorder.written()
         (event,) = await _rows(srv.orc, "SELECT source FROM halt_events")
         assert event.source == "203.0.113.7"  # the client the proxy names (it is a trusted proxy)
 
@@ -261,7 +261,7 @@ async def test_a_database_outage_delays_neither_the_halt_nor_other_requests(
                 assert halt.status_code == 200 and pnl.status_code == 200 and pnl.json()["halted"] is True
                 assert elapsed < 1.0, f"requests waited {elapsed:.2f}s for the database"
             # back: the record follows
-            assert await srv.orc.recorder.written(timeout_s=15)
+            assert await srv.orc.parts.recorder.written(timeout_s=15)
             (state,) = await _rows(srv.orc, "SELECT halted, reason FROM halt_state WHERE id = 1")
             assert state.halted and state.reason == "emergency_stop"
     finally:

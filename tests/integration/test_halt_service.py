@@ -49,7 +49,7 @@ async def orc(tmp_path: Path, db_url: str, own_redis_url: str) -> AsyncIterator[
 
 
 async def halt_rows(o: Orchestrator) -> tuple[Any, list[Any]]:
-    assert await o.recorder.written()
+    assert await o.parts.recorder.written()
     async with o.session() as s:
         state = (await s.execute(sa.text("SELECT halted, reason, halted_by FROM halt_state WHERE id = 1"))).first()
         query = "SELECT action, reason, actor, note, detail FROM halt_events ORDER BY id"
@@ -88,8 +88,8 @@ async def test_halt_answers_once_the_flag_is_set_and_the_record_follows(orc: Orc
 
 
 async def test_database_not_answering_keeps_the_flag_and_records_later(orc: Orchestrator) -> None:
-    healthy = orc.recorder.sessions
-    orc.recorder.sessions = _refusing_sessions  # the database is gone
+    healthy = orc.parts.recorder.sessions
+    orc.parts.recorder.sessions = _refusing_sessions  # the database is gone
     started = time.monotonic()
     result = orc.halts.halt(reason="emergency_stop", mode="halt", actor="op", source=None, note=None)
     assert time.monotonic() - started < 0.5  # the answer does not wait for the database
@@ -97,10 +97,10 @@ async def test_database_not_answering_keeps_the_flag_and_records_later(orc: Orch
     r = aioredis.from_url(orc.settings.redis_url)
     assert (await r.hgetall(HALT_KEY))[b"halted"] == b"1"
     deadline = time.monotonic() + 5
-    while not (orc.recorder.unsaved and orc.recorder.pending[0].event["action"] == "halt"):
+    while not (orc.parts.recorder.unsaved and orc.parts.recorder.pending[0].event["action"] == "halt"):
         assert time.monotonic() < deadline, "the record was not kept for a retry"
         await asyncio.sleep(0.01)
-    orc.recorder.sessions = healthy  # back: the recorder's retry (every second) writes it
+    orc.parts.recorder.sessions = healthy  # back: the recorder's retry (every second) writes it
     state, events = await halt_rows(orc)
     assert state.halted and state.reason == "emergency_stop"
     assert [e.action for e in events] == ["halt"]
@@ -143,7 +143,7 @@ async def test_an_older_halt_in_redis_does_not_undo_a_recorded_unhalt(orc: Orche
     orc.halts.halt(reason="manual", mode="halt", actor="tok:a", source=None, note=None)
     limits = Limits(Decimal(5), Decimal(3))
     orc.halts.unhalt(actor="tok:a", source=None, note=None, force=True, pnl_pct=Decimal(0), limits=limits)
-    assert await orc.recorder.written()
+    assert await orc.parts.recorder.written()
     stale = HaltState(True, "manual", "halt", datetime.now(UTC) - timedelta(hours=1), "tok:a", None)
     o = await _restart_with_live_flag(orc, stale)  # e.g. Redis restored from an old snapshot
     try:
@@ -201,7 +201,7 @@ async def test_flatten_mode_keeps_closing_what_is_still_open(orc: Orchestrator) 
     watchdogs = [t for t in orc._tasks if t.get_coro().__qualname__ == "Watchdogs.run"]  # type: ignore[union-attr]
     assert len(watchdogs) == 1
     watchdogs[0].cancel()  # this test plays the watchdogs' once-a-second call itself
-    keep_flattening = orc.watchdogs.keep_flattening
+    keep_flattening = orc.parts.watchdogs.keep_flattening
     await orc.halt(reason="emergency_stop", mode="flatten", actor="tok:a", source=None, note=None)
     await keep_flattening()
     assert orc.runs.in_flight() == 0  # flat: nothing to do

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from cli_trading import metrics
 from cli_trading.agents.base import Agent, Subscription
+from cli_trading.agents.orchestrator_wiring import OrchestratorParts, found_at_start, wire_orchestrator
 from cli_trading.bus import (
     Delivery,
     Handled,
@@ -25,6 +26,7 @@ from cli_trading.bus import (
     per_message,
     valid,
 )
+from cli_trading.config import Settings
 from cli_trading.contracts import (
     AnalyzeCommand,
     BarMsg,
@@ -41,90 +43,80 @@ from cli_trading.contracts import (
     new_id,
 )
 from cli_trading.control.days import TradingDays
-from cli_trading.control.params import Params
 from cli_trading.control.pnl import pnl_view
 from cli_trading.control.run_safety import RunSafety
-from cli_trading.control.runs import Run, RunBook, RunRefused, from_row, limit_fields
-from cli_trading.control.watchdogs import Watchdogs
-from cli_trading.db import repo
+from cli_trading.control.runs import Run, RunBook, RunRefused, limit_fields
 from cli_trading.halt import policy
-from cli_trading.halt.gate import HaltGate
 from cli_trading.halt.policy import allows
-from cli_trading.halt.service import HaltService, Recorder
-from cli_trading.halt.state import Limits
-from cli_trading.halt.store import HaltStore
+from cli_trading.halt.service import HaltService
 from cli_trading.market.bars import parse_ts
 from cli_trading.supervision import fetch as fetch_supervision
 from cli_trading.supervision import health_entry
-from cli_trading.trading import day as tday
 from cli_trading.trading.fills import qty_for_notional, size_order
-from cli_trading.trading.ledger import FillRecord, Ledger, replay
+from cli_trading.trading.ledger import FillRecord, Ledger
 
 
 class Orchestrator(Agent):
     name = "orchestrator"
-    halt_store: HaltStore | None = None  # made in on_start
+    _parts: OrchestratorParts | None = None  # made at start (`wire_orchestrator`)
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
+        self.exec_failures = 0  # consecutive failed orders (the execution-failure halt)
+        self.overridden: set[str] = set()  # automatic halts force-unhalted today
 
     async def on_start(self) -> None:
-        s = self.settings
-        self.runs = RunBook()
-        self.exec_failures = 0
-        self.overridden: set[str] = set()  # automatic halts force-unhalted today
-        async with self.session() as sess:
-            self.ledger: Ledger = replay(s.starting_cash, await repo.all_fills(sess), await repo.load_marks(sess))
-            halt_state = await repo.load_halt(sess)
-            halt_saved_at = await repo.halt_saved_at(sess)
-            today = TradingDays.from_row(await repo.get_day(sess, day=tday.day_of(self.clock())))
-            for r in await repo.open_runs(sess):
-                self.runs.adopt(from_row(r))
-            open_orders = await repo.get_orders(sess, order_ids=[r.order_id for r in self.runs.active.values()])
-        self.days = TradingDays(
+        found = await found_at_start(self.session, starting_cash=self.settings.starting_cash, now=self.clock())
+        parts = self._parts = wire_orchestrator(
+            self.settings,
+            found,
+            name=self.name,
             sessions=self.session,
+            redis=self.redis,
+            loop=asyncio.get_running_loop(),
             clock=self.clock,
-            equity=lambda: self.ledger.snapshot().equity,
-            defaults=Limits(s.daily_target_pct, s.daily_loss_limit_pct),
-            day=today,
-        )
-        store = self.halt_store = HaltStore(str(s.redis_url))  # checked at start
-        await asyncio.to_thread(store.warm_up)
-        self.recorder = Recorder(self.session, asyncio.get_running_loop())
-        self.halts = HaltService(
-            store=store,
-            gate=HaltGate(self.redis),
-            recorder=self.recorder,
-            agent=self.name,
-            audit=self.audit,
-            clock=self.clock,
-            state=halt_state,
-        )
-        self.params = Params(
-            sessions=self.session,
-            publish=self.streams.publish,
             audit=self.audit,
             notify=self.notify,
-            clock=self.clock,
-            symbols=s.symbol_list,
-        )
-        await self.halts.restore(halt_saved_at)  # before any consumer starts: nothing trades on a stale flag
-        self.safety = RunSafety(
-            self.runs, sessions=self.session, redis=self.redis, clock=self.clock, audit=self.audit, log=self.log
-        )
-        await self.safety.resolve_open_runs(
-            {o.order_id: o for o in open_orders}, to_risk=lambda run: self._to_risk(run, manual=run.manual)
-        )
-        self.watchdogs = Watchdogs(
-            redis=self.redis,
-            halts=self.halts,
-            runs=self.runs,
-            ledger=self.ledger,
+            publish=self.streams.publish,
             db_up=self.db_up,
-            db_outage_halt_s=s.db_outage_halt_s,
+            log=self.log,
             roll_day=self.roll_day,
             flatten=self.flatten,
-            log=self.log,
         )
-        await self.watchdogs.start()
+        await asyncio.to_thread(parts.halt_store.warm_up)  # Redis checked at start
+        await parts.halts.restore(found.halt_saved_at)  # before any consumer starts: nothing trades on a stale flag
+        await parts.safety.resolve_open_runs(
+            found.open_orders, to_risk=lambda run: self._to_risk(run, manual=run.manual)
+        )
+        await parts.watchdogs.start()
         await self.roll_day()
+
+    # -- the parts (orchestrator_wiring.py) ---------------------------------------------------
+    @property
+    def parts(self) -> OrchestratorParts:
+        if self._parts is None:
+            raise RuntimeError(f"{self.name}: its parts used before the agent started")
+        return self._parts
+
+    @property
+    def runs(self) -> RunBook:
+        return self.parts.runs
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.parts.ledger
+
+    @property
+    def days(self) -> TradingDays:
+        return self.parts.days
+
+    @property
+    def halts(self) -> HaltService:
+        return self.parts.halts
+
+    @property
+    def safety(self) -> RunSafety:
+        return self.parts.safety
 
     def subscriptions(self) -> list[Subscription]:
         rid = lambda p: p.get("requestId")  # noqa: E731
@@ -138,8 +130,8 @@ class Orchestrator(Agent):
 
     def loops(self) -> list[Any]:
         return [
-            functools.partial(self.watchdogs.run, self.stop_event),
-            functools.partial(self.recorder.run, self.stop_event),
+            functools.partial(self.parts.watchdogs.run, self.stop_event),
+            functools.partial(self.parts.recorder.run, self.stop_event),
             functools.partial(self.safety.flush_loop, self.stop_event),
         ]
 
@@ -148,8 +140,8 @@ class Orchestrator(Agent):
         return {**await super().health_checks(), "supervision": health_entry(await fetch_supervision(self.redis))}
 
     async def on_stop(self) -> None:
-        if self.halt_store is not None:  # None when start-up failed early
-            self.halt_store.close()
+        if self._parts is not None:  # None when start-up failed early
+            self._parts.halt_store.close()
 
     def add_routes(self, app: FastAPI) -> None:
         from cli_trading.agents.orchestrator_api import add_routes
@@ -194,7 +186,7 @@ class Orchestrator(Agent):
         if decision is not None:
             self.halts.apply(decision)
             if decision.reason == HaltReason.DAILY_LOSS:
-                await self.params.request_optimization(reason="daily_loss_limit")
+                await self.parts.params.request_optimization(reason="daily_loss_limit")
 
     # -- runs ------------------------------------------------------------------------------
     async def start_run(
@@ -398,7 +390,7 @@ class Orchestrator(Agent):
         (result,) = decoded(OptResult, [d])
         if isinstance(result, PoisonMessage):
             raise result
-        await self.params.store_proposals(result)
+        await self.parts.params.store_proposals(result)
 
     # -- loops -----------------------------------------------------------------------------
     async def on_auth_spike(self, addr: str) -> None:

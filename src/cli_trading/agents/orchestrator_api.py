@@ -204,7 +204,7 @@ async def unhalt(request: Request) -> dict[str, Any]:
 @router.get("/admin/halts", tags=["admin"])
 async def halts(request: Request, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
     orc = _orc(request)
-    await orc.recorder.written()
+    await orc.parts.recorder.written()
     return {"current": orc.halts.state.to_api(), "events": await history.halt_events(orc.session, limit=limit)}
 
 
@@ -309,7 +309,7 @@ async def audit(request: Request, limit: int = Query(50, ge=1, le=1000), action:
 
 @router.get("/admin/params", tags=["admin"])
 async def list_params(request: Request, status: str | None = None) -> dict[str, Any]:
-    return {"params": await _orc(request).params.list_params(status=status)}
+    return {"params": await _orc(request).parts.params.list_params(status=status)}
 
 
 @router.post("/admin/params/{param_id}/{decision}", tags=["admin"])
@@ -319,7 +319,8 @@ async def decide(
     param_id: int = ApiPath(ge=1, le=2**31 - 1),  # the column is a 32-bit integer
 ) -> dict[str, Any]:
     try:
-        res = await _orc(request).params.decide(param_id=param_id, approve=decision == "approve", actor=_actor(request))
+        params = _orc(request).parts.params
+        res = await params.decide(param_id=param_id, approve=decision == "approve", actor=_actor(request))
     except AlreadyDecided as exc:
         raise ApiError(409, str(exc)) from exc
     if res is None:
@@ -330,7 +331,7 @@ async def decide(
 @router.post("/admin/optimize", status_code=202, tags=["admin"])
 async def optimize(request: Request) -> dict[str, Any]:
     body = await json_body(request, OptimizeBody)
-    params = _orc(request).params
+    params = _orc(request).parts.params
     return {
         "requests": await params.request_optimization(reason="operator", strategy=body.strategy, symbol=body.symbol)
     }
