@@ -59,7 +59,9 @@ def verdict(rows: dict[tuple[str, str, str, str], dict[str, Any]], key: tuple[st
     if base is None:
         return "no direct figure to compare"
     extra = p99 - base["halt_response_ms_p50_p95_p99"][2]
-    return f"+{extra:.1f} ms over direct: {'met' if extra <= EXTRA_MS else 'NOT met'}"
+    floor = rows.get((db, mode, FLOOR, kind))
+    of_which = f" (curl's TLS floor p99 {floor['ms_p50_p95_p99'][2]})" if floor else ""
+    return f"{extra:+.1f} ms over direct{of_which}: {'met' if extra <= EXTRA_MS else 'NOT met'}"
 
 
 def main(path: str) -> None:
