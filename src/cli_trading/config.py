@@ -163,6 +163,8 @@ class Settings(BaseSettings):
     exchange_max_rps: float = Field(default=10.0, gt=0, le=1000)  # ceiling of requests per second
     exchange_poll_s: float = Field(default=1.0, gt=0)  # how often open orders are followed
     exchange_resolve_window_s: float = Field(default=15.0, gt=0)  # an unanswered order is found by then
+    # an order the exchange keeps refusing with 429/418 for this long is rejected `rate_limited`
+    exchange_rate_limit_give_up_s: float = Field(default=60.0, gt=0, le=3600)
     exchange_markets_refresh_s: float = Field(default=3600.0, gt=0)
     exchange_unknown_orders: Literal["cancel", "adopt", "ignore"] = "cancel"  # open orders the ledger does not know
     reconcile_interval_s: float = Field(default=30.0, gt=0)

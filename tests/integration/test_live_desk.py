@@ -93,7 +93,7 @@ async def send(d: Desk, m: OrderMsg) -> list[tuple[OrderMsg, ExecResult]]:
 
 
 async def _one(d: Desk, m: OrderMsg, req: OrderRequest) -> list[tuple[OrderMsg, ExecResult]]:
-    return [(m, await d.ex.submit(req))]
+    return [(m, await live.submit(d, m, lambda: d.ex.submit(req)))]
 
 
 async def test_an_order_whose_answer_is_held_is_never_drift(sim: Sim, db: Database, redis_client: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from cli_trading.exchanges.sim.auth import sign, verify
 from cli_trading.exchanges.sim.errors import BinanceError
-from cli_trading.exchanges.sim.faults import FaultPlan, Faults, RateLimiter
+from cli_trading.exchanges.sim.faults import FaultPlan, Faults, RateLimiter, RequestLog, busiest
 from cli_trading.exchanges.sim.markets import DEFAULT_MARKETS, markets_for
 from cli_trading.exchanges.sim.tape import Clock, Tape, Tapes, kline_opens
 from cli_trading.market.bars import Bar
@@ -126,3 +127,28 @@ def test_markets_from_your_own_candles(tmp_path: Path) -> None:
     tapes = Tapes({m.symbol: m.series for m in markets.values()}, tmp_path)
     assert tapes.span == 24 * 3600 and 149 <= tapes.price("SOLUSDT", tapes.lo + 60) < 150
     assert markets_for(None) == DEFAULT_MARKETS
+
+
+def test_a_storm_throttles_every_matching_request_for_its_time_only_on_its_methods() -> None:
+    f = Faults()
+    f.set_plan(FaultPlan(throttle_for_s=60, paths=["/api/v3/order"], methods=["POST"]), time.time())
+    assert [getattr(f.before("/api/v3/order", "POST"), "status", None) for _ in range(5)] == [429] * 5
+    assert f.before("/api/v3/order", "DELETE") is None  # a cancel goes through
+    assert f.before("/api/v3/account", "POST") is None
+    assert f.describe()["stormLeftS"] > 50  # type: ignore[operator]  # a float
+    f.set_plan(FaultPlan(throttle_for_s=60), time.time() - 61)  # a storm that is over
+    assert f.before("/api/v3/order", "POST") is None
+
+
+def test_busiest_counts_the_most_requests_in_any_one_second() -> None:
+    assert busiest([]) == 0
+    assert busiest([0.0, 0.5, 0.99, 1.0, 1.5]) == 3  # (0.5, 1.5] has 0.99, 1.0, 1.5; [0, 1) has three too
+    assert busiest([t * 0.125 for t in range(80)]) == 8  # eight a second, evenly
+
+
+def test_the_request_log_keeps_times_and_keys() -> None:
+    log = RequestLog(size=3)
+    for t in range(5):
+        log.add(float(t), "k" if t % 2 else "", "GET", "/api/v3/time")
+    assert [e[0] for e in log.since(0)] == [2.0, 3.0, 4.0]  # the last three
+    assert [e[1] for e in log.since(3)] == ["k", ""]

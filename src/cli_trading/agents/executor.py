@@ -231,6 +231,8 @@ class TradeExecutor(Agent):
         if req.price <= 0 and self.settings.trading_mode == "paper":
             return ExecResult("rejected", reason="no reference price")
         try:
+            if self.desk:  # recorded as its answer comes, under the desk's books
+                return await live.submit(self.desk, m, lambda: self.adapter.submit(req))
             return await self.adapter.submit(req)
         except Exception as exc:  # noqa: BLE001 - an adapter failure is an order outcome
             self.log.error("adapter failed", orderId=m.orderId, error=repr(exc))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -107,19 +108,42 @@ def create_ccxt(exchange_id: str, api_key: str, secret: str, *, url: str | None,
 
 
 class Pacer:
-    """At most `rps` requests per second, spaced evenly, whatever ccxt's limiter thinks each
-    endpoint weighs (its weights let several light requests through at once)."""
+    """At most `rps` requests per second as the exchange counts them, whatever ccxt's limiter
+    thinks each endpoint weighs (its weights let several light requests through at once) and
+    however late a request reaches the exchange after leaving here.
+
+    At most `burst` (rps, whole, at least 1) requests in any `window` (1 s, longer when rps < 1):
+    a request counts from when it leaves here until `window` after its answer came back. The
+    exchange sees a request somewhere between the two, so any `burst + 1` requests it saw are
+    more than `window` apart: the ceiling holds at the exchange, not only here."""
 
     def __init__(self, rps: float) -> None:
-        self.gap, self.next_at = 1.0 / rps, 0.0
-        self.lock = asyncio.Lock()
+        self.burst = max(1, int(rps))
+        self.window = max(1.0, self.burst / rps)
+        self.answered: deque[float] = deque()  # when the answers of the last window came back
+        self.in_flight = 0
+        self.lock = asyncio.Lock()  # waiters go in order
+        self.changed = asyncio.Event()
 
     async def wait(self) -> None:
+        """Take a slot; `done()` gives it back once the answer is in (or the request failed)."""
         async with self.lock:
-            now = time.monotonic()
-            if self.next_at > now:
-                await asyncio.sleep(self.next_at - now)
-            self.next_at = max(now, self.next_at) + self.gap
+            while True:
+                now = time.monotonic()
+                while self.answered and self.answered[0] <= now - self.window:
+                    self.answered.popleft()
+                if self.in_flight + len(self.answered) < self.burst:
+                    break
+                self.changed.clear()
+                left = self.answered[0] + self.window - now if self.answered else None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.changed.wait(), left)
+            self.in_flight += 1
+
+    def done(self) -> None:
+        self.in_flight -= 1
+        self.answered.append(time.monotonic())
+        self.changed.set()
 
 
 def pace(ex: Any, rps: float) -> None:
@@ -129,7 +153,10 @@ def pace(ex: Any, rps: float) -> None:
 
     async def paced(*args: Any, **kw: Any) -> Any:
         await pacer.wait()
-        return await ex.raw_fetch(*args, **kw)
+        try:
+            return await ex.raw_fetch(*args, **kw)
+        finally:
+            pacer.done()
 
     ex.fetch = paced
 
@@ -152,7 +179,7 @@ class CcxtExchange:
         *,
         resolve_window_s: float = 15.0,
         poll_s: float = 0.5,
-        throttle_budget_s: float = 60.0,
+        give_up_s: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.exchange = exchange
@@ -160,7 +187,16 @@ class CcxtExchange:
         self.markets: dict[str, MarketRules] = {}
         self.resolve_window_s, self.poll_s, self.sleep = resolve_window_s, poll_s, sleep
         self.backoffs = 0  # 429/418 answers honoured
-        self.throttle_budget_s = throttle_budget_s
+        self.give_up_s = give_up_s  # EXCHANGE_RATE_LIMIT_GIVE_UP_S: an order refused this long is rejected
+        # How an order refused with a 429/418 waits before it is looked up and sent again; the desk
+        # makes it wait outside its books (nothing is at the exchange meanwhile: others go on).
+        self.throttled_wait: Callable[[float], Awaitable[None]] = self._sleep
+        # Whether an order refused with a 429/418 may still be sent after the wait (a halt came
+        # meanwhile: it may not); the desk asks the halt state. None: always.
+        self.may_resend: Callable[[OrderRequest], Awaitable[bool]] | None = None
+
+    async def _sleep(self, seconds: float) -> None:
+        await self.sleep(seconds)
 
     # -- plumbing ----------------------------------------------------------------------------
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, attempts: int = 8, **kw: Any) -> T:
@@ -235,8 +271,9 @@ class CcxtExchange:
     async def place(self, order: OrderRequest, amount: Decimal, rules: MarketRules) -> Tracked | None:
         """Send once; on an ambiguous answer, find out by client order id what the exchange has.
         A 429/418 means the exchange did nothing: wait as told, look the order up, and send again
-        only when the exchange says it has none, for as long as `throttle_budget_s` allows (then
-        `rejected`, reason `rate_limited`: every attempt was refused, nothing is at the exchange).
+        only when the exchange says it has none, for as long as `give_up_s` allows (then
+        `rejected`, reason `rate_limited`: every attempt was refused, nothing is at the exchange),
+        and only while `may_resend` allows (a halt meanwhile: `rejected`, reason `halted`).
         A duplicate client order id means the exchange has the order already (ours: only we make
         such ids, e.g. sent before a crash or before the database was restored): it is followed,
         never sent again."""
@@ -246,7 +283,7 @@ class CcxtExchange:
             price = float(rules.price(order.limit_price or order.price))
             params["timeInForce"] = order.time_in_force
         sent_at = time.monotonic()
-        give_up_at = sent_at + self.throttle_budget_s
+        give_up_at = sent_at + self.give_up_s
         while True:
             try:
                 res = await self.exchange.create_order(
@@ -257,8 +294,11 @@ class CcxtExchange:
                 found = await self._after_throttle(order, give_up_at)
                 if found is not None:
                     return found
-                if time.monotonic() > give_up_at:  # the storm outlasted the budget: never placed
+                if time.monotonic() > give_up_at:  # the storm outlasted the give-up time: never placed
                     return _rejected(order.order_id, "rate_limited", exc)
+                if self.may_resend is not None and not await self.may_resend(order):
+                    log.warning("halted while rate limited: the order is not sent", orderId=order.order_id)
+                    return _rejected(order.order_id, "halted", None)
             except Exception as exc:  # noqa: BLE001 - ccxt raises many types; sorted below
                 reason = refusal_reason(exc)
                 if reason == "duplicate_client_order_id":
@@ -276,7 +316,7 @@ class CcxtExchange:
         self._backed_off(attempt, "create_order")
         wait = self._retry_after(attempt)
         while True:
-            await self.sleep(wait)
+            await self.throttled_wait(wait)
             if time.monotonic() > give_up_at:
                 return None
             try:

@@ -13,13 +13,15 @@ between one order message and the order's final status:
 sending an order to recording what the exchange answered, the follow-up of open orders) and by the
 reconciliation while it reads both sides: an order the exchange has filled and the ledger has not
 recorded yet is never seen as drift (nor as an open order unknown to the ledger, to be cancelled),
-and the operator's accepted baseline never includes one.
+and the operator's accepted baseline never includes one. An order the exchange refuses with a
+429/418 waits outside the books (`Books.stepped_out`): nothing of it is at the exchange, the orders
+sent before it are recorded already (the executor records each order as its answer comes), so
+follow-ups, a halt's cancels and reconciliation go on during a storm.
 The decisions are pure (`orders.py`, `markets.py`, `reconcile.py`); this class does the I/O.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
@@ -33,7 +35,8 @@ import structlog
 from cli_trading import metrics
 from cli_trading.contracts import OrderMsg, iso
 from cli_trading.db import exchange_repo, repo
-from cli_trading.exchanges.base import ExecResult
+from cli_trading.exchanges.base import ExecResult, OrderRequest
+from cli_trading.exchanges.books import Books
 from cli_trading.exchanges.ccxt_adapter import CcxtExchange, as_result
 from cli_trading.exchanges.keys import BALANCES_KEY, MARKETS_KEY, RECON_KEY
 from cli_trading.exchanges.markets import ccxt_symbol, client_order_id
@@ -116,8 +119,23 @@ class Desk:
         self.checks_over = 0  # consecutive reconciliations past the limit
         self.unknown_policy = unknown_orders
         self.markets_at = 0.0
-        self.books = asyncio.Lock()
+        self.books = Books()
         self.auth_alert_at = float("-inf")  # monotonic time of the last "key refused" notification
+        adapter.throttled_wait = self._throttled_wait
+        adapter.may_resend = self._may_resend
+
+    async def _throttled_wait(self, seconds: float) -> None:
+        """An order refused with a 429/418 waits outside the books: others are not held behind it."""
+        async with self.books.stepped_out():
+            await self.ex.sleep(seconds)
+
+    async def _may_resend(self, order: OrderRequest) -> bool:
+        """An order that waited out a 429 is sent again only if a halt that came meanwhile lets it
+        (reduce_only / flatten: a sell within what the exchange holds)."""
+        state = await self.halt_state()
+        if state is None or not state.halted:
+            return True
+        return policy.allows(state, side=order.side, position_qty=self.held(order.symbol), qty=order.qty)
 
     # -- markets and balances ----------------------------------------------------------------
     async def refresh_markets(self) -> None:

@@ -40,7 +40,9 @@ async def start_desk(agent: TradeExecutor) -> tuple[CcxtExchange, Desk]:
         raise StartupError("live mode needs EXCHANGE_API_KEY_FILE and EXCHANGE_API_SECRET_FILE")
     rps = rps_shares(s.exchange_max_rps, live=True)[0]  # the candle feed has the rest of the ceiling
     ex = create_ccxt(s.exchange_id, key, sec, url=s.exchange_url, max_rps=rps)
-    adapter = CcxtExchange(ex, resolve_window_s=s.exchange_resolve_window_s)
+    adapter = CcxtExchange(
+        ex, resolve_window_s=s.exchange_resolve_window_s, give_up_s=s.exchange_rate_limit_give_up_s
+    )
     desk = Desk(
         adapter,
         sessions=agent.session,
@@ -111,25 +113,10 @@ async def _tick(agent: TradeExecutor, desk: Desk) -> None:
 async def execute(
     desk: Desk, send: Callable[[], Awaitable[list[tuple[OrderMsg, ExecResult]]]]
 ) -> list[tuple[OrderMsg, ExecResult]]:
-    """Send the orders and record what the exchange answered, holding the desk's books: from the
-    moment an order may fill at the exchange until its trades are recorded, reconciliation waits
-    (the fill would otherwise be drift, or the order an unknown one to cancel)."""
-    async with desk.books:
-        return await hand_over(desk, await send())
-
-
-async def hand_over(desk: Desk, results: list[tuple[OrderMsg, ExecResult]]) -> list[tuple[OrderMsg, ExecResult]]:
-    """Orders not final at the exchange go to the desk (it settles them when they end); the final
-    ones get their exchange rows and are settled by the executor now."""
-    final = []
-    for m, r in results:
-        if r.tracked is None:  # refused before sending (halted, no market): nothing at the exchange
-            final.append((m, r))
-        elif r.status == "pending":
-            await desk.follow_later(m, r.tracked)
-        else:
-            await desk.record(m, r.tracked)
-            final.append((m, r))
+    """Send the orders (each recorded by `submit` as its answer comes); those not final at the
+    exchange are the desk's now (it settles them when they end): the final ones are returned, for
+    the executor to settle now."""
+    results = await send()
     if results:
         try:
             await desk.refresh_balances()
@@ -137,7 +124,24 @@ async def hand_over(desk: Desk, results: list[tuple[OrderMsg, ExecResult]]) -> l
             # (failing the batch would leave them pending and report them failed on redelivery);
             # the balances are read again by the next follow-up or reconciliation
             log.warning("balances not refreshed after sending", error=f"{type(exc).__name__}: {str(exc)[:200]}")
-    return final
+    return [(m, r) for m, r in results if not (r.tracked is not None and r.status == "pending")]
+
+
+async def submit(desk: Desk, m: OrderMsg, send: Callable[[], Awaitable[ExecResult]]) -> ExecResult:
+    """Send one order and record what the exchange answered, holding the desk's books: from the
+    moment an order may fill at the exchange until its trades are recorded, reconciliation waits
+    (the fill would otherwise be drift, or the order an unknown one to cancel). A wait for a
+    429/418 steps out of the books (`Desk._throttled_wait`): nothing of this order is at the
+    exchange then, and the orders sent before it are recorded already."""
+    async with desk.books:
+        r = await send()
+        if r.tracked is None:  # refused before sending (no market, under a minimum): nothing at the exchange
+            return r
+        if r.status == "pending":
+            await desk.follow_later(m, r.tracked)
+        else:
+            await desk.record(m, r.tracked)
+        return r
 
 
 def flatten_all(desk: Desk, m: OrderMsg) -> OrderMsg:

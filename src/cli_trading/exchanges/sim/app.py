@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -24,7 +24,7 @@ from cli_trading.exchanges.sim import public, signed
 from cli_trading.exchanges.sim.auth import check_key
 from cli_trading.exchanges.sim.errors import UNKNOWN_STATUS, BinanceError, error
 from cli_trading.exchanges.sim.exchange import SimExchange
-from cli_trading.exchanges.sim.faults import FaultPlan, Faults, RateLimiter
+from cli_trading.exchanges.sim.faults import FaultPlan, Faults, RateLimiter, RequestLog, busiest
 
 Scope = MutableMapping[str, Any]
 AsgiMessage = MutableMapping[str, Any]
@@ -56,6 +56,7 @@ class Runtime:
     sim: SimExchange
     faults: Faults
     limiter: RateLimiter
+    requests: RequestLog = field(default_factory=RequestLog)
 
 
 def create_app(rt: Runtime) -> FastAPI:
@@ -127,14 +128,31 @@ def _admin_routes(app: FastAPI, rt: Runtime) -> None:
     @app.post("/sim/faults")
     async def set_faults(request: Request, plan: FaultPlan) -> dict[str, object]:
         guard(request)
-        rt.faults.plan = plan
+        rt.faults.set_plan(plan, time.time())
         return rt.faults.describe()
 
     @app.delete("/sim/faults")
     async def clear_faults(request: Request) -> dict[str, object]:
         guard(request)
-        rt.faults.plan = FaultPlan()
+        rt.faults.set_plan(FaultPlan(), time.time())
         return rt.faults.describe()
+
+    @app.get("/sim/requests")
+    async def requests(request: Request, since: float = 0.0, until: float | None = None) -> dict[str, Any]:
+        """Requests that reached the exchange API (not /sim/) from `since` (epoch seconds) to
+        `until`, per API key ("" for public ones): how many, and the most in any one second."""
+        guard(request)
+        seen = [e for e in rt.requests.since(since) if until is None or e[0] < until]
+        keys: dict[str, list[float]] = {}
+        for t, key, _, _ in seen:
+            keys.setdefault(key, []).append(t)
+        every = [e[0] for e in seen]
+        return {
+            "count": len(seen),
+            "maxPerSecond": busiest(every),
+            "byKey": {k: {"count": len(ts), "maxPerSecond": busiest(ts)} for k, ts in keys.items()},
+            "requests": [{"t": t, "key": k, "method": m, "path": p} for t, k, m, p in seen],
+        }
 
     @app.post("/sim/price")
     async def set_price(request: Request, body: PriceBody) -> dict[str, Any]:
@@ -174,7 +192,8 @@ class Gate:
             await self.app(scope, receive, send)
             return
         now = time.time()
-        refusal = self.rt.limiter.check(now) or self.rt.faults.before(path)
+        self.rt.requests.add(now, _api_key(scope), scope.get("method", ""), path)
+        refusal = self.rt.limiter.check(now) or self.rt.faults.before(path, scope.get("method"))
         delay = self.rt.faults.latency_s(path)
         if delay:
             await asyncio.sleep(delay)
@@ -221,3 +240,10 @@ class Gate:
             await asyncio.sleep(0.05)  # uvicorn notices, and drops what follows without a complaint
         # a server without a reachable transport: an empty 504 is the closest thing
         await JSONResponse({}, 504)(scope, receive, send)
+
+
+def _api_key(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"x-mbx-apikey":
+            return str(value.decode("latin-1"))
+    return ""

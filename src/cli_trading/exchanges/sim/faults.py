@@ -7,18 +7,22 @@ each kind has a `*_next` count (the next N matching requests, deterministic: wha
   answer waits `answer_delay_ms` after (an order is then done while the client still waits: the
   window in which a client crash leaves an order it never heard of);
 - error: a 5xx page from the front (no JSON), before anything is done;
-- throttle: 429 (or 418) with `Retry-After`, before anything is done;
+- throttle: 429 (or 418) with `Retry-After`, before anything is done; `throttle_for_s` makes a
+  storm: every matching request for that many seconds from when the plan is set;
 - lose_answer: an order placement or cancel is carried out and written to disk, then the
   answer is lost: held `lose_answer_hold_s` then dropped (`timeout`, the client times out),
   the connection closed at once (`drop`), or a 503 with Binance's -1007 "execution status
   unknown" instead of the answer (`error`);
 - reject: an order placement refused with -2010, nothing created.
 The limiter is separate: more than `limit` requests in a minute answer 429 with Retry-After; a
-client that goes on past twice the limit is banned with 418 for `ban_s`, as Binance does."""
+client that goes on past twice the limit is banned with 418 for `ban_s`, as Binance does.
+`RequestLog` keeps when each request arrived and with which API key, so that a test (or a
+rehearsal) can see how fast a client really asked: `GET /sim/requests`."""
 
 from __future__ import annotations
 
 import random
+import time
 from collections import deque
 from typing import Literal
 
@@ -33,6 +37,7 @@ class FaultPlan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     paths: list[str] = Field(default=["/api/v3/", "/sapi/"], description="path prefixes the request faults hit")
+    methods: list[str] = Field(default=[], description="HTTP methods the request faults hit (empty: all)")
     latency_ms: int = Field(default=0, ge=0, le=600_000)
     answer_delay_ms: int = Field(default=0, ge=0, le=600_000)
     error_rate: float = Field(default=0.0, ge=0, le=1)
@@ -40,6 +45,7 @@ class FaultPlan(BaseModel):
     error_status: int = Field(default=503, ge=500, le=599)
     throttle_rate: float = Field(default=0.0, ge=0, le=1)
     throttle_next: int = Field(default=0, ge=0)
+    throttle_for_s: float = Field(default=0.0, ge=0, le=3600)  # a storm: every matching request meanwhile
     throttle_status: Literal[429, 418] = 429
     retry_after_s: int = Field(default=1, ge=0, le=3600)
     lose_answer_rate: float = Field(default=0.0, ge=0, le=1)
@@ -52,18 +58,26 @@ class FaultPlan(BaseModel):
 
 class Faults:
     def __init__(self, plan: FaultPlan | None = None, seed: int | None = None) -> None:
-        self.plan = plan or FaultPlan()
         self.rng = random.Random(seed)  # noqa: S311 - simulated faults, reproducible by seed: no secret
         self.counts: dict[str, int] = {"error": 0, "throttle": 0, "lose_answer": 0, "reject": 0}
+        self.set_plan(plan or FaultPlan(), time.time())
 
-    def _hits(self, path: str) -> bool:
-        return any(path.startswith(p) for p in self.plan.paths)
+    def set_plan(self, plan: FaultPlan, now: float) -> None:
+        """Replace the plan; a storm (`throttle_for_s`) starts now."""
+        self.plan = plan
+        self.storm_until = now + plan.throttle_for_s
+
+    def _hits(self, path: str, method: str | None = None) -> bool:
+        methods = self.plan.methods
+        on_method = not methods or method is None or method.upper() in (m.upper() for m in methods)
+        return on_method and any(path.startswith(p) for p in self.plan.paths)
 
     def _take(self, kind: str) -> bool:
-        """Consume one `<kind>_next`, else roll `<kind>_rate`."""
+        """Consume one `<kind>_next`, else the storm (throttle), else roll `<kind>_rate`."""
         left: int = getattr(self.plan, f"{kind}_next")
         rate: float = getattr(self.plan, f"{kind}_rate")
-        hit = left > 0 or self.rng.random() < rate
+        storm = kind == "throttle" and time.time() < self.storm_until
+        hit = left > 0 or storm or self.rng.random() < rate
         if left > 0:
             setattr(self.plan, f"{kind}_next", left - 1)
         if hit:
@@ -76,9 +90,9 @@ class Faults:
     def answer_delay_s(self, path: str) -> float:
         return self.plan.answer_delay_ms / 1000 if self._hits(path) else 0.0
 
-    def before(self, path: str) -> BinanceError | None:
+    def before(self, path: str, method: str | None = None) -> BinanceError | None:
         """A fault answered instead of the request (nothing is done), or None."""
-        if not self._hits(path):
+        if not self._hits(path, method):
             return None
         if self._take("throttle"):
             retry = str(self.plan.retry_after_s)
@@ -98,7 +112,32 @@ class Faults:
         return self._take("reject")
 
     def describe(self) -> dict[str, object]:
-        return {"plan": self.plan.model_dump(), "injected": dict(self.counts)}
+        storm = max(0.0, self.storm_until - time.time())
+        return {"plan": self.plan.model_dump(), "injected": dict(self.counts), "stormLeftS": round(storm, 3)}
+
+
+class RequestLog:
+    """When each request reached the simulator, with its API key (empty for public requests) and
+    path: the last `size` of them."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self.entries: deque[tuple[float, str, str, str]] = deque(maxlen=size)
+
+    def add(self, now: float, key: str, method: str, path: str) -> None:
+        self.entries.append((now, key, method, path))
+
+    def since(self, t: float) -> list[tuple[float, str, str, str]]:
+        return [e for e in self.entries if e[0] >= t]
+
+
+def busiest(times: list[float], window_s: float = 1.0) -> int:
+    """The most requests in any window of `window_s` seconds (a half-open window [t, t + w))."""
+    ordered, most, start = sorted(times), 0, 0
+    for end, t in enumerate(ordered):
+        while ordered[start] <= t - window_s:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
 
 
 class RateLimiter:
