@@ -54,6 +54,7 @@ def desk(
     *,
     ccxt_timeout_ms: int = 10_000,
     unknown_orders: UnknownPolicy = "cancel",
+    halt_state: Any = no_halt,
 ) -> Desk:
     ex = create_ccxt("binance", KEY, SECRET, url=sim.url, max_rps=50)
     ex.timeout = ccxt_timeout_ms
@@ -63,7 +64,7 @@ def desk(
         redis=redis,
         settle=calls.settle,
         halt=calls.halt,
-        halt_state=no_halt,
+        halt_state=halt_state,
         clock=now_utc,
         quote="USDT",
         symbols=["BTC-USDT"],
@@ -218,6 +219,45 @@ async def test_a_halt_cancels_resting_orders_and_reduce_only_keeps_a_reducing_se
         assert [settled[m.orderId].reason for m, _ in (sell, more)] == ["cancelled at the exchange"] * 2
         assert (await d.reconcile()).value == 0
     finally:
+        await d.ex.close()
+
+
+async def test_an_order_waiting_out_a_429_storm_holds_up_neither_a_halts_cancels_nor_reconciliation(
+    sim: Sim, db: Database, redis_client: Any
+) -> None:
+    """New orders refused with 429 (Retry-After 3 s) while a limit order rests: the refused order
+    waits outside the desk's books, so a halt's cancel and a reconciliation go through at once,
+    not after its wait (up to the give-up time); after the wait, the halt stops it from being
+    sent again (`rejected`, reason `halted`), nothing of it at the exchange."""
+    calls = Calls()
+    state: list[HaltState | None] = [None]
+
+    async def halt_state() -> HaltState | None:
+        return state[0]
+
+    d = desk(sim, db, redis_client, calls, halt_state=halt_state)
+    await d.start()
+    try:
+        price = D(sim.state()["prices"]["BTCUSDT"])
+        m, req = limit_order(7, "buy", "0.005", (price * D("0.95")).quantize(D("0.01")))
+        assert await live.execute(d, lambda: _one(d, m, req)) == []  # resting
+        refused = sim.state()["faults"]["injected"]["throttle"]
+        orders = sim.state()["orders"]
+        sim.faults(throttle_for_s=60, retry_after_s=3, paths=["/api/v3/order"], methods=["POST"])
+        waiting = asyncio.create_task(send(d, buy(8)))
+        while sim.state()["faults"]["injected"]["throttle"] == refused:  # until it is refused
+            assert not waiting.done(), waiting.result()
+            await asyncio.sleep(0.05)
+        state[0] = HaltState(halted=True, mode="halt")
+        await asyncio.wait_for(d.tick(state[0]), 2.5)  # not behind the waiting order
+        assert await d.ex.exchange.fetch_open_orders("BTC/USDT") == [] and m.orderId not in d.open
+        assert (await asyncio.wait_for(d.reconcile(), 2.5)).value == 0
+        assert not waiting.done()
+        [(_, r)] = await asyncio.wait_for(waiting, 10)
+        assert (r.status, r.reason) == ("rejected", "halted"), r
+        assert sim.state()["orders"] == orders  # the waiting order never reached the exchange
+    finally:
+        sim.admin("DELETE", "/sim/faults")
         await d.ex.close()
 
 
