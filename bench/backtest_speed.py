@@ -44,15 +44,18 @@ RULES = RiskRules(
 
 
 def synthetic(n: int, seed: int = 7) -> Iterator[Bar]:
-    """An hourly random walk (GBM, 0.8% hourly volatility), made bar by bar."""
+    """An hourly random walk (GBM, 0.8% hourly volatility), made bar by bar, each price's text
+    parsed as a Decimal and as a float (as the CSV reader does)."""
     rng = random.Random(seed)
     t, px = datetime(2020, 1, 1, tzinfo=UTC), 10_000.0
     hour = timedelta(hours=1)
     one = Decimal(1)
     for _ in range(n):
         nxt = px * math.exp(rng.gauss(0, 0.008))
-        o, c = Decimal(f"{px:.2f}"), Decimal(f"{nxt:.2f}")
-        yield Bar("SYN-USD", t, o, max(o, c), min(o, c), c, one)
+        ot, ct = f"{px:.2f}", f"{nxt:.2f}"
+        o, c, fo, fc = Decimal(ot), Decimal(ct), float(ot), float(ct)
+        # the floats parsed from the same text, as a CSV source gives them (datacheck.Row.floats)
+        yield Bar("SYN-USD", t, o, max(o, c), min(o, c), c, one, (fo, max(fo, fc), min(fo, fc), fc, 1.0))
         t, px = t + hour, nxt
 
 

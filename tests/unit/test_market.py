@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from cli_trading.market.bars import Bar, UnknownSymbol, available_symbols, bar_interval, load_bars
+from cli_trading.market.bars import (
+    Bar,
+    UnknownSymbol,
+    available_symbols,
+    bar_interval,
+    load_bars,
+    read_csv,
+    stream_file,
+)
 from cli_trading.market.ccxt_feed import CcxtFeed, from_ccxt_symbol, next_poll_in, ohlcv_to_bar, to_ccxt_symbol
 from cli_trading.market.replay import ReplayFeed, build_timeline
 
@@ -83,6 +91,26 @@ def test_unknown_symbol() -> None:
     assert issubclass(UnknownSymbol, ValueError)
     with pytest.raises(UnknownSymbol):
         ReplayFeed(["BTC-USD", "DOGE-USD"])
+
+
+def test_csv_bars_carry_floats_parsed_from_the_text(tmp_path: Path) -> None:
+    """The reader parses each number's text once as a Decimal and once as a float: the floats a
+    strategy sees are those a Decimal to float conversion would give, and a bar's equality and
+    hash ignore them."""
+    path = tmp_path / "X-USD_1h.csv"
+    path.write_text(
+        "ts,open,high,low,close,volume\n"
+        "2024-01-01T00:00:00Z,100.1,101.25,99.5,100.7,0.3\n"
+        "2024-01-01T01:00:00Z,1e2,1E+2,0.1000000000000000055511151231257827,100.000,12\n"
+        "2024-01-01T02:00:00Z, 43210.123456789 ,43210.123456789,43210.123456789,43210.123456789,0\n"
+    )
+    for bars in (read_csv(path, "X-USD"), list(stream_file(path, "X-USD"))):
+        assert len(bars) == 3
+        for b in bars:
+            plain = Bar(b.symbol, b.ts, b.open, b.high, b.low, b.close, b.volume)  # floats made on demand
+            assert b.floats() == plain.floats() == tuple(float(x) for x in (b.open, b.high, b.low, b.close, b.volume))
+            assert b == plain and hash(b) == hash(plain)
+    assert read_csv(path, "X-USD")[0].floats() == (100.1, 101.25, 99.5, 100.7, 0.3)
 
 
 def test_bar_dict_round_trip() -> None:

@@ -126,24 +126,30 @@ class Engine:
         self._bounds: tuple[Decimal, Decimal] | None = None
         self._eq: Decimal | None = None  # equity at the current marks and fills
         self._tie = strategies.tie_margin
+        self._fraction = cfg.risk_fraction  # read on most bars
         self.counters = Counters()
         self.halt_events: deque[HaltEvent] = deque(maxlen=MAX_HALT_EVENTS)  # counters keep the totals
         self.fills: list[Fill] = []  # this run's fills (the caller decides whether to keep them)
         self._n = 0
 
     # -- the market analyst ----------------------------------------------------------------
-    def observe(self, bar: Bar) -> None:
+    def observe(self, bar: Bar) -> Signal:
         """The analyst's feed: every strategy of the symbol sees the closed bar; the combined
-        signal is what an analysis of the symbol would answer now."""
+        signal is what an analysis of the symbol would answer now (kept, and returned)."""
         sym = bar.symbol
         on_bar = self.on_bar.get(sym) or self._models(sym)
-        o, h, lo, c, v = bar.floats()  # the same values as the live analyst's Candle.of(bar)
-        self.closes[sym] = c
-        candle = _candle((sym, bar.ts, o, h, lo, c, v))
-        if len(on_bar) == 1:
-            self.signals[sym] = on_bar[0](candle)
+        prices = bar.floats()  # open, high, low, close, volume: the live analyst's Candle.of(bar)
+        self.closes[sym] = prices[3]
+        candle = _candle((sym, bar.ts, *prices))
+        n = len(on_bar)
+        if n == 1:
+            sig = on_bar[0](candle)
+        elif n == 2:  # the shipped strategies: no list comprehension (a frame of its own)
+            sig = combine((on_bar[0](candle), on_bar[1](candle)), tie_margin=self._tie)
         else:
-            self.signals[sym] = combine([f(candle) for f in on_bar], tie_margin=self._tie)
+            sig = combine([f(candle) for f in on_bar], tie_margin=self._tie)
+        self.signals[sym] = sig
+        return sig
 
     def _models(self, symbol: str) -> list[Callable[[Candle], Signal]]:
         """The strategies of a symbol seen for the first time (fresh instances: they keep
@@ -161,24 +167,31 @@ class Engine:
         """One step of the timeline, as the orchestrator's `on_bars` handles a batch of bars:
         marks, the market day, PnL halts, then a run per traded symbol."""
         marks = self.ledger.marks  # Ledger.mark, without the call
-        for bar in bars:
-            self.observe(bar)
-            marks[bar.symbol] = bar.close
-        self._eq = None
-        if len(bars) == 1:
+        if len(bars) == 1:  # one symbol's bar (every step of a one-symbol backtest)
             latest: Sequence[Bar] = bars
-            now = bars[0].ts
+            bar = bars[0]
+            sig: Signal | None = self.observe(bar)
+            marks[bar.symbol] = bar.close
+            now = bar.ts
         else:
+            for bar in bars:
+                self.observe(bar)
+                marks[bar.symbol] = bar.close
             by_symbol = {b.symbol: b for b in bars}  # the latest bar of each symbol
-            latest, now = list(by_symbol.values()), max(b.ts for b in bars)
+            latest, now, sig = list(by_symbol.values()), max(b.ts for b in bars), None
+        self._eq = None
         self.counters.steps += 1
         if not self.day_start <= now < self.day_end:
             self.roll_day(now)
         self.check_auto_halt(now)
         if not self.halt.halted:
+            if sig is not None:  # one bar: its signal is the one just made
+                if bar.symbol in self.traded:
+                    self.run(bar, now, sig)
+                return
             for bar in latest:
                 if bar.symbol in self.traded:
-                    self.run(bar, now)
+                    self.run(bar, now, self.signals.get(bar.symbol) or hold("combined", "no analysis"))
 
     def equity(self) -> Decimal:
         """`Ledger.snapshot().equity`, computed the same way without the rest of the snapshot;
@@ -209,7 +222,9 @@ class Engine:
         day = self.day
         if day is None or self.halt.halted:
             return
-        equity = self.equity()
+        equity = self._eq
+        if equity is None:
+            equity = self.equity()
         bounds = self._bounds
         if bounds is None:
             start, lim = day.start_equity, day.limits
@@ -228,34 +243,33 @@ class Engine:
             self.counters.halts[reason] = self.counters.halts.get(reason, 0) + 1
             self.halt_events.append(HaltEvent(now, "halt", reason, day.date))
 
-    def run(self, bar: Bar, now: datetime) -> None:
-        """An automatic run: analysis → sizing → halt check → risk → paper fill → ledger."""
+    def run(self, bar: Bar, now: datetime, sig: Signal) -> None:
+        """An automatic run on the symbol's analysis `sig`: sizing → halt check → risk → paper
+        fill → ledger."""
         counters = self.counters
         counters.runs += 1
-        sym = bar.symbol
-        sig = self.signals.get(sym) or hold("combined", "no analysis")
         side, price = sig.side, bar.close
         if side is None or not price:
             counters.holds += 1
             return
+        sym = bar.symbol
         pos = self.ledger.positions.get(sym)  # Ledger.qty_of, without the call
         held = pos.qty if pos is not None else ZERO
         if side == "sell" and not held:  # size_order's answer without asking: nothing to sell
             counters.holds += 1
             return
+        equity = self._eq
+        if equity is None:
+            equity = self.equity()
         qty = size_order(
-            side=side,
-            equity=self.equity(),
-            price=price,
-            confidence=sig.confidence,
-            risk_fraction=self.cfg.risk_fraction,
-            held=held,
+            side=side, equity=equity, price=price, confidence=sig.confidence, risk_fraction=self._fraction, held=held
         )
         if qty <= ZERO:
             counters.holds += 1
             return
         halt = self.halt
-        if not policy.allows(halt, side=side, position_qty=held, qty=qty):
+        # `allows` passes everything while not halted (the run's usual state): no call then
+        if halt.halted and not policy.allows(halt, side=side, position_qty=held, qty=qty):
             counters.reject("halted")
             return
         # the request id only names a reservation, and an approved order fills at once here:

@@ -96,7 +96,7 @@ class _Moments:
         return math.sqrt(self.down2 / self.n) if self.n else 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Drawdown:
     """Running peak, the deepest fall from it and the longest time under it."""
 
@@ -108,14 +108,15 @@ class Drawdown:
 
     def add(self, value: float, at: datetime) -> float:
         """Record `value` at `at`; returns the current drawdown in % (0 at a peak)."""
-        if value >= self.peak:
+        peak = self.peak  # read once: this runs twice per bar
+        if value >= peak:
             if self.under:
                 self.longest = max(self.longest, at - self.peak_at)  # type: ignore[operator]  # set with peak
                 self.under = False
             self.peak, self.peak_at = value, at
             return 0.0
         self.under = True
-        dd = (self.peak - value) / self.peak * 100 if self.peak > 0 else 0.0
+        dd = (peak - value) / peak * 100 if peak > 0 else 0.0
         if dd > self.max_pct:
             self.max_pct = dd
         return dd

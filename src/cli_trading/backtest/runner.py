@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +34,9 @@ class Point(NamedTuple):
     buy_and_hold: float
     drawdown_pct: float
     closes: tuple[float | None, ...]  # per symbol, in `BacktestResult.symbols` order
+
+
+_point = functools.partial(tuple.__new__, Point)  # a Point without its Python-level __new__
 
 
 class Decimator:
@@ -138,11 +142,12 @@ class _BuyAndHold:
         self.qty: dict[str, float] = {}
         self.symbols = len(symbols)
         self.complete = False  # every symbol bought: the fast path
+        self.held: list[tuple[str, float]] = []
 
     def value(self, closes: Mapping[str, float]) -> float:
         if self.complete:
             value = 0.0
-            for sym, units in self.qty.items():
+            for sym, units in self.held:
                 value += units * closes[sym]
             return value
         total = self.idle
@@ -154,6 +159,7 @@ class _BuyAndHold:
                 total -= self.share
             total += (q or 0.0) * px
         self.complete = len(self.qty) == self.symbols
+        self.held = list(self.qty.items())  # the same order as `qty`: the same sum
         return total
 
 
@@ -246,21 +252,24 @@ def _drive(
     n = 0
     on_bar = recorder.on_bar if recorder is not None else None
     last: Point | None = None
+    # bound once: every name below is used on every step
+    step_once, fills, bh_of, book_bar = engine.step, engine.fills, bh.value, book.bar
+    keep = kept if keep_fills is not False else None
     for step in steps:
-        engine.step(step)
-        if engine.fills:
-            cash = _settle(engine, book, recorder, kept if keep_fills is not False else None)
+        step_once(step)
+        if fills:  # the engine's list, emptied by _settle
+            cash = _settle(engine, book, recorder, keep)
             held = [(s, float(p.qty)) for s, p in engine.ledger.positions.items() if p.qty]
         equity = cash
         for sym, q in held:
             equity += q * closes[sym]
         at = step[-1].ts
-        bh_value = bh.value(closes)
-        dd = book.bar(at, equity, bh_value, bool(held))
+        bh_value = bh_of(closes)
+        dd = book_bar(at, equity, bh_value, bool(held))
         if chart.n % chart.stride:  # Decimator.wants, without the call
             chart.n += 1
         else:
-            chart.add(Point(at, equity, bh_value, dd, tuple([closes.get(s) for s in names])))
+            chart.add(_point((at, equity, bh_value, dd, tuple([closes.get(s) for s in names]))))
         if on_bar is not None:
             on_bar(at, equity, bh_value, dd)
         n += 1

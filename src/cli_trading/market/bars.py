@@ -56,8 +56,12 @@ def parse_timeframe(timeframe: str) -> timedelta:
         raise ValueError(f"unsupported timeframe {timeframe!r}") from None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Bar:
+    """One candle. Treat it as immutable (it is hashable by value). Not a frozen dataclass: a
+    frozen one's `__init__` sets every field through `object.__setattr__`, six times the cost of
+    this one's, and a backtest streams a million bars."""
+
     symbol: str
     ts: datetime  # open time of the bar, tz-aware UTC
     open: Decimal
@@ -65,20 +69,24 @@ class Bar:
     low: Decimal
     close: Decimal
     volume: Decimal
-    # open, high, low, close, volume as floats, made on the first `floats()` call and kept: a
+    # open, high, low, close, volume as floats: given by a source that parsed them from text
+    # (CSV files: `datacheck.Row.floats`), else made on the first `floats()` call and kept (a
     # Decimal to float conversion formats the number and parses it again, and the same parsed
-    # history goes through many backtests (the optimizer's, load_bars' cache)
-    _floats: tuple[float, float, float, float, float] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
+    # history goes through many backtests: the optimizer's, load_bars' cache)
+    _floats: tuple[float, float, float, float, float] | None = field(default=None, repr=False, compare=False)
 
     def floats(self) -> tuple[float, float, float, float, float]:
         """(open, high, low, close, volume) as floats, for indicator math (strategies' candles);
         money — sizing, fills, the ledger — uses the exact Decimal fields."""
         f = self._floats
         if f is None:
-            f = (float(self.open), float(self.high), float(self.low), float(self.close), float(self.volume))
-            object.__setattr__(self, "_floats", f)  # a cache of values derived from frozen fields
+            f = self._floats = (
+                float(self.open),
+                float(self.high),
+                float(self.low),
+                float(self.close),
+                float(self.volume),
+            )
         return f
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,11 +102,8 @@ class Bar:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Bar:
-        return cls(
-            d["symbol"],
-            parse_ts(d["ts"]),
-            *(Decimal(str(d[k])) for k in ("open", "high", "low", "close", "volume")),
-        )
+        o, h, lo, c, v = (Decimal(str(d[k])) for k in ("open", "high", "low", "close", "volume"))
+        return cls(d["symbol"], parse_ts(d["ts"]), o, h, lo, c, v)
 
 
 def _files(folder: Path) -> dict[str, tuple[Path, str]]:
@@ -164,7 +169,7 @@ def read_csv(
 ) -> list[Bar]:
     """The bars of one candle file, checked (DataError naming the lines when it is unusable)."""
     rows, _ = check_file(path, interval=interval, gaps=gaps)
-    return [Bar(symbol, r.ts, r.open, r.high, r.low, r.close, r.volume) for r in rows]
+    return [Bar(symbol, r.ts, r.open, r.high, r.low, r.close, r.volume, r.floats) for r in rows]
 
 
 def stream_file(
@@ -193,7 +198,7 @@ def _stream(path: Path, symbol: str, fill: timedelta | None) -> Iterator[Bar]:
             if fill and prev is not None:
                 for f in fill_gaps([prev, r], fill)[1:-1]:
                     yield Bar(symbol, f.ts, f.open, f.high, f.low, f.close, f.volume)
-            yield Bar(symbol, r.ts, r.open, r.high, r.low, r.close, r.volume)
+            yield Bar(symbol, r.ts, r.open, r.high, r.low, r.close, r.volume, r.floats)
             prev = r
 
 

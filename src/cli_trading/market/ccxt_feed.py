@@ -44,11 +44,8 @@ def next_poll_in(now_s: float, tf_ms: int, *, cap_s: float, lag_s: float = 1.0) 
 def ohlcv_to_bar(symbol: str, row: Sequence[Any]) -> Bar:
     """One ccxt candle `[ms, open, high, low, close, volume]` to a Bar."""
     ms, *values = row[:6]
-    return Bar(
-        symbol,
-        datetime.fromtimestamp(ms / 1000, UTC),
-        *(Decimal(str(v if v is not None else 0)) for v in values),
-    )
+    o, h, lo, c, v = (Decimal(str(x if x is not None else 0)) for x in values)
+    return Bar(symbol, datetime.fromtimestamp(ms / 1000, UTC), o, h, lo, c, v)
 
 
 class CcxtFeed:

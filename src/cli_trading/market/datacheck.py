@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -40,7 +40,10 @@ class GapPolicy(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One candle as read from a file: its line number, open time and values."""
+    """One candle as read from a file: its line number, open time and values. `floats`: open,
+    high, low, close and volume as floats, parsed from the file's text along with the Decimals
+    (once, at parse: a Decimal to float conversion costs several times a float parse); None for
+    rows made otherwise."""
 
     line: int
     ts: datetime
@@ -49,6 +52,7 @@ class Row:
     low: Decimal
     close: Decimal
     volume: Decimal
+    floats: tuple[float, float, float, float, float] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,14 +149,18 @@ def parse_record(line: int, rec: Mapping[str, str | None]) -> Row | Problem:
     """One CSV record (a dict by column name) as a Row, or the `unreadable` problem."""
     try:
         ts = parse_ts(rec["ts"] or "")
-        o, h, lo, c, v = (Decimal((rec[k] or "").strip()) for k in (*PRICES, "volume"))
+        texts = [(rec[k] or "").strip() for k in COLUMNS[1:]]
+        o, h, lo, c, v = map(Decimal, texts)
         if not all(x.is_finite() for x in (o, h, lo, c, v)):
             raise InvalidOperation
+        # the same numbers (a finite Decimal's text parses as a float, correctly rounded as
+        # float(Decimal) is): what strategies read, without a Decimal to float conversion later
+        floats = (float(texts[0]), float(texts[1]), float(texts[2]), float(texts[3]), float(texts[4]))
     except KeyError as exc:
         return Problem("unreadable", (line,), f"no column {exc.args[0]!r} (columns: {', '.join(COLUMNS)})")
     except (ValueError, InvalidOperation, OverflowError):
         return Problem("unreadable", (line,), f"cannot read {_shown(rec)}")
-    return Row(line, ts, o, h, lo, c, v)
+    return Row(line, ts, o, h, lo, c, v, floats)
 
 
 def parse_rows(records: Iterable[Mapping[str, str | None]], *, first_line: int = 2) -> tuple[list[Row], list[Problem]]:

@@ -99,8 +99,8 @@ def write_atomic(path: Path, rows: Sequence[Row]) -> None:
 
 def _row(candle: Sequence[Any]) -> Row:
     ms, *values = candle[:6]
-    nums = (Decimal(str(v if v is not None else 0)) for v in values)
-    return Row(0, datetime.fromtimestamp(int(ms) / 1000, UTC), *nums)
+    o, h, lo, c, v = (Decimal(str(x if x is not None else 0)) for x in values)
+    return Row(0, datetime.fromtimestamp(int(ms) / 1000, UTC), o, h, lo, c, v)
 
 
 def _transient(exc: BaseException) -> bool:

@@ -156,13 +156,17 @@ class Rolling:
             self._sq += d * d
             self._full = len(self._buf) == self.n
             return
-        old = self._buf[self._i]
-        self._buf[self._i] = x
-        self._i = (self._i + 1) % self.n
-        self._since += 1
-        if self._since >= self.n:
+        # the full window, every update: locals, and no modulo (this runs on every bar)
+        buf, i, n = self._buf, self._i, self.n
+        old = buf[i]
+        buf[i] = x
+        i += 1
+        self._i = 0 if i == n else i
+        since = self._since + 1
+        if since >= n:
             self._recompute()
             return
+        self._since = since
         a = self._anchor
         do, dn = old - a, x - a
         self._sum += dn - do
@@ -170,9 +174,10 @@ class Rolling:
 
     def _recompute(self) -> None:
         self._since = 0
-        self._anchor = a = math.fsum(self._buf) / self.n
-        self._sum = math.fsum(x - a for x in self._buf)
-        self._sq = math.fsum((x - a) ** 2 for x in self._buf)
+        buf = self._buf
+        self._anchor = a = math.fsum(buf) / self.n
+        self._sum = math.fsum([x - a for x in buf])
+        self._sq = math.fsum([(x - a) ** 2 for x in buf])
 
     @property
     def ready(self) -> bool:

@@ -70,12 +70,19 @@ class RecentKeys:
         return len(self._keys)
 
     def add(self, key: str) -> None:
-        if key in self._keys:
-            return
-        self._keys.add(key)
-        self._order.append(key)
-        if len(self._order) > self.capacity:
-            self._keys.discard(self._order.popleft())
+        self.insert(key)
+
+    def insert(self, key: str) -> bool:
+        """Add `key`; False when it was already there (a repeat)."""
+        keys = self._keys
+        if key in keys:
+            return False
+        keys.add(key)
+        order = self._order
+        order.append(key)
+        if len(order) > self.capacity:
+            keys.discard(order.popleft())
+        return True
 
 
 @dataclass
@@ -94,9 +101,8 @@ class Ledger:
 
     def apply(self, f: FillRecord) -> bool:
         """Apply a fill once (keyed by order id); returns False for a repeat."""
-        if f.order_id in self.seen:
+        if not self.seen.insert(f.order_id):  # one call: `in` on a Python class costs a slot lookup
             return False
-        self.seen.add(f.order_id)
         pos = self.positions.get(f.symbol)
         if pos is None:
             pos = self.positions[f.symbol] = Position()

@@ -151,32 +151,36 @@ def evaluate(
     """The rejection reason, or None to approve. Does not reserve: the caller does on approval.
     In live mode (`venue`), the held quantity is the exchange's, and its minimums and the live
     caps come first."""
-    held = venue.held if venue is not None and venue.held is not None else ledger.qty_of(r.symbol)
-    position = held - book.held_qty(r.symbol)
+    symbol, side, qty = r.symbol, r.side, r.qty
+    pos = ledger.positions.get(symbol)  # Ledger.qty_of, without the call (most bars ask)
+    own = pos.qty if pos is not None else ZERO
+    held = venue.held if venue is not None and venue.held is not None else own
+    position = held - book._held.get(symbol, ZERO)  # RiskBook.held_qty
     if halt is None:
         return "halt_state_unknown"
-    if not allows(halt, side=r.side, position_qty=position, qty=r.qty):
+    if halt.halted and not allows(halt, side=side, position_qty=position, qty=qty):  # passes all unless halted
         return "halted"
     if not (r.manual and rules.manual_bypasses_confidence) and r.confidence < rules.min_confidence:
         return "min_confidence"
-    if rules.trading_window_utc and not _in_window(now.time(), *rules.trading_window_utc):
+    window = rules.trading_window_utc
+    if window and not _in_window(now.time(), *window):
         return "trading_window"
-    if r.side in rules.blocked_sides:
+    if side in rules.blocked_sides:
         return "side_blocked"
     if venue is not None and (why := venue_refusal(r, venue, book)):
         return why
-    notional = r.qty * r.price
-    if r.side == "buy" and notional > rules.max_order_notional:  # a sell only reduces exposure (spot)
-        return "max_order_notional"
-    if r.side == "buy":
+    notional = qty * r.price
+    if side == "buy":
+        if notional > rules.max_order_notional:  # a sell only reduces exposure (spot)
+            return "max_order_notional"
         if ledger.cash - book.reserved_cash < notional:
             return "insufficient_cash"
-        held = ledger.qty_of(r.symbol) * (ledger.price_of(r.symbol) or r.price)
-        if held + book.pending_notional(r.symbol) + notional > rules.max_position_notional:
+        value = own * (ledger.marks.get(symbol) or r.price)  # Ledger.price_of
+        if value + book._notional.get(symbol, ZERO) + notional > rules.max_position_notional:  # pending_notional
             return "max_position_notional"
-        if ledger.exposure() + book.pending_notional() + notional > rules.max_total_exposure:
+        if ledger.exposure() + book._total_notional + notional > rules.max_total_exposure:
             return "max_total_exposure"
-    elif position < r.qty:
+    elif position < qty:
         return "insufficient_position"
     return _rate(book, rules, now)
 

@@ -100,7 +100,10 @@ class Signal(_SignalFields):
 
 def _trusted(side: Side | None, confidence: float, strategy: str, reason: str) -> Signal:
     """A Signal whose values are valid by construction (the built-ins' hot path)."""
-    return tuple.__new__(Signal, (side, confidence, strategy, reason))
+    return _new(Signal, (side, confidence, strategy, reason))
+
+
+_new = tuple.__new__  # `_new(Signal, fields)`: `_trusted` without its call, where every bar pays it
 
 
 def hold(strategy: str, reason: str) -> Signal:
@@ -230,8 +233,8 @@ class TrendFollowing(Strategy[TrendParams]):
         strength = abs(spread) / self._full
         # confidence is within 0.5..1 by construction: no need to validate it again
         if spread > 0:
-            return _trusted("buy", 0.5 + 0.5 * (strength if strength < 1.0 else 1.0), self.name, self._above)
-        return _trusted("sell", 0.5 + 0.5 * (strength if strength < 1.0 else 1.0), self.name, self._below)
+            return _new(Signal, ("buy", 0.5 + 0.5 * (strength if strength < 1.0 else 1.0), self.name, self._above))
+        return _new(Signal, ("sell", 0.5 + 0.5 * (strength if strength < 1.0 else 1.0), self.name, self._below))
 
 
 # -- mean reversion -------------------------------------------------------------------------
@@ -361,16 +364,27 @@ NO_SIGNAL = hold("combined", "no strategy has a signal")
 def combine(signals: Sequence[Signal], *, tie_margin: float = 0.1) -> Signal:
     """The most confident non-hold signal ("max_confidence"; the first of equals). When the most
     confident signal on the other side is within `tie_margin` of it, the strategies disagree: hold."""
-    best: Signal | None = None
+    # one pass: the most confident of each side (the first of equals), then the better of the two
+    buy: Signal | None = None
+    sell: Signal | None = None
     for s in signals:
-        if s.side is not None and (best is None or s.confidence > best.confidence):
-            best = s
-    if best is None:
-        return NO_SIGNAL
-    rival: Signal | None = None
-    for s in signals:
-        if s.side is not None and s.side != best.side and (rival is None or s.confidence > rival.confidence):
-            rival = s
-    if rival is not None and best.confidence - rival.confidence < tie_margin:
+        side = s.side
+        if side is None:
+            continue
+        if side == "buy":
+            if buy is None or s.confidence > buy.confidence:
+                buy = s
+        elif sell is None or s.confidence > sell.confidence:
+            sell = s
+    if buy is None or sell is None:
+        best = buy or sell
+        return NO_SIGNAL if best is None else best
+    if buy.confidence > sell.confidence:
+        best, rival = buy, sell
+    elif sell.confidence > buy.confidence:
+        best, rival = sell, buy
+    else:  # equally confident: the first in order is the best
+        best, rival = (buy, sell) if list(signals).index(buy) < list(signals).index(sell) else (sell, buy)
+    if best.confidence - rival.confidence < tie_margin:
         return hold("combined", f"{best.strategy} ({best.side}) and {rival.strategy} ({rival.side}) disagree")
     return best
