@@ -5,9 +5,9 @@ never asked for, the notional caps, the rate limit) and the daily halts, through
 `cli_trading.backtest.run`:
 
 - the shipped BTC-USD hourly history (5,000 bars, parsed once beforehand): the same parsed bars
-  run after run (`bars_per_s`: a bar's float prices are converted on the first run and kept, as
-  in the optimizer's runs), and fresh copies of them each run (`bars_per_s_fresh_bars`: the
-  conversion included, as in a single `cli-trading backtest`);
+  run after run (`bars_per_s`, as in the optimizer's runs), and fresh copies of them each run
+  (`bars_per_s_fresh_bars`, as in a single `cli-trading backtest`; the CSV reader gives a bar
+  its float prices, parsed from the text, so the two now differ only by the copies' caches);
 - a 1,000,000-bar synthetic hourly history (a random walk), streamed from a generator: bars are
   made as they are consumed, so memory must stay flat; the peak RSS is compared with a 100,000-bar
   run's. The generator's own cost is measured alone and reported (it is not the engine's).
@@ -76,8 +76,8 @@ STRATEGIES = load_strategy_config(DEFAULTS_DIR / "strategies.yaml")  # both ship
 def _best(bars: list[Bar], repeats: int, fresh: bool) -> tuple[float, BacktestResult]:
     best, res = math.inf, None
     for _ in range(repeats):
-        # fresh: new Bar objects, whose float prices are not converted yet (a single CLI run);
-        # else the same parsed bars every time, floats kept from the first run (the optimizer)
+        # fresh: new Bar objects as a single CLI run's CSV parse makes them (since 2026-11-30
+        # afternoon with their floats parsed from the text); else the same bars every time
         run_bars = [replace(b) for b in bars] if fresh else bars
         start = time.process_time()
         res = run({"BTC-USD": run_bars}, STRATEGIES, RULES, keep_fills=False)

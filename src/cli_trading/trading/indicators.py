@@ -233,12 +233,13 @@ class RSI:
             else:
                 self._loss -= d / self.n
             return
+        keep = self._keep
         if d > 0:
-            self._gain = self._gain * self._keep + d * self._w
-            self._loss *= self._keep
+            self._gain = self._gain * keep + d * self._w
+            self._loss *= keep
         else:
-            self._gain *= self._keep
-            self._loss = self._loss * self._keep - d * self._w
+            self._gain *= keep
+            self._loss = self._loss * keep - d * self._w
 
     @property
     def value(self) -> float | None:

@@ -135,10 +135,11 @@ class Ledger:
 
     def exposure(self) -> Decimal:
         """`snapshot().exposure` alone (the risk manager asks for it on every buy)."""
-        exposure = ZERO
+        exposure, marks = ZERO, self.marks
         for sym, pos in self.positions.items():
-            if pos.qty:
-                exposure += self.marks.get(sym, pos.avg_cost) * pos.qty
+            qty = pos.qty
+            if qty:
+                exposure += marks.get(sym, pos.avg_cost) * qty
         return exposure
 
     def snapshot(self) -> PnlSnapshot:
