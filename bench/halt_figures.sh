@@ -94,7 +94,10 @@ for line in sys.stdin:
 )
 
 echo "results: $OUT" >&2
+# how busy the machine was before this script added anything (1, 5, 15-minute load averages)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for d in $DEPLOYMENTS; do
   measure "${d%%:*}" "${d##*:}"
 done
+echo "machine load average before the benchmark: $LOAD_BEFORE ($(nproc) cores)"
 $PY bench/halt_table.py "$OUT"
