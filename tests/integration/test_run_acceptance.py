@@ -30,7 +30,7 @@ from cli_trading.config import load_settings
 from cli_trading.contracts import OrderMsg, Stream, order_id_for
 from cli_trading.control.run_safety import REFUSED_KEY
 from cli_trading.control.runs import REFUSED
-from cli_trading.db import repo
+from cli_trading.db import run_repo
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +85,7 @@ async def order(orc: Orchestrator, rid: str, qty: str = "0.01") -> Any:
 
 async def row(orc: Orchestrator, rid: str) -> Any:
     async with orc.sessions() as s:  # type: ignore[misc]  # the real sessions, whatever orc.session is
-        return await repo.get_run(s, request_id=rid)
+        return await run_repo.get_run(s, request_id=rid)
 
 
 async def until(cond: Callable[[], Any], what: str, within: float = 10) -> None:

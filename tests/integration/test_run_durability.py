@@ -23,7 +23,7 @@ from cli_trading.config import load_settings, normalize_database_url
 from cli_trading.contracts import Stream, order_id_for
 from cli_trading.control.runs import Run, RunBook
 from cli_trading.db import engine as dbengine
-from cli_trading.db import repo
+from cli_trading.db import repo, run_repo
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -169,7 +169,7 @@ async def test_a_sized_run_is_committed_before_risk_hears_of_it(
         async def watched(stream: str, payload: Any) -> str:
             if stream == Stream.RISK_REQUESTS:
                 async with orc.session() as s:
-                    row = await repo.get_run(s, request_id=payload.requestId)
+                    row = await run_repo.get_run(s, request_id=payload.requestId)
                 assert row is not None
                 at_risk.append((row.side, row.qty, row.order_id))
             return await publish(stream, payload)

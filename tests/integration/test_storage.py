@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from cli_trading.db import engine as dbengine
-from cli_trading.db import repo
+from cli_trading.db import repo, run_repo
 from cli_trading.halt.state import HaltState
 from cli_trading.trading.ledger import FillRecord
 
@@ -241,32 +241,75 @@ async def test_marks_upsert(db: Database) -> None:
 async def test_add_runs_update_runs(db: Database) -> None:
     base = {"created_at": T0, "symbol": "BTC-USD", "manual": False}
     async with db.sessions() as s, s.begin():
-        assert await repo.add_runs(s, rows=[{**base, "request_id": "r1"}, {**base, "request_id": "r2"}]) == {
+        assert await run_repo.add_runs(s, rows=[{**base, "request_id": "r1"}, {**base, "request_id": "r2"}]) == {
             "r1", "r2"}
     async with db.sessions() as s, s.begin():
-        assert await repo.add_runs(s, rows=[{**base, "request_id": "r2"}, {**base, "request_id": "r3",
+        assert await run_repo.add_runs(s, rows=[{**base, "request_id": "r2"}, {**base, "request_id": "r3",
                                                                            "manual": True}]) == {"r3"}
     async with db.sessions() as s, s.begin():
         # Rows with different column sets in one call.
-        await repo.update_runs(s, rows=[
+        await run_repo.update_runs(s, rows=[
             {"request_id": "r1", "outcome": "filled", "side": "buy", "qty": D("0.01"), "price": D("20000.12"),
              "confidence": 0.8123, "order_id": "ord-r1", "finished_at": T0 + timedelta(seconds=2)},
             {"request_id": "r2", "outcome": "rejected", "reason": "max_order_notional"},
             {"request_id": "r-missing", "outcome": "hold"},
         ])
     async with db.sessions() as s:
-        r1 = await repo.get_run(s, request_id="r1")
+        r1 = await run_repo.get_run(s, request_id="r1")
         assert r1 is not None
         assert (r1.outcome, r1.side, r1.qty, r1.price, r1.order_id) == (
             "filled", "buy", D("0.01"), D("20000.12"), "ord-r1")
         assert r1.confidence == pytest.approx(0.8123)
         assert r1.finished_at == T0 + timedelta(seconds=2)
-        r2 = await repo.get_run(s, request_id="r2")
+        r2 = await run_repo.get_run(s, request_id="r2")
         assert r2 is not None and r2.outcome == "rejected" and r2.reason == "max_order_notional"
-        assert await repo.get_run(s, request_id="r-missing") is None
-        r3 = await repo.get_run(s, request_id="r3")
+        assert await run_repo.get_run(s, request_id="r-missing") is None
+        r3 = await run_repo.get_run(s, request_id="r3")
         assert r3 is not None and r3.manual is True
-        assert [r.request_id for r in await repo.open_runs(s)] == ["r3"]
+        assert [r.request_id for r in await run_repo.open_runs(s)] == ["r3"]
+
+
+def run_row(rid: str, **kw: object) -> dict:
+    row = {"request_id": rid, "created_at": T0, "symbol": "BTC-USD", "manual": True, "side": "buy",
+           "qty": D("0.01"), "price": D("20000.5"), "strategy": None, "confidence": 1.0, "outcome": None,
+           "reason": None, "order_id": f"ord-{rid}", "finished_at": None}
+    return {**row, **kw}
+
+
+async def test_write_runs_inserts_takes_over_changes_and_fails_refusals(db: Database) -> None:
+    """The run book's group commit (one asyncpg statement on PostgreSQL): new rows inserted; a
+    new run whose row is open or refused takes it over; one whose row is finished leaves it and
+    is not returned; changes and refusals written where the row is open."""
+    refused = "refused: database unavailable at acceptance"
+    later = T0 + timedelta(seconds=5)
+    async with db.sessions() as s, s.begin():
+        first = ("open", "refused", "done", "mine", "landed", "gone")
+        assert await run_repo.write_runs(s, new=[run_row(r) for r in first], changed=[], refused=[],
+                                         refused_reason=refused, refused_at=None) == set(first)
+    async with db.sessions() as s, s.begin():
+        assert await run_repo.write_runs(
+            s, new=[], changed=[run_row("refused", outcome="failed", reason=refused, finished_at=later),
+                                run_row("done", outcome="filled", finished_at=later)],
+            refused=["landed", "gone", "absent"], refused_reason=refused, refused_at=later) == set()
+    retry = {"qty": D("0.02"), "created_at": later}
+    async with db.sessions() as s, s.begin():
+        ours = await run_repo.write_runs(
+            s, new=[run_row(r, **retry) for r in ("open", "refused", "done", "new")],
+            changed=[run_row("mine", outcome="rejected", reason="max_order_notional", confidence=0.8123)],
+            refused=[], refused_reason=refused, refused_at=None)
+    assert ours == {"open", "refused", "new"}  # "done" is a finished run's: left as it was
+    async with db.sessions() as s:
+        rows = {r: await run_repo.get_run(s, request_id=r) for r in
+                ("open", "refused", "done", "new", "mine", "landed", "gone", "absent")}
+    got = {r: (v.outcome, v.qty, v.created_at) for r, v in rows.items() if v is not None}
+    assert got == {
+        "open": (None, D("0.02"), later), "refused": (None, D("0.02"), later), "new": (None, D("0.02"), later),
+        "done": ("filled", D("0.01"), T0), "mine": ("rejected", D("0.01"), T0),
+        "landed": ("failed", D("0.01"), T0), "gone": ("failed", D("0.01"), T0),
+    }
+    assert rows["landed"] is not None and (rows["landed"].reason, rows["landed"].finished_at) == (refused, later)
+    assert rows["mine"] is not None and rows["mine"].confidence == pytest.approx(0.8123)
+    assert rows["refused"] is not None and rows["refused"].reason is None
 
 
 # -- audit -----------------------------------------------------------------------------------

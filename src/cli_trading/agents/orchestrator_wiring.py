@@ -20,7 +20,7 @@ from cli_trading.control.params import Params
 from cli_trading.control.run_safety import RunSafety
 from cli_trading.control.runs import Run, RunBook, from_row
 from cli_trading.control.watchdogs import Watchdogs
-from cli_trading.db import repo
+from cli_trading.db import repo, run_repo
 from cli_trading.halt.gate import HaltGate
 from cli_trading.halt.service import HaltService, Recorder
 from cli_trading.halt.state import HaltState, Limits
@@ -47,7 +47,7 @@ async def found_at_start(sessions: Callable[[], Any], *, starting_cash: Decimal,
         halt = await repo.load_halt(sess)
         halt_saved_at = await repo.halt_saved_at(sess)
         today = TradingDays.from_row(await repo.get_day(sess, day=tday.day_of(now)))
-        runs = [from_row(r) for r in await repo.open_runs(sess)]
+        runs = [from_row(r) for r in await run_repo.open_runs(sess)]
         orders = await repo.get_orders(sess, order_ids=[r.order_id for r in runs])
     return Found(ledger, halt, halt_saved_at, today, runs, {o.order_id: o for o in orders})
 

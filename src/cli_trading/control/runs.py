@@ -19,7 +19,7 @@ from typing import Any
 
 from cli_trading import metrics
 from cli_trading.contracts import iso, order_id_for
-from cli_trading.db import repo
+from cli_trading.db import run_repo
 
 KEEP_FINISHED = 20_000
 # the outcome of a run answered 503 whose acceptance commit landed all the same (run_safety.accept)
@@ -157,6 +157,7 @@ class RunBook:
         """A run whose creation could not be committed: it was never accepted."""
         self.active.pop(run.request_id, None)
         self._new.pop(run.request_id, None)
+        self._changed.pop(run.request_id, None)
 
     def refuse(self, run: Run, *, now: datetime) -> None:
         """A run answered 503 (its acceptance commit failed): never to trade, whether or not the
@@ -206,7 +207,7 @@ class RunBook:
         run = self.get(rid) or self.refused.get(rid)
         if run is None:
             async with sessions() as s:
-                row = await repo.get_run(s, request_id=rid)
+                row = await run_repo.get_run(s, request_id=rid)
             if row is not None:
                 run = from_row(row)
                 if run.outcome is None:
@@ -223,7 +224,9 @@ class RunBook:
     async def flush(self, session: Any) -> Callable[[], None]:
         """Write new runs and changes since the last flush (the caller commits). Returns the
         undo to call if the transaction does not commit: the rows are buffered again."""
-        new, changed = list(self._new.values()), list(self._changed.values())
+        new = list(self._new.values())
+        # a run both new and changed (touched while its first write failed) is written once, as new
+        changed = [r for rid, r in self._changed.items() if rid not in self._new]
         refused = list(self.refused.values())
         self._new, self._changed, self.refused = {}, {}, {}
         self._writing_refusals = [r.request_id for r in refused]
@@ -240,16 +243,16 @@ class RunBook:
             self._writing_refusals, self._found_duplicates = [], []
 
         try:
-            inserted = await repo.add_runs(session, rows=[r.row() for r in new])
-            if len(inserted) < len(new):  # a retry of a refused run whose row landed: the row is the retry's
-                existing = [r for r in new if r.request_id not in inserted]
-                taken = await repo.take_over_runs(session, rows=[r.row() for r in existing], refused_reason=REFUSED)
-                self._found_duplicates = [r for r in existing if r.request_id not in taken]
-            await repo.update_runs(session, rows=[_changes(r) for r in changed])
-            if refused:
-                await repo.fail_open_runs(
-                    session, request_ids=self._writing_refusals, reason=REFUSED, finished_at=refused[0].finished_at
-                )
+            ours = await run_repo.write_runs(
+                session,
+                new=[r.row() for r in new],
+                changed=[r.row() for r in changed],
+                refused=self._writing_refusals,
+                refused_reason=REFUSED,
+                refused_at=refused[0].finished_at if refused else None,
+            )
+            # a new run whose id a finished run in the database has: that row is left alone
+            self._found_duplicates = [r for r in new if r.request_id not in ours]
         except Exception:
             undo()
             raise
@@ -320,9 +323,3 @@ def resolve(run: Run, order: Any | None) -> Resolution:
     if run.side is None or run.qty is None or run.price is None:
         return Resolution("finish", "hold", "interrupted by a restart before a signal")
     return Resolution("resend")
-
-
-def _changes(r: Run) -> dict[str, Any]:
-    row = r.row()
-    del row["created_at"], row["symbol"], row["manual"]
-    return row

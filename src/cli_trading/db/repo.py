@@ -8,18 +8,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, bindparam, desc, func, or_, select, text, update
+from sqlalchemy import Table, bindparam, desc, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cli_trading.db import pgraw
 from cli_trading.db.engine import json_text
-from cli_trading.db.models import AuditEvent, Base, Fill, HaltEvent, HaltState, Mark, Order, Param, PnlDay, Run
+from cli_trading.db.models import AuditEvent, Base, Fill, HaltEvent, HaltState, Mark, Order, Param, PnlDay
+from cli_trading.db.pgraw import dialect as _dialect
 from cli_trading.halt.state import HaltState as Halt
 from cli_trading.trading.ledger import FillRecord
-
-
-def _dialect(session: AsyncSession) -> str:
-    return session.bind.dialect.name if session.bind else "sqlite"
 
 
 def _insert(session: AsyncSession | str, table: Table) -> Any:
@@ -63,36 +61,23 @@ async def insert_new(session: AsyncSession, *, table: Table, rows: Sequence[dict
     return {r[0] for r in res.all()}
 
 
-# -- audit rows on PostgreSQL: one statement, straight to asyncpg --------------------------------
-# Every agent writes its audit rows several times a second under load. Through SQLAlchemy each
-# write costs a BEGIN, an executemany with SQLAlchemy's per-row work, and a COMMIT. On PostgreSQL
-# they are one statement (`unnest` of one array per column, prepared once per connection by
-# asyncpg) sent on the session's connection outside SQLAlchemy: alone, it commits by itself in
-# one round trip; after other statements of the session, it is part of their transaction.
-# SQLite keeps the SQLAlchemy statement.
-
-
-def _unnest(columns: Sequence[tuple[str, str]], first: int) -> str:
-    return "unnest(" + ", ".join(f"${first + i}::{t}[]" for i, (_, t) in enumerate(columns)) + ")"
-
-
-def _names(columns: Sequence[tuple[str, str]]) -> str:
-    return ", ".join(c for c, _ in columns)
-
-
-async def _pg_execute(session: AsyncSession, sql: str, args: Sequence[Any]) -> None:
-    conn = await session.connection()
-    pooled = await conn.get_raw_connection()
-    try:
-        await pooled.driver_connection.execute(sql, *args)  # type: ignore[union-attr]  # asyncpg's
-    except Exception:
-        # SQLAlchemy did not see it fail: a connection the server dropped must not go back to
-        # the pool as good (the caller's retry gets a new one)
-        await conn.invalidate()
-        raise
+async def update_many(session: AsyncSession, table: Table, key: str, rows: Sequence[dict[str, Any]]) -> None:
+    """One executemany per set of columns: rows carry the key plus the columns to set."""
+    by_cols: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_cols.setdefault(tuple(sorted(row)), []).append({f"b_{k}": v for k, v in row.items()})
+    for cols, params in by_cols.items():
+        k = ("update_many", table.name, key, cols)
+        if k not in _built:
+            values: dict[str, Any] = {c: bindparam(f"b_{c}") for c in cols if c != key}
+            stmt = update(table).where(table.c[key] == bindparam(f"b_{key}")).values(**values)
+            _built[k] = stmt.execution_options(synchronize_session=False)
+        await session.execute(_built[k], params)
 
 
 # -- audit ----------------------------------------------------------------------------------
+# Every agent writes its audit rows several times a second under load: on PostgreSQL one
+# statement straight to asyncpg (db/pgraw.py); SQLite keeps the SQLAlchemy statement.
 _AUDIT_INSERT = AuditEvent.__table__.insert()
 _AUDIT_COLUMNS = (
     ("ts", "timestamptz"),
@@ -107,8 +92,8 @@ _AUDIT_COLUMNS = (
 )
 # made of the column constants above, no value in it (S608)
 _AUDIT_INSERT_PG = (
-    f"INSERT INTO audit_events ({_names(_AUDIT_COLUMNS)}) SELECT {_names(_AUDIT_COLUMNS[:-1])}, detail::json "  # noqa: S608
-    f"FROM {_unnest(_AUDIT_COLUMNS, 1)} AS u({_names(_AUDIT_COLUMNS)})"
+    f"INSERT INTO audit_events ({pgraw.names(_AUDIT_COLUMNS)}) SELECT {pgraw.names(_AUDIT_COLUMNS[:-1])}, detail::json "  # noqa: S608
+    f"FROM {pgraw.unnest(_AUDIT_COLUMNS, 1)} AS u({pgraw.names(_AUDIT_COLUMNS)})"
 )
 
 
@@ -120,7 +105,7 @@ async def add_audit(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) ->
         return
     arrays: list[list[Any]] = [[r[c] for r in rows] for c, _ in _AUDIT_COLUMNS[:-1]]
     arrays.append([json_text(r["detail"]) for r in rows])
-    await _pg_execute(session, _AUDIT_INSERT_PG, arrays)
+    await pgraw.execute(session, _AUDIT_INSERT_PG, arrays)
 
 
 async def audit_tail(
@@ -132,71 +117,6 @@ async def audit_tail(
     if action_prefix:
         q = q.where(AuditEvent.action.startswith(action_prefix))
     return list((await session.scalars(q)).all())
-
-
-# -- runs -----------------------------------------------------------------------------------
-async def add_runs(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> set[str]:
-    return await insert_new(session, table=Run.__table__, rows=rows, key="request_id")
-
-
-async def _update_many(session: AsyncSession, table: Table, key: str, rows: Sequence[dict[str, Any]]) -> None:
-    """One executemany per set of columns: rows carry the key plus the columns to set."""
-    by_cols: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        by_cols.setdefault(tuple(sorted(row)), []).append({f"b_{k}": v for k, v in row.items()})
-    for cols, params in by_cols.items():
-        k = ("update_many", table.name, key, cols)
-        if k not in _built:
-            values: dict[str, Any] = {c: bindparam(f"b_{c}") for c in cols if c != key}
-            stmt = update(table).where(table.c[key] == bindparam(f"b_{key}")).values(**values)
-            _built[k] = stmt.execution_options(synchronize_session=False)
-        await session.execute(_built[k], params)
-
-
-async def update_runs(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> None:
-    """rows: dicts with request_id plus the columns to set."""
-    await _update_many(session, Run.__table__, "request_id", rows)
-
-
-async def fail_open_runs(
-    session: AsyncSession, *, request_ids: Sequence[str], reason: str, finished_at: datetime | None
-) -> None:
-    """Runs answered 503 whose acceptance commit may have landed anyway: failed, where they are
-    there and still open (a run that does not exist stays absent)."""
-    for i in range(0, len(request_ids), 1000):  # within SQLite's limit of bound values
-        stmt = (
-            update(Run)
-            .where(Run.request_id.in_(request_ids[i : i + 1000]), Run.outcome.is_(None))
-            .values(outcome="failed", reason=reason, finished_at=finished_at)
-        )
-        await session.execute(stmt.execution_options(synchronize_session=False))
-
-
-async def take_over_runs(
-    session: AsyncSession, *, rows: Sequence[dict[str, Any]], refused_reason: str
-) -> set[str]:
-    """New runs whose row exists already: a retry of a refused run (row open, or failed with
-    `refused_reason`) takes the row over; any other existing row is left as it is. Returns the
-    request ids taken over."""
-    taken: set[str] = set()
-    for row in rows:
-        stmt = (
-            update(Run)
-            .where(Run.request_id == row["request_id"], or_(Run.outcome.is_(None), Run.reason == refused_reason))
-            .values(**{k: v for k, v in row.items() if k != "request_id"})
-        )
-        result = await session.execute(stmt.execution_options(synchronize_session=False))
-        if result.rowcount:  # type: ignore[attr-defined]  # a CursorResult for an UPDATE
-            taken.add(row["request_id"])
-    return taken
-
-
-async def get_run(session: AsyncSession, *, request_id: str) -> Run | None:
-    return await session.get(Run, request_id)
-
-
-async def open_runs(session: AsyncSession) -> list[Run]:
-    return list((await session.scalars(select(Run).where(Run.outcome.is_(None)))).all())
 
 
 # -- orders and fills -----------------------------------------------------------------------
@@ -214,7 +134,7 @@ async def get_orders(session: AsyncSession, *, order_ids: Sequence[str]) -> list
 async def settle_orders(
     session: AsyncSession, *, orders: Sequence[dict[str, Any]], fills: Sequence[dict[str, Any]]
 ) -> None:
-    await _update_many(session, Order.__table__, "order_id", orders)
+    await update_many(session, Order.__table__, "order_id", orders)
     await insert_new(session, table=Fill.__table__, rows=fills, key="order_id")
 
 

@@ -57,12 +57,11 @@ def test_the_row_committed_at_acceptance_names_the_order(monkeypatch: pytest.Mon
     orchestrator` found a fill whose run had not been written with its order yet)."""
     written: list[dict[str, Any]] = []
 
-    async def add_runs(session: object, *, rows: list[dict[str, Any]]) -> set[str]:
-        written.extend(rows)
-        return {r["request_id"] for r in rows}
-
-    async def update_runs(session: object, *, rows: list[dict[str, Any]]) -> None:
-        written.extend(rows)
+    async def write_runs(
+        session: object, *, new: list[dict[str, Any]], changed: list[dict[str, Any]], **_: Any
+    ) -> set[str]:
+        written.extend(new + changed)
+        return {r["request_id"] for r in new}
 
     class Session:
         def begin(self) -> Any:
@@ -72,8 +71,7 @@ def test_the_row_committed_at_acceptance_names_the_order(monkeypatch: pytest.Mon
     async def sessions() -> AsyncIterator[Session]:
         yield Session()
 
-    monkeypatch.setattr(runs.repo, "add_runs", add_runs)
-    monkeypatch.setattr(runs.repo, "update_runs", update_runs)
+    monkeypatch.setattr(runs.run_repo, "write_runs", write_runs)
     book = RunBook()
     book.add(Run("r1", "BTC-USD", NOW, manual=True, side="buy", qty=Decimal("0.1"), price=Decimal("100")))
     book.touch(book.active["r1"], "risk")

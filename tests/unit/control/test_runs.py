@@ -61,19 +61,17 @@ class FakeDb:
 def db(monkeypatch: pytest.MonkeyPatch) -> FakeDb:
     fake = FakeDb()
 
-    async def add_runs(session: FakeDb, *, rows: list[dict[str, Any]]) -> set[str]:
-        session.written["new"] += [r["request_id"] for r in rows]
-        return {r["request_id"] for r in rows}
-
-    async def update_runs(session: FakeDb, *, rows: list[dict[str, Any]]) -> None:
-        session.written["changed"] += [r["request_id"] for r in rows]
+    async def write_runs(session: FakeDb, *, new: list[dict[str, Any]], changed: list[dict[str, Any]],
+                         **_: Any) -> set[str]:
+        session.written["new"] += [r["request_id"] for r in new]
+        session.written["changed"] += [r["request_id"] for r in changed]
+        return {r["request_id"] for r in new}
 
     async def get_run(session: FakeDb, *, request_id: str) -> Any:
         return session.rows.get(request_id)
 
-    monkeypatch.setattr(runs_module.repo, "add_runs", add_runs)
-    monkeypatch.setattr(runs_module.repo, "update_runs", update_runs)
-    monkeypatch.setattr(runs_module.repo, "get_run", get_run)
+    monkeypatch.setattr(runs_module.run_repo, "write_runs", write_runs)
+    monkeypatch.setattr(runs_module.run_repo, "get_run", get_run)
     return fake
 
 
@@ -139,6 +137,26 @@ async def test_a_failed_commit_is_written_by_the_next(db: FakeDb) -> None:
     db.fail = None
     await book.durable(db)
     assert db.commits == [{"new": ["r1"], "changed": []}]
+
+
+async def test_a_run_changed_while_its_first_write_fails_is_written_once(db: FakeDb) -> None:
+    """Touched while its insert is under way, then the insert fails: the run is new again and
+    changed; the next transaction writes it once, as new (on PostgreSQL one row may not be
+    written twice by one statement)."""
+    book = RunBook()
+    r = run()
+    book.add(r)
+    db.gate, db.fail = asyncio.Event(), ConnectionError("database gone")
+    first = asyncio.create_task(book.durable(db))
+    await asyncio.sleep(0)  # its transaction is open
+    book.touch(r, "ordered")
+    db.gate.set()
+    with pytest.raises(ConnectionError):
+        await first
+    db.fail = db.gate = None
+    await book.durable(db)
+    assert db.commits == [{"new": ["r1"], "changed": []}]
+    assert r.steps == ["ordered"]
 
 
 async def test_callers_waiting_together_share_one_transaction(db: FakeDb) -> None:
