@@ -223,3 +223,29 @@ def test_the_executor_and_the_candle_feed_share_one_ceiling() -> None:
     executor, feed = rps_shares(10, live=True)
     assert executor > 0 and feed > 0 and executor + feed <= 10
     assert rps_shares(10, live=False) == (0.0, 10)
+
+
+def test_an_orders_time_in_force_reaches_the_exchange_and_the_ledger() -> None:
+    """The contract's time in force (GTC unless the run said otherwise) is what the exchange is
+    asked for and what the ledger's exchange row records."""
+    from cli_trading.contracts import OrderMsg
+    from cli_trading.exchanges.desk import order_row
+    from cli_trading.exchanges.live import request
+
+    ioc = OrderMsg(
+        orderId="o1",
+        requestId="r1",
+        symbol="BTC-USDT",
+        side="buy",
+        qty=D("1"),
+        type="limit",
+        price=D("99"),
+        timeInForce="IOC",
+    )
+    market = OrderMsg(orderId="o2", requestId="r2", symbol="BTC-USDT", side="sell", qty=D("1"), price=D("100"))
+    req = request(ioc)
+    assert (req.type, req.limit_price, req.time_in_force) == ("limit", D("99"), "IOC")
+    assert order_row(ioc)["time_in_force"] == "IOC" and order_row(ioc)["limit_price"] == D("99")
+    req = request(market)
+    assert (req.type, req.limit_price, req.time_in_force, req.price) == ("market", None, "GTC", D("100"))
+    assert order_row(market)["time_in_force"] == "GTC" and order_row(market)["limit_price"] is None

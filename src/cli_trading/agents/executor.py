@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -16,12 +17,14 @@ from pydantic import ValidationError
 
 from cli_trading import metrics
 from cli_trading.agents.base import Agent, Subscription
+from cli_trading.auth import TokenStore
 from cli_trading.bus import Delivery, Handled, MessageResult, PoisonMessage
+from cli_trading.config import Settings
 from cli_trading.contracts import Group, OrderMsg, StatusMsg, Stream
 from cli_trading.db import repo
 from cli_trading.exchanges import live
 from cli_trading.exchanges.base import ExchangeAdapter, ExecResult, OrderRequest, OwnAccount, Received
-from cli_trading.exchanges.desk import Desk, ledger_row
+from cli_trading.exchanges.desk import Desk, Settle, ledger_row
 from cli_trading.exchanges.paper import PaperExchange
 from cli_trading.halt.gate import HaltGate
 from cli_trading.halt.policy import allows
@@ -40,39 +43,95 @@ def once_each(msgs: list[OrderMsg], claimed: set[str]) -> list[OrderMsg]:
     return list(out.values())
 
 
-class TradeExecutor(Agent):
-    name = "trade-executor"
-
-    _adapter: ExchangeAdapter | None = None
+@dataclass(frozen=True)
+class ExecutorParts:
+    gate: HaltGate  # the last line of defence: every order passes the halt flag here
+    adapter: ExchangeAdapter
     # the adapter again when its account is our own ledger (paper): claim, fill and settle in one
     # transaction (exchanges/base.py, OwnAccount)
     paper: OwnAccount | None = None
     desk: Desk | None = None  # live: what lives at the exchange between an order and its end
 
+
+async def wire_executor(
+    s: Settings,
+    *,
+    sessions: Callable[[], Any],
+    redis: Any,
+    clock: Callable[[], Any],
+    settle: Settle,
+    tokens: TokenStore,
+) -> ExecutorParts:
+    """The executor's parts from the settings (TRADING_MODE, ...): live, the exchange's desk,
+    started (exchanges/live.py); paper, the paper engine on the ledger's fills."""
+    gate = HaltGate(redis)
+    if s.trading_mode == "live":
+        desk = await live.start_desk(
+            s,
+            sessions=sessions,
+            redis=redis,
+            settle=settle,
+            halt_state=gate.read,
+            clock=clock,
+            admin_token=lambda: tokens.token if tokens.configured() else None,
+        )
+        return ExecutorParts(gate, desk.ex, desk=desk)
+    async with sessions() as sess:
+        ledger = replay(s.starting_cash, await repo.all_fills(sess), {})
+    paper = PaperExchange(ledger, slippage_bps=s.slippage_bps, fee_bps=s.fee_bps)
+    return ExecutorParts(gate, paper, paper=paper)
+
+
+class TradeExecutor(Agent):
+    name = "trade-executor"
+    _parts: ExecutorParts | None = None  # made at start (`wire_executor`)
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
+        # paper: reached the engine in a transaction that failed to commit, with its claim's time
+        self._in_doubt: list[tuple[Received, Any]] = []
+
     async def on_start(self) -> None:
-        self.gate = HaltGate(self.redis)
-        if self.settings.trading_mode == "live":
-            self._adapter, self.desk = await live.start_desk(self)
-        else:
-            async with self.session() as s:
-                ledger = replay(self.settings.starting_cash, await repo.all_fills(s), {})
-            self._in_doubt = []
-            self._adapter = self.paper = PaperExchange(
-                ledger, slippage_bps=self.settings.slippage_bps, fee_bps=self.settings.fee_bps
-            )
+        self._parts = await wire_executor(
+            self.settings,
+            sessions=self.session,
+            redis=self.redis,
+            clock=self.clock,
+            settle=self.settle_one,
+            tokens=self.guard.tokens,
+        )
+
+    @property
+    def parts(self) -> ExecutorParts:
+        if self._parts is None:
+            raise RuntimeError(f"{self.name}: its parts used before the agent started")
+        return self._parts
+
+    @property
+    def gate(self) -> HaltGate:
+        return self.parts.gate
 
     @property
     def adapter(self) -> ExchangeAdapter:
-        if self._adapter is None:
-            raise RuntimeError(f"{self.name}: the exchange adapter used before the agent started")
-        return self._adapter
+        return self.parts.adapter
+
+    @property
+    def paper(self) -> OwnAccount | None:
+        return self.parts.paper
+
+    @property
+    def desk(self) -> Desk | None:
+        return self.parts.desk
 
     async def on_stop(self) -> None:
-        if self._adapter is not None:  # None when start-up failed before it was made
-            await self._adapter.close()
+        if self._parts is not None:  # None when start-up failed before it was made
+            await self._parts.adapter.close()
 
     def loops(self) -> list[Callable[[], Awaitable[None]]]:
-        return live.loops(self, self.desk) if self.desk else []
+        if self.desk is None:
+            return []
+        notify, stop = self.notify, self.stop_event
+        return live.loops(self.settings, self.desk, stop=stop, halt_state=self.gate.read, notify=notify)
 
     def subscriptions(self) -> list[Subscription]:
         return [Subscription(Stream.ORDERS, Group.EXEC, self.handle_orders, key=lambda p: p.get("orderId"))]
@@ -102,7 +161,7 @@ class TradeExecutor(Agent):
         for m, r in results:
             self.audit("order:" + r.status, request_id=m.requestId, target=m.orderId, result=r.reason)
         if self.desk:
-            await live.refused_orders(self, self.desk, results)
+            await live.refused_orders(self.desk, self.notify, self.settings.exchange_id, results)
         for st in statuses:
             metrics.ORDERS.labels(st.status).inc()
         # statuses go out, and the orders leave the in-flight set, atomically with the acks
@@ -135,8 +194,6 @@ class TradeExecutor(Agent):
         return results
 
     _paper_stale = False
-    # reached the engine in a transaction that failed to commit, with the time of its claim
-    _in_doubt: list[tuple[Received, Any]]
 
     async def _reload_paper_ledger(self, paper: OwnAccount) -> None:
         async with self.session() as s:

@@ -89,7 +89,7 @@ def order_row(m: OrderMsg) -> dict[str, Any]:
         "type": m.type,
         "qty": m.qty,
         "limit_price": m.price if limit else None,
-        "time_in_force": getattr(m, "timeInForce", None) or ("GTC" if limit else None),
+        "time_in_force": m.timeInForce,  # the contract's default (GTC) for a market order too
     }
 
 

@@ -1,5 +1,7 @@
 """Wiring of live mode into the trade executor: building the exchange and its desk from the
-settings, the desk's loops, and the few places where live execution differs from paper."""
+settings, the desk's loops, and the few places where live execution differs from paper. Each
+function takes what it uses (the settings, the desk, the executor's services), never the
+executor itself."""
 
 from __future__ import annotations
 
@@ -8,20 +10,20 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import structlog
 from ccxt.base.errors import AuthenticationError
 
 from cli_trading.agents.base import StartupError, secret
+from cli_trading.config import Settings
 from cli_trading.contracts import HaltMode, HaltReason, OrderMsg
 from cli_trading.exchanges.base import ExecResult, OrderRequest
 from cli_trading.exchanges.ccxt_adapter import CcxtExchange, create_ccxt, rps_shares
-from cli_trading.exchanges.desk import Desk
+from cli_trading.exchanges.desk import Desk, Settle
 
-if TYPE_CHECKING:
-    from cli_trading.agents.executor import TradeExecutor
+Notify = Callable[..., Awaitable[None]]  # the agent's notify: (type, severity, message, **detail)
 
 log = structlog.get_logger("live")
 FLATTEN_PREFIX = "flatten-"  # the orchestrator's flatten runs
@@ -33,8 +35,19 @@ def quote_of(symbols: list[str]) -> str:
     return symbols[0].split("-", 1)[1] if symbols and "-" in symbols[0] else "USDT"
 
 
-async def start_desk(agent: TradeExecutor) -> tuple[CcxtExchange, Desk]:
-    s = agent.settings
+async def start_desk(
+    s: Settings,
+    *,
+    sessions: Any,
+    redis: Any,
+    settle: Settle,
+    halt_state: Callable[[], Awaitable[Any]],
+    clock: Callable[[], Any],
+    admin_token: Callable[[], str | None],
+) -> Desk:
+    """The exchange (the API key from the settings) and its desk, started: the markets and
+    balances read, the orders open there adopted. Retried for a minute while the exchange is
+    not up yet; a refused key stops the start at once."""
     key, sec = secret(s, "exchange_api_key"), secret(s, "exchange_api_secret")
     if not key or not sec:
         raise StartupError("live mode needs EXCHANGE_API_KEY_FILE and EXCHANGE_API_SECRET_FILE")
@@ -45,12 +58,12 @@ async def start_desk(agent: TradeExecutor) -> tuple[CcxtExchange, Desk]:
     )
     desk = Desk(
         adapter,
-        sessions=agent.session,
-        redis=agent.redis,
-        settle=agent.settle_one,
-        halt=lambda note: request_halt(agent, note),
-        halt_state=agent.gate.read,
-        clock=agent.clock,
+        sessions=sessions,
+        redis=redis,
+        settle=settle,
+        halt=lambda note: request_halt(s, admin_token(), note),
+        halt_state=halt_state,
+        clock=clock,
         quote=quote_of(s.symbol_list),
         symbols=s.symbol_list,
         drift_limit=s.reconcile_drift_limit,
@@ -74,27 +87,30 @@ async def start_desk(agent: TradeExecutor) -> tuple[CcxtExchange, Desk]:
             log.warning("exchange not ready, retrying", error=f"{type(exc).__name__}: {str(exc)[:160]}")
             await asyncio.sleep(2)
     log.info("live desk ready", exchange=s.exchange_id, markets=len(adapter.markets), url=s.exchange_url)
-    return adapter, desk
+    return desk
 
 
-def loops(agent: TradeExecutor, desk: Desk) -> list[Callable[[], Awaitable[None]]]:
-    s = agent.settings
+def loops(
+    s: Settings, desk: Desk, *, stop: asyncio.Event, halt_state: Callable[[], Awaitable[Any]], notify: Notify
+) -> list[Callable[[], Awaitable[None]]]:
+    """Following open orders, reconciliation and the markets' refresh, each at its interval
+    until `stop`."""
 
     async def every(period: float, step: Callable[[], Awaitable[Any]], what: str) -> None:
-        while not agent.stop_event.is_set():
+        while not stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(agent.stop_event.wait(), period)
-            if agent.stop_event.is_set():
+                await asyncio.wait_for(stop.wait(), period)
+            if stop.is_set():
                 return
             try:
                 await step()
             except Exception as exc:  # noqa: BLE001 - the loop goes on; the next round retries
                 log.warning(f"{what} failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
                 if isinstance(exc, AuthenticationError):
-                    await auth_refused(agent, desk, what)
+                    await auth_refused(desk, notify, s.exchange_id, what)
 
     async def follow() -> None:
-        await every(s.exchange_poll_s, lambda: _tick(agent, desk), "following open orders")
+        await every(s.exchange_poll_s, lambda: _tick(desk, halt_state), "following open orders")
 
     async def reconcile() -> None:
         await every(s.reconcile_interval_s, desk.reconcile, "reconciliation")
@@ -105,9 +121,9 @@ def loops(agent: TradeExecutor, desk: Desk) -> list[Callable[[], Awaitable[None]
     return [follow, reconcile, markets]
 
 
-async def _tick(agent: TradeExecutor, desk: Desk) -> None:
+async def _tick(desk: Desk, halt_state: Callable[[], Awaitable[Any]]) -> None:
     if desk.open:
-        await desk.tick(await agent.gate.read())
+        await desk.tick(await halt_state())
 
 
 async def execute(
@@ -156,7 +172,6 @@ def flatten_all(desk: Desk, m: OrderMsg) -> OrderMsg:
 
 def request(m: OrderMsg) -> OrderRequest:
     limit = m.type == "limit"
-    tif = str(getattr(m, "timeInForce", None) or "GTC").upper()
     return OrderRequest(
         m.orderId,
         m.symbol,
@@ -165,11 +180,11 @@ def request(m: OrderMsg) -> OrderRequest:
         m.price or Decimal(0),
         type=m.type,
         limit_price=m.price if limit else None,
-        time_in_force=tif if tif in ("GTC", "IOC", "FOK") else "GTC",  # type: ignore[arg-type]  # checked
+        time_in_force=m.timeInForce,
     )
 
 
-async def auth_refused(agent: TradeExecutor, desk: Desk, where: str) -> None:
+async def auth_refused(desk: Desk, notify: Notify, exchange_id: str, where: str) -> None:
     """The exchange refused the key or a signature while live (revoked, rotated, IP no longer
     allowed): orders are rejected `exchange_auth_failed` and nothing at the exchange can be
     followed or cancelled until the key is fixed. The operator is told (P1); the exchange's
@@ -178,31 +193,31 @@ async def auth_refused(agent: TradeExecutor, desk: Desk, where: str) -> None:
     if now - desk.auth_alert_at < AUTH_ALERT_EVERY_S:
         return
     desk.auth_alert_at = now
-    s = agent.settings
-    log.error("the exchange refused the API key or signature", exchange=s.exchange_id, where=where)
-    await agent.notify(
+    log.error("the exchange refused the API key or signature", exchange=exchange_id, where=where)
+    await notify(
         AUTH_ALERT,
         "critical",
-        f"exchange {s.exchange_id} refused the API key or signature ({where}): nothing can be placed, "
+        f"exchange {exchange_id} refused the API key or signature ({where}): nothing can be placed, "
         "followed or cancelled there until it is fixed; check the key (trade permission, IP "
         "restriction) and EXCHANGE_API_KEY_FILE / EXCHANGE_API_SECRET_FILE (a new key takes a restart of the "
         "trade executor)",
-        exchange=s.exchange_id,
+        exchange=exchange_id,
         where=where,
     )
 
 
-async def refused_orders(agent: TradeExecutor, desk: Desk, results: list[tuple[OrderMsg, ExecResult]]) -> None:
+async def refused_orders(
+    desk: Desk, notify: Notify, exchange_id: str, results: list[tuple[OrderMsg, ExecResult]]
+) -> None:
     """Orders the exchange refused for the key or signature: tell the operator."""
     if any((r.reason or "").startswith("exchange_auth_failed") for _, r in results):
-        await auth_refused(agent, desk, "placing an order")
+        await auth_refused(desk, notify, exchange_id, "placing an order")
 
 
-async def request_halt(agent: TradeExecutor, note: str) -> None:
+async def request_halt(s: Settings, token: str | None, note: str) -> None:
     """The drift halt goes through the orchestrator's admin API, like an operator's: it is
     recorded, notified (P1) and enforced everywhere once answered. Retried until answered."""
-    token = agent.guard.tokens.token if agent.guard.tokens.configured() else None
-    base = agent.settings.orchestrator_url or f"http://127.0.0.1:{agent.settings.port_of('orchestrator')}"
+    base = s.orchestrator_url or f"http://127.0.0.1:{s.port_of('orchestrator')}"
     url = base.rstrip("/") + "/admin/orchestrate/halt"
     body = {"reason": HaltReason.RECONCILIATION_DRIFT.value, "note": note[:1000], "mode": HaltMode.HALT.value}
     for attempt in range(10):
