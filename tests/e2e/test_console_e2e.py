@@ -7,13 +7,11 @@ operator's fingerprint)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import signal
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,6 +25,7 @@ from cli_trading.console.app import ConsoleApp
 from cli_trading.console.client import ConsoleClient, Endpoint
 from cli_trading.console.panels import Table
 from tests.e2e.conftest import TOKEN, System, start_system
+from tests.e2e.console_pilot import acknowledge, incident_listed, shows, until
 from tests.e2e.runbook import commands, run
 from tests.e2e.test_halts_e2e import candles
 from tests.unit.console.screen import screen_text
@@ -66,26 +65,6 @@ async def running(app: ConsoleApp) -> AsyncIterator[Any]:
     async with app.run_test(size=(120, 40)) as pilot:
         await shows(app, "orchestrator")
         yield pilot
-
-
-async def shows(app: ConsoleApp, *texts: str, timeout: float = 20.0, absent: str | None = None) -> float:
-    """Wait until the screen shows every text (and not `absent`); returns the seconds it took."""
-    start = time.monotonic()
-    while (seen_at := time.monotonic()) - start < timeout:
-        screen = screen_text(app)  # the screen as it was at `seen_at` (taking the picture takes a while)
-        if all(t in screen for t in texts) and (absent is None or absent not in screen):
-            return seen_at - start
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{texts} not on screen after {timeout}s:\n{screen_text(app)}")
-
-
-async def until(fn: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := await asyncio.to_thread(fn):
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 def halt_events(s: System) -> list[dict[str, Any]]:
@@ -170,21 +149,11 @@ async def test_an_incident_acknowledged_from_the_console(system: System) -> None
     app = console_app(system)
     key = str(opened["id"])
     async with running(app) as pilot:
-        table = app.query_one("#incidents", Table)
-        await until(lambda: key in [str(k.value) for k in table.rows])
+        table = await incident_listed(app, key)
         # columns: #, P, ack, age, commander, title (the title takes what the narrow others leave)
         assert str(table.get_row(key)[5]) == "Console drill incident" and str(table.get_row(key)[2]) == "NO"
         await shows(app, "Console drill incident")  # whole on screen at 120x40
-        table.focus()
-        table.move_cursor(row=[str(k.value) for k in table.rows].index(key))
-        await pilot.press("a")
-        await shows(app, f"Acknowledge incident #{key}")
-        app.screen.query_one("#f-commander").value = "Ada"
-        await pilot.click("#ok")
-        inc = await until(lambda: (i := httpx.get(f"{nm}/incidents/{key}").json())["acknowledgedAt"] and i)
-        assert inc["commander"] == "Ada"
-        # and the operator sees it: the row says acknowledged, with its commander
-        await until(lambda: (str(table.get_row(key)[2]), str(table.get_row(key)[4])) == ("yes", "Ada"))
+        await acknowledge(app, pilot, key=key, notifier_url=nm, commander="Ada")
 
 
 def _redis(s: System) -> redis.Redis:

@@ -23,10 +23,9 @@ from cli_trading.auth import fingerprint
 from cli_trading.cli.client import Target
 from cli_trading.console.app import ConsoleApp
 from cli_trading.console.client import ConsoleClient, Endpoint
-from cli_trading.console.panels import Table
 from cli_trading.ops import tls
 from tests.e2e.conftest import TOKEN, System, start_system
-from tests.e2e.test_console_e2e import shows, until
+from tests.e2e.console_pilot import acknowledge, incident_listed
 from tests.support.deploy import tool
 from tests.unit.console.screen import screen_text
 
@@ -200,18 +199,8 @@ async def test_the_console_acknowledges_an_incident_through_the_edge(
     nowhere = Target(port_base=free_port(), token=TOKEN)  # nothing listens there: the edge or nothing
     app = ConsoleApp(ConsoleClient(Endpoint(nowhere, stack.edge)), interval=1.0)
     async with app.run_test(size=(120, 40)) as pilot:
-        table = app.query_one("#incidents", Table)
-        await until(lambda: key in [str(k.value) for k in table.rows], timeout=30)
-        table.focus()
-        table.move_cursor(row=[str(k.value) for k in table.rows].index(key))
-        await pilot.press("a")
-        await shows(app, f"Acknowledge incident #{key}")
-        app.screen.query_one("#f-commander").value = "Ada"
-        await pilot.click("#ok")
-        nm = s.url("notification-manager")
-        inc = await until(lambda: (i := httpx.get(f"{nm}/incidents/{key}").json())["acknowledgedAt"] and i)
-        assert inc["commander"] == "Ada"
-        await until(lambda: (str(table.get_row(key)[2]), str(table.get_row(key)[4])) == ("yes", "Ada"))
+        await incident_listed(app, key, timeout=30)
+        await acknowledge(app, pilot, key=key, notifier_url=s.url("notification-manager"), commander="Ada")
         assert "UNREACHABLE" not in screen_text(app) and "429" not in screen_text(app)
     access = (s.data_dir / "logs" / "nginx" / "access.log").read_text()
     assert re.search(rf'"POST /admin/incidents/{key}/ack HTTP/1\.1" 200 ', access), access[-2000:]
