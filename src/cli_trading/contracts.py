@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cli_trading.trading.ledger import FillRecord
+
 AGENT_PORTS: dict[str, int] = {
     "orchestrator": 7001,
     "portfolio-manager": 7002,
@@ -172,6 +174,12 @@ class StatusMsg(StreamMessage):
     price: Decimal | None = None
     fee: Decimal = Decimal("0")
     reason: str | None = None
+
+    def fill(self) -> FillRecord:
+        """A "filled" status as the ledger's fill (what every agent's ledger applies)."""
+        if self.price is None:
+            raise ValueError(f"order {self.orderId}: a fill without a price")
+        return FillRecord(self.orderId, self.symbol, self.side, self.qty, self.price, self.fee)
 
 
 class BarMsg(StreamMessage):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -168,3 +169,15 @@ def test_pnl_percent() -> None:
     assert pnl_percent(Decimal("10000"), Decimal("10000")) == 0
     assert pnl_percent(Decimal("123"), Decimal("0")) == 0
     assert pnl_percent(Decimal("123"), Decimal("-5")) == 0
+
+
+def test_a_filled_status_is_the_ledgers_fill() -> None:
+    """Every agent's ledger applies an exec.status "filled" as validated into the contract."""
+    from cli_trading.contracts import StatusMsg
+
+    payload = {"orderId": "o1", "requestId": "r1", "status": "filled", "symbol": "BTC-USD", "side": "buy"}
+    status = StatusMsg.model_validate({**payload, "qty": "0.5", "price": "100.5", "fee": "0.05"})
+    assert status.fill() == FillRecord("o1", "BTC-USD", "buy", Decimal("0.5"), Decimal("100.5"), Decimal("0.05"))
+    assert StatusMsg.model_validate({**payload, "qty": "1", "price": "2"}).fill().fee == Decimal(0)
+    with pytest.raises(ValueError, match="without a price"):
+        StatusMsg.model_validate({**payload, "qty": "1"}).fill()

@@ -53,7 +53,7 @@ from cli_trading.market.bars import parse_ts
 from cli_trading.supervision import fetch as fetch_supervision
 from cli_trading.supervision import health_entry
 from cli_trading.trading.fills import qty_for_notional, size_order
-from cli_trading.trading.ledger import FillRecord, Ledger
+from cli_trading.trading.ledger import Ledger
 
 
 class Orchestrator(Agent):
@@ -340,11 +340,11 @@ class Orchestrator(Agent):
     async def on_status(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(StatusMsg, batch)
         corrected = False
-        for d, st in zip(batch, msgs, strict=True):
+        for st in msgs:
             if isinstance(st, PoisonMessage):
                 continue
             if st.status == "filled":
-                self.ledger.apply(FillRecord.from_status(d.payload))
+                self.ledger.apply(st.fill())
                 self.exec_failures = 0
             elif st.status == "failed":
                 self.exec_failures += 1

@@ -15,7 +15,7 @@ from cli_trading.agents.base import Agent, Subscription
 from cli_trading.bus import Delivery, MessageResult, PoisonMessage, decoded, failures, valid
 from cli_trading.contracts import BarMsg, Group, StatusMsg, Stream
 from cli_trading.db import repo
-from cli_trading.trading.ledger import FillRecord, replay
+from cli_trading.trading.ledger import replay
 
 
 class PortfolioManager(Agent):
@@ -37,9 +37,9 @@ class PortfolioManager(Agent):
 
     async def handle_status(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(StatusMsg, batch)
-        for d, st in zip(batch, msgs, strict=True):
+        for st in msgs:
             if not isinstance(st, PoisonMessage) and st.status == "filled":
-                self.ledger.apply(FillRecord.from_status(d.payload))
+                self.ledger.apply(st.fill())
         return failures(msgs)
 
     async def handle_bars(self, batch: list[Delivery]) -> list[MessageResult]:

@@ -20,7 +20,7 @@ from cli_trading.exchanges.keys import BALANCES_KEY, MARKETS_KEY
 from cli_trading.exchanges.markets import MarketRules
 from cli_trading.halt.gate import HaltGate
 from cli_trading.trading import risk
-from cli_trading.trading.ledger import FillRecord, Ledger, replay
+from cli_trading.trading.ledger import Ledger, replay
 
 
 def load_rules(path: Any) -> risk.RiskRules:
@@ -111,12 +111,12 @@ class RiskManager(Agent):
 
     async def handle_status(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(StatusMsg, batch)
-        for d, st in zip(batch, msgs, strict=True):
+        for st in msgs:
             if isinstance(st, PoisonMessage) or st.status == "pending":
                 continue
             self.book.release(st.requestId)
             if st.status == "filled":
-                self.ledger.apply(FillRecord.from_status(d.payload))
+                self.ledger.apply(st.fill())
         return failures(msgs)
 
     async def handle_bars(self, batch: list[Delivery]) -> list[MessageResult]:

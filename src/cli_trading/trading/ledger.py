@@ -32,13 +32,6 @@ class FillRecord(NamedTuple):
     price: Decimal
     fee: Decimal
 
-    @classmethod
-    def from_status(cls, p: dict[str, Any]) -> FillRecord:
-        """From an exec.status "filled" message."""
-        return cls(
-            p["orderId"], p["symbol"], p["side"], Decimal(p["qty"]), Decimal(p["price"]), Decimal(p.get("fee", "0"))
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class PnlSnapshot:
