@@ -1,13 +1,15 @@
-"""Statements about the PostgreSQL server rather than the trading data, for the command line's
+"""Statements about the database server rather than the trading data, for the command line's
 tools: other sessions (restore), scratch databases (`backup verify`), the server's load (`ops
-health`). Each takes a connection from the engine factory (`db/engine.py`, `short_lived`).
-Creating or dropping a database cannot run inside a transaction: those need a connection in
-AUTOCOMMIT (`autocommit`)."""
+health`), a SQLite file's integrity (`sqlite_quick_check`). Each PostgreSQL statement takes a
+connection from the engine factory (`db/engine.py`, `short_lived`). Creating or dropping a
+database cannot run inside a transaction: those need a connection in AUTOCOMMIT (`autocommit`)."""
 
 from __future__ import annotations
 
 import re
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -66,3 +68,12 @@ async def server_load(conn: AsyncConnection) -> ServerLoad:
         )
     ).one()
     return ServerLoad(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
+
+def sqlite_quick_check(path: Path) -> str:
+    """SQLite's own integrity check of a database file, read-only ("ok" when sound)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return str(conn.execute("PRAGMA quick_check").fetchone()[0])
+    finally:
+        conn.close()

@@ -126,14 +126,6 @@ def sqlite_copy(src: Path, dest: Path) -> None:
         s.close()
 
 
-def sqlite_quick_check(path: Path) -> str:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    try:
-        return str(conn.execute("PRAGMA quick_check").fetchone()[0])
-    finally:
-        conn.close()
-
-
 def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path.resolve()}"
 

@@ -15,7 +15,7 @@ from cli_trading.config import redact_url
 from cli_trading.db import engine as dbengine
 from cli_trading.db import server_repo
 from cli_trading.ops import backup as bk
-from cli_trading.ops import dbtools, redisdurable
+from cli_trading.ops import redisdurable
 from cli_trading.ops.checks import Check, Status, Thresholds, grade, worst
 from cli_trading.ops.locate import Located
 
@@ -101,7 +101,7 @@ def _sqlite_check(path: Path | None) -> Check:
     if path is None or not path.exists():
         return Check("database", "database", "critical", f"SQLite file missing: {path}", {"path": str(path)})
     try:
-        result = dbtools.sqlite_quick_check(path)
+        result = server_repo.sqlite_quick_check(path)
     except Exception as exc:  # noqa: BLE001 - any failure to read it is the finding
         return Check("database", "database", "critical", f"SQLite unreadable: {exc}", {"path": str(path)})
     status: Status = "ok" if result == "ok" else "critical"

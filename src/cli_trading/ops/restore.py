@@ -35,7 +35,7 @@ import httpx
 
 from cli_trading.contracts import AGENTS, HaltMode, HaltReason, now_utc
 from cli_trading.db import engine as dbengine
-from cli_trading.db import repo
+from cli_trading.db import repo, server_repo
 from cli_trading.halt import store as halt_store
 from cli_trading.halt.state import HaltState
 from cli_trading.halt.store import set_flag
@@ -71,7 +71,7 @@ async def _scratch_check(loc: Located, folder: Path, manifest: dict[str, Any]) -
         with tempfile.TemporaryDirectory() as tmp:
             scratch = Path(tmp) / "verify.sqlite"
             shutil.copyfile(folder / db["file"], scratch)
-            check = dbtools.sqlite_quick_check(scratch)
+            check = server_repo.sqlite_quick_check(scratch)
             if check != "ok":
                 return [f"SQLite quick_check: {check}"]
             return dbtools.compare_ledger(recorded, await dbtools.summary_of(dbtools.sqlite_url(scratch), cash))
