@@ -1,13 +1,16 @@
 """`cli-trading up --live` against the exchange simulator when the exchange misbehaves, end to end:
-a storm of 429s, an order id the exchange already has, an order placed at the exchange by hand and
-adopted (`EXCHANGE_UNKNOWN_ORDERS=adopt`), and a key the exchange refuses. One system whose
-strategies never signal, so that every order and every fault is the test's own."""
+storms of 429s (waited out under the request ceiling, given up on past
+EXCHANGE_RATE_LIMIT_GIVE_UP_S, never holding up a halt's cancels), an order id the exchange already
+has (that order, or a clear rejection when it is another market's), an order placed at the
+exchange by hand and adopted (`EXCHANGE_UNKNOWN_ORDERS=adopt`), and a key the exchange refuses.
+One system whose strategies never signal, so that every order and every fault is the test's own."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sqlite3
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
@@ -29,6 +32,8 @@ from tests.integration.simexchange import KEY, SECRET, Sim, start_sim
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
 STARTING_CASH = D("10000")
+MAX_RPS = 10  # EXCHANGE_MAX_RPS: the trade executor 8 a second, the candle feed 2
+GIVE_UP_S = 12  # EXCHANGE_RATE_LIMIT_GIVE_UP_S
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +52,9 @@ def live(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]
         EXCHANGE_UNKNOWN_ORDERS="adopt",
         STARTING_CASH=str(STARTING_CASH),
         RECONCILE_DRIFT_LIMIT="500",  # drift halts are test_live_e2e's; here a false one would show
+        EXCHANGE_MAX_RPS=str(MAX_RPS),
+        EXCHANGE_RATE_LIMIT_GIVE_UP_S=str(GIVE_UP_S),
+        EXCHANGE_RESOLVE_WINDOW_S="5",  # no lost answers here: a duplicate id's lookup ends sooner
     )
     config = quiet_strategies(tmp / "config")
     s = start_system(tmp, extra_env=env, args=["--live", "--yes-live-trading", "--config", str(config)])
@@ -141,32 +149,120 @@ def now_at(s: System) -> datetime:
 
 
 def test_a_429_storm_is_waited_out_and_the_order_fills_once(live: System, sim: Sim) -> None:
-    """Twelve 429s in a row on the order endpoint (Retry-After 1 s): more than one request's
-    retries; the executor waits as told, asks by client order id before sending again, and the
-    order fills once. The backoffs show in the executor's status, metrics and log; no halt."""
+    """Nine 429s in a row on the order endpoint (Retry-After 1 s): more than one request's eight
+    retries, within the give-up time; the executor waits as told, asks by client order id before
+    sending again, and the order fills once. The backoffs show in the executor's status, metrics
+    and log; no halt."""
     backoffs = metric(live, "trade-executor", "exchange_rate_limit_backoffs_total")
     orders_before, injected = sim.state()["orders"], sim.state()["faults"]["injected"]["throttle"]
-    sim.faults(throttle_next=12, retry_after_s=1, paths=["/api/v3/order"])
+    sim.faults(throttle_next=9, retry_after_s=1, paths=["/api/v3/order"])
     rid = f"storm-{uuid.uuid4().hex[:8]}"
     manual(live, rid, symbol="BTC-USDT", side="buy", notional=100)
     run, halts = watch_halts(live, lambda: done(live, rid), 60, "the order through the storm")
     assert run["outcome"] == "filled", run
     assert halts == []
     # the storm happened, to this order: every 429 taken, and exactly one order at the exchange
-    assert sim.state()["faults"]["injected"]["throttle"] - injected == 12
+    assert sim.state()["faults"]["injected"]["throttle"] - injected == 9
     assert exchange_orders_with_id(sim, "BTC-USDT", order_id_for(rid)) == 1
     assert sim.state()["orders"] == orders_before + 1
     assert len(db_rows(live, "select * from fills where order_id = ?", order_id_for(rid))) == 1
     # each 429 waited out: the refused requests are at least Retry-After apart
     times = sorted(datetime.fromisoformat(e["ts"]).timestamp() for e in sim_log(sim, "fault_injected")
-                   if e.get("status") == 429)[-12:]
+                   if e.get("status") == 429)[-9:]
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert min(gaps) >= 0.9, gaps
     # visible: metric, the executor's status and its log
-    assert metric(live, "trade-executor", "exchange_rate_limit_backoffs_total") - backoffs >= 12
-    assert httpx.get(live.url("trade-executor") + "/status").json()["exchange"]["rateLimitBackoffs"] >= 12
+    assert metric(live, "trade-executor", "exchange_rate_limit_backoffs_total") - backoffs >= 9
+    assert httpx.get(live.url("trade-executor") + "/status").json()["exchange"]["rateLimitBackoffs"] >= 9
     logged = [e for e in agent_log(live, "trade-executor") if e["event"] == "rate limited by the exchange, backing off"]
-    assert len(logged) >= 12 and {e["waitS"] for e in logged} == {1.0}  # as long as Retry-After said
+    assert len(logged) >= 9 and {e["waitS"] for e in logged[-9:]} == {1.0}  # as long as Retry-After said
+
+
+def test_in_a_429_storm_no_second_has_more_requests_than_the_ceiling(live: System, sim: Sim) -> None:
+    """Every request to the exchange answered 429 for a few seconds, with Retry-After 0 (ask
+    again at once): only the system's own pacing holds it back. Three orders go through the storm
+    (each asked about by client order id, sent again once the storm is over, filled once); the
+    simulator's record of when each request arrived shows no one-second window with more than
+    EXCHANGE_MAX_RPS requests, from the trade executor and the candle feed together."""
+    started = time.time()
+    injected = sim.state()["faults"]["injected"]["throttle"]
+    sim.faults(throttle_for_s=8, retry_after_s=0)
+    rids = [f"ceil-{i}-{uuid.uuid4().hex[:6]}" for i in range(3)]
+    for rid in rids:
+        manual(live, rid, symbol="BTC-USDT", side="buy", notional=50)
+    runs = [wait_for(lambda rid=rid: done(live, rid), 60, f"run {rid}") for rid in rids]
+    seen = sim.admin("GET", f"/sim/requests?since={started}&until={time.time()}")  # before ours below
+    assert [r["outcome"] for r in runs] == ["filled"] * 3, runs
+    for rid in rids:
+        assert exchange_orders_with_id(sim, "BTC-USDT", order_id_for(rid)) == 1
+    storm = sim.state()["faults"]["injected"]["throttle"] - injected
+    assert storm >= 10, storm  # the system kept asking through the storm, and was refused
+    assert seen["count"] > storm
+    assert 0 < seen["maxPerSecond"] <= MAX_RPS, seen["maxPerSecond"]
+    assert seen["byKey"][KEY]["maxPerSecond"] <= MAX_RPS * 0.8  # signed: the trade executor's alone
+
+
+def test_a_storm_past_the_give_up_time_rejects_the_order_rate_limited(live: System, sim: Sim) -> None:
+    """New orders refused with 429 for longer than EXCHANGE_RATE_LIMIT_GIVE_UP_S: the order is
+    rejected `rate_limited` (every attempt was refused: nothing at the exchange), with no halt."""
+    orders_before = sim.state()["orders"]
+    sim.faults(throttle_for_s=120, retry_after_s=1, paths=["/api/v3/order"], methods=["POST"])
+    rid = f"giveup-{uuid.uuid4().hex[:8]}"
+    sent = time.monotonic()
+    manual(live, rid, symbol="BTC-USDT", side="buy", notional=50)
+    run, halts = watch_halts(live, lambda: done(live, rid), GIVE_UP_S + 30, "the run")
+    assert run["outcome"] == "rejected" and run["reason"].startswith("rate_limited"), run
+    assert time.monotonic() - sent >= GIVE_UP_S
+    assert halts == []
+    assert sim.state()["faults"]["stormLeftS"] > 0  # given up while the storm went on
+    assert sim.state()["orders"] == orders_before
+    assert exchange_orders_with_id(sim, "BTC-USDT", order_id_for(rid)) == 0
+
+
+def test_a_halt_during_a_storm_cancels_resting_orders_without_waiting_for_it(live: System, sim: Sim) -> None:
+    """A limit order rests; then new orders are refused with 429 (Binance's order-count limit:
+    placing is refused, cancelling is not) with Retry-After 6 s, and a manual order starts waiting
+    the storm out. A halt then cancels the resting order at once: the waiting order does not hold
+    the desk meanwhile. The waiting order is not sent after the halt: rejected `halted`."""
+    price = D(sim.state()["prices"]["BTCUSDT"])
+    limit = (price * D("0.9")).quantize(D("0.01"))
+    resting = f"rest-{uuid.uuid4().hex[:8]}"
+    manual(live, resting, symbol="BTC-USDT", side="buy", qty="0.002", type="limit", limitPrice=str(limit))
+    wait_for(lambda: order_id_for(resting) in open_orders(live), 30, "the limit order resting")
+    injected = sim.state()["faults"]["injected"]["throttle"]
+    sim.faults(throttle_for_s=120, retry_after_s=6, paths=["/api/v3/order"], methods=["POST"])
+    waiting = f"wait-{uuid.uuid4().hex[:8]}"
+    manual(live, waiting, symbol="BTC-USDT", side="buy", notional=50)
+    wait_for(lambda: sim.state()["faults"]["injected"]["throttle"] > injected, 30, "the order refused")
+    halted_at = time.monotonic()
+    halt(live)
+    try:
+        wait_for(lambda: sim.state()["openOrders"] == 0, 10, "the resting order cancelled")
+        cancelled_after = time.monotonic() - halted_at
+        assert done(live, waiting) is None, "cancelled only once the waiting order had ended"
+        assert cancelled_after < 5, cancelled_after
+        run = wait_for(lambda: done(live, waiting), 30, "the waiting order's end")
+        assert run["outcome"] == "rejected" and run["reason"].startswith("halted"), run
+        assert exchange_orders_with_id(sim, "BTC-USDT", order_id_for(waiting)) == 0
+        wait_for(lambda: order_id_for(resting) not in open_orders(live), 10, "the resting order settled")
+    finally:
+        sim.admin("DELETE", "/sim/faults")
+        unhalt(live)
+
+
+def open_orders(s: System) -> list[str]:
+    return list(httpx.get(s.url("trade-executor") + "/status", timeout=10).json()["exchange"]["openOrders"])
+
+
+def unhalt(s: System) -> None:
+    r = httpx.post(s.url() + "/admin/orchestrate/unhalt", json={"force": True}, headers=s.admin, timeout=10)
+    assert r.status_code == 200, r.text
+
+
+def halt(s: System) -> None:
+    body = {"reason": "manual", "mode": "halt"}
+    r = httpx.post(s.url() + "/admin/orchestrate/halt", json=body, headers=s.admin, timeout=10)
+    assert r.status_code == 200, r.text
 
 
 def test_an_order_id_the_exchange_has_already_is_that_order_not_a_second(live: System, sim: Sim) -> None:
@@ -199,6 +295,27 @@ def test_an_order_id_the_exchange_has_already_is_that_order_not_a_second(live: S
     wait_for(lambda: reconciled_clean(live, since), 30, "a reconciliation without drift")
 
 
+def test_an_order_id_taken_in_another_market_is_a_clear_rejection(live: System, sim: Sim) -> None:
+    """The exchange has the run's client order id already, on an order of another market (which
+    expired with nothing done): the exchange refuses the new order as a duplicate and no order of
+    that id is found in the run's market, so the run is rejected `duplicate_client_order_id`;
+    nothing new at the exchange, no halt."""
+    rid = f"dupx-{uuid.uuid4().hex[:8]}"
+    oid = order_id_for(rid)
+    eth = D(sim.state()["prices"]["ETHUSDT"])
+    far = float((eth * D("0.5")).quantize(D("0.01")))  # IOC far from the price: expires, nothing traded
+    params = {"newClientOrderId": client_order_id(oid), "timeInForce": "IOC"}
+    at_exchange(sim, lambda ex: ex.create_order(ccxt_symbol("ETH-USDT"), "limit", "buy", 0.2, far, params))
+    orders_before = sim.state()["orders"]
+    manual(live, rid, symbol="BTC-USDT", side="buy", notional=50)
+    run, halts = watch_halts(live, lambda: done(live, rid), 60, "the run")
+    assert run["outcome"] == "rejected" and run["reason"].startswith("duplicate_client_order_id"), run
+    assert halts == []
+    assert sim.state()["orders"] == orders_before
+    assert exchange_orders_with_id(sim, "BTC-USDT", oid) == 0
+    assert db_rows(live, "select * from fills where order_id = ?", oid) == []
+
+
 def test_an_order_placed_by_hand_is_adopted_and_its_fill_reaches_the_ledger(live: System, sim: Sim) -> None:
     """EXCHANGE_UNKNOWN_ORDERS=adopt: a limit order placed at the exchange by hand is taken in by
     reconciliation, followed, and when it fills it gets its `fills` row; /pnl/status agrees with
@@ -218,6 +335,7 @@ def test_an_order_placed_by_hand_is_adopted_and_its_fill_reaches_the_ledger(live
         (f"adopted-{cid}", "pending")
     ]
     assert db_rows(live, "select * from fills where order_id = ?", cid) == []
+    before = httpx.get(live.url() + "/pnl/status", timeout=10).json()
     sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(limit - 1)})  # crosses it: fills
     sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(price)})
     rows = wait_for(lambda: db_rows(live, "select qty, price, fee, side from fills where order_id = ?", cid),
@@ -228,6 +346,14 @@ def test_an_order_placed_by_hand_is_adopted_and_its_fill_reaches_the_ledger(live
     assert db_rows(live, "select status from orders where order_id = ?", cid) == [("filled",)]
     # /pnl/status (the orchestrator's ledger, from exec.status) = a recomputation from the fills
     wait_for(lambda: pnl_matches_fills(live), 30, "/pnl/status to agree with the fills table")
+    # and it moved by exactly this fill: cash paid out, the position grown
+    after = httpx.get(live.url() + "/pnl/status", timeout=10).json()
+    assert D(str(after["cash"])) == D(str(before["cash"])) - D(qty) * D(px) - D(fee)
+    assert position(after, "BTC-USDT") == position(before, "BTC-USDT") + D("0.004")
+
+
+def position(pnl: dict[str, Any], symbol: str) -> D:
+    return sum((D(str(h["qty"])) for h in pnl["positions"] if h["symbol"] == symbol), D(0))
 
 
 def pnl_matches_fills(s: System) -> bool:
