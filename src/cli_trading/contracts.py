@@ -164,7 +164,22 @@ class OrderMsg(StreamMessage):
     timeInForce: Literal["GTC", "IOC", "FOK"] = "GTC"
 
 
+class FillPart(BaseModel):
+    """One fill of an order (a trade at the exchange; a paper order's one fill is `order`)."""
+
+    fillId: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal = Decimal("0")  # in the quote currency
+
+
 class StatusMsg(StreamMessage):
+    """An order's status. `filled` is final: qty, price and fee are the order's totals (filled
+    quantity, average price, fees). `pending` with `fills` reports partial fills of an order still
+    open (qty/price/fee: so far). `fills`, when present, are the fills this message carries, each
+    applied once by (orderId, fillId) — a final message repeats those reported before; without
+    it, a `filled` message is the order's one fill (messages from before fills were per trade)."""
+
     orderId: str
     requestId: str
     status: Literal["filled", "rejected", "failed", "pending"]
@@ -174,12 +189,23 @@ class StatusMsg(StreamMessage):
     price: Decimal | None = None
     fee: Decimal = Decimal("0")
     reason: str | None = None
+    fills: list[FillPart] | None = None
 
     def fill(self) -> FillRecord:
-        """A "filled" status as the ledger's fill (what every agent's ledger applies)."""
+        """A "filled" status without `fills` as the ledger's fill: the order as one fill."""
         if self.price is None:
             raise ValueError(f"order {self.orderId}: a fill without a price")
         return FillRecord(self.orderId, self.symbol, self.side, self.qty, self.price, self.fee)
+
+    def ledger_fills(self) -> list[FillRecord]:
+        """The fills this message carries (what every agent's ledger applies, each once by
+        order id and fill id): its `fills`, whatever the status (a `pending` message carries
+        the partial fills of an order still open; the final `filled` one repeats them);
+        without `fills`, a `filled` message is the order's one fill, any other none."""
+        if self.fills is None:
+            return [self.fill()] if self.status == "filled" else []
+        o, sym, side = self.orderId, self.symbol, self.side
+        return [FillRecord(o, sym, side, f.qty, f.price, f.fee, f.fillId) for f in self.fills]
 
 
 class BarMsg(StreamMessage):

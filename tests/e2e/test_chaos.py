@@ -5,8 +5,9 @@ file) and a private PostgreSQL cluster. Under a closed loop of manual orders, ea
 
 1. every run answered 202 reaches exactly one outcome, recorded in `runs` and readable at
    GET /orchestrate/run/{id};
-2. no fill recorded twice, no order in the paper engine's record twice (the record follows the
-   commits, so each order in it is settled in `orders`);
+2. no fill recorded twice (an order's fills are unique by trade id, and add up to no more than
+   its quantity), no order in the paper engine's record twice (the record follows the commits,
+   so each order in it is settled in `orders`);
 3. the ledgers agree: every fill's order has its run, every `filled` run its fill, and
    /pnl/status equals a recomputation from the `fills` table done here with plain arithmetic;
 4. a halt in force before the fault is in force after it (the `up` fault);
@@ -171,8 +172,14 @@ def check_invariant(s: System, db: PgCluster, accepted: list[str], fault: str) -
     with httpx.Client(base_url=s.url(), timeout=5) as c:
         unread = [rid for rid in accepted if c.get(f"/orchestrate/run/{rid}").json().get("outcome") is None]
     assert unread == [], f"after {fault}: outcomes not readable over HTTP: {unread[:5]}"
-    # 2. no fill twice (the unique key says so; the count proves nothing was merged away either)
-    assert db.sql("SELECT order_id FROM fills GROUP BY order_id HAVING count(*) > 1") == []
+    # 2. no fill twice (the unique key says so; the count proves nothing was merged away either):
+    # an order has a row per fill (paper: one), never the same fill twice, nor more than ordered
+    assert db.sql("SELECT order_id FROM fills GROUP BY order_id, trade_id HAVING count(*) > 1") == []
+    over = db.sql(
+        "SELECT o.order_id FROM orders o JOIN fills f ON f.order_id = o.order_id "
+        "GROUP BY o.order_id, o.qty HAVING sum(f.qty) > o.qty"
+    )
+    assert over == [], f"after {fault}: orders with fills past their quantity: {over[:5]}"
     # and no order reached the paper engine twice: its record (this executor process's) follows
     # the commits, so each order is there once and is settled in `orders`
     rec = httpx.get(s.url("trade-executor") + "/admin/exec/adapter", headers=s.admin, timeout=5).json()["orders"]

@@ -235,16 +235,58 @@ def test_a_limit_order_fills_partially_and_a_halt_cancels_the_rest(live: System,
     )
     assert r.status_code == 202, r.text
     rid = r.json()["requestId"]
+    oid = order_id_for(rid)
     wait_for(lambda: executor(live)["openOrders"], what="the limit order resting")
     assert sim.state()["openOrders"] == 1
-    sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(limit - 1)})  # crosses it: part fills
+    # each price move through it fills a part: each part is a fill row of its own at once, and
+    # /pnl/status counts it while the order is still open
+    for n in (1, 2):
+        sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(limit - n)})
+        wait_for(lambda n=n: len(fill_rows(live, oid)) >= n, 30, f"partial fill {n} in the ledger")
+    assert oid in executor(live)["openOrders"]  # not final: the run is still open
+    assert httpx.get(f"{live.url()}/orchestrate/run/{rid}").json().get("outcome") is None
+    wait_for(lambda: pnl_is_the_fills(live), 30, "/pnl/status to count the partial fills")
+    parts = fill_rows(live, oid)
+    assert sorted(t for t, _ in parts) == sorted(exchange_trades(live, oid)) and len(parts) >= 2
     sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(price)})
     halt(live)
     run = run_of(live, rid)
     assert run["outcome"] == "filled" and run["reason"].startswith("cancelled after a partial fill"), run
     assert sim.state()["openOrders"] == 0
     assert executor(live)["openOrders"] == []
+    assert fill_rows(live, oid) == parts  # the end of the order recorded no fill twice
+    assert sum(q for _, q in parts) == D(run["reason"].rsplit(" ", 1)[1])
+    wait_for(lambda: pnl_is_the_fills(live), 30, "/pnl/status to agree with the fills table")
     unhalt(live)
+
+
+def fill_rows(s: System, order_id: str) -> list[tuple[str, D]]:
+    with sqlite3.connect(s.data_dir / "trading.db") as db:
+        rows = db.execute("select trade_id, qty from fills where order_id = ? order by id", (order_id,)).fetchall()
+    return [(str(t), D(q)) for t, q in rows]
+
+
+def exchange_trades(s: System, order_id: str) -> list[str]:
+    with sqlite3.connect(s.data_dir / "trading.db") as db:
+        rows = db.execute("select trade_id from exchange_fills where order_id = ?", (order_id,)).fetchall()
+    return [str(t) for (t,) in rows]
+
+
+def pnl_is_the_fills(s: System) -> bool:
+    """/pnl/status (the orchestrator's ledger, from exec.status) = a recomputation from `fills`."""
+    cash, fees, held_qty = D(10000), D(0), {}  # STARTING_CASH's default
+    with sqlite3.connect(s.data_dir / "trading.db") as db:
+        rows = db.execute("select symbol, side, qty, price, fee from fills order by id").fetchall()
+    for symbol, side, qty, price, fee in rows:
+        sign = 1 if side == "buy" else -1
+        cash -= sign * D(qty) * D(price) + D(fee)
+        fees += D(fee)
+        held_qty[symbol] = held_qty.get(symbol, D(0)) + sign * D(qty)
+    p = httpx.get(s.url() + "/pnl/status", timeout=10).json()
+    positions = {h["symbol"]: D(str(h["qty"])) for h in p["positions"]}
+    return D(str(p["cash"])) == cash and D(str(p["fees"])) == fees and positions == {
+        k: v for k, v in held_qty.items() if v
+    }
 
 
 def test_drift_is_reported_and_past_the_limit_halts(live: System, sim: Sim) -> None:

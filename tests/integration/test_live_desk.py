@@ -6,7 +6,7 @@ keeps the baseline of the first start, and an open order the ledger does not kno
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,9 @@ from cli_trading.exchanges import live
 from cli_trading.exchanges.base import ExecResult, OrderRequest
 from cli_trading.exchanges.ccxt_adapter import CcxtExchange, create_ccxt
 from cli_trading.exchanges.desk import Desk, ledger_row
+from cli_trading.exchanges.ledger_rows import fill_rows_of, trade_row
 from cli_trading.exchanges.markets import client_order_id
+from cli_trading.exchanges.orders import Fill, Tracked
 from cli_trading.exchanges.reconcile import Report, UnknownPolicy
 from cli_trading.halt.state import HaltState
 
@@ -29,14 +31,26 @@ pytestmark = pytest.mark.integration
 
 
 class Calls:
-    """What the desk hands back to the executor: settled orders and halt requests."""
+    """What the desk hands back to the executor: settled orders, partial fills and halt requests.
+    With a database, the ledger's fill rows are written as the executor writes them."""
 
-    def __init__(self) -> None:
+    def __init__(self, db: Database | None = None) -> None:
+        self.db = db
         self.settled: list[tuple[OrderMsg, ExecResult]] = []
+        self.partials: list[tuple[str, list[str]]] = []  # (order id, trade ids) per call
         self.halts: list[str] = []
 
     async def settle(self, m: OrderMsg, r: ExecResult) -> None:
         self.settled.append((m, r))
+        if self.db is not None:
+            async with self.db.sessions() as s, s.begin():
+                await repo.insert_fills(s, fills=fill_rows_of(m, r, now_utc()) if r.status == "filled" else [])
+
+    async def partial(self, m: OrderMsg, t: Tracked, new: Sequence[Fill]) -> None:
+        self.partials.append((m.orderId, [f.trade_id for f in new]))
+        if self.db is not None:
+            async with self.db.sessions() as s, s.begin():
+                await repo.insert_fills(s, fills=[trade_row(m, f, now_utc()) for f in new])
 
     async def halt(self, note: str) -> None:
         self.halts.append(note)
@@ -63,6 +77,7 @@ def desk(
         sessions=db.sessions,
         redis=redis,
         settle=calls.settle,
+        partial=calls.partial,
         halt=calls.halt,
         halt_state=halt_state,
         clock=now_utc,
@@ -141,6 +156,56 @@ async def test_a_resting_order_filled_between_two_looks_is_never_drift(
         assert [x.orderId for x, _ in calls.settled] == [m.orderId] and m.orderId not in d.open
     finally:
         await d.ex.close()
+
+
+async def ledger_fills(db: Database, oid: str) -> list[tuple[str, D]]:
+    async with db.sessions() as s:
+        return [(f.fill_id, f.qty) for f in await repo.all_fills(s) if f.order_id == oid]
+
+
+async def test_each_partial_fill_is_a_fill_row_at_once_and_a_restart_records_none_twice(
+    sim: Sim, db: Database, redis_client: Any
+) -> None:
+    """A resting limit order filled in parts: each trade is a fill row (and handed to the executor
+    to publish) as soon as the desk sees it, before the order is final; a new desk (a restart)
+    records the same trades again without a second row; the cancel that ends it adds none."""
+    calls = Calls(db)
+    d = desk(sim, db, redis_client, calls)
+    await d.start()
+    price = D(sim.state()["prices"]["BTCUSDT"])
+    limit = (price * D("0.99")).quantize(D("0.01"))
+    m, req = limit_order(30, "buy", "0.2", limit)
+    async with db.sessions() as s, s.begin():  # claimed, as the executor does before sending
+        await repo.claim_orders(s, rows=[ledger_row(m, now_utc())])
+    try:
+        assert await live.execute(d, lambda: _one(d, m, req)) == []  # resting
+        seen: list[list[tuple[str, D]]] = []
+        for _ in range(2):
+            cross(sim, limit)
+            await d.tick(None)
+            seen.append(await ledger_fills(db, m.orderId))
+        assert m.orderId in d.open and calls.settled == []  # not final yet
+        first, second = seen
+        assert 1 <= len(first) < len(second), seen  # a row per trade, as each price move fills a part
+        trades = await sim_trades(d, m.orderId)
+        assert sorted(t for t, _ in second) == sorted(trades) and sum(q for _, q in second) < D("0.2")
+        assert [tid for _, tids in calls.partials for tid in tids] == [t for t, _ in second]  # each once
+    finally:
+        await d.ex.close()
+    later = Calls(db)
+    again = desk(sim, db, redis_client, later)
+    await again.start()  # resolves the pending order by client order id: its trades recorded again
+    try:
+        assert m.orderId in again.open and later.partials == [(m.orderId, [t for t, _ in second])]
+        assert await ledger_fills(db, m.orderId) == second  # no second row
+        await again.tick(HaltState(halted=True, mode="halt"))  # cancelled: final, partly filled
+        [(_, r)] = [(x, r) for x, r in later.settled if x.orderId == m.orderId]
+        assert r.status == "filled" and (r.reason or "").startswith("cancelled after a partial fill"), r
+        assert await ledger_fills(db, m.orderId) == second
+        assert (await again.reconcile()).value == 0
+    finally:
+        await again.ex.close()
+        sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(price)})
 
 
 async def test_a_restart_keeps_the_first_baseline(sim: Sim, db: Database, redis_client: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import inspect, text
@@ -36,10 +36,10 @@ def order_row(oid: str, *, side: str = "buy", qty: str = "0.5", ts: datetime = T
 
 
 def fill_row(oid: str, *, side: str = "buy", qty: str = "0.5", price: str = "20000", fee: str = "1",
-             ts: datetime = T0) -> dict:
+             ts: datetime = T0, trade: str = "order") -> dict:
     return {
-        "order_id": oid, "ts": ts, "day": ts.date().isoformat(), "symbol": "BTC-USD", "side": side,
-        "qty": D(qty), "price": D(price), "fee": D(fee),
+        "order_id": oid, "trade_id": trade, "ts": ts, "day": ts.date().isoformat(), "symbol": "BTC-USD",
+        "side": side, "qty": D(qty), "price": D(price), "fee": D(fee),
     }
 
 
@@ -68,6 +68,37 @@ async def test_migrate_from_empty_is_idempotent(empty_db: Database) -> None:
     async with empty_db.sessions() as s:
         assert [o.order_id for o in await repo.get_orders(s, order_ids=["ord-keep"])] == ["ord-keep"]
     assert await dbengine.check(empty_db.engine) is True
+
+
+async def test_migration_keeps_one_fill_per_order_rows_and_allows_a_row_per_trade(empty_db: Database) -> None:
+    """0004: fills made before it (one row per order) stay, as their order's one fill (trade id
+    `order`); from then on an order may have a row per trade, each once."""
+    from alembic import command
+
+    def upgrade_to(rev: str) -> Any:
+        def run(conn: Any) -> None:
+            cfg = dbengine.alembic_config(empty_db.url)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, rev)
+
+        return run
+
+    async with empty_db.engine.begin() as conn:
+        await conn.run_sync(upgrade_to("0003"))
+    old = {k: v for k, v in fill_row("ord-old").items() if k != "trade_id"}
+    async with empty_db.sessions() as s, s.begin():
+        await s.execute(text(
+            "INSERT INTO fills (order_id, ts, day, symbol, side, qty, price, fee) "
+            "VALUES (:order_id, :ts, :day, :symbol, :side, :qty, :price, :fee)"
+        ), {**old, **{k: str(old[k]) if empty_db.is_sqlite else old[k] for k in ("qty", "price", "fee")}})
+    await dbengine.migrate(empty_db.engine, empty_db.url)
+    async with empty_db.sessions() as s, s.begin():
+        await repo.insert_fills(s, fills=[fill_row("ord-old"), fill_row("ord-new", trade="1"),
+                                          fill_row("ord-new", trade="2"), fill_row("ord-new", trade="1")])
+    async with empty_db.sessions() as s:
+        fills = await repo.all_fills(s)
+    assert [(f.order_id, f.fill_id) for f in fills] == [("ord-old", "order"), ("ord-new", "1"), ("ord-new", "2")]
+    assert fills[0].qty == D("0.5") and fills[0].price == D("20000")
 
 
 # -- orders and fills ------------------------------------------------------------------------
@@ -136,6 +167,23 @@ async def test_money_is_never_a_binary_float_in_storage(db: Database) -> None:
     async with db.sessions() as s:
         [f] = await repo.all_fills(s)
         assert f.qty * 3 == D("0.3") and f.price == D("0.3")  # 0.1 × 3 == 0.3: no float on the way
+
+
+async def test_fills_are_one_row_per_trade_each_recorded_once(db: Database) -> None:
+    """An order filled in parts: a row per trade, in the order recorded; a trade recorded again
+    (a redelivery, the final status repeating the partial fills) is still one row."""
+    first, second = fill_row("ord-p", qty="0.1", trade="7"), fill_row("ord-p", qty="0.2", price="20010", trade="9")
+    async with db.sessions() as s, s.begin():
+        await repo.insert_fills(s, fills=[first])
+    for _ in range(2):
+        async with db.sessions() as s, s.begin():
+            await repo.settle_orders(s, orders=[], fills=[first, second])
+    async with db.sessions() as s:
+        fills = await repo.all_fills(s)
+    assert [(f.order_id, f.fill_id, f.qty, f.price) for f in fills] == [
+        ("ord-p", "7", D("0.1"), D("20000")),
+        ("ord-p", "9", D("0.2"), D("20010")),
+    ]
 
 
 async def test_fills_unique_by_order_id(db: Database) -> None:

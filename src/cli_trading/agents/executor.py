@@ -7,7 +7,7 @@ status is published again instead). The halt gate is the last line of defence.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -24,7 +24,9 @@ from cli_trading.contracts import Group, OrderMsg, StatusMsg, Stream
 from cli_trading.db import repo
 from cli_trading.exchanges import live
 from cli_trading.exchanges.base import ExchangeAdapter, ExecResult, OrderRequest, OwnAccount, Received
-from cli_trading.exchanges.desk import Desk, Settle, ledger_row
+from cli_trading.exchanges.desk import Desk, Partial, Settle, ledger_row
+from cli_trading.exchanges.ledger_rows import fill_parts, fill_rows_of, trade_row
+from cli_trading.exchanges.orders import Fill, Tracked
 from cli_trading.exchanges.paper import PaperExchange
 from cli_trading.halt.gate import HaltGate
 from cli_trading.halt.policy import allows
@@ -60,6 +62,7 @@ async def wire_executor(
     redis: Any,
     clock: Callable[[], Any],
     settle: Settle,
+    partial: Partial,
     tokens: TokenStore,
 ) -> ExecutorParts:
     """The executor's parts from the settings (TRADING_MODE, ...): live, the exchange's desk,
@@ -71,6 +74,7 @@ async def wire_executor(
             sessions=sessions,
             redis=redis,
             settle=settle,
+            partial=partial,
             halt_state=gate.read,
             clock=clock,
             admin_token=lambda: tokens.token if tokens.configured() else None,
@@ -98,6 +102,7 @@ class TradeExecutor(Agent):
             redis=self.redis,
             clock=self.clock,
             settle=self.settle_one,
+            partial=self.record_partial,
             tokens=self.guard.tokens,
         )
 
@@ -243,23 +248,7 @@ class TradeExecutor(Agent):
             }
             for m, r in results
         ]
-        fill_rows = [
-            {
-                "order_id": m.orderId,
-                "ts": now,
-                "day": now.date().isoformat(),
-                "symbol": m.symbol,
-                "side": m.side,
-                "qty": m.qty,
-                "price": r.price,
-                "fee": r.fee,
-            }
-            for m, r in results
-            if r.status == "filled"
-        ]
-        for row, (_, r) in zip(fill_rows, [x for x in results if x[1].status == "filled"], strict=True):
-            if r.tracked is not None:  # live: what the exchange filled (a partial fill is less)
-                row["qty"] = r.tracked.fill_qty
+        fill_rows = [row for m, r in results if r.status == "filled" for row in fill_rows_of(m, r, now)]
         return order_rows, fill_rows
 
     async def _gated(self, msgs: list[OrderMsg]) -> list[tuple[OrderMsg, ExecResult]]:
@@ -297,7 +286,7 @@ class TradeExecutor(Agent):
 
     async def _settle(self, orders: list[dict[str, Any]], fills: list[dict[str, Any]]) -> None:
         """A real exchange has acted: the ledger write must land, so retry until it does."""
-        if not orders:
+        if not orders and not fills:
             return
         delay = 0.1
         while True:
@@ -318,19 +307,33 @@ class TradeExecutor(Agent):
         self.audit("order:" + r.status, request_id=m.requestId, target=m.orderId, result=r.reason)
         await self.bus.publish(Stream.STATUS, st)  # type: ignore[union-attr]  # the bus exists once started
 
+    async def record_partial(self, m: OrderMsg, t: Tracked, new: Sequence[Fill]) -> None:
+        """The desk saw new trades of an order still open: each is a fill row now (committed,
+        retried until it lands), then an exec.status `pending` carrying them, so positions and PnL
+        move with each partial fill. A trade recorded again (a restart, a redelivery) is one row,
+        and the consumers apply it once."""
+        now = self.clock()
+        await self._settle([], [trade_row(m, f, now) for f in new])
+        st = self._status(m, ExecResult("pending", t.average, t.fee_quote, f"{t.status} at the exchange", tracked=t))
+        st.fills = fill_parts(new)
+        await self.bus.publish(Stream.STATUS, st)  # type: ignore[union-attr]  # the bus exists once started
+
     @staticmethod
     def _status(m: OrderMsg, r: ExecResult) -> StatusMsg:
+        live = r.tracked is not None and r.status in ("filled", "pending")
         return StatusMsg(
             orderId=m.orderId,
             requestId=m.requestId,
             status=r.status,
             symbol=m.symbol,
             side=m.side,
-            qty=r.tracked.fill_qty if r.tracked is not None and r.status == "filled" else m.qty,
+            qty=r.tracked.fill_qty if r.tracked is not None and live else m.qty,
             price=r.price,
             fee=r.fee,
             reason=r.reason,
             traceId=m.traceId,
+            # live: the order's trades, each a fill (paper: left out, the order is its one fill)
+            fills=fill_parts(r.tracked.fills) if r.tracked is not None and r.status == "filled" else None,
         )
 
     # -- HTTP ------------------------------------------------------------------------------

@@ -343,8 +343,9 @@ class Orchestrator(Agent):
         for st in msgs:
             if isinstance(st, PoisonMessage):
                 continue
+            for f in st.ledger_fills():  # a partial fill moves /pnl/status at once
+                self.ledger.apply(f)
             if st.status == "filled":
-                self.ledger.apply(st.fill())
                 self.exec_failures = 0
             elif st.status == "failed":
                 self.exec_failures += 1

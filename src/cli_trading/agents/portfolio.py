@@ -38,8 +38,9 @@ class PortfolioManager(Agent):
     async def handle_status(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(StatusMsg, batch)
         for st in msgs:
-            if not isinstance(st, PoisonMessage) and st.status == "filled":
-                self.ledger.apply(st.fill())
+            if not isinstance(st, PoisonMessage):
+                for f in st.ledger_fills():  # a partial fill moves positions at once
+                    self.ledger.apply(f)
         return failures(msgs)
 
     async def handle_bars(self, batch: list[Delivery]) -> list[MessageResult]:

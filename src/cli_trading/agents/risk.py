@@ -112,11 +112,12 @@ class RiskManager(Agent):
     async def handle_status(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(StatusMsg, batch)
         for st in msgs:
-            if isinstance(st, PoisonMessage) or st.status == "pending":
+            if isinstance(st, PoisonMessage):
                 continue
-            self.book.release(st.requestId)
-            if st.status == "filled":
-                self.ledger.apply(st.fill())
+            for f in st.ledger_fills():  # partial fills of an order still open too
+                self.ledger.apply(f)
+            if st.status != "pending":  # the order's end: its reservation goes
+                self.book.release(st.requestId)
         return failures(msgs)
 
     async def handle_bars(self, batch: list[Delivery]) -> list[MessageResult]:

@@ -34,7 +34,7 @@ from cli_trading.market.bars import Bar
 from cli_trading.trading import day as tday
 from cli_trading.trading import risk
 from cli_trading.trading.fills import affordable, paper_fill, size_order
-from cli_trading.trading.ledger import FillRecord, Ledger, RecentKeys
+from cli_trading.trading.ledger import WHOLE, FillRecord, Ledger, RecentKeys
 from cli_trading.trading.strategies import Candle, Signal, Strategy, combine, hold
 from cli_trading.trading.strategy_config import StrategyFile
 
@@ -294,7 +294,7 @@ class Engine:
         price, fee = fill
         self._n += 1
         oid = f"bt-{self._n}"
-        ledger.apply(_fill((oid, sym, side, qty, price, fee)))
+        ledger.apply(_fill((oid, sym, side, qty, price, fee, WHOLE)))
         self._eq = None
         self.fills.append(_bt_fill((oid, bar.ts, sym, side, qty, price, fee, sig.strategy, sig.confidence, sig.reason)))
         self.check_auto_halt(now)

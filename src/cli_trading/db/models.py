@@ -99,9 +99,15 @@ class Order(Base):
 
 
 class Fill(Base):
+    """The PnL ledger: one row per fill. A live order has a row per trade the exchange made
+    (`trade_id` is the exchange's trade id), written as the trade is seen, so a partial fill moves
+    positions and PnL at once; a paper order has one row (`trade_id` "order", `ledger.WHOLE`)."""
+
     __tablename__ = "fills"
+    __table_args__ = (Index("ux_fills_trade", "order_id", "trade_id", unique=True),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    order_id: Mapped[str] = mapped_column(String(90), unique=True)
+    order_id: Mapped[str] = mapped_column(String(90))
+    trade_id: Mapped[str] = mapped_column(String(64), server_default="order")
     ts: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     day: Mapped[str] = mapped_column(String(10), index=True)
     symbol: Mapped[str] = mapped_column(String(20))
@@ -249,7 +255,8 @@ class ExchangeOrder(Base):
 
 class ExchangeFill(Base):
     """One trade of an order at the exchange (a partial fill is a row of its own), with the fee as
-    charged and in the quote currency. `fills` keeps one row per order for the PnL ledger."""
+    charged and in the quote currency. `fills` has the same trades for the PnL ledger (fee in the
+    quote currency only)."""
 
     __tablename__ = "exchange_fills"
     __table_args__ = (Index("ux_exchange_fills_trade", "order_id", "trade_id", unique=True),)

@@ -31,9 +31,11 @@ def _insert(session: AsyncSession | str, table: Table) -> Any:
 _built: dict[tuple[Any, ...], Any] = {}
 
 
-def _insert_new_stmt(session: AsyncSession, table: Table, key: str, cols: tuple[str, ...]) -> Any:
+def _insert_new_stmt(
+    session: AsyncSession, table: Table, key: str, cols: tuple[str, ...], unique: tuple[str, ...]
+) -> Any:
     dialect = _dialect(session)
-    k = ("insert_new", dialect, table.name, key, cols if dialect == "postgresql" else ())
+    k = ("insert_new", dialect, table.name, key, unique, cols if dialect == "postgresql" else ())
     if k not in _built:
         if dialect == "postgresql":
             # INSERT … SELECT unnest(one array per column): the same statement for any number of
@@ -43,17 +45,24 @@ def _insert_new_stmt(session: AsyncSession, table: Table, key: str, cols: tuple[
             stmt = _insert(dialect, table).from_select(list(cols), select(*arrays))
         else:
             stmt = _insert(dialect, table)
-        _built[k] = stmt.on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+        _built[k] = stmt.on_conflict_do_nothing(index_elements=list(unique)).returning(table.c[key])
     return _built[k]
 
 
-async def insert_new(session: AsyncSession, *, table: Table, rows: Sequence[dict[str, Any]], key: str) -> set[str]:
-    """Insert rows whose key is not there yet; return the keys actually inserted. The rows share
-    one set of columns."""
+async def insert_new(
+    session: AsyncSession,
+    *,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    key: str,
+    unique: tuple[str, ...] | None = None,
+) -> set[str]:
+    """Insert rows whose unique columns (`unique`, by default `key` alone) are not there yet;
+    return the `key` of the rows actually inserted. The rows share one set of columns."""
     if not rows:
         return set()
     cols = tuple(rows[0])
-    stmt = _insert_new_stmt(session, table, key, cols)
+    stmt = _insert_new_stmt(session, table, key, cols, unique or (key,))
     if _dialect(session) == "postgresql":
         res = await session.execute(stmt, {f"u_{c}": [r[c] for r in rows] for c in cols})
     else:
@@ -135,7 +144,13 @@ async def settle_orders(
     session: AsyncSession, *, orders: Sequence[dict[str, Any]], fills: Sequence[dict[str, Any]]
 ) -> None:
     await update_many(session, Order.__table__, "order_id", orders)
-    await insert_new(session, table=Fill.__table__, rows=fills, key="order_id")
+    await insert_fills(session, fills=fills)
+
+
+async def insert_fills(session: AsyncSession, *, fills: Sequence[dict[str, Any]]) -> None:
+    """Fill rows, each once: a fill recorded again (a redelivery, a restart, the final status of
+    an order whose partial fills are in already) is left as it is."""
+    await insert_new(session, table=Fill.__table__, rows=fills, key="order_id", unique=("order_id", "trade_id"))
 
 
 async def stale_pending_orders(session: AsyncSession) -> list[Order]:
@@ -144,7 +159,7 @@ async def stale_pending_orders(session: AsyncSession) -> list[Order]:
 
 async def all_fills(session: AsyncSession) -> list[FillRecord]:
     rows = await session.execute(
-        select(Fill.order_id, Fill.symbol, Fill.side, Fill.qty, Fill.price, Fill.fee).order_by(Fill.id)
+        select(Fill.order_id, Fill.symbol, Fill.side, Fill.qty, Fill.price, Fill.fee, Fill.trade_id).order_by(Fill.id)
     )
     return [FillRecord(*r) for r in rows.all()]
 

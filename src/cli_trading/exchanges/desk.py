@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -40,7 +40,7 @@ from cli_trading.exchanges.books import Books
 from cli_trading.exchanges.ccxt_adapter import CcxtExchange, as_result
 from cli_trading.exchanges.keys import BALANCES_KEY, MARKETS_KEY, RECON_KEY
 from cli_trading.exchanges.markets import ccxt_symbol, client_order_id
-from cli_trading.exchanges.orders import Tracked
+from cli_trading.exchanges.orders import Fill, Tracked, unrecorded
 from cli_trading.exchanges.reconcile import (
     Report,
     UnknownPolicy,
@@ -56,6 +56,8 @@ from cli_trading.halt import policy
 log = structlog.get_logger("desk")
 
 Settle = Callable[[OrderMsg, ExecResult], Awaitable[None]]
+# new trades of an order still open: fill rows and their exec.status now (`TradeExecutor.record_partial`)
+Partial = Callable[[OrderMsg, Tracked, Sequence[Fill]], Awaitable[None]]
 Halt = Callable[[str], Awaitable[None]]
 
 
@@ -64,6 +66,8 @@ class Open:
     msg: OrderMsg
     tracked: Tracked
     since: float = 0.0  # monotonic time we started looking for it (an order not found yet)
+    # trade ids in the ledger's fills already (empty after a restart: recording again is harmless)
+    recorded: frozenset[str] = frozenset()
 
 
 def ledger_row(m: OrderMsg, now: Any) -> dict[str, Any]:
@@ -101,6 +105,7 @@ class Desk:
         sessions: Any,
         redis: Any,
         settle: Settle,
+        partial: Partial,
         halt: Halt,
         halt_state: Callable[[], Awaitable[Any]],
         clock: Callable[[], Any],
@@ -112,6 +117,7 @@ class Desk:
         self.ex, self.sessions, self.redis = adapter, sessions, redis
         self.halt_state = halt_state
         self.settle, self.halt, self.clock, self.quote, self.symbols = settle, halt, clock, quote, symbols
+        self.partial = partial
         self.open: dict[str, Open] = {}
         self.balances: dict[str, Decimal] = {}
         self.report: Report | None = None
@@ -189,7 +195,8 @@ class Desk:
 
     # -- following orders ------------------------------------------------------------------------
     async def track(self, msg: OrderMsg, t: Tracked) -> None:
-        """Record what the exchange has; settle when final, else keep following."""
+        """Record what the exchange has; settle when final, else record its new trades as fills
+        and keep following."""
         t = await self.ex.follow(t, msg.symbol) if t.exchange_id or t.status != "rejected" else t
         await self._save(msg, t)
         if t.settled() or (t.final and not t.exchange_id):
@@ -198,12 +205,24 @@ class Desk:
             await self.refresh_balances()
         else:
             prev = self.open.get(msg.orderId)
-            self.open[msg.orderId] = Open(msg, t, prev.since if prev else time.monotonic())
+            o = Open(msg, t, prev.since if prev else time.monotonic(), prev.recorded if prev else frozenset())
+            self.open[msg.orderId] = o  # followed whatever happens next
+            self.open[msg.orderId] = await self._partial(o)
 
     async def follow_later(self, msg: OrderMsg, t: Tracked) -> None:
-        """An order not final yet (resting, or its answer lost): the tick follows it."""
+        """An order not final yet (resting, or its answer lost): the tick follows it. Trades it
+        made already (a limit order partly filled on arrival) are fills now."""
         await self._save(msg, t)
-        self.open[msg.orderId] = Open(msg, t, time.monotonic())
+        o = self.open[msg.orderId] = Open(msg, t, time.monotonic())
+        self.open[msg.orderId] = await self._partial(o)
+
+    async def _partial(self, o: Open) -> Open:
+        """An open order's trades not in the ledger yet: recorded (fill rows, exec.status)."""
+        new = unrecorded(o.tracked, o.recorded)
+        if not new:
+            return o
+        await self.partial(o.msg, o.tracked, new)
+        return replace(o, recorded=o.recorded | {f.trade_id for f in new})
 
     async def take_pending(self, msgs: list[OrderMsg]) -> list[OrderMsg]:
         """Redelivered orders (claimed before, so never sent again): those the ledger still has

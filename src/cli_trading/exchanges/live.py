@@ -21,7 +21,7 @@ from cli_trading.config import Settings
 from cli_trading.contracts import HaltMode, HaltReason, OrderMsg
 from cli_trading.exchanges.base import ExecResult, OrderRequest
 from cli_trading.exchanges.ccxt_adapter import CcxtExchange, create_ccxt, rps_shares
-from cli_trading.exchanges.desk import Desk, Settle
+from cli_trading.exchanges.desk import Desk, Partial, Settle
 
 Notify = Callable[..., Awaitable[None]]  # the agent's notify: (type, severity, message, **detail)
 
@@ -41,6 +41,7 @@ async def start_desk(
     sessions: Any,
     redis: Any,
     settle: Settle,
+    partial: Partial,
     halt_state: Callable[[], Awaitable[Any]],
     clock: Callable[[], Any],
     admin_token: Callable[[], str | None],
@@ -61,6 +62,7 @@ async def start_desk(
         sessions=sessions,
         redis=redis,
         settle=settle,
+        partial=partial,
         halt=lambda note: request_halt(s, admin_token(), note),
         halt_state=halt_state,
         clock=clock,

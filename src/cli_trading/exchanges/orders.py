@@ -9,7 +9,7 @@ currency) and converted to the quote currency for PnL.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -129,6 +129,11 @@ class Tracked:
             filled=max(self.filled, _dec(order.get("filled"))),
             fills=self.fills + added,
         )
+
+
+def unrecorded(t: Tracked, recorded: Collection[str]) -> tuple[Fill, ...]:
+    """The order's trades not recorded in the ledger yet, in the exchange's order."""
+    return tuple(f for f in t.fills if f.trade_id not in recorded)
 
 
 def outcome(t: Tracked) -> tuple[Literal["filled", "rejected", "failed", "pending"], str | None]:

@@ -8,7 +8,7 @@ Spot only: a position never goes below zero (the paper engine refuses what holdi
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -22,8 +22,15 @@ class Position:
     avg_cost: Decimal = ZERO
 
 
+# The fill id of an order filled in one piece: a paper fill, a backtest's, a fill row from before
+# fills were recorded per trade, an exec.status message without `fills`. A live order's fills are
+# the exchange's trades, each with the exchange's trade id.
+WHOLE = "order"
+
+
 class FillRecord(NamedTuple):
-    """One fill (immutable; a named tuple because a backtest makes many)."""
+    """One fill (immutable; a named tuple because a backtest makes many). An order has one or
+    more, told apart by `fill_id` (the exchange's trade id; `WHOLE` for an order filled at once)."""
 
     order_id: str
     symbol: str
@@ -31,6 +38,7 @@ class FillRecord(NamedTuple):
     qty: Decimal
     price: Decimal
     fee: Decimal
+    fill_id: str = WHOLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,18 +51,18 @@ class PnlSnapshot:
     exposure: Decimal
 
 
-SEEN_KEEP = 100_000  # order ids remembered against a repeated fill (a bound on memory)
+SEEN_KEEP = 100_000  # fills remembered against a repeat (a bound on memory)
 
 
 class RecentKeys:
     """A set that remembers only the last `capacity` keys added. A repeat of a fill comes from a
     redelivery, within seconds or minutes; older repeats are stopped before the ledger (the
-    consumers' idempotency keys, the unique order id of the `fills` table)."""
+    consumers' idempotency keys, the unique (order id, fill id) of the `fills` table)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._keys: set[str] = set()
-        self._order: deque[str] = deque()
+        self._keys: set[Hashable] = set()
+        self._order: deque[Hashable] = deque()
 
     def __contains__(self, key: object) -> bool:
         return key in self._keys
@@ -62,10 +70,10 @@ class RecentKeys:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def add(self, key: str) -> None:
+    def add(self, key: Hashable) -> None:
         self.insert(key)
 
-    def insert(self, key: str) -> bool:
+    def insert(self, key: Hashable) -> bool:
         """Add `key`; False when it was already there (a repeat)."""
         keys = self._keys
         if key in keys:
@@ -93,8 +101,8 @@ class Ledger:
             self.cash = self.starting_cash
 
     def apply(self, f: FillRecord) -> bool:
-        """Apply a fill once (keyed by order id); returns False for a repeat."""
-        if not self.seen.insert(f.order_id):  # one call: `in` on a Python class costs a slot lookup
+        """Apply a fill once (keyed by order id and fill id); returns False for a repeat."""
+        if not self.seen.insert((f.order_id, f.fill_id)):  # one call: `in` on a Python class costs a slot lookup
             return False
         pos = self.positions.get(f.symbol)
         if pos is None:
