@@ -56,8 +56,7 @@ from cli_trading.halt import policy
 log = structlog.get_logger("desk")
 
 Settle = Callable[[OrderMsg, ExecResult], Awaitable[None]]
-# new trades of an order still open: fill rows and their exec.status now (`TradeExecutor.record_partial`)
-Partial = Callable[[OrderMsg, Tracked, Sequence[Fill]], Awaitable[None]]
+Partial = Callable[[OrderMsg, Tracked, Sequence[Fill]], Awaitable[None]]  # new trades of an open order
 Halt = Callable[[str], Awaitable[None]]
 
 
@@ -204,9 +203,8 @@ class Desk:
             await self.settle(msg, as_result(t))
             await self.refresh_balances()
         else:
-            prev = self.open.get(msg.orderId)
-            o = Open(msg, t, prev.since if prev else time.monotonic(), prev.recorded if prev else frozenset())
-            self.open[msg.orderId] = o  # followed whatever happens next
+            prev = self.open.get(msg.orderId) or Open(msg, t, time.monotonic())
+            o = self.open[msg.orderId] = Open(msg, t, prev.since, prev.recorded)  # followed whatever happens
             self.open[msg.orderId] = await self._partial(o)
 
     async def follow_later(self, msg: OrderMsg, t: Tracked) -> None:
@@ -217,11 +215,10 @@ class Desk:
         self.open[msg.orderId] = await self._partial(o)
 
     async def _partial(self, o: Open) -> Open:
-        """An open order's trades not in the ledger yet: recorded (fill rows, exec.status)."""
-        new = unrecorded(o.tracked, o.recorded)
-        if not new:
-            return o
-        await self.partial(o.msg, o.tracked, new)
+        """An open order's trades not in the ledger yet: recorded (`TradeExecutor.record_partial`:
+        fill rows, then exec.status)."""
+        if new := unrecorded(o.tracked, o.recorded):
+            await self.partial(o.msg, o.tracked, new)
         return replace(o, recorded=o.recorded | {f.trade_id for f in new})
 
     async def take_pending(self, msgs: list[OrderMsg]) -> list[OrderMsg]:
