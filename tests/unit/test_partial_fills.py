@@ -39,7 +39,8 @@ def wire(msg: StatusMsg) -> dict:
 
 
 def test_a_message_without_fills_is_the_order_as_one_fill() -> None:
-    p = {"orderId": "o1", "status": "filled", "symbol": "BTC-USD", "side": "buy", "qty": "2", "price": "10", "fee": "1"}
+    p = {"orderId": "o1", "requestId": "r1", "status": "filled", "symbol": "BTC-USD", "side": "buy", "qty": "2",
+         "price": "10", "fee": "1"}
     assert fills_of_status(p) == [FillRecord("o1", "BTC-USD", "buy", D(2), D(10), D(1), WHOLE)]
     assert fills_of_status({**p, "status": "pending"}) == []
     assert fills_of_status({**p, "status": "rejected"}) == []

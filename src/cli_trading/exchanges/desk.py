@@ -65,8 +65,7 @@ class Open:
     msg: OrderMsg
     tracked: Tracked
     since: float = 0.0  # monotonic time we started looking for it (an order not found yet)
-    # trade ids in the ledger's fills already (empty after a restart: recording again is harmless)
-    recorded: frozenset[str] = frozenset()
+    recorded: frozenset[str] = frozenset()  # trade ids in `fills` already (after a restart: none)
 
 
 def ledger_row(m: OrderMsg, now: Any) -> dict[str, Any]:
@@ -208,8 +207,8 @@ class Desk:
             self.open[msg.orderId] = await self._partial(o)
 
     async def follow_later(self, msg: OrderMsg, t: Tracked) -> None:
-        """An order not final yet (resting, or its answer lost): the tick follows it. Trades it
-        made already (a limit order partly filled on arrival) are fills now."""
+        """An order not final yet (resting, or its answer lost): the tick follows it; its trades
+        so far (a limit order partly filled on arrival) are fills now."""
         await self._save(msg, t)
         o = self.open[msg.orderId] = Open(msg, t, time.monotonic())
         self.open[msg.orderId] = await self._partial(o)
