@@ -238,23 +238,21 @@ def test_a_limit_order_fills_partially_and_a_halt_cancels_the_rest(live: System,
     oid = order_id_for(rid)
     wait_for(lambda: executor(live)["openOrders"], what="the limit order resting")
     assert sim.state()["openOrders"] == 1
-    # each price move through it fills a part: each part is a fill row of its own at once, and
-    # /pnl/status counts it while the order is still open
-    for n in (1, 2):
-        sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(limit - n)})
-        wait_for(lambda n=n: len(fill_rows(live, oid)) >= n, 30, f"partial fill {n} in the ledger")
+    # a price move through it fills a part: a fill row of its own at once, counted by /pnl/status
+    # while the order is still open (a row per part over several moves: test_live_desk.py)
+    sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(limit - 1)})
+    wait_for(lambda: fill_rows(live, oid), 30, "the partial fill in the ledger")
     assert oid in executor(live)["openOrders"]  # not final: the run is still open
     assert httpx.get(f"{live.url()}/orchestrate/run/{rid}").json().get("outcome") is None
-    wait_for(lambda: pnl_is_the_fills(live), 30, "/pnl/status to count the partial fills")
-    parts = fill_rows(live, oid)
-    assert sorted(t for t, _ in parts) == sorted(exchange_trades(live, oid)) and len(parts) >= 2
+    wait_for(lambda: pnl_is_the_fills(live), 30, "/pnl/status to count the partial fill")
     sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(price)})
     halt(live)
     run = run_of(live, rid)
     assert run["outcome"] == "filled" and run["reason"].startswith("cancelled after a partial fill"), run
     assert sim.state()["openOrders"] == 0
     assert executor(live)["openOrders"] == []
-    assert fill_rows(live, oid) == parts  # the end of the order recorded no fill twice
+    parts = fill_rows(live, oid)  # one row per trade at the exchange, none twice
+    assert sorted(t for t, _ in parts) == sorted(exchange_trades(live, oid))
     assert sum(q for _, q in parts) == D(run["reason"].rsplit(" ", 1)[1])
     wait_for(lambda: pnl_is_the_fills(live), 30, "/pnl/status to agree with the fills table")
     unhalt(live)
