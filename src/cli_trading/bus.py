@@ -12,8 +12,9 @@ Consumer semantics (design brief):
 - a group lost by Redis (NOGROUP) is recreated;
 - blocking reads use their own connection;
 - a batch's writes (acks, idempotency keys, outputs, DLQ entries) run atomically in one Lua call
-  that shares the round trip of the next XREADGROUP: two round trips per batch (read, MGET of the
-  idempotency keys) instead of three.
+  that shares the round trip of the next XREADGROUP; while messages are waiting, that call also
+  reads the next batch and says which of its keys were handled before (busops.READ): one round
+  trip per batch; otherwise a blocking XREADGROUP, then an MGET of the idempotency keys: two.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cli_trading import metrics
 from cli_trading.busops import ATOMIC as _ATOMIC
+from cli_trading.busops import SEEN, UNKNOWN, Entry, connect, count_failures, encode, key_of, read, read_blocking
 from cli_trading.busops import Ops as _Ops
-from cli_trading.busops import connect, encode
 from cli_trading.contracts import INFLIGHT_KEY, dlq_of, iso
 from cli_trading.faults import is_outage
 from cli_trading.logs import get_logger
@@ -185,7 +186,7 @@ class Consumer:
         name: str,
         handler: BatchHandler,
         *,
-        key: Callable[[dict[str, Any]], str | None] | None = None,
+        key: str | None = None,
         batch: int = 200,
         block_ms: int = 500,
         max_failures: int = 5,
@@ -207,6 +208,7 @@ class Consumer:
         self._next_trim = time.monotonic() + TRIM_INTERVAL_S
         self.healthy = False
         self._unsettled = _Ops()  # the last batch's writes, sent with the next read (one round trip)
+        self._backlog = False  # the last read found several messages: more are likely waiting
         self.stalled: str | None = None  # why the last batch could not be handled, until one is
         self._stalls = 0
         self.handled = 0
@@ -282,29 +284,37 @@ class Consumer:
         if now >= self._next_trim:  # the stream is trimmed by consumption (streamops.py)
             self._next_trim = now + TRIM_INTERVAL_S
             await trim_consumed(self.bus.redis, self.stream)
-        entries: list[tuple[bytes, dict[bytes, bytes] | None]] = []
+        entries: list[Entry] = []
+        flags: list[int] = []
         if now >= self._retry_at:
-            entries = await self._read("0")
+            entries, flags = await self._read("0")
             if not entries:
                 self._retry_at = float("inf")
         if not entries:
             wait = self.block_ms if block else None
             if block and self._retry_at != float("inf"):
                 wait = max(1, min(self.block_ms, int((self._retry_at - now) * 1000)))
-            entries = await self._read(">", block_ms=wait)
+            entries, flags = await self._read(">", block_ms=wait)
         if entries:
-            await self._process(entries)
+            await self._process(entries, flags)
         return len(entries)
 
-    async def _read(self, from_id: str, block_ms: int | None = None) -> list[Any]:
-        """XREADGROUP, preceded in the same round trip by the previous batch's writes."""
+    async def _read(self, from_id: str, block_ms: int | None = None) -> tuple[list[Entry], list[int]]:
+        """The next entries and whether each key was handled before (busops.READ's flags), after
+        the last batch's writes in the same round trip. A read that may block uses READ only
+        while messages are likely waiting (else it is one more round trip before blocking)."""
         ops, self._unsettled = self._unsettled, _Ops()
-        async with self._reader.pipeline(transaction=False) as pipe:
-            if ops.args:
-                pipe.execute_command("EVAL", _ATOMIC, 0, *ops.args)
-            pipe.xreadgroup(self.group, self.name, {self.stream: from_id}, count=self.batch, block=block_ms)
-            res = (await pipe.execute())[-1]
-        return res[0][1] if res else []
+        if block_ms is None or self._backlog:
+            args = (self.stream, self.group, self.name, self.batch, from_id, self._idem_key(""), self.key or "")
+            entries, flags = await read(self._reader, args, ops)
+            self._backlog = len(entries) > 1
+            if entries or block_ms is None:
+                return entries, flags
+            ops = _Ops()  # run by READ
+        kw = {"from_id": from_id, "count": self.batch, "block": block_ms}
+        entries = await read_blocking(self._reader, ops, self.group, self.name, self.stream, **kw)
+        self._backlog = len(entries) > 1
+        return entries, [UNKNOWN] * len(entries)
 
     async def settle(self) -> None:
         """Run the last batch's writes now (when no read follows: a burst's end, stopping)."""
@@ -324,10 +334,11 @@ class Consumer:
         info = await self.bus.redis.xpending(self.stream, self.group)
         metrics.STREAM_PENDING.labels(self.stream, self.group).set(info["pending"])
 
-    async def _process(self, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> None:
+    async def _process(self, entries: list[Entry], flags: list[int]) -> None:
         good: list[Delivery] = []
+        good_flags: list[int] = []
         ops = self._unsettled
-        for raw_id, fields in entries:
+        for n, (raw_id, fields) in enumerate(entries):
             eid = raw_id.decode()
             if not fields:  # trimmed away while pending: nothing to do but ack
                 ops.xack(self.stream, self.group, eid)
@@ -341,12 +352,13 @@ class Consumer:
                 self._dead_letter(ops, eid, raw, f"undecodable: {exc}", 1)
                 continue
             good.append(Delivery(self.stream, eid, payload))
+            good_flags.append(flags[n])
         if good:
-            await self._handle(good)
+            await self._handle(good, good_flags)
 
-    async def _handle(self, batch: list[Delivery]) -> None:
-        keys = [self.key(d.payload) if self.key else None for d in batch]
-        seen = await self._seen(keys)
+    async def _handle(self, batch: list[Delivery], flags: list[int]) -> None:
+        keys = [key_of(d.payload, self.key) for d in batch]
+        seen = await self._seen(keys, flags)
         first: set[str] = set()  # a key twice in one batch: only its first occurrence is handled
         for i, k in enumerate(keys):
             if k and not seen[i]:
@@ -410,32 +422,22 @@ class Consumer:
             retryInS=round(delay, 2),
         )
 
-    async def _seen(self, keys: list[str | None]) -> list[bool]:
-        real = [k for k in keys if k]
-        if not real:
-            return [False] * len(keys)
-        found = iter(await self.bus.redis.mget([self._idem_key(k) for k in real]))
-        return [bool(next(found)) if k else False for k in keys]
+    async def _seen(self, keys: list[str | None], flags: list[int]) -> list[bool]:
+        """Whether each key was handled by the group before: as the read said (busops.READ), or
+        asked of Redis where it could not say."""
+        seen = [f == SEEN for f in flags]
+        if ask := [(i, k) for i, k in enumerate(keys) if k and flags[i] == UNKNOWN]:
+            found = await self.bus.redis.mget([self._idem_key(k) for _, k in ask])
+            for (i, _), v in zip(ask, found, strict=True):
+                seen[i] = bool(v)
+        return seen
 
     async def _count_failures(self, ids: list[str]) -> list[int]:
-        if not ids:
-            return []
-        async with self.bus.redis.pipeline(transaction=False) as pipe:
-            for i in ids:
-                pipe.hincrby(self._fail_key, i, 1)
-            return [int(n) for n in await pipe.execute()]
+        return await count_failures(self.bus.redis, self._fail_key, ids)
 
     def _dead_letter(self, ops: _Ops, eid: str, payload: Any, error: str, failures: int) -> None:
-        entry = {
-            "originalStream": self.stream,
-            "group": self.group,
-            "id": eid,
-            "payload": payload,
-            "error": error[:2000],
-            "failures": failures,
-            "ts": iso(),
-        }
-        ops.xadd(self.dlq, encode(entry))
+        entry = {"originalStream": self.stream, "group": self.group, "id": eid, "payload": payload}
+        ops.xadd(self.dlq, encode({**entry, "error": error[:2000], "failures": failures, "ts": iso()}))
         ops.xack(self.stream, self.group, eid)
         metrics.DLQ_MESSAGES.labels(self.stream).inc()
         log.error("message dead-lettered", stream=self.stream, group=self.group, id=eid, error=error[:300])

@@ -1,5 +1,6 @@
-"""The bus's Redis plumbing: connections that pack commands in C, and a batch's writes (acks,
-idempotency keys, outputs, DLQ entries) run atomically as one Lua call."""
+"""The bus's Redis plumbing: connections that pack commands in C, a batch's writes (acks,
+idempotency keys, outputs, DLQ entries) run atomically as one Lua call, and the read that runs
+them, reads the next batch and looks up its idempotency keys in one round trip."""
 
 from __future__ import annotations
 
@@ -77,6 +78,84 @@ while i <= #ARGV do
 end
 return 1
 """
+
+
+# A consumer's read when messages are waiting (Consumer._read): the last batch's writes (as
+# ATOMIC, from ARGV[8] on), then a non-blocking XREADGROUP, and for each entry whether its
+# idempotency key is set (the prefix ARGV[6] and the payload's string field ARGV[7]; none: no
+# key) — one round trip where a read and a separate MGET of the keys took two. ARGV: stream,
+# group, consumer, count, from id, key prefix, key field. Returns {entries, flags} (entries as
+# XREADGROUP gives them: {id, {field, value, ...} or false}; flags 1 = seen, 0 = not, 2 = not
+# known: a payload Lua's JSON decoder refused, to be looked up by the caller), or {} when none.
+READ = """
+local i = 8
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+local res = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4], 'STREAMS', ARGV[1], ARGV[5])
+if not res then return {} end
+local entries, flags = res[1][2], {}
+for j, e in ipairs(entries) do
+  flags[j] = 0
+  local fields = e[2]
+  if ARGV[7] ~= '' and fields then
+    for f = 1, #fields, 2 do
+      if fields[f] == 'data' then
+        local ok, p = pcall(cjson.decode, fields[f + 1])
+        if not ok then
+          flags[j] = 2
+        else
+          local k = type(p) == 'table' and p[ARGV[7]]
+          if type(k) == 'string' and k ~= '' and redis.call('EXISTS', ARGV[6] .. k) == 1 then flags[j] = 1 end
+        end
+      end
+    end
+  end
+end
+return {entries, flags}
+"""
+
+
+Entry = tuple[bytes, dict[bytes, bytes] | None]  # (id, fields; None when trimmed while pending)
+SEEN, UNKNOWN = 1, 2  # READ's flags (0: not seen)
+
+
+def key_of(payload: dict[str, Any], field: str | None) -> str | None:
+    """A message's stable key: its `field`, a non-empty string (as READ reads it)."""
+    k = payload.get(field) if field else None
+    return k if isinstance(k, str) and k else None
+
+
+async def read(reader: Any, args: tuple[Any, ...], ops: Ops) -> tuple[list[Entry], list[int]]:
+    """READ with its arguments and the writes to run first: the entries (fields as a dict, as
+    redis-py's XREADGROUP gives them) and a flag for each."""
+    res = await reader.execute_command("EVAL", READ, 0, *args, *ops.args)
+    if not res:
+        return [], []
+    entries: list[Entry] = [(eid, dict(zip(f[::2], f[1::2], strict=True)) if f else None) for eid, f in res[0]]
+    return entries, [int(x) for x in res[1]]
+
+
+async def read_blocking(reader: Any, ops: Ops, group: str, name: str, stream: str, **kw: Any) -> list[Entry]:
+    """XREADGROUP (`kw`: from_id, count, block), preceded in the same round trip by the writes."""
+    async with reader.pipeline(transaction=False) as pipe:
+        if ops.args:
+            pipe.execute_command("EVAL", ATOMIC, 0, *ops.args)
+        pipe.xreadgroup(group, name, {stream: kw["from_id"]}, count=kw["count"], block=kw["block"])
+        res = (await pipe.execute())[-1]
+    return res[0][1] if res else []
+
+
+async def count_failures(redis: Any, key: str, ids: list[str]) -> list[int]:
+    """One more failure for each message id (a hash field each); their counts now."""
+    if not ids:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for i in ids:
+            pipe.hincrby(key, i, 1)
+        return [int(n) for n in await pipe.execute()]
 
 
 class Ops:

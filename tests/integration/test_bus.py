@@ -95,8 +95,7 @@ async def wait_for(cond: Callable[[], bool], within: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def by_request_id(p: dict[str, Any]) -> str | None:
-    return p.get("requestId")
+by_request_id = "requestId"  # the messages' stable key
 
 
 # -- publishing ------------------------------------------------------------------------------
@@ -394,6 +393,38 @@ async def test_duplicate_key_in_one_batch_handled_once(
     await c.burst()
     assert rec.ok_payloads() == [1, 3]
     assert await pending(redis_client, stream) == 0
+
+
+async def test_duplicates_skipped_whether_the_read_or_an_mget_looks_the_keys_up(
+    bus: Bus, make_consumer: Callable[..., Consumer], stream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog is read with its keys looked up in the same call (no MGET); a message the
+    blocking read brings is looked up by an MGET. Duplicates are skipped either way."""
+    rec = Recorder()
+    c = make_consumer(rec, key=by_request_id, batch=3, block_ms=100)
+    mgets: list[int] = []
+    mget = bus.redis.mget
+
+    async def counted(keys: list[str]) -> Any:
+        mgets.append(len(keys))
+        return await mget(keys)
+
+    monkeypatch.setattr(bus.redis, "mget", counted)
+    rids = ["r1", "r2", "r2", "r3", "r1", "r4", "r2", "", "r5"]
+    await bus.publish_many([(stream, {"requestId": rid, "n": n}) for n, rid in enumerate(rids)])
+    await c.burst()  # batches of 3: the duplicates fall within a batch and across batches
+    assert rec.ok_payloads() == [0, 1, 3, 5, 7, 8] and mgets == []
+    stop = asyncio.Event()
+    task = asyncio.create_task(c.run(stop))
+    try:
+        await asyncio.sleep(0.05)  # blocked in XREADGROUP: nothing is waiting
+        await bus.publish(stream, {"requestId": "r3", "n": 9})
+        await bus.publish(stream, {"requestId": "r6", "n": 10})
+        await wait_for(lambda: 10 in rec.ok_payloads())
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    assert rec.ok_payloads() == [0, 1, 3, 5, 7, 8, 10] and mgets
 
 
 async def test_duplicate_suppression_is_per_group(

@@ -91,7 +91,7 @@ async def pipeline(
         Group.NOTIFY,
         name,
         per_message(lambda d: dispatcher.handle(d.payload)),
-        key=lambda p: p.get("traceId"),
+        key="traceId",
         max_failures=max_failures,
         retry_backoff_s=0.01,
         batch=batch,

@@ -81,7 +81,7 @@ class MarketAnalyst(Agent):
             await self._feed.exchange.close()
 
     def subscriptions(self) -> list[Subscription]:
-        return [Subscription(Stream.COMMANDS, Group.ANALYST, self.on_commands, key=lambda p: p.get("requestId"))]
+        return [Subscription(Stream.COMMANDS, Group.ANALYST, self.on_commands, key="requestId")]
 
     def loops(self) -> list[Any]:
         return [self._feed_loop]

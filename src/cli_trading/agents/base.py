@@ -48,7 +48,7 @@ class Subscription:
     stream: str
     group: str
     handler: BatchHandler
-    key: Callable[[dict[str, Any]], str | None] | None = None
+    key: str | None = None  # the payload's field that names a message for good (idempotency)
     batch: int = 200
 
 

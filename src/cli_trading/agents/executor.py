@@ -139,7 +139,7 @@ class TradeExecutor(Agent):
         return live.loops(self.settings, self.desk, stop=stop, halt_state=self.gate.read, notify=notify)
 
     def subscriptions(self) -> list[Subscription]:
-        return [Subscription(Stream.ORDERS, Group.EXEC, self.handle_orders, key=lambda p: p.get("orderId"))]
+        return [Subscription(Stream.ORDERS, Group.EXEC, self.handle_orders, key="orderId")]
 
     # -- the pipeline step -----------------------------------------------------------------
     async def handle_orders(self, batch: list[Delivery]) -> Handled:

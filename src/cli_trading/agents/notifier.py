@@ -80,7 +80,7 @@ class NotificationManager(Agent):
     def subscriptions(self) -> list[Subscription]:
         return [
             Subscription(
-                Stream.NOTIFY, Group.NOTIFY, per_message(self.on_event), key=lambda p: p.get("traceId"), batch=20
+                Stream.NOTIFY, Group.NOTIFY, per_message(self.on_event), key="traceId", batch=20
             )
         ]
 

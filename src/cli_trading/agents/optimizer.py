@@ -41,7 +41,7 @@ class ParameterOptimizer(Agent):
                 Stream.OPT_REQUESTS,
                 Group.OPTIMIZER,
                 per_message(self.on_request),
-                key=lambda p: p.get("requestId"),
+                key="requestId",
                 batch=1,  # one search at a time: it already takes every core
             )
         ]

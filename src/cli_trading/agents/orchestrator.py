@@ -119,11 +119,11 @@ class Orchestrator(Agent):
         return self.parts.safety
 
     def subscriptions(self) -> list[Subscription]:
-        rid = lambda p: p.get("requestId")  # noqa: E731
+        rid = "requestId"
         return [
             Subscription(Stream.SIGNALS, Group.ORCHESTRATOR, self.on_signals, key=rid),
             Subscription(Stream.RISK_RESPONSES, Group.ORCHESTRATOR, self.on_risk, key=rid),
-            Subscription(Stream.STATUS, Group.ORCHESTRATOR, self.on_status, key=lambda p: p.get("orderId")),
+            Subscription(Stream.STATUS, Group.ORCHESTRATOR, self.on_status, key="orderId"),
             Subscription(Stream.BARS, Group.ORCHESTRATOR, self.on_bars),
             Subscription(Stream.OPT_RESULTS, Group.ORCHESTRATOR, per_message(self.on_opt_result), key=rid),
         ]

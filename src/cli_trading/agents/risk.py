@@ -42,8 +42,8 @@ class RiskManager(Agent):
 
     def subscriptions(self) -> list[Subscription]:
         return [
-            Subscription(Stream.RISK_REQUESTS, Group.RISK, self.handle_requests, key=lambda p: p.get("requestId")),
-            Subscription(Stream.STATUS, Group.RISK, self.handle_status, key=lambda p: p.get("orderId")),
+            Subscription(Stream.RISK_REQUESTS, Group.RISK, self.handle_requests, key="requestId"),
+            Subscription(Stream.STATUS, Group.RISK, self.handle_status, key="orderId"),
             Subscription(Stream.BARS, Group.RISK, self.handle_bars),
         ]
 
