@@ -190,6 +190,7 @@ class StatusMsg(StreamMessage):
     fee: Decimal = Decimal("0")
     reason: str | None = None
     fills: list[FillPart] | None = None
+    statusId: str | None = None  # the consumers' idempotency key (`status_id`)
 
     def fill(self) -> FillRecord:
         """A "filled" status without `fills` as the ledger's fill: the order as one fill."""
@@ -206,6 +207,13 @@ class StatusMsg(StreamMessage):
             return [self.fill()] if self.status == "filled" else []
         o, sym, side = self.orderId, self.symbol, self.side
         return [FillRecord(o, sym, side, f.qty, f.price, f.fee, f.fillId) for f in self.fills]
+
+
+def status_id(order_id: str, fills: list[FillPart] | None = None) -> str:
+    """An exec.status message's idempotency key (`statusId`, what its consumers dedupe on): the
+    order id for its final status; a `pending` message with partial fills has one per set of
+    fills, so that it never makes the order's final status look like a repeat."""
+    return f"{order_id}:pending:" + ",".join(f.fillId for f in fills) if fills else order_id
 
 
 class BarMsg(StreamMessage):

@@ -238,13 +238,7 @@ def test_a_limit_order_fills_partially_and_a_halt_cancels_the_rest(live: System,
     oid = order_id_for(rid)
     wait_for(lambda: executor(live)["openOrders"], what="the limit order resting")
     assert sim.state()["openOrders"] == 1
-    # a price move through it fills a part: a fill row of its own at once, counted by /pnl/status
-    # while the order is still open (a row per part over several moves: test_live_desk.py)
-    sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(limit - 1)})
-    wait_for(lambda: fill_rows(live, oid), 30, "the partial fill in the ledger")
-    assert oid in executor(live)["openOrders"]  # not final: the run is still open
-    assert httpx.get(f"{live.url()}/orchestrate/run/{rid}").json().get("outcome") is None
-    wait_for(lambda: pnl_is_the_fills(live), 30, "/pnl/status to count the partial fill")
+    sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(limit - 1)})  # crosses it: part fills
     sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(price)})
     halt(live)
     run = run_of(live, rid)

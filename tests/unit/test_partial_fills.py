@@ -11,7 +11,7 @@ import orjson
 
 from cli_trading.agents.executor import TradeExecutor
 from cli_trading.busops import encode
-from cli_trading.contracts import OrderMsg, StatusMsg
+from cli_trading.contracts import OrderMsg, StatusMsg, status_id
 from cli_trading.exchanges.base import ExecResult
 from cli_trading.exchanges.ccxt_adapter import as_result
 from cli_trading.exchanges.ledger_rows import fill_parts, fill_rows_of
@@ -94,3 +94,12 @@ def test_unrecorded_trades_in_the_exchange_order() -> None:
 def _record(row: dict) -> FillRecord:
     r = row
     return FillRecord(r["order_id"], r["symbol"], r["side"], r["qty"], r["price"], r["fee"], r["trade_id"])
+
+
+def test_a_partial_fill_message_never_makes_the_final_status_a_repeat() -> None:
+    """The exec.status consumers drop a message whose idempotency key (statusId) they have seen:
+    a pending message with partial fills must not take the key of the order's final status."""
+    first, second = fill_parts([trade("7", "0.1", "1")]), fill_parts([trade("8", "0.1", "1")])
+    keys = [status_id("o1", first), status_id("o1", second), status_id("o1")]
+    assert len(set(keys)) == 3 and keys[2] == "o1"
+    assert TradeExecutor._status(ORDER, ExecResult("filled", D(1), D(0))).statusId == ORDER.orderId

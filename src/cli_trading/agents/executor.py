@@ -20,7 +20,7 @@ from cli_trading.agents.base import Agent, Subscription
 from cli_trading.auth import TokenStore
 from cli_trading.bus import Delivery, Handled, MessageResult, PoisonMessage
 from cli_trading.config import Settings
-from cli_trading.contracts import Group, OrderMsg, StatusMsg, Stream
+from cli_trading.contracts import Group, OrderMsg, StatusMsg, Stream, status_id
 from cli_trading.db import repo
 from cli_trading.exchanges import live
 from cli_trading.exchanges.base import ExchangeAdapter, ExecResult, OrderRequest, OwnAccount, Received
@@ -316,6 +316,7 @@ class TradeExecutor(Agent):
         await self._settle([], [trade_row(m, f, now) for f in new])
         st = self._status(m, ExecResult("pending", t.average, t.fee_quote, f"{t.status} at the exchange", tracked=t))
         st.fills = fill_parts(new)
+        st.statusId = status_id(m.orderId, st.fills)
         await self.bus.publish(Stream.STATUS, st)  # type: ignore[union-attr]  # the bus exists once started
 
     @staticmethod
@@ -332,6 +333,7 @@ class TradeExecutor(Agent):
             fee=r.fee,
             reason=r.reason,
             traceId=m.traceId,
+            statusId=m.orderId,
             # live: the order's trades, each a fill (paper: left out, the order is its one fill)
             fills=fill_parts(r.tracked.fills) if r.tracked is not None and r.status == "filled" else None,
         )

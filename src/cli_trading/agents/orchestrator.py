@@ -123,7 +123,7 @@ class Orchestrator(Agent):
         return [
             Subscription(Stream.SIGNALS, Group.ORCHESTRATOR, self.on_signals, key=rid),
             Subscription(Stream.RISK_RESPONSES, Group.ORCHESTRATOR, self.on_risk, key=rid),
-            Subscription(Stream.STATUS, Group.ORCHESTRATOR, self.on_status, key="orderId"),
+            Subscription(Stream.STATUS, Group.ORCHESTRATOR, self.on_status, key="statusId"),
             Subscription(Stream.BARS, Group.ORCHESTRATOR, self.on_bars),
             Subscription(Stream.OPT_RESULTS, Group.ORCHESTRATOR, per_message(self.on_opt_result), key=rid),
         ]

@@ -28,7 +28,7 @@ class PortfolioManager(Agent):
 
     def subscriptions(self) -> list[Subscription]:
         return [
-            Subscription(Stream.STATUS, Group.PORTFOLIO, self.handle_status, key="orderId"),
+            Subscription(Stream.STATUS, Group.PORTFOLIO, self.handle_status, key="statusId"),
             Subscription(Stream.BARS, Group.PORTFOLIO, self.handle_bars),
         ]
 

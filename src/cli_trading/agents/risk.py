@@ -43,7 +43,7 @@ class RiskManager(Agent):
     def subscriptions(self) -> list[Subscription]:
         return [
             Subscription(Stream.RISK_REQUESTS, Group.RISK, self.handle_requests, key="requestId"),
-            Subscription(Stream.STATUS, Group.RISK, self.handle_status, key="orderId"),
+            Subscription(Stream.STATUS, Group.RISK, self.handle_status, key="statusId"),
             Subscription(Stream.BARS, Group.RISK, self.handle_bars),
         ]
 
