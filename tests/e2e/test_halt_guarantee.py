@@ -21,6 +21,7 @@ pytestmark = pytest.mark.e2e
 
 CLIENTS = 8
 ORDERS = 800
+MEANINGFUL = 100  # orders at the adapter before the halt
 
 
 async def _drive(system, halt_after: int) -> tuple[float, dict, list[int]]:
@@ -43,6 +44,11 @@ async def _drive(system, halt_after: int) -> tuple[float, dict, list[int]]:
     async def halter() -> None:
         while sent < halt_after:  # noqa: ASYNC110 - polling a counter the clients bump
             await asyncio.sleep(0.001)
+        # and enough orders at the adapter for the check to mean something, however slow the
+        # machine: the halt lands once the pipeline is full, not after a count of sends
+        async with httpx.AsyncClient(base_url=system.url("trade-executor"), timeout=30) as e:
+            while len((await e.get("/admin/exec/adapter", headers=system.admin)).json()["orders"]) < MEANINGFUL:  # noqa: ASYNC110 - polling another process
+                await asyncio.sleep(0.05)
         async with httpx.AsyncClient(base_url=system.url(), timeout=30) as c:
             r = await c.post("/admin/orchestrate/halt", headers=system.admin, content=b'{"reason":"emergency_stop"}')
             answer["at"] = time.time()
@@ -88,7 +94,7 @@ def test_no_order_reaches_the_adapter_after_the_halt_answered(any_system: System
     time.sleep(3)  # let everything that was in the pipeline settle
     with system.client("trade-executor") as c:
         record = c.get("/admin/exec/adapter", headers=system.admin).json()["orders"]
-    assert len(record) >= 100, "the adapter saw too few orders for the test to mean anything"
+    assert len(record) >= MEANINGFUL, "the adapter saw too few orders for the test to mean anything"
     late = [o for o in record if o["at"] > answered_at and o["orderId"] not in in_flight]
     assert late == [], f"{len(late)} order(s) reached the adapter after the halt answered: {late[:3]}"
     # and the risk manager refuses with reason "halted"
