@@ -66,18 +66,23 @@ def connect(url: str, **kw: Any) -> aioredis.Redis:
     )
 
 
-# Runs a list of commands atomically, like MULTI/EXEC but as one command, so that it can share a
-# round trip with the next blocking XREADGROUP (MULTI cannot hold a blocking read). ARGV holds
-# [n, command, arg…] groups; keys travel in ARGV, which a single (non-cluster) Redis allows.
-ATOMIC = """
-local i = 1
+def _run_writes(first: int) -> str:
+    """The Lua that runs a batch's writes: the [n, command, arg…] groups of ARGV from ARGV[first]
+    on (ATOMIC's and READ's opening)."""
+    return f"""
+local i = {first}
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + n))
   i = i + n + 1
 end
-return 1
 """
+
+
+# Runs a list of commands atomically, like MULTI/EXEC but as one command, so that it can share a
+# round trip with the next blocking XREADGROUP (MULTI cannot hold a blocking read). ARGV holds
+# [n, command, arg…] groups; keys travel in ARGV, which a single (non-cluster) Redis allows.
+ATOMIC = _run_writes(1) + "return 1\n"
 
 
 # A consumer's read when messages are waiting (Consumer._read): the last batch's writes (as
@@ -87,13 +92,7 @@ return 1
 # group, consumer, count, from id, key prefix, key field. Returns {entries, flags} (entries as
 # XREADGROUP gives them: {id, {field, value, ...} or false}; flags 1 = seen, 0 = not, 2 = not
 # known: a payload Lua's JSON decoder refused, to be looked up by the caller), or {} when none.
-READ = """
-local i = 8
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
-  i = i + n + 1
-end
+READ = _run_writes(8) + """
 local res = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4], 'STREAMS', ARGV[1], ARGV[5])
 if not res then return {} end
 local entries, flags = res[1][2], {}
