@@ -73,6 +73,9 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}:***@{host}" if ":" in userinfo else url
 
 
+MIN_LIVE_RPS = 2  # EXCHANGE_MAX_RPS live: the executor and the candle feed need one whole request a second each
+
+
 def live_problems(s: Settings) -> None:
     """Live mode with settings that cannot work: say what to change."""
     if not (s.exchange_api_key or s.exchange_api_key_file):
@@ -85,6 +88,11 @@ def live_problems(s: Settings) -> None:
             raise ValueError(f"{name.upper()}={path}: no such file")
     if s.exchange_url and not s.exchange_url.startswith(("http://", "https://")):
         raise ValueError(f"EXCHANGE_URL={s.exchange_url!r} must start with http:// or https://")
+    if s.exchange_max_rps < MIN_LIVE_RPS:
+        raise ValueError(
+            f"EXCHANGE_MAX_RPS={s.exchange_max_rps:g}: live mode needs {MIN_LIVE_RPS} or more (the trade"
+            " executor and the candle feed share it in whole requests per second, at least one each)"
+        )
     quotes = {sym.split("-", 1)[-1] for sym in s.symbol_list}
     if len(quotes) != 1:
         raise ValueError(f"SYMBOLS={s.symbols!r}: live mode trades against one quote currency, got {sorted(quotes)}")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from types import SimpleNamespace
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -216,13 +217,35 @@ def test_trades_older_than_the_baseline_are_taken_out_of_it() -> None:
 
 
 def test_the_executor_and_the_candle_feed_share_one_ceiling() -> None:
-    """Two processes, two limiters, one ceiling counted by the exchange: live, their shares add up
-    to EXCHANGE_MAX_RPS at most; on paper the feed is the only one asking."""
-    from cli_trading.exchanges.ccxt_adapter import rps_shares
+    """Two processes, two limiters, one ceiling counted by the exchange: live, what their pacers
+    let through in any one second adds up to EXCHANGE_MAX_RPS at most, fractional or not (2.5
+    split 80/20 as 2.0 + 0.5 let 2 + 1 through, 1.5 as 1.2 + 0.3 let 1 + 1), each gets at least
+    one; on paper the feed is the only one asking."""
+    from cli_trading.exchanges.ccxt_adapter import Pacer, rps_shares
 
-    executor, feed = rps_shares(10, live=True)
-    assert executor > 0 and feed > 0 and executor + feed <= 10
+    assert rps_shares(10, live=True) == (8.0, 2.0)
+    for tenths in [*range(20, 200), 1000, 10000]:
+        ceiling = tenths / 10
+        executor, feed = rps_shares(ceiling, live=True)
+        per_second = Pacer(executor).burst + Pacer(feed).burst
+        assert executor >= 1 and feed >= 1 and per_second <= ceiling, (ceiling, executor, feed)
+        assert per_second == int(ceiling)  # and nothing of the whole part is wasted
     assert rps_shares(10, live=False) == (0.0, 10)
+    assert rps_shares(0.5, live=False) == (0.0, 0.5)
+    with pytest.raises(ValueError, match="EXCHANGE_MAX_RPS=1.9"):
+        rps_shares(1.9, live=True)
+
+
+def test_live_settings_refuse_a_ceiling_too_low_to_share() -> None:
+    from pydantic import ValidationError
+
+    from cli_trading.config import Settings
+
+    keys = {"exchange_api_key": "k", "exchange_api_secret": "s", "trading_mode": "live"}
+    with pytest.raises(ValidationError, match=r"EXCHANGE_MAX_RPS=1.5: live mode needs 2 or more"):
+        Settings(exchange_max_rps=1.5, **keys)
+    assert Settings(exchange_max_rps=2.5, **keys).exchange_max_rps == 2.5
+    assert Settings(exchange_max_rps=1.5).exchange_max_rps == 1.5  # paper: the feed alone, any rate
 
 
 def test_an_orders_time_in_force_reaches_the_exchange_and_the_ledger() -> None:

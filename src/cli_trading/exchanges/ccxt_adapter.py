@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import structlog
 
 from cli_trading import metrics
+from cli_trading.config import MIN_LIVE_RPS
 from cli_trading.exchanges.base import ExecResult, OrderRequest, Received, received_log
 from cli_trading.exchanges.markets import MarketRules, ccxt_symbol, client_order_id
 from cli_trading.exchanges.orders import Tracked, fills_of, outcome
@@ -79,10 +80,19 @@ FEED_SHARE = 0.2  # of EXCHANGE_MAX_RPS, for the candle feed when the trade exec
 def rps_shares(max_rps: float, *, live: bool) -> tuple[float, float]:
     """(trade executor, candle feed) requests per second: two processes, each with its own
     limiter, whose sum stays under the one ceiling the exchange counts against the account/IP.
-    On paper only the feed asks the exchange: all of it."""
+
+    Live, the shares are whole requests per second (each `Pacer` lets its share through in any
+    second, rounded down to a whole number anyway): the ceiling's whole part, the feed 20 % of it
+    (at least 1), the executor the rest, so that their sum never passes the ceiling, fractional or
+    not. Under MIN_LIVE_RPS no split works: refused (the settings refuse it first). On paper only
+    the feed asks the exchange: all of it."""
     if not live:
         return 0.0, max_rps
-    return max_rps * (1 - FEED_SHARE), max_rps * FEED_SHARE
+    whole = int(max_rps)
+    if whole < MIN_LIVE_RPS:
+        raise ValueError(f"EXCHANGE_MAX_RPS={max_rps:g}: live trading needs {MIN_LIVE_RPS} or more")
+    feed = max(1, int(whole * FEED_SHARE))
+    return float(whole - feed), float(feed)
 
 
 def create_ccxt(exchange_id: str, api_key: str, secret: str, *, url: str | None, max_rps: float) -> Any:
