@@ -64,7 +64,7 @@ def _detail(row: Any) -> Any:
 async def test_halt_answers_once_the_flag_is_set_and_the_record_follows(orc: Orchestrator) -> None:
     r = aioredis.from_url(orc.settings.redis_url)
     await r.sadd(INFLIGHT_KEY, "ord-in-flight")
-    result = orc.halts.halt(reason="manual", mode="halt", actor="op-1234", source="127.0.0.1", note="3am")
+    result = orc.parts.halts.halt(reason="manual", mode="halt", actor="op-1234", source="127.0.0.1", note="3am")
     assert result["halted"] is True and result["inFlight"] == ["ord-in-flight"]
     assert (await r.hgetall(HALT_KEY))[b"halted"] == b"1"  # set before the answer
     notes = [orjson.loads(f[b"data"]) for _, f in await r.xrange("notify.events")]
@@ -76,9 +76,9 @@ async def test_halt_answers_once_the_flag_is_set_and_the_record_follows(orc: Orc
     assert events[-1].action == "halt" and events[-1].note == "3am"
     assert _detail(events[-1]) == {"inFlight": ["ord-in-flight"]}
 
-    limits = orc.days.current().limits
-    orc.halts.unhalt(
-        actor="op-1234", source=None, note="checked", force=False, pnl_pct=orc.days.percent(), limits=limits
+    limits = orc.parts.days.current().limits
+    orc.parts.halts.unhalt(
+        actor="op-1234", source=None, note="checked", force=False, pnl_pct=orc.parts.days.percent(), limits=limits
     )
     assert (await r.hgetall(HALT_KEY))[b"halted"] == b"0"
     state, events = await halt_rows(orc)
@@ -91,7 +91,7 @@ async def test_database_not_answering_keeps_the_flag_and_records_later(orc: Orch
     healthy = orc.parts.recorder.sessions
     orc.parts.recorder.sessions = _refusing_sessions  # the database is gone
     started = time.monotonic()
-    result = orc.halts.halt(reason="emergency_stop", mode="halt", actor="op", source=None, note=None)
+    result = orc.parts.halts.halt(reason="emergency_stop", mode="halt", actor="op", source=None, note=None)
     assert time.monotonic() - started < 0.5  # the answer does not wait for the database
     assert result["halted"] is True
     r = aioredis.from_url(orc.settings.redis_url)
@@ -129,7 +129,7 @@ async def test_a_halt_only_redis_has_survives_a_restart(orc: Orchestrator) -> No
     crash = HaltState(True, "emergency_stop", "halt", datetime.now(UTC), "tok:operator", "answered")
     o = await _restart_with_live_flag(orc, crash)
     try:
-        assert o.halts.state.halted and o.halts.state.reason == "emergency_stop"
+        assert o.parts.halts.state.halted and o.parts.halts.state.reason == "emergency_stop"
         live = from_redis(await aioredis.from_url(o.settings.redis_url).hgetall(HALT_KEY))
         assert live is not None and live.halted and live.reason == "emergency_stop"
         state, events = await halt_rows(o)
@@ -140,14 +140,14 @@ async def test_a_halt_only_redis_has_survives_a_restart(orc: Orchestrator) -> No
 
 
 async def test_an_older_halt_in_redis_does_not_undo_a_recorded_unhalt(orc: Orchestrator) -> None:
-    orc.halts.halt(reason="manual", mode="halt", actor="tok:a", source=None, note=None)
+    orc.parts.halts.halt(reason="manual", mode="halt", actor="tok:a", source=None, note=None)
     limits = Limits(Decimal(5), Decimal(3))
-    orc.halts.unhalt(actor="tok:a", source=None, note=None, force=True, pnl_pct=Decimal(0), limits=limits)
+    orc.parts.halts.unhalt(actor="tok:a", source=None, note=None, force=True, pnl_pct=Decimal(0), limits=limits)
     assert await orc.parts.recorder.written()
     stale = HaltState(True, "manual", "halt", datetime.now(UTC) - timedelta(hours=1), "tok:a", None)
     o = await _restart_with_live_flag(orc, stale)  # e.g. Redis restored from an old snapshot
     try:
-        assert not o.halts.state.halted
+        assert not o.parts.halts.state.halted
         live = from_redis(await aioredis.from_url(o.settings.redis_url).hgetall(HALT_KEY))
         assert live is not None and not live.halted
         _, events = await halt_rows(o)
@@ -157,10 +157,10 @@ async def test_an_older_halt_in_redis_does_not_undo_a_recorded_unhalt(orc: Orche
 
 
 async def test_reconcile_puts_a_lost_flag_back(orc: Orchestrator) -> None:
-    orc.halts.halt(reason="manual", mode="reduce_only", actor="tok:a", source=None, note=None)
+    orc.parts.halts.halt(reason="manual", mode="reduce_only", actor="tok:a", source=None, note=None)
     r = aioredis.from_url(orc.settings.redis_url)
     await r.delete(HALT_KEY)  # Redis flushed, say
-    await orc.halts.reconcile()
+    await orc.parts.halts.reconcile()
     live = from_redis(await r.hgetall(HALT_KEY))
     assert live is not None and live.halted and live.mode == "reduce_only"
     await r.aclose()
@@ -204,15 +204,15 @@ async def test_flatten_mode_keeps_closing_what_is_still_open(orc: Orchestrator) 
     keep_flattening = orc.parts.watchdogs.keep_flattening
     await orc.halt(reason="emergency_stop", mode="flatten", actor="tok:a", source=None, note=None)
     await keep_flattening()
-    assert orc.runs.in_flight() == 0  # flat: nothing to do
-    orc.ledger.apply(FillRecord("ord-late", "BTC-USD", "buy", Decimal("0.5"), Decimal("100"), Decimal("0")))
+    assert orc.parts.runs.in_flight() == 0  # flat: nothing to do
+    orc.parts.ledger.apply(FillRecord("ord-late", "BTC-USD", "buy", Decimal("0.5"), Decimal("100"), Decimal("0")))
     for round_ in range(1, FLATTEN_ROUNDS + 1):
         await keep_flattening()
-        open_runs = list(orc.runs.active.values())
+        open_runs = list(orc.parts.runs.active.values())
         assert [(r.symbol, r.side, r.qty) for r in open_runs] == [("BTC-USD", "sell", Decimal("0.5"))], round_
         assert open_runs[0].request_id.startswith("flatten-")
         await keep_flattening()
-        assert orc.runs.in_flight() == 1  # one at a time: it waits while one is on its way
-        orc.runs.active.clear()  # refused, say: the position is still open
+        assert orc.parts.runs.in_flight() == 1  # one at a time: it waits while one is on its way
+        orc.parts.runs.active.clear()  # refused, say: the position is still open
     await keep_flattening()
-    assert orc.runs.in_flight() == 0  # the rounds are spent: left to the operator
+    assert orc.parts.runs.in_flight() == 0  # the rounds are spent: left to the operator

@@ -70,7 +70,7 @@ async def statuses(ex: TradeExecutor, batch: list[Delivery]) -> list[tuple[str, 
 
 
 def record(ex: TradeExecutor) -> list[str]:
-    return [r.order_id for r in ex.adapter.received]
+    return [r.order_id for r in ex.parts.adapter.received]
 
 
 async def ledger(ex: TradeExecutor) -> tuple[list[tuple[str, str]], list[str]]:
@@ -84,7 +84,7 @@ async def test_a_redelivered_order_and_a_repeat_in_one_batch_reach_the_engine_on
     executors: Callable[[], Any],
 ) -> None:
     ex = await executors()
-    cash = ex.paper.ledger.cash
+    cash = ex.parts.paper.ledger.cash
     assert await statuses(ex, [order("a", "1-0")]) == [("ord-a", "filled")]
     assert await statuses(ex, [order("a", "2-0")]) == [("ord-a", "filled")]  # redelivered: from the ledger
     # the same order emitted twice, both in one batch, with another order between
@@ -93,8 +93,8 @@ async def test_a_redelivered_order_and_a_repeat_in_one_batch_reach_the_engine_on
     assert record(ex) == ["ord-a", "ord-b", "ord-c"]
     filled = [("ord-a", "filled"), ("ord-b", "filled"), ("ord-c", "filled")]
     assert await ledger(ex) == (filled, ["ord-a", "ord-b", "ord-c"])
-    assert ex.paper.ledger.qty_of("BTC-USD") == Decimal("0.03")
-    assert ex.paper.ledger.cash < cash - Decimal("3")  # three fills of 1 each, and their fees: not four
+    assert ex.parts.paper.ledger.qty_of("BTC-USD") == Decimal("0.03")
+    assert ex.parts.paper.ledger.cash < cash - Decimal("3")  # three fills of 1 each, and their fees: not four
 
 
 async def test_a_transaction_that_dies_before_its_commit_leaves_nothing_and_the_next_executor_fills_once(
@@ -120,7 +120,7 @@ async def test_a_transaction_that_dies_before_its_commit_leaves_nothing_and_the_
     # and the first one, had it lived on, answers the redelivery from the ledger, sending nothing
     assert await statuses(ex, [order("d", "1-0")]) == [("ord-d", "filled")]
     assert record(ex) == []
-    assert ex.paper.ledger.qty_of("BTC-USD") == Decimal("0.01")  # its paper account rebuilt
+    assert ex.parts.paper.ledger.qty_of("BTC-USD") == Decimal("0.01")  # its paper account rebuilt
 
 
 async def test_a_commit_reported_failed_that_landed_is_recorded_once(executors: Callable[[], Any]) -> None:
@@ -141,4 +141,4 @@ async def test_a_commit_reported_failed_that_landed_is_recorded_once(executors: 
     assert await statuses(ex, [order("e", "1-0")]) == [("ord-e", "filled")]  # redelivered: from the ledger
     assert record(ex) == ["ord-e"]  # it had landed: it did reach the engine, once
     assert await ledger(ex) == ([("ord-e", "filled")], ["ord-e"])
-    assert ex.paper.ledger.qty_of("BTC-USD") == Decimal("0.01")
+    assert ex.parts.paper.ledger.qty_of("BTC-USD") == Decimal("0.01")

@@ -38,15 +38,15 @@ async def test_rollover(tmp_path: Path, reason: str, clears: bool, redis_url: st
     orc = Orchestrator(load_settings(data_dir=tmp_path, redis_url=redis_url, admin_token="x" * 20), clock=clock)
     await orc.start()
     try:
-        assert orc.days.day and orc.days.day.date == "2026-03-01"
-        orc.halts.halt(reason=reason, mode="halt", actor="system", source=None, note=None)
+        assert orc.parts.days.day and orc.parts.days.day.date == "2026-03-01"
+        orc.parts.halts.halt(reason=reason, mode="halt", actor="system", source=None, note=None)
         clock.now += timedelta(seconds=20)  # still the same UTC day
         await orc.roll_day()
-        assert orc.halts.state.halted
+        assert orc.parts.halts.state.halted
         clock.now += timedelta(seconds=20)  # 00:00:10 the next day
         await orc.roll_day()
-        assert orc.days.current().date == "2026-03-02"
-        assert orc.halts.state.halted is not clears
+        assert orc.parts.days.current().date == "2026-03-02"
+        assert orc.parts.halts.state.halted is not clears
         live = await r.hgetall("cli-trading:halt")
         assert live[b"halted"] == (b"0" if clears else b"1")
         kinds = [n["type"] for n in await notifications(r)]

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 async def started(tmp_path: Path, db_url: str, redis_url: str) -> Orchestrator:
     orc = Orchestrator(load_settings(data_dir=tmp_path, redis_url=redis_url, database_url=db_url, admin_token="x" * 20))
     await orc.start()
-    orc.ledger.mark("BTC-USD", Decimal("100"))  # a market price: manual orders may be sized
+    orc.parts.ledger.mark("BTC-USD", Decimal("100"))  # a market price: manual orders may be sized
     return orc
 
 
@@ -98,7 +98,7 @@ async def until(cond: Callable[[], Any], what: str, within: float = 10) -> None:
 async def refused_with_commit_landed(orc: Orchestrator, rid: str) -> DyingDatabase:
     """POST /orchestrate/run's service call while the database dies during the commit."""
     dying = DyingDatabase(orc.session)
-    orc.safety.sessions = dying  # the acceptance commit is run safety's
+    orc.parts.safety.sessions = dying  # the acceptance commit is run safety's
     with pytest.raises(RunRefused) as info:
         await order(orc, rid)
     assert info.value.status == 503 and "database is unavailable" in info.value.error
@@ -166,8 +166,8 @@ async def test_a_retry_before_the_database_answers_is_not_failed_by_the_refusal(
     (await refused_with_commit_landed(orc, "lost-answer-4")).back()
     run = await order(orc, "lost-answer-4")  # retried at once: the refusal was not written yet
     assert run.outcome is None
-    assert "lost-answer-4" not in orc.runs.refused  # so no transaction will write it
-    await orc.runs.durable(orc.session)
+    assert "lost-answer-4" not in orc.parts.runs.refused  # so no transaction will write it
+    await orc.parts.runs.durable(orc.session)
     assert (await row(orc, "lost-answer-4")).outcome is None
     assert await risk_requests(orc) == 1
 
@@ -181,8 +181,8 @@ async def test_a_request_id_of_a_finished_run_no_longer_in_memory_is_refused_409
     orc = await started(tmp_path, db_url, redis_url)
     try:
         await order(orc, "reused-1")
-        orc.runs.finish(orc.runs.get("reused-1"), "rejected", reason="test", now=orc.clock())  # type: ignore[arg-type]
-        await orc.runs.durable(orc.session)
+        orc.parts.runs.finish(orc.parts.runs.get("reused-1"), "rejected", reason="test", now=orc.clock())  # type: ignore[arg-type]
+        await orc.parts.runs.durable(orc.session)
     finally:
         await orc.stop()
     again = await started(tmp_path, db_url, redis_url)  # a new process: nothing of the first in memory
@@ -195,7 +195,7 @@ async def test_a_request_id_of_a_finished_run_no_longer_in_memory_is_refused_409
         r = await row(again, "reused-1")
         assert (r.outcome, r.reason, r.qty) == ("rejected", "test", Decimal("0.01")), "the finished row was changed"
         assert await risk_requests(again) == sent, "the refused duplicate was sent to risk"
-        assert "reused-1" not in again.runs and not again.runs.dirty
+        assert "reused-1" not in again.parts.runs and not again.parts.runs.dirty
         run = await order(again, "fresh-1")  # the book still accepts other runs
         assert run.outcome is None and (await row(again, "fresh-1")) is not None
     finally:
@@ -245,7 +245,7 @@ async def test_a_run_answered_while_its_reply_was_lost_goes_on(
     assert [m.orderId for m in orders if isinstance(m, OrderMsg)] == [order_id_for("late-reply-1")]
     await orc.on_status([filled_status("late-reply-1")])
     assert (run.outcome, run.reason) == ("filled", None)
-    await orc.runs.durable(orc.session)
+    await orc.parts.runs.durable(orc.session)
     assert (await row(orc, "late-reply-1")).outcome == "filled"
 
 
@@ -262,9 +262,9 @@ async def test_a_failed_run_is_never_ordered_and_a_fill_for_it_makes_it_filled(
     result = await orc.on_risk([Delivery(Stream.RISK_RESPONSES, "2-0", approval)])
     assert result.emit == []
     # should a fill come all the same, the ledger has it and the run says so, committed at once
-    held = orc.ledger.qty_of("BTC-USD")
+    held = orc.parts.ledger.qty_of("BTC-USD")
     await orc.on_status([filled_status("late-reply-2")])
-    assert orc.ledger.qty_of("BTC-USD") == held + Decimal("0.01")
+    assert orc.parts.ledger.qty_of("BTC-USD") == held + Decimal("0.01")
     r = await row(orc, "late-reply-2")
     assert r.outcome == "filled" and r.reason.startswith("filled after being recorded failed"), r.reason
     got = await orc.lookup_run("late-reply-2")

@@ -112,31 +112,15 @@ class TradeExecutor(Agent):
             raise RuntimeError(f"{self.name}: its parts used before the agent started")
         return self._parts
 
-    @property
-    def gate(self) -> HaltGate:
-        return self.parts.gate
-
-    @property
-    def adapter(self) -> ExchangeAdapter:
-        return self.parts.adapter
-
-    @property
-    def paper(self) -> OwnAccount | None:
-        return self.parts.paper
-
-    @property
-    def desk(self) -> Desk | None:
-        return self.parts.desk
-
     async def on_stop(self) -> None:
         if self._parts is not None:  # None when start-up failed before it was made
             await self._parts.adapter.close()
 
     def loops(self) -> list[Callable[[], Awaitable[None]]]:
-        if self.desk is None:
+        if self.parts.desk is None:
             return []
         notify, stop = self.notify, self.stop_event
-        return live.loops(self.settings, self.desk, stop=stop, halt_state=self.gate.read, notify=notify)
+        return live.loops(self.settings, self.parts.desk, stop=stop, halt_state=self.parts.gate.read, notify=notify)
 
     def subscriptions(self) -> list[Subscription]:
         return [Subscription(Stream.ORDERS, Group.EXEC, self.handle_orders, key="orderId")]
@@ -151,22 +135,23 @@ class TradeExecutor(Agent):
             except ValidationError as exc:
                 outcomes[d.id] = PoisonMessage(f"invalid order: {exc.errors()[0]['msg']}")
         msgs = list(orders.values())
-        if self.paper is not None:
+        if self.parts.paper is not None:
             if self._paper_stale:
-                await self._reload_paper_ledger(self.paper)
-            results = await self._claim_execute_settle(self.paper, msgs)
+                await self._reload_paper_ledger(self.parts.paper)
+            results = await self._claim_execute_settle(self.parts.paper, msgs)
         else:
             todo = once_each(msgs, await self._claim(msgs))
-            results = await live.execute(self.desk, lambda: self._gated(todo)) if self.desk else await self._gated(todo)
+            desk = self.parts.desk
+            results = await live.execute(desk, lambda: self._gated(todo)) if desk else await self._gated(todo)
             await self._settle(*self._rows(results))
         sent = {id(m) for m, _ in results}
         seen = [m for m in msgs if id(m) not in sent]  # claimed before, or a repeat in this batch
-        statuses = await self._replayed_status(await self.desk.take_pending(seen) if self.desk else seen)
+        statuses = await self._replayed_status(await self.parts.desk.take_pending(seen) if self.parts.desk else seen)
         statuses += [self._status(m, r) for m, r in results]
         for m, r in results:
             self.audit("order:" + r.status, request_id=m.requestId, target=m.orderId, result=r.reason)
-        if self.desk:
-            await live.refused_orders(self.desk, self.notify, self.settings.exchange_id, results)
+        if self.parts.desk:
+            await live.refused_orders(self.parts.desk, self.notify, self.settings.exchange_id, results)
         for st in statuses:
             metrics.ORDERS.labels(st.status).inc()
         # statuses go out, and the orders leave the in-flight set, atomically with the acks
@@ -254,18 +239,19 @@ class TradeExecutor(Agent):
     async def _gated(self, msgs: list[OrderMsg]) -> list[tuple[OrderMsg, ExecResult]]:
         if not msgs:
             return []
-        verdict = await self.gate.gate([m.orderId for m in msgs])
+        verdict = await self.parts.gate.gate([m.orderId for m in msgs])
         if verdict == "ok":
             return [(m, await self._submit(m)) for m in msgs]
         if verdict == "unknown":
             return [(m, ExecResult("rejected", reason="halt_state_unknown")) for m in msgs]
         # reduce_only / flatten: only orders that shrink a position may pass (live: what the
         # exchange says is held)
-        held = self.desk.held if self.desk else self.paper.ledger.qty_of if self.paper else (lambda _s: ZERO)
-        msgs = [live.flatten_all(self.desk, m) for m in msgs] if self.desk else msgs
+        desk, paper = self.parts.desk, self.parts.paper
+        held = desk.held if desk else paper.ledger.qty_of if paper else (lambda _s: ZERO)
+        msgs = [live.flatten_all(desk, m) for m in msgs] if desk else msgs
         state = HaltState(halted=True, mode=verdict.split(":", 1)[1])
         reducing = [m for m in msgs if allows(state, side=m.side, position_qty=held(m.symbol), qty=m.qty)]
-        passed = await self.gate.gate([m.orderId for m in reducing], reducing=True) == "ok" if reducing else False
+        passed = await self.parts.gate.gate([m.orderId for m in reducing], reducing=True) == "ok" if reducing else False
         out = []
         for m in msgs:
             ok = passed and m in reducing
@@ -273,13 +259,13 @@ class TradeExecutor(Agent):
         return out
 
     async def _submit(self, m: OrderMsg) -> ExecResult:
-        req = live.request(m) if self.desk else OrderRequest(m.orderId, m.symbol, m.side, m.qty, m.price or ZERO)
+        req = live.request(m) if self.parts.desk else OrderRequest(m.orderId, m.symbol, m.side, m.qty, m.price or ZERO)
         if req.price <= 0 and self.settings.trading_mode == "paper":
             return ExecResult("rejected", reason="no reference price")
         try:
-            if self.desk:  # recorded as its answer comes, under the desk's books
-                return await live.submit(self.desk, m, lambda: self.adapter.submit(req))
-            return await self.adapter.submit(req)
+            if self.parts.desk:  # recorded as its answer comes, under the desk's books
+                return await live.submit(self.parts.desk, m, lambda: self.parts.adapter.submit(req))
+            return await self.parts.adapter.submit(req)
         except Exception as exc:  # noqa: BLE001 - an adapter failure is an order outcome
             self.log.error("adapter failed", orderId=m.orderId, error=repr(exc))
             return ExecResult("failed", reason=f"{type(exc).__name__}: {str(exc)[:200]}")
@@ -340,11 +326,11 @@ class TradeExecutor(Agent):
 
     # -- HTTP ------------------------------------------------------------------------------
     async def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"adapter": self.adapter.name, "received": len(self.adapter.received)}
-        if self.desk:
-            out["exchange"] = self.desk.status()
-        if self.paper is not None:
-            snap = self.paper.ledger.snapshot()
+        out: dict[str, Any] = {"adapter": self.parts.adapter.name, "received": len(self.parts.adapter.received)}
+        if self.parts.desk:
+            out["exchange"] = self.parts.desk.status()
+        if self.parts.paper is not None:
+            snap = self.parts.paper.ledger.snapshot()
             out["paperAccount"] = {"cash": str(snap.cash), "equity": str(snap.equity)}
         return out
 
@@ -352,23 +338,23 @@ class TradeExecutor(Agent):
         @app.post("/admin/exchange/accept-balances", tags=["admin"])
         async def accept_balances() -> dict[str, Any]:
             """Live: accept the exchange's balances after a drift was explained (moves the baseline)."""
-            if self.desk is None:
+            if self.parts.desk is None:
                 raise ApiError(409, "not in live mode")
-            return {"baseline": await self.desk.accept_balances(), **self.desk.status()}
+            return {"baseline": await self.parts.desk.accept_balances(), **self.parts.desk.status()}
 
         @app.post("/admin/exchange/reconcile", tags=["admin"])
         async def reconcile_now() -> dict[str, Any]:
             """Live: reconcile with the exchange now."""
-            if self.desk is None:
+            if self.parts.desk is None:
                 raise ApiError(409, "not in live mode")
-            return (await self.desk.reconcile()).to_api()
+            return (await self.parts.desk.reconcile()).to_api()
 
         @app.get("/admin/exec/adapter", tags=["admin"])
         async def adapter_record(since: float = 0.0) -> dict[str, Any]:
             """Every order that reached the exchange adapter, with its arrival time."""
-            rec = [r for r in self.adapter.received if r.at >= since]
+            rec = [r for r in self.parts.adapter.received if r.at >= since]
             return {
-                "adapter": self.adapter.name,
+                "adapter": self.parts.adapter.name,
                 "count": len(rec),
                 "orders": [{"orderId": r.order_id, "at": r.at, "symbol": r.symbol, "side": r.side} for r in rec],
             }

@@ -42,18 +42,14 @@ from cli_trading.contracts import (
     Stream,
     new_id,
 )
-from cli_trading.control.days import TradingDays
 from cli_trading.control.pnl import pnl_view
-from cli_trading.control.run_safety import RunSafety
-from cli_trading.control.runs import Run, RunBook, RunRefused, limit_fields
+from cli_trading.control.runs import Run, RunRefused, limit_fields
 from cli_trading.halt import policy
 from cli_trading.halt.policy import allows
-from cli_trading.halt.service import HaltService
 from cli_trading.market.bars import parse_ts
 from cli_trading.supervision import fetch as fetch_supervision
 from cli_trading.supervision import health_entry
 from cli_trading.trading.fills import qty_for_notional, size_order
-from cli_trading.trading.ledger import Ledger
 
 
 class Orchestrator(Agent):
@@ -98,26 +94,6 @@ class Orchestrator(Agent):
             raise RuntimeError(f"{self.name}: its parts used before the agent started")
         return self._parts
 
-    @property
-    def runs(self) -> RunBook:
-        return self.parts.runs
-
-    @property
-    def ledger(self) -> Ledger:
-        return self.parts.ledger
-
-    @property
-    def days(self) -> TradingDays:
-        return self.parts.days
-
-    @property
-    def halts(self) -> HaltService:
-        return self.parts.halts
-
-    @property
-    def safety(self) -> RunSafety:
-        return self.parts.safety
-
     def subscriptions(self) -> list[Subscription]:
         rid = "requestId"
         return [
@@ -132,7 +108,7 @@ class Orchestrator(Agent):
         return [
             functools.partial(self.parts.watchdogs.run, self.stop_event),
             functools.partial(self.parts.recorder.run, self.stop_event),
-            functools.partial(self.safety.flush_loop, self.stop_event),
+            functools.partial(self.parts.safety.flush_loop, self.stop_event),
         ]
 
     async def health_checks(self) -> dict[str, dict[str, Any]]:
@@ -150,24 +126,24 @@ class Orchestrator(Agent):
 
     # -- PnL and the trading day ------------------------------------------------------------
     def pnl(self) -> dict[str, Any]:
-        days = self.days
-        return pnl_view(self.ledger, day=days.day, defaults=days.defaults, halt=self.halts.state, now=self.clock())
+        days, halt = self.parts.days, self.parts.halts.state
+        return pnl_view(self.parts.ledger, day=days.day, defaults=days.defaults, halt=halt, now=self.clock())
 
     def refresh_metrics(self) -> None:
-        snap = self.ledger.snapshot()
+        snap = self.parts.ledger.snapshot()
         metrics.EQUITY.set(float(snap.equity))
-        if self.days.day:
-            metrics.PNL_PCT.set(float(self.days.day.percent(snap.equity)))
+        if self.parts.days.day:
+            metrics.PNL_PCT.set(float(self.parts.days.day.percent(snap.equity)))
 
     async def roll_day(self) -> None:
-        first = self.days.day is None
-        new = await self.days.roll()
+        first = self.parts.days.day is None
+        new = await self.parts.days.roll()
         if new is None:
             return
         self.overridden.clear()
         self.audit("day:start", target=new.date, start_equity=str(new.start_equity))
-        if not first and policy.clears_at_rollover(self.halts.state):
-            self.halts.unhalt(
+        if not first and policy.clears_at_rollover(self.parts.halts.state):
+            self.parts.halts.unhalt(
                 actor="system:rollover",
                 source=None,
                 note=f"new trading day {new.date}",
@@ -178,13 +154,16 @@ class Orchestrator(Agent):
             )
 
     async def _check_auto_halt(self) -> None:
-        if (day := self.days.day) is None:
+        if (day := self.parts.days.day) is None:
             return
         decision = policy.pnl_limits(
-            self.halts.state, pnl_pct=self.days.percent(), limits=day.limits, overridden=frozenset(self.overridden)
+            self.parts.halts.state,
+            pnl_pct=self.parts.days.percent(),
+            limits=day.limits,
+            overridden=frozenset(self.overridden),
         )
         if decision is not None:
-            self.halts.apply(decision)
+            self.parts.halts.apply(decision)
             if decision.reason == HaltReason.DAILY_LOSS:
                 await self.parts.params.request_optimization(reason="daily_loss_limit")
 
@@ -202,44 +181,44 @@ class Orchestrator(Agent):
         limit: tuple[Decimal, str] | None = None,  # a limit order's price and time in force
     ) -> Run:
         rid = request_id or new_id()
-        if rid in self.runs:
-            existing = self.runs.get(rid)
+        if rid in self.parts.runs:
+            existing = self.parts.runs.get(rid)
             raise RunRefused(409, f"requestId {rid} already exists", existing)
-        retried = self.runs.retry_of_refused(rid)  # answered 503 before: this run takes its place
+        retried = self.parts.runs.retry_of_refused(rid)  # answered 503 before: this run takes its place
         run = Run(rid, symbol, self.clock(), manual=manual and side is not None, side=side)
-        self.runs.add(run)
+        self.parts.runs.add(run)
         self.audit("run:requested", request_id=rid, target=symbol, side=side, manual=run.manual)
         if side is None:
-            if self.halts.state.halted:
-                self.runs.finish(run, "rejected", reason="halted", now=self.clock())
+            if self.parts.halts.state.halted:
+                self.parts.runs.finish(run, "rejected", reason="halted", now=self.clock())
                 raise RunRefused(409, "trading is halted", run)
-            self.runs.touch(run, "analyzing")
-            await self.safety.accept(run, retried=retried)
+            self.parts.runs.touch(run, "analyzing")
+            await self.parts.safety.accept(run, retried=retried)
             analyze = AnalyzeCommand(requestId=rid, symbol=symbol)
-            await self.safety.send(run, self.streams.publish(Stream.COMMANDS, analyze))
+            await self.parts.safety.send(run, self.streams.publish(Stream.COMMANDS, analyze))
             return run
-        price = self.ledger.price_of(symbol)
+        price = self.parts.ledger.price_of(symbol)
         if price is None:
-            self.runs.finish(run, "rejected", reason="no_market_price", now=self.clock())
+            self.parts.runs.finish(run, "rejected", reason="no_market_price", now=self.clock())
             raise RunRefused(409, f"no market price for {symbol} yet", run)
         if limit is not None:  # kept in the run's strategy field: it survives a restart with the run
             price, run.strategy = limit[0], f"limit:{limit[1]}"
         run.price, run.confidence = price, 1.0
         run.qty = qty if qty is not None else qty_for_notional(notional or Decimal(0), price)
         if run.qty <= 0:
-            self.runs.finish(run, "rejected", reason="quantity_too_small", now=self.clock())
+            self.parts.runs.finish(run, "rejected", reason="quantity_too_small", now=self.clock())
             raise RunRefused(422, "quantity rounds to zero", run)
-        if not allows(self.halts.state, side=side, position_qty=self.ledger.qty_of(symbol), qty=run.qty):
-            self.runs.finish(run, "rejected", reason="halted", now=self.clock())
+        if not allows(self.parts.halts.state, side=side, position_qty=self.parts.ledger.qty_of(symbol), qty=run.qty):
+            self.parts.runs.finish(run, "rejected", reason="halted", now=self.clock())
             raise RunRefused(409, "trading is halted", run)
-        self.runs.touch(run, "risk")
-        await self.safety.accept(run, retried=retried)
-        await self.safety.send(run, self._to_risk(run, manual=True))
+        self.parts.runs.touch(run, "risk")
+        await self.parts.safety.accept(run, retried=retried)
+        await self.parts.safety.send(run, self._to_risk(run, manual=True))
         return run
 
     async def _to_risk(self, run: Run, *, manual: bool) -> None:
         if not run.steps or run.steps[-1] != "risk":
-            self.runs.touch(run, "risk")
+            self.parts.runs.touch(run, "risk")
         await self.streams.publish(
             Stream.RISK_REQUESTS,
             RiskRequest(
@@ -254,7 +233,7 @@ class Orchestrator(Agent):
         )
 
     async def lookup_run(self, rid: str) -> Run | None:
-        return await self.runs.lookup(rid, self.session)
+        return await self.parts.runs.lookup(rid, self.session)
 
     async def on_signals(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(SignalMsg, batch)
@@ -274,34 +253,34 @@ class Orchestrator(Agent):
             if self._size(run, sig.side):
                 sized.append(run)
         if sized:  # committed before risk hears of them: a run found at start without a side never
-            await self.runs.durable(self.session)  # reached risk, so no order of it can be on its way
+            await self.parts.runs.durable(self.session)  # reached risk, so no order of it can be on its way
         for run in sized:
             await self._to_risk(run, manual=False)
         return failures(msgs)
 
     def _size(self, run: Run, side: str | None) -> bool:
         """Size a run from its signal; True when it goes to risk, else it is finished here."""
-        now = self.clock()
+        now, ledger = self.clock(), self.parts.ledger
         if side is None or not run.price:
-            self.runs.finish(run, "hold", reason="no signal", now=now)
+            self.parts.runs.finish(run, "hold", reason="no signal", now=now)
             return False
         run.side = side
         run.qty = size_order(
             side=side,
-            equity=self.ledger.snapshot().equity,
+            equity=ledger.snapshot().equity,
             price=run.price,
             confidence=run.confidence or 0,
             risk_fraction=self.settings.risk_fraction,
-            held=self.ledger.qty_of(run.symbol),
+            held=ledger.qty_of(run.symbol),
         )
         if run.qty <= 0:
-            self.runs.finish(
+            self.parts.runs.finish(
                 run, "hold", reason="nothing to sell" if side == "sell" else "size rounds to zero", now=now
             )
-        elif not allows(self.halts.state, side=side, position_qty=self.ledger.qty_of(run.symbol), qty=run.qty):
-            self.runs.finish(run, "rejected", reason="halted", now=now)
+        elif not allows(self.parts.halts.state, side=side, position_qty=ledger.qty_of(run.symbol), qty=run.qty):
+            self.parts.runs.finish(run, "rejected", reason="halted", now=now)
         else:
-            self.runs.touch(run, "risk")  # its sizing is written by the caller's commit
+            self.parts.runs.touch(run, "risk")  # its sizing is written by the caller's commit
             return True
         return False
 
@@ -313,10 +292,10 @@ class Orchestrator(Agent):
             if run is None or run.outcome is not None:
                 continue
             if not answer.ok:
-                self.runs.finish(run, "rejected", reason=answer.reason or "risk", now=self.clock())
+                self.parts.runs.finish(run, "rejected", reason=answer.reason or "risk", now=self.clock())
                 self.audit("run:rejected", request_id=run.request_id, result=answer.reason)
                 continue
-            self.runs.touch(run, "ordered")
+            self.parts.runs.touch(run, "ordered")
             self.audit("run:order", request_id=run.request_id, target=run.order_id)
             orders.append(
                 (
@@ -334,7 +313,7 @@ class Orchestrator(Agent):
                 )
             )
         if len(orders) < len(batch):  # a rejection is recorded before its ack (risk answers once)
-            await self.runs.durable(self.session)
+            await self.parts.runs.durable(self.session)
         return Handled(failures(msgs), emit=orders)
 
     async def on_status(self, batch: list[Delivery]) -> list[MessageResult]:
@@ -344,7 +323,7 @@ class Orchestrator(Agent):
             if isinstance(st, PoisonMessage):
                 continue
             for f in st.ledger_fills():  # a partial fill moves /pnl/status at once
-                self.ledger.apply(f)
+                self.parts.ledger.apply(f)
             if st.status == "filled":
                 self.exec_failures = 0
             elif st.status == "failed":
@@ -353,15 +332,15 @@ class Orchestrator(Agent):
             if run is None or st.status == "pending":
                 continue
             if st.status == "filled" and run.outcome not in (None, "filled"):
-                corrected = self.safety.filled_after_all(run, st.orderId)
+                corrected = self.parts.safety.filled_after_all(run, st.orderId)
                 continue
-            self.runs.finish(run, st.status, reason=st.reason, now=self.clock())
+            self.parts.runs.finish(run, st.status, reason=st.reason, now=self.clock())
             self.audit(f"run:{st.status}", request_id=run.request_id, target=st.orderId, result=st.reason)
         if corrected:  # committed before the ack: a restart would not find the run open to resolve
-            await self.runs.durable(self.session)
+            await self.parts.runs.durable(self.session)
         threshold = self.settings.exec_failure_halt_n
-        self.halts.apply(
-            policy.execution_failures(self.halts.state, consecutive=self.exec_failures, threshold=threshold)
+        self.parts.halts.apply(
+            policy.execution_failures(self.parts.halts.state, consecutive=self.exec_failures, threshold=threshold)
         )
         await self._check_auto_halt()
         return failures(msgs)
@@ -371,14 +350,15 @@ class Orchestrator(Agent):
         bars = valid(msgs)
         latest = {bar.symbol: bar.close for bar in bars}
         for sym, px in latest.items():
-            self.ledger.mark(sym, px)
+            self.parts.ledger.mark(sym, px)
         if self.settings.market_feed == "replay":  # the trading day follows the replayed market
-            await self.days.follow_market(max((parse_ts(bar.barTs) for bar in bars), default=self.days.market_now))
+            days = self.parts.days
+            await days.follow_market(max((parse_ts(bar.barTs) for bar in bars), default=days.market_now))
         await self.roll_day()
         await self._check_auto_halt()
-        if not self.halts.state.halted:
+        if not self.parts.halts.state.halted:
             for sym in latest:
-                if sym in self.settings.symbol_list and not self.runs.in_flight(symbol=sym, manual=False):
+                if sym in self.settings.symbol_list and not self.parts.runs.in_flight(symbol=sym, manual=False):
                     try:
                         await self.start_run(
                             symbol=sym, side=None, qty=None, notional=None, request_id=None, manual=False
@@ -395,26 +375,27 @@ class Orchestrator(Agent):
 
     # -- loops -----------------------------------------------------------------------------
     async def on_auth_spike(self, addr: str) -> None:
-        self.halts.apply(policy.auth_spike(self.halts.state, enabled=self.settings.auth_spike_halts, source=addr))
+        halts = self.parts.halts
+        halts.apply(policy.auth_spike(halts.state, enabled=self.settings.auth_spike_halts, source=addr))
 
     async def status(self) -> dict[str, Any]:
         return {
-            "halt": self.halts.state.to_api(),
-            "runsInFlight": self.runs.in_flight(),
-            "day": self.days.day.date if self.days.day else None,
+            "halt": self.parts.halts.state.to_api(),
+            "runsInFlight": self.parts.runs.in_flight(),
+            "day": self.parts.days.day.date if self.parts.days.day else None,
             "consecutiveExecFailures": self.exec_failures,
         }
 
     # -- operator actions (used by the API and, through it, the CLI) ------------------------
     async def halt(self, *, reason: str, mode: str, note: str | None, actor: str, source: str | None) -> dict[str, Any]:
-        result = self.halts.halt(reason=reason, mode=mode, actor=actor, source=source, note=note)
+        result = self.parts.halts.halt(reason=reason, mode=mode, actor=actor, source=source, note=note)
         if mode == HaltMode.FLATTEN:
             result["flatten"] = await self.flatten()
         return result
 
     async def flatten(self) -> list[str]:
         rids = []
-        for h in self.ledger.holdings():
+        for h in self.parts.ledger.holdings():
             with contextlib.suppress(RunRefused):
                 run = await self.start_run(
                     symbol=h["symbol"], side="sell", qty=h["qty"], notional=None, request_id=f"flatten-{new_id()}"
@@ -425,10 +406,10 @@ class Orchestrator(Agent):
     async def unhalt(self, *, actor: str, source: str | None, note: str | None, force: bool) -> dict[str, Any]:
         """Resume trading. A forced unhalt of an automatic PnL halt keeps that halt from firing
         again until the next trading day: the operator has accepted today's PnL."""
-        day = self.days.current()
-        overridden = policy.overrides(self.halts.state, force=force)
-        result = self.halts.unhalt(
-            actor=actor, source=source, note=note, force=force, pnl_pct=self.days.percent(), limits=day.limits
+        day = self.parts.days.current()
+        overridden = policy.overrides(self.parts.halts.state, force=force)
+        result = self.parts.halts.unhalt(
+            actor=actor, source=source, note=note, force=force, pnl_pct=self.parts.days.percent(), limits=day.limits
         )
         if overridden is not None:
             self.overridden.add(overridden)

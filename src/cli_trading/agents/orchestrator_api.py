@@ -112,10 +112,10 @@ def add_routes(app: FastAPI, orc: Orchestrator) -> None:
         settings=orc.settings,
         redis=orc.redis,
         sessions=orc.session,
-        runs=orc.runs,
+        runs=orc.parts.runs,
         clock=orc.clock,
         pnl=orc.pnl,
-        halt_state=lambda: orc.halts.state,
+        halt_state=lambda: orc.parts.halts.state,
         health=orc.health_checks,
         process=orc.base_status,
     )
@@ -164,7 +164,7 @@ async def run(request: Request) -> JSONResponse:
         extra = (
             {"requestId": exc.run.request_id, "outcome": exc.run.outcome, "reason": exc.run.reason} if exc.run else {}
         )
-        return JSONResponse({"error": exc.error, **extra, **orc.halts.state.to_api()}, status_code=exc.status)
+        return JSONResponse({"error": exc.error, **extra, **orc.parts.halts.state.to_api()}, status_code=exc.status)
     return JSONResponse({"requestId": r.request_id, "status": "accepted", "state": r.to_api()["state"]}, 202)
 
 
@@ -183,7 +183,7 @@ async def halt(request: Request) -> JSONResponse:
     orc = _orc(request)
     body = await json_body(request, HaltBody)
     actor, source = _actor(request), client_addr(request)
-    result = orc.halts.halt(reason=body.reason, mode=body.mode, note=body.note, actor=actor, source=source)
+    result = orc.parts.halts.halt(reason=body.reason, mode=body.mode, note=body.note, actor=actor, source=source)
     if body.mode == HaltMode.FLATTEN:  # closing orders are placed from the agent's loop
         result["flatten"] = await orc.on_agent_loop(orc.flatten())
     return JSONResponse(result)
@@ -193,19 +193,19 @@ async def halt(request: Request) -> JSONResponse:
 async def unhalt(request: Request) -> dict[str, Any]:
     orc = _orc(request)
     body = await json_body(request, UnhaltBody)
-    if not orc.halts.state.halted:
-        return {**orc.halts.state.to_api(), "message": "not halted"}
+    if not orc.parts.halts.state.halted:
+        return {**orc.parts.halts.state.to_api(), "message": "not halted"}
     try:
         return await orc.unhalt(actor=_actor(request), source=client_addr(request), note=body.note, force=body.force)
     except UnhaltRefused as exc:
-        raise ApiError(409, str(exc), **orc.halts.state.to_api(), percent=str(orc.days.percent())) from exc
+        raise ApiError(409, str(exc), **orc.parts.halts.state.to_api(), percent=str(orc.parts.days.percent())) from exc
 
 
 @router.get("/admin/halts", tags=["admin"])
 async def halts(request: Request, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
     orc = _orc(request)
     await orc.parts.recorder.written()
-    return {"current": orc.halts.state.to_api(), "events": await history.halt_events(orc.session, limit=limit)}
+    return {"current": orc.parts.halts.state.to_api(), "events": await history.halt_events(orc.session, limit=limit)}
 
 
 @router.get("/admin/overview", tags=["admin"])
@@ -221,9 +221,9 @@ async def overview(
 async def limits(request: Request) -> dict[str, Any]:
     orc = _orc(request)
     body = await json_body(request, LimitsBody)
-    if orc.days.day is None:
+    if orc.parts.days.day is None:
         raise ApiError(503, "the trading day has not started yet")
-    await orc.days.set_limits(target_pct=body.dailyTargetPct, loss_limit_pct=body.dailyLossLimitPct)
+    await orc.parts.days.set_limits(target_pct=body.dailyTargetPct, loss_limit_pct=body.dailyLossLimitPct)
     orc.audit(
         "pnl:limits",
         actor=_actor(request),
@@ -237,15 +237,15 @@ async def limits(request: Request) -> dict[str, Any]:
 @router.post("/admin/pnl/reset", tags=["admin"])
 async def reset(request: Request) -> dict[str, Any]:
     orc = _orc(request)
-    if orc.days.day is None:
+    if orc.parts.days.day is None:
         raise ApiError(503, "the trading day has not started yet")
-    before = await orc.days.reset()
+    before = await orc.parts.days.reset()
     orc.audit(
         "pnl:reset",
         actor=_actor(request),
         source=client_addr(request),
         previous=str(before),
-        start_equity=str(orc.days.current().start_equity),
+        start_equity=str(orc.parts.days.current().start_equity),
     )
     return orc.pnl()
 
