@@ -276,9 +276,49 @@ def test_book_reserve_release() -> None:
     assert book.pending_notional() == 0 and book.pending_notional("ETH-USD") == 0 and book.held_qty("ETH-USD") == 0
 
 
+def test_a_partly_filled_order_keeps_only_its_rest_reserved() -> None:
+    """Exposure follows the fills: the filled part is in the ledger (a position), so its
+    reservation goes; the rest stays reserved until the order ends. Reports are cumulative and
+    may repeat: each part counts once."""
+    book = RiskBook()
+    book.reserve(req("buy", "0.1", "20000", rid="b"))
+    book.reserve(req("sell", "2", "1500", symbol="ETH-USD", rid="s"))
+    book.fill("b", D("0.04"))
+    assert book.reserved_cash == D("1200") and book.pending_notional("BTC-USD") == D("1200")
+    book.fill("b", D("0.04"))  # the same report again
+    book.fill("b", D("0.03"))  # an older one, late
+    assert book.reserved_cash == D("1200")
+    book.fill("s", D("0.5"))
+    assert book.held_qty("ETH-USD") == D("1.5") and book.pending_notional("ETH-USD") == D("-2250")
+    book.fill("b", D("0.1"))  # all of it filled, the final status not in yet: still an open order
+    assert book.reserved_cash == 0 and set(book.reserved) == {"b", "s"}
+    book.fill("gone", D("1"))  # not (or no longer) reserved: nothing
+    book.release("b")
+    book.release("s")
+    assert book.reserved == {} and book.pending_notional() == 0 and book.held_qty("ETH-USD") == 0
+    book.reserve(req("buy", "0.1", "20000", rid="b"))  # a request id reserved anew starts from nothing filled
+    book.fill("b", D("0.01"))
+    assert book.reserved_cash == D("1800")
+
+
+def test_exposure_counts_a_partly_filled_order_once() -> None:
+    """0.1 BTC approved at 20000 (2000 reserved), 0.05 of it filled (1000 a position in the
+    ledger): the exposure is 2000, not the fills plus the whole reservation (3000)."""
+    rules = RiskRules(max_total_exposure=D("3000"), max_position_notional=D("10000"))
+    book = RiskBook()
+    book.reserve(req("buy", "0.1", "20000", rid="first"))
+    lg = ledger("10000")
+    assert check(req(qty="0.06", rid="second"), rules=rules, lg=lg, book=book) == "max_total_exposure"
+    lg.apply(FillRecord("o-first", "BTC-USD", "buy", D("0.05"), D("20000"), D("0"), "t1"))
+    book.fill("first", D("0.05"))
+    assert check(req(qty="0.045", rid="second"), rules=rules, lg=lg, book=book) is None  # 1000 + 1000 + 900
+    assert check(req(qty="0.055", rid="third"), rules=rules, lg=lg, book=book) == "max_total_exposure"
+    assert lg.cash - book.reserved_cash == D("8000")  # the cash rule: spent 1000, 1000 still reserved
+
+
 ops = st.lists(
     st.tuples(
-        st.sampled_from(["reserve", "release"]),
+        st.sampled_from(["reserve", "release", "fill"]),
         st.sampled_from(["r1", "r2", "r3", "r4", "r5"]),
         st.sampled_from(["buy", "sell"]),
         st.sampled_from(["BTC-USD", "ETH-USD"]),
@@ -296,6 +336,8 @@ def test_book_totals_equal_a_recomputation(steps: list) -> None:
     for op, rid, side, symbol, qty, price in steps:
         if op == "reserve":
             book.reserve(Request(rid, symbol, side, qty, price, 1.0))
+        elif op == "fill":
+            book.fill(rid, qty)  # filled so far (cumulative): what is left of it stays reserved
         else:
             book.release(rid)
     open_ = list(book.reserved.values())

@@ -118,6 +118,8 @@ class RiskManager(Agent):
                 self.ledger.apply(f)
             if st.status != "pending":  # the order's end: its reservation goes
                 self.book.release(st.requestId)
+            elif st.fills:  # partly filled (qty: so far): that part is a position now, the rest stays reserved
+                self.book.fill(st.requestId, st.qty)
         return failures(msgs)
 
     async def handle_bars(self, batch: list[Delivery]) -> list[MessageResult]:

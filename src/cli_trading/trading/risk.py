@@ -57,7 +57,8 @@ class Request(NamedTuple):
 @dataclass
 class RiskBook:
     """What the risk manager knows beyond the ledger: reservations for approved orders not yet
-    settled, and the recent approvals for the rate rule. The totals are kept as reservations
+    settled (less what a partly filled one has filled: that is in the ledger), and the recent
+    approvals for the rate rule. The totals are kept as reservations
     come and go (exact: Decimal), so a decision costs the same with 5 or 500 orders in flight."""
 
     reserved: dict[str, Request] = field(default_factory=dict)
@@ -67,6 +68,7 @@ class RiskBook:
     _total_notional: Decimal = ZERO
     recent: deque[datetime] = field(default_factory=deque)
     _day: dict[str, Decimal] = field(default_factory=dict)  # notional approved per UTC day (live cap)
+    _filled: dict[str, Decimal] = field(default_factory=dict)  # filled so far, per partly filled order
 
     def day_notional(self, day: str) -> Decimal:
         return self._day.get(day, ZERO)
@@ -81,8 +83,22 @@ class RiskBook:
 
     def release(self, request_id: str) -> None:
         r = self.reserved.pop(request_id, None)
+        self._filled.pop(request_id, None)
         if r is not None:
             self._apply(r, -1)
+
+    def fill(self, request_id: str, filled: Decimal) -> None:
+        """An approved order still open has filled `filled` so far (cumulative): that part is in
+        the ledger now (position, cash), so its reservation goes; the rest stays reserved (at the
+        request's price) until the order ends. A report of no more than was seen changes nothing."""
+        r = self.reserved.get(request_id)
+        seen = self._filled.get(request_id, ZERO)
+        if r is None or filled <= seen:
+            return
+        part = min(filled - seen, r.qty)
+        self._apply(r._replace(qty=part), -1)
+        self.reserved[request_id] = r._replace(qty=r.qty - part)  # still an open order (open-order cap)
+        self._filled[request_id] = filled
 
     def _apply(self, r: Request, sign: int) -> None:
         notional = r.qty * r.price * sign
