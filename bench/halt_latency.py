@@ -47,16 +47,19 @@ async def settled(r: aioredis.Redis, order_ids: set[str], start_id: bytes, limit
     return None if order_ids else (time.perf_counter() - t0) * 1000
 
 
-async def curl_halt(url: str, token: str) -> tuple[float, dict]:
+async def curl_halt(url: str, token: str) -> tuple[float, float, dict]:
     """The runbook's own command; curl's time_total (connect to last byte, not its start-up); -k
-    for the self-signed certificates of bench/halt_figures.sh's TLS and edge modes."""
+    for the self-signed certificates of bench/halt_figures.sh's TLS and edge modes. Also the time
+    after the connection is ready (time_total − time_appconnect; − time_connect on plain HTTP):
+    the request and its answer without curl's TLS handshake."""
     cmd = ["curl", "-s", "-k", "-X", "POST", "-H", f"X-Admin-Token: {token}", f"{url}/admin/orchestrate/halt",
-           "-d", '{"reason":"manual","note":"bench"}', "-w", "\\n%{time_total}"]
+           "-d", '{"reason":"manual","note":"bench"}', "-w", "\\n%{time_connect} %{time_appconnect} %{time_total}"]
     proc = await asyncio.create_subprocess_exec(
         *os.environ.get("CURL_PREFIX", "").split(), *cmd, stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
-    body, total = out.decode().rsplit("\n", 1)
-    return float(total) * 1000, json.loads(body)
+    body, times = out.decode().rsplit("\n", 1)
+    connect, appconnect, total = (float(t) for t in times.split())
+    return total * 1000, (total - max(connect, appconnect)) * 1000, json.loads(body)
 
 
 async def curl_probe(url: str) -> float:
@@ -98,6 +101,7 @@ async def main() -> None:
         stdout=asyncio.subprocess.PIPE,
     )
     halt_ms: dict[str, list[float]] = {u: [] for u in halt_urls}
+    after_ms: dict[str, list[float]] = {u: [] for u in halt_urls}  # curl only: once connected
     probe_ms: dict[str, list[float]] = {u: [] for u in a.probe_url}
     settle_ms: list[float] = []
     in_flight: list[int] = []
@@ -112,7 +116,8 @@ async def main() -> None:
             last = await r.xrevrange("exec.status", "+", "-", count=1)
             start = last[0][0] if last else b"0-0"
             if a.client == "curl":
-                ms, body = await curl_halt(halt_url, a.token)
+                ms, after, body = await curl_halt(halt_url, a.token)
+                after_ms[halt_url].append(after)
             else:
                 t0 = time.perf_counter()
                 body_json = {"reason": "manual", "note": "bench"}
@@ -137,6 +142,7 @@ async def main() -> None:
             "halts": len(ms), "client": a.client, "haltUrl": halt_url,
             "load_kind": load_kind,
             "halt_response_ms_p50_p95_p99": summary(ms),
+            "once_connected_ms_p50_p95_p99": summary(after_ms[halt_url]) if after_ms[halt_url] else None,
             "in_flight_at_halt_max": max(in_flight, default=0),
             "in_flight_settled": len(settle_ms), "in_flight_lists": len(in_flight),
             "last_in_flight_settled_ms_p50_p99": [pct(settle_ms, p) for p in (50, 99)],
