@@ -3,7 +3,8 @@
 under the saturating closed loop and at 100 runs/s, and each p99 against its target — direct:
 ≤ 30 ms saturating, ≤ 10 ms at 100 runs/s; TLS and the edge: at most 5 ms more than direct on the
 same database (the edge's direct is the one measured in the same run, halt for halt). A TLS
-deployment's rows include curl's own floor: a new TLS connection to openssl s_server."""
+deployment's rows include curl's own floor: a new TLS connection to openssl s_server, and each TLS
+halt's time once curl's connection was up (without curl's TLS handshake)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,16 @@ def cell(row: dict[str, Any] | None) -> str:
     unsettled = row["in_flight_lists"] - row["in_flight_settled"]
     extra = f" ({runs:g} runs/s)" if runs is not None and row["load_kind"].startswith("closed") else ""
     warn = f", {unsettled} in-flight list(s) not settled" if unsettled else ""
-    return f"{p50} / {p95} / **{p99}**{extra}{warn}"
+    return f"{p50} / {p95} / **{p99}**{extra}{warn}{once_connected(row)}"
+
+
+def once_connected(row: dict[str, Any]) -> str:
+    """Over TLS: the same halts from the moment curl's TLS connection was up (its handshake, the
+    part the floor row measures, left out)."""
+    after = row.get("once_connected_ms_p50_p95_p99")
+    if not after or not row["haltUrl"].startswith("https"):
+        return ""
+    return f"; once connected {after[0]} / {after[1]} / {after[2]}"
 
 
 def verdict(rows: dict[tuple[str, str, str, str], dict[str, Any]], key: tuple[str, str, str], kind: str) -> str:
