@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 # The lock has hashes: pip installs exactly these files and nothing else (scripts/lock.sh makes it).
 .venv/bin/pip install -q -r requirements-dev.lock
 .venv/bin/pip install -q --no-deps -e .
+# The backtest's pure core compiled with mypyc (src/cli_trading/native.py): optional, plain Python
+# when it cannot be built; the tests then run on the compiled modules (test_native compares both).
+.venv/bin/python -m cli_trading.build_native || true
 .venv/bin/ruff check src tests bench
 .venv/bin/python -m mypy
 # Known vulnerabilities in the pinned dependencies fail the run; an unavoidable one is ignored in

@@ -7,6 +7,7 @@ sample than the parameters in force (docs/optimization.md). The work is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -49,7 +50,7 @@ class ParameterOptimizer(Agent):
     def study(self, symbol: str) -> Study:
         bars = load_bars(symbol, self.settings.market_data_dir)[-HISTORY:]
         cfg = SimConfig.from_settings(self.settings)
-        return Study.of(symbol, bars, self.strategies, self.rules, **vars(cfg))
+        return Study.of(symbol, bars, self.strategies, self.rules, **dataclasses.asdict(cfg))
 
     def search(self, req: OptRequest, current: dict[str, Any] | None) -> SearchResult:
         # stop: a shutdown ends the search within a backtest; the request stays unacknowledged

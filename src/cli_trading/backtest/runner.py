@@ -289,5 +289,5 @@ def _drive(
         counters=engine.counters,
         final_cash=led.cash,
         positions={s: p.qty for s, p in led.positions.items()},
-        config={k: str(v) for k, v in cfg.__dict__.items()},
+        config={k: str(getattr(cfg, k)) for k in SimConfig.__dataclass_fields__},
     )

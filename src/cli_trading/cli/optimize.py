@@ -4,6 +4,7 @@ line — the same search the parameter-optimizer agent runs (docs/optimization.m
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -87,7 +88,7 @@ def _study(
         raise ValueError(str(exc)) from None
     series, _ = load_series([symbol], data, start=parse_date(start), end=parse_date(end), gaps=gaps)
     (sym, bars), *_ = series.items()
-    return Study.of(sym, list(bars), strategies, rules, **vars(SimConfig.from_settings(settings)))
+    return Study.of(sym, list(bars), strategies, rules, **asdict(SimConfig.from_settings(settings)))
 
 
 def _run(study: Any, spec: Any, workers: int | None) -> SearchResult:
