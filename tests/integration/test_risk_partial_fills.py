@@ -68,8 +68,8 @@ async def status(agent: RiskManager, rid: str, state: str, qty: str, fills: list
     st.statusId = status_id(st.orderId, parts) if state == "pending" else st.orderId
     await agent.bus.publish(Stream.STATUS, st)
     deadline = time.monotonic() + 20
-    while agent.ledger.qty_of("BTC-USD") != D(qty) or (
-        state != "pending" and rid in agent.book.reserved
+    while agent.parts.ledger.qty_of("BTC-USD") != D(qty) or (
+        state != "pending" and rid in agent.parts.book.reserved
     ):
         assert time.monotonic() < deadline, f"status {state} of {rid} not applied"
         await asyncio.sleep(0.05)
@@ -82,11 +82,11 @@ async def test_exposure_follows_the_fills_of_an_order_still_open(risk_manager: R
     await status(agent, "first", "pending", "0.05", [("t1", "0.05")])  # half of it filled: a position of 1000
     # 1000 held + 1000 still reserved + 900: under 3000 (with the whole reservation kept: 3900)
     assert await verdict(agent, "third", "0.045") is None
-    assert agent.book.reserved_cash == D("1900")
+    assert agent.parts.book.reserved_cash == D("1900")
     await status(agent, "first", "pending", "0.08", [("t2", "0.03")])  # a second part
-    assert agent.book.reserved_cash == D("1300")  # 400 of the first, the third's 900
+    assert agent.parts.book.reserved_cash == D("1300")  # 400 of the first, the third's 900
     await status(agent, "first", "filled", "0.1", [("t1", "0.05"), ("t2", "0.03"), ("t3", "0.02")])
-    assert agent.book.reserved_cash == D("900") and set(agent.book.reserved) == {"third"}
+    assert agent.parts.book.reserved_cash == D("900") and set(agent.parts.book.reserved) == {"third"}
     # the filled order is a position now: 2000 held + 900 reserved + 200 passes 3000
     assert await verdict(agent, "fourth", "0.01") == "max_total_exposure"
     assert await verdict(agent, "fifth", "0.005") is None

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from cli_trading.agents.base import Agent, Subscription
+from cli_trading.agents.wiring import Services
 from cli_trading.bus import Delivery, MessageResult, PoisonMessage
 from cli_trading.config import Settings
 from cli_trading.contracts import AnalyzeCommand, BarMsg, Command, Group, SignalMsg, Stream
@@ -19,7 +20,7 @@ from cli_trading.market.ccxt_feed import CcxtFeed
 from cli_trading.market.replay import ReplayFeed
 from cli_trading.market.stepper import BARS_READ, Stepper
 from cli_trading.trading.strategies import Candle, Signal, Strategy, build_strategy
-from cli_trading.trading.strategy_config import load_strategy_config
+from cli_trading.trading.strategy_config import StrategyFile, load_strategy_config
 
 WINDOW = 300
 
@@ -55,30 +56,40 @@ def wire_feed(s: Settings, redis: Any) -> Feed:
     return Feed(replay, stepper=stepper)
 
 
-class MarketAnalyst(Agent):
+@dataclass(frozen=True)
+class AnalystParts:
+    config: StrategyFile  # strategies.yaml
+    # one instance per symbol and strategy: each follows its symbol bar by bar (incremental)
+    models: dict[str, dict[str, Strategy[Any]]]
+    last: dict[str, dict[str, Signal]]  # each model's latest signal, by symbol
+    windows: dict[str, deque[Bar]]  # the latest bars by symbol (new parameters warm up on them)
+    feed: Feed
+
+
+def wire_analyst(svc: Services) -> AnalystParts:
+    """The analyst's strategies for each symbol and its feed, from the settings."""
+    s = svc.settings
+    config, symbols = load_strategy_config(s.config_file("strategies.yaml")), s.symbol_list
+    return AnalystParts(
+        config,
+        models={sym: config.for_symbol(sym) for sym in symbols},
+        last={sym: {} for sym in symbols},
+        windows={sym: deque(maxlen=WINDOW) for sym in symbols},
+        feed=wire_feed(s, svc.redis),
+    )
+
+
+class MarketAnalyst(Agent[AnalystParts]):
     name = "market-analyst"
     uses_db = False
-    _feed: Feed | None = None  # made at start (`wire_feed`)
+    bars_published = 0
 
-    async def on_start(self) -> None:
-        self.config = load_strategy_config(self.settings.config_file("strategies.yaml"))
-        symbols = self.settings.symbol_list
-        # one instance per strategy and symbol: each follows its symbol bar by bar (incremental)
-        self.models: dict[str, dict[str, Strategy[Any]]] = {s: self.config.for_symbol(s) for s in symbols}
-        self.last: dict[str, dict[str, Signal]] = {s: {} for s in symbols}
-        self.windows: dict[str, deque[Bar]] = {s: deque(maxlen=WINDOW) for s in symbols}
-        self._feed = wire_feed(self.settings, self.redis)
-        self.bars_published = 0
-
-    @property
-    def feed(self) -> Feed:
-        if self._feed is None:
-            raise RuntimeError(f"{self.name}: the feed used before the agent started")
-        return self._feed
+    async def wire(self, services: Services) -> AnalystParts:
+        return wire_analyst(services)
 
     async def on_stop(self) -> None:
-        if self._feed is not None and self._feed.exchange is not None:
-            await self._feed.exchange.close()
+        if self._parts is not None and self._parts.feed.exchange is not None:
+            await self._parts.feed.exchange.close()
 
     def subscriptions(self) -> list[Subscription]:
         return [Subscription(Stream.COMMANDS, Group.ANALYST, self.on_commands, key="requestId")]
@@ -87,9 +98,9 @@ class MarketAnalyst(Agent):
         return [self._feed_loop]
 
     async def _feed_loop(self) -> None:
-        if (stepper := self.feed.stepper) is not None:  # step mode: every consumer is there before the first bar
+        if (stepper := self.parts.feed.stepper) is not None:  # step mode: every consumer is there before the first bar
             await stepper.settle(timeout_s=600)
-        async for bar in self.feed.source.stream():
+        async for bar in self.parts.feed.source.stream():
             if self.stop_event.is_set():
                 return
             self.observe(bar)
@@ -109,27 +120,27 @@ class MarketAnalyst(Agent):
 
     def observe(self, bar: Bar) -> None:
         """Every strategy of the symbol sees the closed bar once (what the backtest does too)."""
-        self.windows[bar.symbol].append(bar)
+        self.parts.windows[bar.symbol].append(bar)
         candle = Candle.of(bar)
-        last = self.last[bar.symbol]
-        for name, model in self.models[bar.symbol].items():
+        last = self.parts.last[bar.symbol]
+        for name, model in self.parts.models[bar.symbol].items():
             last[name] = model.on_bar(candle)
 
     def analyze(self, symbol: str) -> tuple[Signal, Bar | None]:
         """The combined signal as of the symbol's latest bar, and that bar."""
-        window = self.windows.get(symbol)
+        window = self.parts.windows.get(symbol)
         last = window[-1] if window else None
-        return self.config.combine_signals(list(self.last.get(symbol, {}).values())), last
+        return self.parts.config.combine_signals(list(self.parts.last.get(symbol, {}).values())), last
 
     def apply_params(self, name: str, params: dict[str, Any]) -> None:
         """New parameters: fresh instances, warmed up on the bars kept since start (at most WINDOW)."""
-        entry = next(e for e in self.config.strategies if e.name == name)
-        for symbol, models in self.models.items():
+        entry = next(e for e in self.parts.config.strategies if e.name == name)
+        for symbol, models in self.parts.models.items():
             if name not in models:
                 continue
             model = build_strategy(name, params, cls=type(models[name]))
-            for bar in self.windows[symbol]:
-                self.last[symbol][name] = model.on_bar(Candle.of(bar))
+            for bar in self.parts.windows[symbol]:
+                self.parts.last[symbol][name] = model.on_bar(Candle.of(bar))
             models[name] = model
         entry.params = params
 
@@ -142,7 +153,8 @@ class MarketAnalyst(Agent):
                 out.append(PoisonMessage(f"invalid command: {exc.errors()[0]['msg']}"))
                 continue
             if isinstance(cmd, AnalyzeCommand):
-                if (stepper := self.feed.stepper) is not None:  # step mode: the risk manager has marked this bar too
+                # step mode: the risk manager has marked this bar too
+                if (stepper := self.parts.feed.stepper) is not None:
                     await stepper.settle(BARS_READ)
                 sig, last = self.analyze(cmd.symbol)
                 await self.bus.publish(  # type: ignore[union-attr]  # the bus exists while consumers run
@@ -165,8 +177,8 @@ class MarketAnalyst(Agent):
 
     async def status(self) -> dict[str, Any]:
         return {
-            "feed": self.feed.source.state(),
+            "feed": self.parts.feed.source.state(),
             "barsPublished": self.bars_published,
-            "strategies": [e.name for e in self.config.strategies],
+            "strategies": [e.name for e in self.parts.config.strategies],
             "symbols": self.settings.symbol_list,
         }

@@ -1,6 +1,7 @@
 """The agent component: one fixed lifecycle (connect, migrate, start consumers and loops, serve
-HTTP, stop on SIGTERM within seconds) that every agent shares. Agents supply hooks: what they
-consume, their routes, their loops, their status. No agent overrides `start`/`stop`/`serve`.
+HTTP, stop on SIGTERM within seconds) that every agent shares. Agents supply hooks: their parts
+(`wire`, from the settings and the services, agents/wiring.py), how those start (`on_start`), what
+they consume, their routes, their loops, their status. No agent overrides `start`/`stop`/`serve`.
 
 What the lifecycle uses lives beside it: the HTTP server (`server.py`), the audit events and the
 admin access log (`audit.py`), health, host metrics and process status (`health.py`), the
@@ -20,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from cli_trading.agents import health
 from cli_trading.agents.audit import Auditor
 from cli_trading.agents.server import OnLoop, agent_server
+from cli_trading.agents.wiring import Services
 from cli_trading.auth import Lockout, TokenStore, parse_allow_list
 from cli_trading.bus import REDIS_DOWN, BatchHandler, Bus, Consumer
 from cli_trading.config import Settings, read_secret_file, redact_url
@@ -37,6 +39,7 @@ from cli_trading.logs import get_logger
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
+P = TypeVar("P")  # an agent's parts (its wiring function's frozen dataclass)
 
 
 class StartupError(RuntimeError):
@@ -60,7 +63,7 @@ class AdminGuard:
     last_spike_alert: float = 0.0
 
 
-class Agent:
+class Agent(Generic[P]):
     name: ClassVar[str]
     uses_db: ClassVar[bool] = True
     # buffered rows (audit, runs) are written this often: one transaction per interval, however
@@ -94,7 +97,13 @@ class Agent:
             parse_allow_list(settings.admin_allow_cidrs),
         )
 
+    _parts: P | None = None  # made at start by the `wire` hook
+
     # -- hooks -----------------------------------------------------------------------------
+    async def wire(self, services: Services) -> P:
+        """Build the agent's parts from the settings and its services (its wiring function)."""
+        raise NotImplementedError
+
     def subscriptions(self) -> list[Subscription]:
         return []
 
@@ -106,7 +115,7 @@ class Agent:
         pass
 
     async def on_start(self) -> None:
-        pass
+        """Start the parts `wire` made (restore, warm up) before any consumer or loop runs."""
 
     async def on_stop(self) -> None:
         pass
@@ -118,6 +127,26 @@ class Agent:
         pass
 
     # -- shared services -------------------------------------------------------------------
+    @property
+    def parts(self) -> P:
+        """What `wire` built; an error before the start."""
+        if self._parts is None:
+            raise RuntimeError(f"{self.name}: its parts used before the agent started")
+        return self._parts
+
+    def services(self) -> Services:
+        return Services(
+            settings=self.settings,
+            name=self.name,
+            sessions=self.session,
+            redis=self.redis,
+            clock=self.clock,
+            audit=self.audit,
+            notify=self.notify,
+            publish=self.streams.publish,
+            log=self.log,
+        )
+
     @property
     def streams(self) -> Bus:
         if self.bus is None:
@@ -243,6 +272,7 @@ class Agent:
                     "(check DATABASE_URL, that the server runs and the user may connect)"
                 ) from exc
             self.sessions = dbengine.sessionmaker(self.engine)
+        self._parts = await self.wire(self.services())
         await self.on_start()
         for sub in self.subscriptions():
             c = Consumer(

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from cli_trading import metrics
 from cli_trading.agents.base import Agent, Subscription
+from cli_trading.agents.wiring import Services
 from cli_trading.auth import TokenStore
 from cli_trading.bus import Delivery, Handled, MessageResult, PoisonMessage
 from cli_trading.config import Settings
@@ -55,62 +56,40 @@ class ExecutorParts:
     desk: Desk | None = None  # live: what lives at the exchange between an order and its end
 
 
-async def wire_executor(
-    s: Settings,
-    *,
-    sessions: Callable[[], Any],
-    redis: Any,
-    clock: Callable[[], Any],
-    settle: Settle,
-    partial: Partial,
-    tokens: TokenStore,
-) -> ExecutorParts:
+async def wire_executor(svc: Services, *, settle: Settle, partial: Partial, tokens: TokenStore) -> ExecutorParts:
     """The executor's parts from the settings (TRADING_MODE, ...): live, the exchange's desk,
     started (exchanges/live.py); paper, the paper engine on the ledger's fills."""
-    gate = HaltGate(redis)
+    s, gate = svc.settings, HaltGate(svc.redis)
     if s.trading_mode == "live":
         desk = await live.start_desk(
             s,
-            sessions=sessions,
-            redis=redis,
+            sessions=svc.sessions,
+            redis=svc.redis,
             settle=settle,
             partial=partial,
             halt_state=gate.read,
-            clock=clock,
+            clock=svc.clock,
             admin_token=lambda: tokens.token if tokens.configured() else None,
         )
         return ExecutorParts(gate, desk.ex, desk=desk)
-    async with sessions() as sess:
+    async with svc.sessions() as sess:
         ledger = replay(s.starting_cash, await repo.all_fills(sess), {})
     paper = PaperExchange(ledger, slippage_bps=s.slippage_bps, fee_bps=s.fee_bps)
     return ExecutorParts(gate, paper, paper=paper)
 
 
-class TradeExecutor(Agent):
+class TradeExecutor(Agent[ExecutorParts]):
     name = "trade-executor"
-    _parts: ExecutorParts | None = None  # made at start (`wire_executor`)
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
         # paper: reached the engine in a transaction that failed to commit, with its claim's time
         self._in_doubt: list[tuple[Received, Any]] = []
 
-    async def on_start(self) -> None:
-        self._parts = await wire_executor(
-            self.settings,
-            sessions=self.session,
-            redis=self.redis,
-            clock=self.clock,
-            settle=self.settle_one,
-            partial=self.record_partial,
-            tokens=self.guard.tokens,
+    async def wire(self, services: Services) -> ExecutorParts:
+        return await wire_executor(
+            services, settle=self.settle_one, partial=self.record_partial, tokens=self.guard.tokens
         )
-
-    @property
-    def parts(self) -> ExecutorParts:
-        if self._parts is None:
-            raise RuntimeError(f"{self.name}: its parts used before the agent started")
-        return self._parts
 
     async def on_stop(self) -> None:
         if self._parts is not None:  # None when start-up failed before it was made

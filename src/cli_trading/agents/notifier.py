@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
@@ -16,6 +18,7 @@ from fastapi import Path as ApiPath
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from cli_trading.agents.base import Agent, StartupError, Subscription
+from cli_trading.agents.wiring import Services
 from cli_trading.auth import TokenStore
 from cli_trading.bus import Delivery, per_message
 from cli_trading.config import ConfigError
@@ -24,6 +27,7 @@ from cli_trading.db import notify_repo
 from cli_trading.notify import alertmanager, oncall, postmortem, probe, recovery
 from cli_trading.notify import config as notify_config
 from cli_trading.notify.channels import Sender
+from cli_trading.notify.config import NotifyConfig
 from cli_trading.notify.dispatch import Dispatcher, recent
 from cli_trading.notify.incidents import IncidentError, Incidents
 from cli_trading.notify.schemas import AckBody, IncidentAck, OpenBody, ResolveBody, UpdateBody
@@ -48,34 +52,43 @@ class Markdown(PlainTextResponse):
     media_type = "text/markdown"
 
 
-class NotificationManager(Agent):
+@dataclass(frozen=True)
+class NotifierParts:
+    cfg: NotifyConfig  # the notification policy (notify.yaml)
+    incidents: Incidents
+    dispatcher: Dispatcher  # classifies each event, opens incidents, delivers through the channels
+    watchdog: Watchdog  # the agent-down probe's counts
+
+
+def wire_notifier(svc: Services) -> NotifierParts:
+    """The notifier's parts from its policy file (a broken one stops the start, naming the file and
+    the key), the database, Redis and the clock."""
+    try:
+        cfg = notify_config.load(svc.settings)
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from exc
+    incidents = Incidents(
+        cfg=cfg,
+        sessions=svc.sessions,
+        redis=svc.redis,
+        publish=functools.partial(svc.publish, Stream.NOTIFY),
+        clock=svc.clock,
+        audit=svc.audit,
+    )
+    dispatcher = Dispatcher(
+        cfg=cfg, sessions=svc.sessions, redis=svc.redis, incidents=incidents, sender=Sender(cfg), clock=svc.clock
+    )
+    return NotifierParts(cfg, incidents, dispatcher, Watchdog(failures_needed=cfg.watchdog.failures))
+
+
+class NotificationManager(Agent[NotifierParts]):
     name = "notification-manager"
 
-    async def on_start(self) -> None:
-        try:
-            self.cfg = notify_config.load(self.settings)
-        except ConfigError as exc:  # a broken policy file stops the start, naming the file and the key
-            raise StartupError(str(exc)) from exc
-        self.incidents = Incidents(
-            cfg=self.cfg,
-            sessions=self.session,
-            redis=self.redis,
-            publish=self.publish,
-            clock=self.clock,
-            audit=self.audit,
-        )
-        self.dispatcher = Dispatcher(
-            cfg=self.cfg,
-            sessions=self.session,
-            redis=self.redis,
-            incidents=self.incidents,
-            sender=Sender(self.cfg),
-            clock=self.clock,
-        )
-        self.watchdog = Watchdog(failures_needed=self.cfg.watchdog.failures)
+    async def wire(self, services: Services) -> NotifierParts:
+        return wire_notifier(services)
 
     async def publish(self, event: NotifyEvent) -> str:
-        return await self.bus.publish(Stream.NOTIFY, event)  # type: ignore[union-attr]  # started: the bus exists
+        return await self.streams.publish(Stream.NOTIFY, event)
 
     def subscriptions(self) -> list[Subscription]:
         return [
@@ -85,11 +98,11 @@ class NotificationManager(Agent):
         ]
 
     async def on_event(self, d: Delivery) -> None:
-        await self.dispatcher.handle(d.payload)
+        await self.parts.dispatcher.handle(d.payload)
 
     def loops(self) -> list[Callable[[], Awaitable[None]]]:
         out: list[Callable[[], Awaitable[None]]] = [self._incident_loop]
-        if self.cfg.watchdog.enabled:
+        if self.parts.cfg.watchdog.enabled:
             out.append(self._watchdog_loop)
         return out
 
@@ -105,13 +118,13 @@ class NotificationManager(Agent):
                 self.log.warning(f"{what} failed", error=str(exc)[:200])
 
     async def _incident_loop(self) -> None:
-        await self._every(self.cfg.loop_seconds, lambda: oncall.run_due(self.incidents), "escalation check")
+        await self._every(self.parts.cfg.loop_seconds, lambda: oncall.run_due(self.parts.incidents), "escalation check")
 
     async def _watchdog_loop(self) -> None:
         urls = {a: probe.base_url(self.settings, a) for a in AGENTS if a != self.name}
         await self._every(
-            self.cfg.watchdog.interval_seconds,
-            lambda: probe_once(self.watchdog, urls=urls, redis=self.redis, publish=self.publish),
+            self.parts.cfg.watchdog.interval_seconds,
+            lambda: probe_once(self.parts.watchdog, urls=urls, redis=self.redis, publish=self.publish),
             "watchdog",
         )
 
@@ -119,8 +132,8 @@ class NotificationManager(Agent):
         return {
             "policy": str(notify_config.config_path(self.settings)),
             "channels": {
-                n: {"label": c.label, "configured": self.dispatcher.sender.configured(n)}
-                for n, c in self.cfg.channels.items()
+                n: {"label": c.label, "configured": self.parts.dispatcher.sender.configured(n)}
+                for n, c in self.parts.cfg.channels.items()
             },
         }
 
@@ -131,13 +144,13 @@ class NotificationManager(Agent):
             redis=self.redis,
             now=self.clock(),
             documented=documented,
-            open_incidents=await self.incidents.listing(state="open", limit=200),
+            open_incidents=await self.parts.incidents.listing(state="open", limit=200),
             token_configured=self.guard.tokens.configured(),
         )
         return recovery.evaluate(facts)
 
     async def postmortem(self, incident_id: int) -> str:
-        inc = await self.incidents.get(incident_id)
+        inc = await self.parts.incidents.get(incident_id)
         async with self.session() as s:
             rows = await notify_repo.notifications(s, incident_id=incident_id, limit=1000)
         return postmortem.generate(
@@ -227,10 +240,10 @@ def _notify_routes(nm: NotificationManager, app: FastAPI) -> None:
     @app.post("/admin/notify/ack", tags=["notify"])
     async def ack(request: Request) -> dict[str, Any]:
         body = await json_body(request, AckBody)
-        who = _actor(request, body.by)
+        who, incidents = _actor(request, body.by), nm.parts.incidents
         if body.incidentId is not None:
-            return await _guarded(nm.incidents.ack)(body.incidentId, actor=who, commander=body.commander or body.by)
-        return await _guarded(nm.incidents.ack_trace)(str(body.traceId), actor=who)
+            return await _guarded(incidents.ack)(body.incidentId, actor=who, commander=body.commander or body.by)
+        return await _guarded(incidents.ack_trace)(str(body.traceId), actor=who)
 
     @app.get("/recovery/checklist", tags=["incidents"])
     async def checklist(documented: bool = False) -> dict[str, Any]:
@@ -242,12 +255,12 @@ def _incident_routes(nm: NotificationManager, app: FastAPI) -> None:
     async def listing(state: str = "all", limit: int = 50) -> dict[str, Any]:
         if state not in ("all", "open", "resolved"):
             raise ApiError(422, "state must be all, open or resolved")
-        found = await nm.incidents.listing(state=None if state == "all" else state, limit=min(max(limit, 1), 500))
+        found = await nm.parts.incidents.listing(state=None if state == "all" else state, limit=min(max(limit, 1), 500))
         return {"incidents": found}
 
     @app.get("/incidents/{incident_id}", tags=["incidents"])
     async def show(incident_id: IncidentId) -> dict[str, Any]:
-        return await _guarded(nm.incidents.get)(incident_id)
+        return await _guarded(nm.parts.incidents.get)(incident_id)
 
     @app.get("/incidents/{incident_id}/postmortem", tags=["incidents"], response_class=Markdown)
     async def pm(incident_id: IncidentId) -> PlainTextResponse:
@@ -260,7 +273,7 @@ def _incident_routes(nm: NotificationManager, app: FastAPI) -> None:
     @app.post("/admin/incidents", status_code=201, tags=["incidents"])
     async def open_(request: Request) -> dict[str, Any]:
         b = await json_body(request, OpenBody)
-        return await _guarded(nm.incidents.open)(
+        return await _guarded(nm.parts.incidents.open)(
             title=b.title,
             severity=b.severity,
             category=b.category,
@@ -273,12 +286,13 @@ def _incident_routes(nm: NotificationManager, app: FastAPI) -> None:
     @app.post("/admin/incidents/{incident_id}/ack", tags=["incidents"])
     async def ack(incident_id: IncidentId, request: Request) -> dict[str, Any]:
         b = await json_body(request, IncidentAck)
-        return await _guarded(nm.incidents.ack)(incident_id, actor=_actor(request, b.by), commander=b.commander or b.by)
+        who = _actor(request, b.by)
+        return await _guarded(nm.parts.incidents.ack)(incident_id, actor=who, commander=b.commander or b.by)
 
     @app.post("/admin/incidents/{incident_id}/update", tags=["incidents"])
     async def update(incident_id: IncidentId, request: Request) -> dict[str, Any]:
         b = await json_body(request, UpdateBody)
-        return await _guarded(nm.incidents.update)(
+        return await _guarded(nm.parts.incidents.update)(
             incident_id,
             actor=_actor(request, b.by),
             progress=b.progress,
@@ -292,6 +306,6 @@ def _incident_routes(nm: NotificationManager, app: FastAPI) -> None:
     @app.post("/admin/incidents/{incident_id}/resolve", tags=["incidents"])
     async def resolve(incident_id: IncidentId, request: Request) -> dict[str, Any]:
         b = await json_body(request, ResolveBody)
-        return await _guarded(nm.incidents.resolve)(
+        return await _guarded(nm.parts.incidents.resolve)(
             incident_id, actor=_actor(request, b.by), root_cause=b.rootCause, resolution=b.resolution
         )

@@ -12,9 +12,10 @@ import time
 from typing import Any
 
 from cli_trading.agents.base import Agent, Subscription
+from cli_trading.agents.wiring import Services
 from cli_trading.backtest import SimConfig
 from cli_trading.bus import Delivery, per_message
-from cli_trading.config import load_yaml
+from cli_trading.config import Settings, load_yaml
 from cli_trading.contracts import Group, OptRequest, OptResult, Stream
 from cli_trading.market.bars import load_bars
 from cli_trading.research.runs import Study
@@ -26,15 +27,30 @@ from cli_trading.trading.strategy_config import StrategyFile, load_strategy_conf
 HISTORY = 5000  # the most recent bars searched: the shipped BTC-USD history, 200 days of hours
 
 
-class ParameterOptimizer(Agent):
+@dataclasses.dataclass(frozen=True)
+class OptimizerParts:
+    strategies: StrategyFile  # strategies.yaml: the parameters in force and their search spaces
+    rules: RiskRules  # risk.yaml: the backtests size and limit orders as the risk manager does
+
+
+def wire_optimizer(svc: Services) -> OptimizerParts:
+    """The strategies and the risk rules, from the configuration folder."""
+    s = svc.settings
+    strategies = load_strategy_config(s.config_file("strategies.yaml"))
+    return OptimizerParts(strategies, load_yaml(s.config_file("risk.yaml"), RiskFile).risk)
+
+
+class ParameterOptimizer(Agent[OptimizerParts]):
     name = "parameter-optimizer"
     uses_db = False
 
-    async def on_start(self) -> None:
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
         self.completed = self.failed = 0
         self.last: dict[str, Any] | None = None
-        self.strategies: StrategyFile = load_strategy_config(self.settings.config_file("strategies.yaml"))
-        self.rules: RiskRules = load_yaml(self.settings.config_file("risk.yaml"), RiskFile).risk
+
+    async def wire(self, services: Services) -> OptimizerParts:
+        return wire_optimizer(services)
 
     def subscriptions(self) -> list[Subscription]:
         return [
@@ -50,7 +66,7 @@ class ParameterOptimizer(Agent):
     def study(self, symbol: str) -> Study:
         bars = load_bars(symbol, self.settings.market_data_dir)[-HISTORY:]
         cfg = SimConfig.from_settings(self.settings)
-        return Study.of(symbol, bars, self.strategies, self.rules, **dataclasses.asdict(cfg))
+        return Study.of(symbol, bars, self.parts.strategies, self.parts.rules, **dataclasses.asdict(cfg))
 
     def search(self, req: OptRequest, current: dict[str, Any] | None) -> SearchResult:
         # stop: a shutdown ends the search within a backtest; the request stays unacknowledged

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from cli_trading import metrics
 from cli_trading.agents.base import Agent, Subscription
 from cli_trading.agents.orchestrator_wiring import OrchestratorParts, found_at_start, wire_orchestrator
+from cli_trading.agents.wiring import Services
 from cli_trading.bus import (
     Delivery,
     Handled,
@@ -52,47 +53,35 @@ from cli_trading.supervision import health_entry
 from cli_trading.trading.fills import qty_for_notional, size_order
 
 
-class Orchestrator(Agent):
+class Orchestrator(Agent[OrchestratorParts]):
     name = "orchestrator"
-    _parts: OrchestratorParts | None = None  # made at start (`wire_orchestrator`)
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
         self.exec_failures = 0  # consecutive failed orders (the execution-failure halt)
         self.overridden: set[str] = set()  # automatic halts force-unhalted today
 
-    async def on_start(self) -> None:
-        found = await found_at_start(self.session, starting_cash=self.settings.starting_cash, now=self.clock())
-        parts = self._parts = wire_orchestrator(
-            self.settings,
+    async def wire(self, services: Services) -> OrchestratorParts:
+        found = await found_at_start(services.sessions, starting_cash=self.settings.starting_cash, now=self.clock())
+        return wire_orchestrator(
+            services,
             found,
-            name=self.name,
-            sessions=self.session,
-            redis=self.redis,
             loop=asyncio.get_running_loop(),
-            clock=self.clock,
-            audit=self.audit,
-            notify=self.notify,
-            publish=self.streams.publish,
             db_up=self.db_up,
-            log=self.log,
             roll_day=self.roll_day,
             flatten=self.flatten,
         )
+
+    async def on_start(self) -> None:
+        parts = self.parts
         await asyncio.to_thread(parts.halt_store.warm_up)  # Redis checked at start
-        await parts.halts.restore(found.halt_saved_at)  # before any consumer starts: nothing trades on a stale flag
+        # before any consumer starts: nothing trades on a stale flag
+        await parts.halts.restore(parts.found.halt_saved_at)
         await parts.safety.resolve_open_runs(
-            found.open_orders, to_risk=lambda run: self._to_risk(run, manual=run.manual)
+            parts.found.open_orders, to_risk=lambda run: self._to_risk(run, manual=run.manual)
         )
         await parts.watchdogs.start()
         await self.roll_day()
-
-    # -- the parts (orchestrator_wiring.py) ---------------------------------------------------
-    @property
-    def parts(self) -> OrchestratorParts:
-        if self._parts is None:
-            raise RuntimeError(f"{self.name}: its parts used before the agent started")
-        return self._parts
 
     def subscriptions(self) -> list[Subscription]:
         rid = "requestId"

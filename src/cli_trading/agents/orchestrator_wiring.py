@@ -1,7 +1,7 @@
 """The orchestrator's parts, built in one place: `found_at_start` reads what the database holds,
-`wire_orchestrator` builds every part from the settings, that and the agent's services. The
-orchestrator then starts them (restores the halt, resolves the open runs) and routes messages
-between them; each part is handed only what it uses."""
+`wire_orchestrator` builds every part from the settings and the agent's services (agents/wiring.py)
+and that. The orchestrator then starts them (restores the halt, resolves the open runs) and routes
+messages between them; each part is handed only what it uses."""
 
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel
-
-from cli_trading.config import Settings
+from cli_trading.agents.wiring import Services
 from cli_trading.control.days import TradingDays
 from cli_trading.control.params import Params
 from cli_trading.control.run_safety import RunSafety
@@ -54,6 +52,7 @@ async def found_at_start(sessions: Callable[[], Any], *, starting_cash: Decimal,
 
 @dataclass(frozen=True)
 class OrchestratorParts:
+    found: Found  # what the database held at start: on_start restores the halt and the runs from it
     runs: RunBook  # the runs in flight (and the recently finished)
     ledger: Ledger  # the PnL view: every fill, marked to market
     days: TradingDays
@@ -66,25 +65,18 @@ class OrchestratorParts:
 
 
 def wire_orchestrator(
-    s: Settings,
+    svc: Services,
     found: Found,
     *,
-    name: str,
-    sessions: Callable[[], Any],
-    redis: Any,
     loop: asyncio.AbstractEventLoop,
-    clock: Callable[[], datetime],
-    audit: Callable[..., None],
-    notify: Callable[..., Awaitable[None]],
-    publish: Callable[[str, BaseModel], Awaitable[Any]],
     db_up: Callable[[], Awaitable[bool]],
-    log: Any,
     roll_day: Callable[[], Awaitable[None]],
     flatten: Callable[[], Awaitable[list[str]]],
 ) -> OrchestratorParts:
     """The orchestrator's parts from the settings (limits, symbols, halt thresholds, Redis URL),
     what was found at start and the agent's services; `roll_day` and `flatten` are the
     orchestrator's own, called by the watchdogs."""
+    s, sessions, redis, clock, audit, log = svc.settings, svc.sessions, svc.redis, svc.clock, svc.audit, svc.log
     runs, ledger = RunBook(), found.ledger
     for run in found.open_runs:
         runs.adopt(run)
@@ -98,9 +90,11 @@ def wire_orchestrator(
     store = HaltStore(str(s.redis_url))
     recorder = Recorder(sessions, loop)
     halts = HaltService(
-        store=store, gate=HaltGate(redis), recorder=recorder, agent=name, audit=audit, clock=clock, state=found.halt
+        store=store, gate=HaltGate(redis), recorder=recorder, agent=svc.name, audit=audit, clock=clock, state=found.halt
     )
-    params = Params(sessions=sessions, publish=publish, audit=audit, notify=notify, clock=clock, symbols=s.symbol_list)
+    params = Params(
+        sessions=sessions, publish=svc.publish, audit=audit, notify=svc.notify, clock=clock, symbols=s.symbol_list
+    )
     safety = RunSafety(runs, sessions=sessions, redis=redis, clock=clock, audit=audit, log=log)
     watchdogs = Watchdogs(
         redis=redis,
@@ -113,4 +107,4 @@ def wire_orchestrator(
         flatten=flatten,
         log=log,
     )
-    return OrchestratorParts(runs, ledger, days, store, recorder, halts, params, safety, watchdogs)
+    return OrchestratorParts(found, runs, ledger, days, store, recorder, halts, params, safety, watchdogs)

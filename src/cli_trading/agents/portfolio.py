@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -12,19 +13,35 @@ from typing import Any
 from fastapi import FastAPI
 
 from cli_trading.agents.base import Agent, Subscription
+from cli_trading.agents.wiring import Services
 from cli_trading.bus import Delivery, MessageResult, PoisonMessage, decoded, failures, valid
+from cli_trading.config import Settings
 from cli_trading.contracts import BarMsg, Group, StatusMsg, Stream
 from cli_trading.db import repo
-from cli_trading.trading.ledger import replay
+from cli_trading.trading.ledger import Ledger, replay
 
 
-class PortfolioManager(Agent):
+@dataclass(frozen=True)
+class PortfolioParts:
+    ledger: Ledger  # positions, cash and equity from the fills, marked at the bars' closes
+
+
+async def wire_portfolio(svc: Services) -> PortfolioParts:
+    """The portfolio's ledger, replayed from the database's fills and saved marks."""
+    async with svc.sessions() as sess:
+        fills, marks = await repo.all_fills(sess), await repo.load_marks(sess)
+    return PortfolioParts(replay(svc.settings.starting_cash, fills, marks))
+
+
+class PortfolioManager(Agent[PortfolioParts]):
     name = "portfolio-manager"
 
-    async def on_start(self) -> None:
-        async with self.session() as s:
-            self.ledger = replay(self.settings.starting_cash, await repo.all_fills(s), await repo.load_marks(s))
-        self._dirty_marks: dict[str, tuple[Decimal, datetime]] = {}
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
+        self._dirty_marks: dict[str, tuple[Decimal, datetime]] = {}  # saved by `_save_marks`
+
+    async def wire(self, services: Services) -> PortfolioParts:
+        return await wire_portfolio(services)
 
     def subscriptions(self) -> list[Subscription]:
         return [
@@ -40,13 +57,13 @@ class PortfolioManager(Agent):
         for st in msgs:
             if not isinstance(st, PoisonMessage):
                 for f in st.ledger_fills():  # a partial fill moves positions at once
-                    self.ledger.apply(f)
+                    self.parts.ledger.apply(f)
         return failures(msgs)
 
     async def handle_bars(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(BarMsg, batch)
         for bar in valid(msgs):
-            self.ledger.mark(bar.symbol, bar.close)
+            self.parts.ledger.mark(bar.symbol, bar.close)
             self._dirty_marks[bar.symbol] = (bar.close, self.clock())
         return failures(msgs)
 
@@ -65,7 +82,7 @@ class PortfolioManager(Agent):
                 self.log.warning("saving marks failed", error=str(exc)[:200])
 
     def holdings(self) -> dict[str, Any]:
-        snap = self.ledger.snapshot()
+        snap = self.parts.ledger.snapshot()
         return {
             "cash": snap.cash,
             "equity": snap.equity,
@@ -73,12 +90,12 @@ class PortfolioManager(Agent):
             "realized": snap.realized,
             "unrealized": snap.unrealized,
             "fees": snap.fees,
-            "positions": self.ledger.holdings(),
+            "positions": self.parts.ledger.holdings(),
         }
 
     async def status(self) -> dict[str, Any]:
-        snap = self.ledger.snapshot()
-        return {"equity": str(snap.equity), "cash": str(snap.cash), "positions": len(self.ledger.holdings())}
+        snap = self.parts.ledger.snapshot()
+        return {"equity": str(snap.equity), "cash": str(snap.cash), "positions": len(self.parts.ledger.holdings())}
 
     def add_routes(self, app: FastAPI) -> None:
         @app.get("/portfolio/holdings", tags=["portfolio"])

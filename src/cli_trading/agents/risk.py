@@ -4,6 +4,7 @@ exec.status and market.bars, and reservations for approved orders not yet settle
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -12,8 +13,9 @@ from pydantic import ValidationError
 
 from cli_trading import metrics
 from cli_trading.agents.base import Agent, Subscription
+from cli_trading.agents.wiring import Services
 from cli_trading.bus import Delivery, Handled, MessageResult, Outgoing, PoisonMessage, decoded, failures, valid
-from cli_trading.config import load_yaml
+from cli_trading.config import Settings, load_yaml
 from cli_trading.contracts import BarMsg, Group, RiskRequest, RiskResponse, StatusMsg, Stream
 from cli_trading.db import exchange_repo, repo
 from cli_trading.exchanges.keys import BALANCES_KEY, MARKETS_KEY
@@ -27,18 +29,34 @@ def load_rules(path: Any) -> risk.RiskRules:
     return load_yaml(path, risk.RiskFile).risk
 
 
-class RiskManager(Agent):
+@dataclass(frozen=True)
+class RiskParts:
+    rules: risk.RiskRules  # risk.yaml
+    gate: HaltGate  # the halt flag, read before each batch
+    ledger: Ledger  # positions and cash from the fills, marked at the bars' closes
+    book: risk.RiskBook  # reservations of approved orders not yet settled; today's notional
+
+
+async def wire_risk(svc: Services) -> RiskParts:
+    """The risk manager's parts from the settings (risk.yaml, the starting cash) and the database:
+    the ledger replayed from the fills and marks, today's notional (the daily cap survives restarts)."""
+    s, today = svc.settings, svc.clock().date().isoformat()
+    book = risk.RiskBook()
+    async with svc.sessions() as sess:
+        ledger = replay(s.starting_cash, await repo.all_fills(sess), await repo.load_marks(sess))
+        book.add_day(today, await exchange_repo.day_notional(sess, day=today))
+    return RiskParts(load_rules(s.config_file("risk.yaml")), HaltGate(svc.redis), ledger, book)
+
+
+class RiskManager(Agent[RiskParts]):
     name = "risk-manager"
 
-    async def on_start(self) -> None:
-        self.rules = load_rules(self.settings.config_file("risk.yaml"))
-        self.gate = HaltGate(self.redis)
-        self.book = risk.RiskBook()
-        async with self.session() as s:
-            self.ledger: Ledger = replay(self.settings.starting_cash, await repo.all_fills(s), await repo.load_marks(s))
-            today = self.clock().date().isoformat()
-            self.book.add_day(today, await exchange_repo.day_notional(s, day=today))  # the daily cap survives restarts
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
         self.decisions = {"approved": 0, "rejected": 0}
+
+    async def wire(self, services: Services) -> RiskParts:
+        return await wire_risk(services)
 
     def subscriptions(self) -> list[Subscription]:
         return [
@@ -65,7 +83,8 @@ class RiskManager(Agent):
         return venue
 
     async def handle_requests(self, batch: list[Delivery]) -> Handled:
-        halt = await self.gate.read()
+        parts = self.parts
+        halt = await parts.gate.read()
         venue = await self._venue()
         day = self.clock().date().isoformat()
         out: list[MessageResult] = []
@@ -80,16 +99,16 @@ class RiskManager(Agent):
             req = risk.Request(msg.requestId, msg.symbol, msg.side, msg.qty, msg.price, msg.confidence, msg.manual, day)
             reason = risk.evaluate(
                 req,
-                rules=self.rules,
+                rules=parts.rules,
                 halt=halt,
-                ledger=self.ledger,
-                book=self.book,
+                ledger=parts.ledger,
+                book=parts.book,
                 now=now,
                 venue=venue(msg.symbol) if venue else None,
             )
             if reason is None:
-                self.book.reserve(req)
-                self.book.add_day(day, req.qty * req.price)
+                parts.book.reserve(req)
+                parts.book.add_day(day, req.qty * req.price)
                 self.decisions["approved"] += 1
             else:
                 metrics.RISK_REJECTIONS.labels(reason).inc()
@@ -111,26 +130,27 @@ class RiskManager(Agent):
 
     async def handle_status(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(StatusMsg, batch)
+        ledger, book = self.parts.ledger, self.parts.book
         for st in msgs:
             if isinstance(st, PoisonMessage):
                 continue
             for f in st.ledger_fills():  # partial fills of an order still open too
-                self.ledger.apply(f)
+                ledger.apply(f)
             if st.status != "pending":  # the order's end: its reservation goes
-                self.book.release(st.requestId)
+                book.release(st.requestId)
             elif st.fills:  # partly filled (qty: so far): that part is a position now, the rest stays reserved
-                self.book.fill(st.requestId, st.qty)
+                book.fill(st.requestId, st.qty)
         return failures(msgs)
 
     async def handle_bars(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(BarMsg, batch)
         for bar in valid(msgs):
-            self.ledger.mark(bar.symbol, bar.close)
+            self.parts.ledger.mark(bar.symbol, bar.close)
         return failures(msgs)
 
     async def status(self) -> dict[str, Any]:
         return {
-            "rules": self.rules.model_dump(mode="json"),
+            "rules": self.parts.rules.model_dump(mode="json"),
             "decisions": self.decisions,
-            "reservations": len(self.book.reserved),
+            "reservations": len(self.parts.book.reserved),
         }

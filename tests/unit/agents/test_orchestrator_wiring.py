@@ -15,6 +15,7 @@ from cli_trading.config import Settings
 from cli_trading.control.runs import Run
 from cli_trading.halt.state import HaltState
 from cli_trading.trading.ledger import FillRecord, replay
+from tests.support import services
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 UNDIALLED = "redis://127.0.0.1:1/0"  # nothing connects while the parts are built
@@ -25,22 +26,11 @@ async def _nothing() -> Any:
 
 
 def _wire(s: Settings, found: Found, redis: Any) -> Any:
-    def sessions() -> Any:
-        raise AssertionError("no part reads the database while being built")
-
     return wire_orchestrator(
-        s,
+        services.offline(s, name="orchestrator", redis=redis, now=NOW),
         found,
-        name="orchestrator",
-        sessions=sessions,
-        redis=redis,
         loop=asyncio.get_running_loop(),
-        clock=lambda: NOW,
-        audit=lambda *a, **kw: None,
-        notify=lambda *a, **kw: _nothing(),
-        publish=lambda *a: _nothing(),
-        db_up=lambda: _nothing(),
-        log=None,
+        db_up=_nothing,
         roll_day=_nothing,
         flatten=_nothing,
     )
@@ -56,7 +46,7 @@ async def test_parts_share_what_was_found_and_take_the_settings() -> None:
     redis = aioredis.Redis.from_url(UNDIALLED)
     parts = _wire(s, found, redis)
     try:
-        assert parts.ledger is ledger and parts.watchdogs.ledger is ledger
+        assert parts.found is found and parts.ledger is ledger and parts.watchdogs.ledger is ledger
         assert parts.runs.get("r1") is open_run and parts.safety.runs is parts.runs is parts.watchdogs.runs
         assert parts.halts.state == halted and parts.watchdogs.halts is parts.halts
         assert parts.halts.recorder is parts.recorder and parts.halts.store is parts.halt_store
@@ -64,6 +54,7 @@ async def test_parts_share_what_was_found_and_take_the_settings() -> None:
         assert (parts.days.defaults.target_pct, parts.days.defaults.loss_limit_pct) == (Decimal(3), Decimal(2))
         assert parts.watchdogs.db_outage_halt_s == 7.5 and parts.params.symbols == ["BTC-USD"]
         assert parts.halts.gate.redis is redis and parts.safety.redis is redis is parts.watchdogs.redis
+        assert parts.halts.agent == "orchestrator" and parts.days.clock() == NOW
     finally:
         parts.halt_store.close()
         await redis.aclose()
