@@ -37,6 +37,7 @@ from cli_trading.uplock import pid_alive
 from tests.e2e.conftest import System, start_system
 from tests.e2e.test_db_outage import PgCluster, pg  # noqa: F401 - the private cluster fixture
 from tests.e2e.test_halt_guarantee import ORDERS, _drive
+from tests.support import pnl
 
 pytestmark = pytest.mark.e2e
 PORT_BASE = 35301
@@ -126,33 +127,6 @@ def runtime(s: System) -> dict[str, Any]:
     return json.loads((s.data_dir / "runtime.json").read_text())
 
 
-def recompute(fills: list[list[str]], start_cash: Decimal) -> dict[str, Decimal]:
-    """Cash, fees and realized PnL at average cost, by hand from the fills table's rows."""
-    cash, fees, realized = start_cash, Decimal(0), Decimal(0)
-    qty: dict[str, Decimal] = {}
-    cost: dict[str, Decimal] = {}
-    for symbol, side, q_, p_, f_ in fills:
-        q, p, f = Decimal(q_), Decimal(p_), Decimal(f_)
-        held, avg = qty.get(symbol, Decimal(0)), cost.get(symbol, Decimal(0))
-        if side == "buy":
-            cost[symbol] = (held * avg + q * p) / (held + q)
-            qty[symbol] = held + q
-            cash -= q * p
-        else:
-            realized += (p - avg) * q
-            qty[symbol] = held - q if held - q > 0 else Decimal(0)
-            if qty[symbol] == 0:
-                cost[symbol] = Decimal(0)
-            cash += q * p
-        cash -= f
-        fees += f
-    return {"cash": cash, "fees": fees, "realized": realized}
-
-
-def close(a: Any, b: Decimal) -> bool:
-    return abs(Decimal(str(a)) - b) <= Decimal("0.000001")
-
-
 def check_invariant(s: System, db: PgCluster, accepted: list[str], fault: str) -> None:
     # 1. every accepted run: exactly one outcome, in the runs table and over HTTP
     ids = ",".join(f"'{rid}'" for rid in accepted)
@@ -200,10 +174,8 @@ def check_invariant(s: System, db: PgCluster, accepted: list[str], fault: str) -
     assert unfilled == [], f"after {fault}: filled runs without a fill: {unfilled[:5]}"
 
     def pnl_agrees() -> bool:
-        fills = db.sql("SELECT symbol, side, qty, price, fee FROM fills ORDER BY id")
-        want = recompute(fills, STARTING_CASH)
         got = httpx.get(s.url() + "/pnl/status", timeout=5).json()
-        return all(close(got[k], want[k]) for k in ("cash", "fees", "realized"))
+        return not pnl.mismatches(got, db.sql(pnl.FILLS_SQL), starting_cash=STARTING_CASH)
 
     until(pnl_agrees, 20, f"after {fault}: /pnl/status equals the fills table")
 

@@ -28,6 +28,7 @@ from cli_trading.contracts import order_id_for
 from tests.e2e.conftest import System, start_system
 from tests.e2e.test_halts_e2e import quiet_strategies
 from tests.integration.simexchange import KEY, SECRET, Sim, start_sim
+from tests.support import pnl
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
@@ -266,19 +267,10 @@ def exchange_trades(s: System, order_id: str) -> list[str]:
 
 def pnl_is_the_fills(s: System) -> bool:
     """/pnl/status (the orchestrator's ledger, from exec.status) = a recomputation from `fills`."""
-    cash, fees, held_qty = D(10000), D(0), {}  # STARTING_CASH's default
     with sqlite3.connect(s.data_dir / "trading.db") as db:
-        rows = db.execute("select symbol, side, qty, price, fee from fills order by id").fetchall()
-    for symbol, side, qty, price, fee in rows:
-        sign = 1 if side == "buy" else -1
-        cash -= sign * D(qty) * D(price) + D(fee)
-        fees += D(fee)
-        held_qty[symbol] = held_qty.get(symbol, D(0)) + sign * D(qty)
-    p = httpx.get(s.url() + "/pnl/status", timeout=10).json()
-    positions = {h["symbol"]: D(str(h["qty"])) for h in p["positions"]}
-    return D(str(p["cash"])) == cash and D(str(p["fees"])) == fees and positions == {
-        k: v for k, v in held_qty.items() if v
-    }
+        rows = db.execute(pnl.FILLS_SQL).fetchall()
+    got = httpx.get(s.url() + "/pnl/status", timeout=10).json()
+    return not pnl.mismatches(got, rows, starting_cash=D(10000))  # STARTING_CASH's default
 
 
 def test_drift_is_reported_and_past_the_limit_halts(live: System, sim: Sim) -> None:

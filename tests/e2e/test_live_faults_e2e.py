@@ -26,7 +26,7 @@ from cli_trading.exchanges.ccxt_adapter import create_ccxt
 from cli_trading.exchanges.markets import ccxt_symbol, client_order_id
 from tests.e2e.conftest import System, start_system
 from tests.e2e.test_halts_e2e import quiet_strategies
-from tests.e2e.test_live_e2e import exchange_orders_with_id, live_env, wait_for
+from tests.e2e.test_live_e2e import exchange_orders_with_id, live_env, pnl_is_the_fills, wait_for
 from tests.integration.simexchange import KEY, SECRET, Sim, start_sim
 
 pytestmark = pytest.mark.e2e
@@ -345,7 +345,7 @@ def test_an_order_placed_by_hand_is_adopted_and_its_fill_reaches_the_ledger(live
     assert D(fee) > 0  # charged in BTC, converted to USDT at the trade's price
     assert db_rows(live, "select status from orders where order_id = ?", cid) == [("filled",)]
     # /pnl/status (the orchestrator's ledger, from exec.status) = a recomputation from the fills
-    wait_for(lambda: pnl_matches_fills(live), 30, "/pnl/status to agree with the fills table")
+    wait_for(lambda: pnl_is_the_fills(live), 30, "/pnl/status to agree with the fills table")
     # and it moved by exactly this fill: cash paid out, the position grown
     after = httpx.get(live.url() + "/pnl/status", timeout=10).json()
     assert D(str(after["cash"])) == D(str(before["cash"])) - D(qty) * D(px) - D(fee)
@@ -354,18 +354,6 @@ def test_an_order_placed_by_hand_is_adopted_and_its_fill_reaches_the_ledger(live
 
 def position(pnl: dict[str, Any], symbol: str) -> D:
     return sum((D(str(h["qty"])) for h in pnl["positions"] if h["symbol"] == symbol), D(0))
-
-
-def pnl_matches_fills(s: System) -> bool:
-    cash, fees, held = STARTING_CASH, D(0), {}
-    for symbol, side, qty, price, fee in db_rows(s, "select symbol, side, qty, price, fee from fills order by id"):
-        sign = 1 if side == "buy" else -1
-        cash -= sign * D(qty) * D(price) + D(fee)
-        fees += D(fee)
-        held[symbol] = held.get(symbol, D(0)) + sign * D(qty)
-    p = httpx.get(s.url() + "/pnl/status", timeout=10).json()
-    positions = {h["symbol"]: D(str(h["qty"])) for h in p["positions"]}
-    return D(str(p["cash"])) == cash and D(str(p["fees"])) == fees and positions == {k: v for k, v in held.items() if v}
 
 
 def test_a_key_the_exchange_refuses_is_a_clear_rejection_and_a_p1(
