@@ -4,7 +4,10 @@ idempotency. This is the one piece of plumbing no library does the way we need i
 Consumer semantics (design brief):
 - XREADGROUP in a group shared by every instance of an agent;
 - a message whose stable key (requestId / orderId) was already handled by the group is acked and
-  skipped; the key is written only after success, so a failure is never taken for a duplicate;
+  skipped; the key is written only after success, so a failure is never taken for a duplicate.
+  The key is read from the raw payload, before the handler validates it into its contracts.py
+  model: Redis reads it in the same call as the batch (busops.READ). It is the model's own string
+  field, kept as it is by validation (docs/architecture.md, "Delivery and effects");
 - a failing message stays pending and is retried from the consumer's own pending list with
   backoff; after `max_failures` it moves to `<stream>.dlq` and is acked, atomically;
 - an undecodable message goes to the DLQ at once;

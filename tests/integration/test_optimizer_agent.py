@@ -82,3 +82,17 @@ async def test_a_request_that_cannot_be_searched_is_answered_not_retried(agent: 
     assert second["proposals"] == [] and "must be shorter than slow" in second["error"]
     assert await agent.bus.redis.xlen(dlq_of(Stream.OPT_REQUESTS)) == 0
     assert (await agent.status())["failed"] == 2
+
+
+async def test_a_wrong_shaped_request_is_dead_lettered_at_once(agent: ParameterOptimizer) -> None:
+    assert agent.bus is not None
+    await agent.bus.publish(Stream.OPT_REQUESTS, {"requestId": "r-4", "strategy": "trend"})  # no symbol
+    dlq = dlq_of(Stream.OPT_REQUESTS)
+    deadline = asyncio.get_running_loop().time() + 30
+    while not await agent.bus.redis.xlen(dlq):
+        assert asyncio.get_running_loop().time() < deadline, "the wrong-shaped request never reached the DLQ"
+        await asyncio.sleep(0.05)
+    [(_, fields)] = await agent.bus.redis.xrange(dlq)
+    entry = orjson.loads(fields[b"data"])
+    assert entry["failures"] == 1 and "invalid OptRequest" in entry["error"]  # not retried first
+    assert (await agent.status())["completed"] == 0

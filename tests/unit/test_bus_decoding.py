@@ -4,14 +4,31 @@ dead-lettered at once, and fails alone; the analyst's commands are told apart by
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import orjson
 import pytest
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from cli_trading.agents import agent_class
 from cli_trading.bus import Delivery, PoisonMessage, decoded, failures, valid
 from cli_trading.busops import encode
-from cli_trading.contracts import AnalyzeCommand, Command, ParamsCommand, RiskResponse, SignalMsg, StatusMsg
+from cli_trading.config import Settings
+from cli_trading.contracts import (
+    AGENTS,
+    AnalyzeCommand,
+    Command,
+    NotifyEvent,
+    OptRequest,
+    OptResult,
+    OrderMsg,
+    ParamsCommand,
+    RiskRequest,
+    RiskResponse,
+    SignalMsg,
+    StatusMsg,
+    Stream,
+)
 
 
 def batch(*payloads: dict[str, object]) -> list[Delivery]:
@@ -53,3 +70,31 @@ def test_what_is_published_decodes_again() -> None:
     for msg in (hold, failed, RiskResponse(requestId="r", ok=True)):
         (back,) = decoded(type(msg), batch(orjson.loads(encode(msg))))
         assert back == msg
+
+
+KEYED_MODELS: dict[str, tuple[type[BaseModel], ...]] = {
+    Stream.SIGNALS: (SignalMsg,),
+    Stream.RISK_REQUESTS: (RiskRequest,),
+    Stream.RISK_RESPONSES: (RiskResponse,),
+    Stream.ORDERS: (OrderMsg,),
+    Stream.STATUS: (StatusMsg,),
+    Stream.COMMANDS: (AnalyzeCommand, ParamsCommand),
+    Stream.NOTIFY: (NotifyEvent,),
+    Stream.OPT_REQUESTS: (OptRequest,),
+    Stream.OPT_RESULTS: (OptResult,),
+}
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_the_key_redis_reads_is_the_validated_messages_own(agent: str, tmp_path: Path) -> None:
+    """The consumer reads a message's idempotency key from the raw payload, in Redis, before the
+    handler validates it into its contract model (bus.py): so every subscription's key is a string
+    field of that model, which validation keeps as it is (no coercion: a non-string is no key)."""
+    subs = agent_class(agent)(Settings(data_dir=tmp_path)).subscriptions()
+    for sub in (s for s in subs if s.key):
+        for model in KEYED_MODELS[sub.stream]:
+            field = model.model_fields[sub.key]
+            assert field.annotation in (str, str | None), (agent, sub.stream, sub.key)
+            assert TypeAdapter(field.annotation).validate_python("k-1") == "k-1"
+            with pytest.raises(ValidationError):
+                TypeAdapter(field.annotation).validate_python(7)  # a number is not made a key's string

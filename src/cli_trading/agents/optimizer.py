@@ -14,7 +14,7 @@ from typing import Any
 from cli_trading.agents.base import Agent, Subscription
 from cli_trading.agents.wiring import Services
 from cli_trading.backtest import SimConfig
-from cli_trading.bus import Delivery, per_message
+from cli_trading.bus import Delivery, PoisonMessage, decoded, per_message
 from cli_trading.config import Settings, load_yaml
 from cli_trading.contracts import Group, OptRequest, OptResult, Stream
 from cli_trading.market.bars import load_bars
@@ -74,7 +74,9 @@ class ParameterOptimizer(Agent[OptimizerParts]):
         return optimize(self.study(req.symbol), Spec(req.strategy), current=current, stop=self.stop_event.is_set)
 
     async def on_request(self, d: Delivery) -> None:
-        req = OptRequest.model_validate(d.payload)
+        (req,) = decoded(OptRequest, [d])
+        if isinstance(req, PoisonMessage):
+            raise req  # dead-lettered at once, not retried
         current = (req.model_extra or {}).get("current")
         started = time.monotonic()
         try:
