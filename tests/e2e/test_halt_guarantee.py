@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
 from tests.e2e.conftest import System, start_system
+from tests.support import postgres
 
 pytestmark = pytest.mark.e2e
 
@@ -60,22 +59,15 @@ async def _drive(system, halt_after: int) -> tuple[float, dict, list[int]]:
     return answer["at"], answer, codes
 
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
 @pytest.fixture
 def pg_system(tmp_path: Path) -> Iterator[System]:
     """A fresh system on PostgreSQL (a database of its own) and the embedded Redis."""
-    name = f"ct_guarantee_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    s = start_system(tmp_path, extra_env={"DATABASE_URL": f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"})
-    try:
-        yield s
-    finally:
-        s.stop()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres.database("ct_guarantee") as url:
+        s = start_system(tmp_path, extra_env={"DATABASE_URL": url})
+        try:
+            yield s
+        finally:
+            s.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -18,11 +18,11 @@ import pytest
 import redis
 
 from tests.e2e.conftest import System, start_system
+from tests.support import postgres
 
 pytestmark = pytest.mark.e2e
 OLD = "at-rest-old-token-" + uuid.uuid4().hex
 NEW = "at-rest-new-token-" + uuid.uuid4().hex
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -30,18 +30,12 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
-    name = f"ct_at_rest_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with postgres.database("ct_at_rest") as url:
+        yield url
 
 
-async def _pg(sql: str, url: str = PG_ADMIN) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url, timeout=5)
-    try:
-        return await conn.fetch(sql)
-    finally:
-        await conn.close()
+async def _pg(sql: str, url: str) -> list[asyncpg.Record]:
+    return await postgres.fetch(url, sql)
 
 
 def session(s: System, token_file: Path) -> None:
