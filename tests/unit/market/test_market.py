@@ -22,7 +22,7 @@ from cli_trading.market.bars import (
 from cli_trading.market.ccxt_feed import CcxtFeed, from_ccxt_symbol, next_poll_in, ohlcv_to_bar, to_ccxt_symbol
 from cli_trading.market.replay import ReplayFeed, build_timeline
 
-FIXTURE = Path(__file__).parents[1] / "fixtures" / "ccxt_ohlcv_btc_usd.json"
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "ccxt_ohlcv_btc_usd.json"
 
 
 class Recorder:

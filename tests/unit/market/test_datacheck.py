@@ -127,7 +127,7 @@ def test_loader_applies_the_gap_policy_and_rereads_a_changed_file(tmp_path: Path
 
 
 def test_shipped_files_pass_the_check() -> None:
-    assert len(read_csv(Path(__file__).parents[2] / "src/cli_trading/market/data/BTC-USD_1h.csv.gz", "BTC-USD")) == 5000
+    assert len(read_csv(Path(__file__).parents[3] / "src/cli_trading/market/data/BTC-USD_1h.csv.gz", "BTC-USD")) == 5000
 
 
 # -- properties --------------------------------------------------------------------------------
