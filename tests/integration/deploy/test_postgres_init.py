@@ -5,14 +5,12 @@ container, including the slow-query command written for PostgreSQL <= 12 (mean_t
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import pytest
+from tests.support import postgres
 from tests.support.deploy import ROOT, run, run_ok, tool
 
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 INIT = sorted((ROOT / "deploy/postgres/init").glob("*.sql"))
 
 # Typed in the runbook as: docker exec cli-trading-postgres-1 psql -U trader -c "<sql>"
@@ -25,20 +23,11 @@ RUNBOOK_SQL = [
 SLOW_QUERIES = "SELECT query, mean_time, calls FROM pg_stat_statements ORDER BY mean_time DESC LIMIT 10;"
 
 
-def _with_db(url: str, db: str) -> str:
-    parts = urlsplit(url)
-    return parts._replace(path=f"/{db}").geturl()
-
-
 @pytest.fixture(scope="module")
 def scratch_db() -> Iterator[str]:
-    psql = tool("psql")
-    name = f"ct_deploy_{uuid.uuid4().hex[:10]}"
-    run_ok([psql, PG_ADMIN_URL, "-v", "ON_ERROR_STOP=1", "-c", f'CREATE DATABASE "{name}"'])
-    try:
-        yield _with_db(PG_ADMIN_URL, name)
-    finally:
-        run([psql, PG_ADMIN_URL, "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'])
+    tool("psql")  # the runbook's commands are psql's
+    with postgres.database("ct_deploy") as url:
+        yield url
 
 
 def container_env(services: dict) -> dict[str, str]:
