@@ -10,8 +10,7 @@
   its fee as charged, converted to the quote currency.
 - ccxt's rate limiter stays on, at no more than `max_rps` requests per second; a 429/418 backs
   off as long as the exchange says (Retry-After).
-The pure parts live in `markets.py` and `orders.py`; this module does the I/O.
-"""
+The pure parts live in `markets.py` and `orders.py`; this module does the I/O."""
 
 from __future__ import annotations
 
@@ -23,7 +22,20 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import ccxt.async_support as ccxt_async
 import structlog
+from ccxt.base.errors import (
+    AuthenticationError,
+    BadSymbol,
+    DDoSProtection,
+    DuplicateOrderId,
+    ExchangeError,
+    ExchangeNotAvailable,
+    InsufficientFunds,
+    InvalidOrder,
+    NetworkError,
+    OrderNotFound,
+)
 
 from cli_trading import metrics
 from cli_trading.config import MIN_LIVE_RPS
@@ -33,23 +45,6 @@ from cli_trading.exchanges.orders import Tracked, fills_of, outcome
 
 T = TypeVar("T")
 log = structlog.get_logger("exchange")
-
-try:  # ccxt's exception classes (a dependency of the project; imported lazily for speed elsewhere)
-    import ccxt.async_support as ccxt_async
-    from ccxt.base.errors import (
-        AuthenticationError,
-        BadSymbol,
-        DDoSProtection,
-        DuplicateOrderId,
-        ExchangeError,
-        ExchangeNotAvailable,
-        InsufficientFunds,
-        InvalidOrder,
-        NetworkError,
-        OrderNotFound,
-    )
-except ImportError as exc:  # pragma: no cover - ccxt is a hard dependency
-    raise RuntimeError("ccxt is required for live trading") from exc
 
 # What the pipeline says for each definite refusal (the reason names it clearly)
 _REFUSALS: tuple[tuple[type[Exception], str], ...] = (
