@@ -87,7 +87,7 @@ async def test_kill_9_between_claim_and_fill_fills_once(
         async def waiting_on_fills() -> bool:
             q = (
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND query ILIKE 'INSERT INTO fills%'"
+                "AND wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO fills%'"  # PostgreSQL's: in a CTE
             )
             return bool(await db.fetchval(q))
 

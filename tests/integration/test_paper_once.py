@@ -22,7 +22,7 @@ from cli_trading.agents.executor import TradeExecutor
 from cli_trading.bus import Delivery
 from cli_trading.config import load_settings
 from cli_trading.contracts import HALT_KEY, Stream
-from cli_trading.db import repo
+from cli_trading.db import order_pg, repo
 from cli_trading.halt.state import HaltState
 
 pytestmark = pytest.mark.integration
@@ -101,17 +101,19 @@ async def test_a_transaction_that_dies_before_its_commit_leaves_nothing_and_the_
     executors: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ex = await executors()
-    settle = repo.settle_orders
+    settles = repo.settle_orders, order_pg.settle_orders
 
     async def dying(*args: Any, **kwargs: Any) -> None:  # the engine has filled; the connection dies
         raise ConnectionResetError("connection lost before the commit (test)")
 
-    monkeypatch.setattr(repo, "settle_orders", dying)
+    monkeypatch.setattr(repo, "settle_orders", dying)  # SQLite's statements
+    monkeypatch.setattr(order_pg, "settle_orders", dying)  # PostgreSQL's, straight to asyncpg
     with pytest.raises(ConnectionResetError):
         await ex.handle_orders([order("d", "1-0")])
     assert record(ex) == [], "rolled back: the order did not reach the engine for good"
     assert await ledger(ex) == ([], [])
-    monkeypatch.setattr(repo, "settle_orders", settle)
+    monkeypatch.setattr(repo, "settle_orders", settles[0])
+    monkeypatch.setattr(order_pg, "settle_orders", settles[1])
     # the executor is killed (its memory is gone); the next one gets the redelivered order
     again = await executors()
     assert await statuses(again, [order("d", "1-0")]) == [("ord-d", "filled")]

@@ -22,7 +22,7 @@ from cli_trading.auth import TokenStore
 from cli_trading.bus import Delivery, Handled, MessageResult, PoisonMessage
 from cli_trading.config import Settings
 from cli_trading.contracts import Group, OrderMsg, StatusMsg, Stream, status_id
-from cli_trading.db import repo
+from cli_trading.db import order_pg, pgraw, repo
 from cli_trading.exchanges import live
 from cli_trading.exchanges.base import ExchangeAdapter, ExecResult, OrderRequest, OwnAccount, Received
 from cli_trading.exchanges.desk import Desk, Partial, Settle, ledger_row
@@ -148,10 +148,17 @@ class TradeExecutor(Agent[ExecutorParts]):
         the commit: an order reaches it at most once, across a kill -9 too."""
         claims = self._claim_rows(msgs)
         try:
-            async with self.session() as s, s.begin():
-                results = await self._gated(once_each(msgs, await repo.claim_orders(s, rows=claims)))
-                orders, fills = self._rows(results)
-                await repo.settle_orders(s, orders=orders, fills=fills)
+            async with self.session() as s:
+                if pgraw.dialect(s) == "postgresql":  # straight to asyncpg: no SQLAlchemy per batch
+                    async with pgraw.transaction(s) as pg:
+                        results = await self._gated(once_each(msgs, await order_pg.claim_orders(pg, rows=claims)))
+                        orders, fills = self._rows(results)
+                        await order_pg.settle_orders(pg, claimed=claims, orders=orders, fills=fills)
+                else:
+                    async with s.begin():
+                        results = await self._gated(once_each(msgs, await repo.claim_orders(s, rows=claims)))
+                        orders, fills = self._rows(results)
+                        await repo.settle_orders(s, orders=orders, fills=fills)
         except Exception:
             # the fills applied in memory were rolled back: rebuild the paper account from the
             # database before the next batch (now, if the database still answers)

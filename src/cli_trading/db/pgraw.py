@@ -9,7 +9,8 @@ part of their transaction. The repository modules (db/) own the statements; this
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,4 +55,19 @@ async def fetch_column(session: AsyncSession, sql: str, args: Sequence[Any]) -> 
         return [r[0] for r in await driver.fetch(sql, *args)]
     except Exception:
         await conn.invalidate()  # as in `execute`
+        raise
+
+
+@asynccontextmanager
+async def transaction(session: AsyncSession) -> AsyncIterator[Any]:
+    """An asyncpg transaction on the session's connection (BEGIN … COMMIT, ROLLBACK on an
+    exception), yielding the asyncpg connection for the statements in it: fetched once, where
+    each `execute` asks SQLAlchemy's session for it again. Not to be mixed with SQLAlchemy
+    statements on the same session (they would begin a transaction of their own)."""
+    conn, driver = await _driver(session)
+    try:
+        async with driver.transaction():
+            yield driver
+    except Exception:
+        await conn.invalidate()  # as in `execute`: the pool gets no connection in doubt back
         raise
