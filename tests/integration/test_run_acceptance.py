@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -31,6 +31,7 @@ from cli_trading.contracts import OrderMsg, Stream, order_id_for
 from cli_trading.control.run_safety import REFUSED_KEY
 from cli_trading.control.runs import REFUSED
 from cli_trading.db import run_repo
+from cli_trading.db.pgraw import Held
 
 pytestmark = pytest.mark.integration
 
@@ -77,6 +78,27 @@ class DyingDatabase:
         self.state = "up"
 
 
+class DyingHeld(Held):
+    """The run book's own connection (PostgreSQL: its group commit goes there, not through a
+    session) to the same dying database."""
+
+    def __init__(self, real: Held, database: DyingDatabase) -> None:
+        super().__init__(real.engine)
+        self.real, self.database = real, database
+
+    async def fetch_column(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        if self.database.state == "up":
+            return await self.real.fetch_column(sql, args)
+        if self.database.state == "down":
+            raise ConnectionRefusedError("database down (test)")
+        self.database.state = "down"
+        await self.real.fetch_column(sql, args)
+        raise ConnectionResetError("connection lost after the commit (test)")
+
+    def close(self) -> None:
+        self.real.close()
+
+
 async def order(orc: Orchestrator, rid: str, qty: str = "0.01") -> Any:
     return await orc.start_run(
         symbol="BTC-USD", side="buy", qty=Decimal(qty), notional=None, request_id=rid, manual=True
@@ -99,6 +121,8 @@ async def refused_with_commit_landed(orc: Orchestrator, rid: str) -> DyingDataba
     """POST /orchestrate/run's service call while the database dies during the commit."""
     dying = DyingDatabase(orc.session)
     orc.parts.safety.sessions = dying  # the acceptance commit is run safety's
+    if orc.parts.runs.held is not None:  # PostgreSQL
+        orc.parts.runs.held = DyingHeld(orc.parts.runs.held, dying)
     with pytest.raises(RunRefused) as info:
         await order(orc, rid)
     assert info.value.status == 503 and "database is unavailable" in info.value.error

@@ -45,6 +45,7 @@ from cli_trading.contracts import (
 )
 from cli_trading.control.pnl import pnl_view
 from cli_trading.control.runs import Run, RunRefused, limit_fields
+from cli_trading.db.pgraw import Held
 from cli_trading.halt import policy
 from cli_trading.halt.policy import allows
 from cli_trading.market.bars import parse_ts
@@ -74,6 +75,8 @@ class Orchestrator(Agent[OrchestratorParts]):
 
     async def on_start(self) -> None:
         parts = self.parts
+        if self.engine is not None and self.engine.dialect.name == "postgresql":
+            parts.runs.held = Held(self.engine)  # the group commit without a session (db/pgraw.py)
         await asyncio.to_thread(parts.halt_store.warm_up)  # Redis checked at start
         # before any consumer starts: nothing trades on a stale flag
         await parts.halts.restore(parts.found.halt_saved_at)
@@ -107,6 +110,8 @@ class Orchestrator(Agent[OrchestratorParts]):
     async def on_stop(self) -> None:
         if self._parts is not None:  # None when start-up failed early
             self._parts.halt_store.close()
+            if self._parts.runs.held is not None:
+                self._parts.runs.held.close()
 
     def add_routes(self, app: FastAPI) -> None:
         from cli_trading.agents.orchestrator_api import add_routes

@@ -20,6 +20,7 @@ from typing import Any
 from cli_trading import metrics
 from cli_trading.contracts import iso, order_id_for
 from cli_trading.db import run_repo
+from cli_trading.db.pgraw import Held
 
 KEEP_FINISHED = 20_000
 # the outcome of a run answered 503 whose acceptance commit landed all the same (run_safety.accept)
@@ -141,6 +142,8 @@ class RunBook:
         self.version = 0  # changes made so far
         self.committed = 0  # changes known to be in the database
         self._flushing: asyncio.Future[None] | None = None
+        # PostgreSQL: the group commit's own connection (`pgraw.Held`), set by the orchestrator
+        self.held: Held | None = None
 
     def __contains__(self, rid: str) -> bool:
         return rid in self.active or rid in self.finished
@@ -284,7 +287,9 @@ class RunBook:
             self._flushing, upto = fut, self.version
             undo: Callable[[], None] | None = None
             try:
-                if self.dirty:
+                if self.dirty and self.held is not None:  # PostgreSQL: one statement, no session
+                    undo = await self.flush(self.held)
+                elif self.dirty:
                     async with sessions() as session, session.begin():
                         undo = await self.flush(session)
                 self.settled_refusals += self._writing_refusals

@@ -13,12 +13,41 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 Columns = Sequence[tuple[str, str]]  # (column, PostgreSQL type) pairs
 
 
-def dialect(session: AsyncSession) -> str:
+class Held:
+    """One connection of the engine's pool kept by a writer that commits many times a second (the
+    run book's group commit), for statements that commit by themselves. A session costs ~270 us of
+    CPU per transaction around a ~140 us statement (its checkout, begin, commit and close); this
+    asks the pool once. A statement that fails invalidates it (the next takes a new one from the
+    pool); `close` gives it back."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._pooled: Any = None
+
+    async def fetch_column(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        if self._pooled is None:
+            self._pooled = await self.engine.raw_connection()
+        try:
+            return [r[0] for r in await self._pooled.driver_connection.fetch(sql, *args)]
+        except Exception:
+            pooled, self._pooled = self._pooled, None
+            pooled.invalidate()  # the server may have dropped it: not back to the pool as good
+            raise
+
+    def close(self) -> None:
+        pooled, self._pooled = self._pooled, None
+        if pooled is not None:
+            pooled.close()
+
+
+def dialect(session: AsyncSession | Held) -> str:
+    if isinstance(session, Held):
+        return "postgresql"
     return session.bind.dialect.name if session.bind else "sqlite"
 
 
@@ -48,8 +77,10 @@ async def execute(session: AsyncSession, sql: str, args: Sequence[Any]) -> None:
         raise
 
 
-async def fetch_column(session: AsyncSession, sql: str, args: Sequence[Any]) -> list[Any]:
+async def fetch_column(session: AsyncSession | Held, sql: str, args: Sequence[Any]) -> list[Any]:
     """The first column of the rows the statement returns."""
+    if isinstance(session, Held):
+        return await session.fetch_column(sql, args)
     conn, driver = await _driver(session)
     try:
         return [r[0] for r in await driver.fetch(sql, *args)]

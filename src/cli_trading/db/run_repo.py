@@ -71,7 +71,7 @@ async def open_runs(session: AsyncSession) -> list[Run]:
 
 
 async def write_runs(
-    session: AsyncSession,
+    session: AsyncSession | pgraw.Held,
     *,
     new: Sequence[dict[str, Any]],
     changed: Sequence[dict[str, Any]],
@@ -83,7 +83,8 @@ async def write_runs(
     the row of a refused run of the same id (open, or failed with `refused_reason`); `changed`
     rows written over theirs; the `refused` ids failed with `refused_reason` where their row is
     there and open. The three are disjoint (the run book keeps them so). Returns the ids of
-    `new` whose row is theirs now; any other new id belongs to a finished run, left alone."""
+    `new` whose row is theirs now; any other new id belongs to a finished run, left alone.
+    On PostgreSQL `session` may be the run book's held connection (`pgraw.Held`)."""
     if pgraw.dialect(session) == "postgresql":
         rows = [*new, *changed]
         args: list[Any] = [[r[c] for r in rows] for c, _ in COLUMNS]
@@ -92,6 +93,7 @@ async def write_runs(
             args += [list(refused), refused_at]
         written = await pgraw.fetch_column(session, _UPSERT_REFUSING if refused else _UPSERT, args)
         return set(written).intersection(r["request_id"] for r in new)
+    assert isinstance(session, AsyncSession)  # noqa: S101 - a Held is PostgreSQL's only
     ours = await add_runs(session, rows=new)
     if len(ours) < len(new):  # a retry of a refused run whose row landed: the row is the retry's
         existing = [r for r in new if r["request_id"] not in ours]
