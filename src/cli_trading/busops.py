@@ -11,6 +11,7 @@ import orjson
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 from redis.connection import HiredisRespSerializer
+from redis.exceptions import ResponseError
 
 
 def _default(obj: Any) -> Any:
@@ -138,13 +139,48 @@ async def read(reader: Any, args: tuple[Any, ...], ops: Ops) -> tuple[list[Entry
 
 
 async def read_blocking(reader: Any, ops: Ops, group: str, name: str, stream: str, **kw: Any) -> list[Entry]:
-    """XREADGROUP (`kw`: from_id, count, block), preceded in the same round trip by the writes."""
-    async with reader.pipeline(transaction=False) as pipe:
-        if ops.args:
-            pipe.execute_command("EVAL", ATOMIC, 0, *ops.args)
-        pipe.xreadgroup(group, name, {stream: kw["from_id"]}, count=kw["count"], block=kw["block"])
-        res = (await pipe.execute())[-1]
-    return res[0][1] if res else []
+    """XREADGROUP (`kw`: from_id, count, block), preceded in the same round trip by the writes:
+    both packed and sent at once on a connection of the reader's pool, the replies read in order,
+    with redis-py's retry of a lost connection (what its pipeline did, with several times the
+    Python work per call: a pipeline object, its command stack and response callbacks)."""
+    cmds: list[tuple[Any, ...]] = [("EVAL", ATOMIC, 0, *ops.args)] if ops.args else []
+    read_cmd = ("XREADGROUP", "GROUP", group, name, "COUNT", kw["count"], "BLOCK", kw["block"])
+    cmds.append((*read_cmd, "STREAMS", stream, kw["from_id"]))
+    pool = reader.connection_pool
+    conn = await pool.get_connection()
+
+    async def send_and_read() -> list[Any]:
+        await conn.send_packed_command(conn.pack_commands(cmds))
+        replies: list[Any] = []
+        for _ in cmds:  # every reply is read, an error's too, before one is raised
+            try:
+                replies.append(await conn.read_response())
+            except ResponseError as exc:
+                replies.append(exc)
+        return replies
+
+    async def lost(_: Exception) -> None:
+        await conn.disconnect()
+
+    try:
+        replies = await conn.retry.call_with_retry(send_and_read, lost)
+    except BaseException:
+        await conn.disconnect(nowait=True)  # cancelled mid-read (stopping) or gone: not reused
+        raise
+    finally:
+        await pool.release(conn)
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return _entries(replies[-1])
+
+
+def _entries(reply: Any) -> list[Entry]:
+    """XREADGROUP's reply for one stream (RESP3 a map, RESP2 a list; none: None) as entries."""
+    if not reply:
+        return []
+    found = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+    return [(eid, dict(zip(f[::2], f[1::2], strict=True)) if f else None) for eid, f in found]
 
 
 async def count_failures(redis: Any, key: str, ids: list[str]) -> list[int]:

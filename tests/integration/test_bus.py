@@ -15,7 +15,9 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY, generate_latest
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
+from cli_trading import busops
 from cli_trading.bus import Bus, Consumer, Delivery, Handled, PoisonMessage, per_message, requeue
 from cli_trading.contracts import INFLIGHT_KEY, NotifyEvent, dlq_of
 
@@ -592,3 +594,30 @@ async def test_stream_pending_count_exported(
     assert REGISTRY.get_sample_value("stream_pending_count", labels) == 3
     text = generate_latest(REGISTRY).decode()
     assert f'stream_pending_count{{group="{GROUP}",stream="{stream}"}} 3.0' in text
+
+
+# -- the blocking read (busops.read_blocking) -----------------------------------------------------
+async def test_blocking_read_runs_the_writes_first_and_an_error_leaves_the_connection_in_step(
+    bus: Bus, redis_client: aioredis.Redis, stream: str
+) -> None:
+    await redis_client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    first = await redis_client.xadd(stream, {"data": b'{"n": 1}'})
+    ops = busops.Ops()
+    ops.set(f"{stream}:written-first", 60)
+    [(eid, fields)] = await busops.read_blocking(bus.redis, ops, GROUP, "c1", stream, from_id=">", count=10, block=1)
+    assert (eid, fields) == (first, {b"data": b'{"n": 1}'})
+    assert await redis_client.exists(f"{stream}:written-first") == 1
+    # an error in the writes (a wrong command) is raised after both replies are read: the next
+    # read on the same connection gets its own reply, not the one left behind
+    bad = busops.Ops()
+    bad._cmd("NOSUCHCOMMAND", "x")
+    with pytest.raises(ResponseError, match="Unknown Redis command"):
+        await busops.read_blocking(bus.redis, bad, GROUP, "c1", stream, from_id=">", count=10, block=1)
+    second = await redis_client.xadd(stream, {"data": b'{"n": 2}'})
+    got = await busops.read_blocking(bus.redis, busops.Ops(), GROUP, "c1", stream, from_id=">", count=10, block=1)
+    assert got == [(second, {b"data": b'{"n": 2}'})]
+    nothing = await busops.read_blocking(bus.redis, busops.Ops(), GROUP, "c1", stream, from_id=">", count=10, block=1)
+    assert nothing == []
+    # a group that is gone: NOGROUP, as the consumer expects to recreate it
+    with pytest.raises(ResponseError, match="NOGROUP"):
+        await busops.read_blocking(bus.redis, busops.Ops(), "nogroup", "c1", stream, from_id=">", count=10, block=1)
