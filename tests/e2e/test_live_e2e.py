@@ -1,6 +1,7 @@
 """`cli-trading up --live` against the exchange simulator, through ccxt's own binance class, as a
 user runs it: signal and manual orders trade; the exchange's minimums and the live caps refuse
-orders by name; a limit order fills partially and a halt cancels the rest; a balance changed
+orders by name; a limit order fills in parts while open (each its own fill row, /pnl/status
+following), then in full; another fills partially and a halt cancels the rest; a balance changed
 behind the system's back is reported as drift and, past the limit, halts with
 `reconciliation_drift`; a flatten sells what the exchange says is held. On a system whose
 strategies never signal (the test's order is the only one to take a fault), an order whose answer
@@ -226,21 +227,71 @@ def test_minimums_and_caps_are_refused_by_name(live: System) -> None:
     assert order(live, symbol="BTC-USDT", side="buy", notional=2000)["reason"] == "cap_order_notional"
 
 
-def test_a_limit_order_fills_partially_and_a_halt_cancels_the_rest(live: System, sim: Sim) -> None:
-    price = D(sim.state()["prices"]["BTCUSDT"])
-    limit = (price * D("0.97")).quantize(D("0.01"))
+@pytest.fixture
+def frozen(sim: Sim) -> Iterator[None]:
+    """The exchange's clock frozen: its prices move only when the test moves them, each
+    POST /sim/price one move filling one part (at most its `depth`) of a resting order."""
+    sim.admin("POST", "/sim/clock", {"speed": 0})
+    try:
+        yield
+    finally:
+        sim.admin("POST", "/sim/clock", {"speed": 60})
+
+
+def limit_buy(s: System, price: D, qty: str) -> tuple[str, str]:
+    """A resting limit buy placed (202); (request id, order id) once the executor follows it."""
     r = httpx.post(
-        live.url() + "/orchestrate/run",
-        headers=live.admin,
-        json={"symbol": "BTC-USDT", "side": "buy", "qty": "0.2", "type": "limit", "limitPrice": str(limit)},
+        s.url() + "/orchestrate/run",
+        headers=s.admin,
+        json={"symbol": "BTC-USDT", "side": "buy", "qty": qty, "type": "limit", "limitPrice": str(price)},
     )
     assert r.status_code == 202, r.text
     rid = r.json()["requestId"]
     oid = order_id_for(rid)
-    wait_for(lambda: executor(live)["openOrders"], what="the limit order resting")
-    assert sim.state()["openOrders"] == 1
-    sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(limit - 1)})  # crosses it: part fills
+    wait_for(lambda: oid in executor(s)["openOrders"], what="the limit order resting")
+    return rid, oid
+
+
+def move(sim: Sim, price: D, depth: str) -> list[D]:
+    """One price move at the exchange: the quantities of the trades it made."""
+    done = sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(price), "depth": depth})
+    return [D(t["qty"]) for t in done["trades"]]
+
+
+def test_a_limit_order_fills_in_parts_while_open_each_a_fill_row(live: System, sim: Sim, frozen: None) -> None:
+    """Two partial fills over two moves, each seen on its own while the order is open: its own
+    fill row (the exchange's trade), /pnl/status following it; then the rest fills and the run
+    ends filled with a row per trade."""
+    price = D(sim.state()["prices"]["BTCUSDT"])
+    limit = (price * D("0.97")).quantize(D("0.01"))
+    rid, oid = limit_buy(live, limit, "0.2")
+    parts: list[D] = []
+    for _ in range(2):
+        (part,) = move(sim, limit - 1, "300")  # crosses it: about 300 USDT of it fills
+        parts.append(part)
+        wait_for(lambda: [q for _, q in fill_rows(live, oid)] == parts, 30, f"fill row {len(parts)}")
+        wait_for(lambda: pnl_is_the_fills(live), 30, f"/pnl/status to follow part {len(parts)}")
+        assert oid in executor(live)["openOrders"] and sim.state()["openOrders"] == 1  # still open
+        assert not httpx.get(f"{live.url()}/orchestrate/run/{rid}").json().get("outcome")  # not final yet
+    rest = move(sim, limit - 1, "1000000")
+    assert rest and sum([*parts, *rest]) == D("0.2"), (parts, rest)
+    run = run_of(live, rid)
+    assert run["outcome"] == "filled", run
+    assert sim.state()["openOrders"] == 0 and oid not in executor(live)["openOrders"]
+    rows = fill_rows(live, oid)
+    assert [q for _, q in rows] == [*parts, *rest]  # a row per trade, in order, none twice
+    assert sorted(t for t, _ in rows) == sorted(exchange_trades(live, oid))
+    wait_for(lambda: pnl_is_the_fills(live), 30, "/pnl/status to agree with the fills table")
     sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(price)})
+
+
+def test_a_limit_order_fills_partially_and_a_halt_cancels_the_rest(live: System, sim: Sim, frozen: None) -> None:
+    price = D(sim.state()["prices"]["BTCUSDT"])
+    limit = (price * D("0.97")).quantize(D("0.01"))
+    rid, oid = limit_buy(live, limit, "0.2")
+    assert sim.state()["openOrders"] == 1
+    (part,) = move(sim, limit - 1, "300")  # crosses it: one part fills, the clock moves nothing more
+    wait_for(lambda: [q for _, q in fill_rows(live, oid)] == [part], 30, "the part's fill row")
     halt(live)
     run = run_of(live, rid)
     assert run["outcome"] == "filled" and run["reason"].startswith("cancelled after a partial fill"), run
@@ -248,8 +299,9 @@ def test_a_limit_order_fills_partially_and_a_halt_cancels_the_rest(live: System,
     assert executor(live)["openOrders"] == []
     parts = fill_rows(live, oid)  # one row per trade at the exchange, none twice
     assert sorted(t for t, _ in parts) == sorted(exchange_trades(live, oid))
-    assert sum(q for _, q in parts) == D(run["reason"].rsplit(" ", 1)[1])
+    assert [q for _, q in parts] == [part] and part == D(run["reason"].rsplit(" ", 1)[1])
     wait_for(lambda: pnl_is_the_fills(live), 30, "/pnl/status to agree with the fills table")
+    sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(price)})
     unhalt(live)
 
 

@@ -76,8 +76,8 @@ class SimProcess:
         r.raise_for_status()
         return r.json()
 
-    def set_price(self, symbol: str, price: str) -> Any:
-        return self.admin("POST", "/sim/price", {"symbol": symbol, "price": price})
+    def set_price(self, symbol: str, price: str, depth: str | None = None) -> Any:
+        return self.admin("POST", "/sim/price", {"symbol": symbol, "price": price, "depth": depth})
 
     def faults(self, **plan: Any) -> Any:
         return self.admin("POST", "/sim/faults", plan)

@@ -134,10 +134,25 @@ def test_partial_fills_over_price_moves(ex: ccxt.binance, sim: SimProcess) -> No
     assert sum(Decimal(str(t["amount"])) for t in fills) == Decimal("0.05")
 
 
+def test_each_move_of_a_frozen_clock_fills_one_part_its_depth_chosen(ex: ccxt.binance, sim: SimProcess) -> None:
+    """The clock frozen (--speed 0), nothing fills on its own: each POST /sim/price is one move,
+    filling at most its `depth` (the book's --depth when left out) of a resting order."""
+    o = ex.create_order(SYMBOL, "limit", "buy", 0.05, 9900, params={"newClientOrderId": cid()})
+    first = sim.set_price("BTCUSDT", "9800", depth="98")  # 0.01 BTC at 9800
+    assert [(t["orderId"], Decimal(t["qty"])) for t in first["trades"]] == [(int(o["id"]), Decimal("0.01"))]
+    assert ex.fetch_order(o["id"], SYMBOL)["filled"] == 0.01  # and nothing more meanwhile
+    assert Decimal(sim.set_price("BTCUSDT", "9800", depth="196")["trades"][0]["qty"]) == Decimal("0.02")
+    assert ex.fetch_order(o["id"], SYMBOL)["filled"] == 0.03
+    last = sim.set_price("BTCUSDT", "9800", depth="100000")  # the rest, not more
+    assert Decimal(last["trades"][0]["qty"]) == Decimal("0.02")
+    assert ex.fetch_order(o["id"], SYMBOL)["status"] == "closed"
+    assert len([t for t in ex.fetch_my_trades(SYMBOL) if t["order"] == o["id"]]) == 3
+
+
 def test_a_big_market_order_walks_the_book(ex: ccxt.binance) -> None:
     o = ex.create_order(SYMBOL, "market", "buy", 0.05)  # ~500 USDT through 200-USDT levels
     assert o["status"] == "closed" and len(o["trades"]) == 3
-    prices = [t["price"] for t in o["trades"]]
+    prices = [t["price"] for t in sorted(o["trades"], key=lambda t: int(t["id"]))]  # ccxt orders ids as text
     assert prices == sorted(prices) and prices[0] < prices[-1] and o["average"] > prices[0]
 
 

@@ -38,6 +38,9 @@ CLOCK_SAVE_S = 1.0
 class PriceBody(BaseModel):
     symbol: str
     price: Decimal = Field(gt=0)
+    depth: Decimal | None = Field(
+        default=None, gt=0, description="quote value resting orders may fill in this one move (default: --depth)"
+    )
 
 
 class BalanceBody(BaseModel):
@@ -157,8 +160,13 @@ def _admin_routes(app: FastAPI, rt: Runtime) -> None:
     @app.post("/sim/price")
     async def set_price(request: Request, body: PriceBody) -> dict[str, Any]:
         guard(request)
-        fills = rt.sim.set_price(body.symbol, body.price, time.time())
-        return {"symbol": body.symbol, "price": str(rt.sim.price(body.symbol, time.time())), "fills": len(fills)}
+        fills = rt.sim.set_price(body.symbol, body.price, time.time(), depth=body.depth)
+        return {
+            "symbol": body.symbol,
+            "price": str(rt.sim.price(body.symbol, time.time())),
+            "fills": len(fills),
+            "trades": [{"orderId": f.order_id, "tradeId": f.trade_id, "qty": str(f.qty)} for f in fills],
+        }
 
     @app.post("/sim/balance")
     async def set_balance(request: Request, body: BalanceBody) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -287,13 +287,15 @@ class SimExchange:
 
     # --- the market moving ------------------------------------------------------------------
 
-    def move(self, symbol: str, now: float) -> list[Fill]:
-        """One price move of `symbol`: resting orders the price crossed fill (up to the depth)."""
+    def move(self, symbol: str, now: float, *, depth: Decimal | None = None) -> list[Fill]:
+        """One price move of `symbol`: resting orders the price crossed fill (up to the book's
+        depth, or `depth` for this move)."""
         m = self.markets[symbol]
         price = self.price(symbol, now)
         self.last_price[symbol] = price
         resting = [o for o in self.orders.values() if o.symbol == symbol and o.is_open]
-        fills = engine.match_resting(resting, m, self.book, price, self.wallet, self._trade_id, int(now * 1000))
+        book = self.book if depth is None else replace(self.book, depth=depth)
+        fills = engine.match_resting(resting, m, book, price, self.wallet, self._trade_id, int(now * 1000))
         if fills:
             self.fills.extend(fills)
             touched = {f.order_id for f in fills}
@@ -324,12 +326,14 @@ class SimExchange:
 
     # --- behind the system's back (admin) ----------------------------------------------------
 
-    def set_price(self, symbol: str, price: Decimal, now: float) -> list[Fill]:
+    def set_price(self, symbol: str, price: Decimal, now: float, *, depth: Decimal | None = None) -> list[Fill]:
+        """The price set from outside: one move (with the clock frozen, the only one: a resting
+        order bigger than the depth fills one part per call)."""
         m = self.market(symbol)
         raw = Decimal(repr(self.tapes.price(symbol, self.clock.data_time(now))))
         self.scales[symbol] = m.round_price(price) / raw
         log.info("admin_price_set", symbol=symbol, price=str(m.round_price(price)))
-        fills = self.move(symbol, now)
+        fills = self.move(symbol, now, depth=depth)
         self._save(now)
         return fills
 
