@@ -1,10 +1,12 @@
 """The risk manager's, portfolio manager's and notification manager's parts wired from the settings
 (`wire_risk`, `wire_portfolio`, `wire_notifier`) by the agents' own start, on the real Redis and
 each database: the ledgers are what the database holds, the rules and the policy the configuration
-folder's, the incidents written to the database and announced on notify.events."""
+folder's, the incidents written to the database and announced on notify.events; the
+orchestrator's overview reads its parts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import pytest
 
 from cli_trading.agents.base import StartupError
 from cli_trading.agents.notifier import NotificationManager
+from cli_trading.agents.orchestrator import Orchestrator
 from cli_trading.agents.portfolio import PortfolioManager
 from cli_trading.agents.risk import RiskManager
 from cli_trading.config import load_settings
@@ -103,3 +106,22 @@ async def test_a_broken_policy_file_stops_the_notifiers_start_naming_it(
     with pytest.raises(StartupError, match="notifications.yaml"):
         await nm.start()
     await nm.stop()
+
+
+async def test_the_orchestrators_overview_reads_its_halt_and_pnl(
+    tmp_path: Path, db_url: str, redis_url: str, port_block: Callable[[int], int]
+) -> None:
+    orc = Orchestrator(_settings(tmp_path, db_url, redis_url, port_base=port_block(10)))
+    await orc.start()
+    try:
+        parts = orc.parts
+        assert parts.overview.runs is parts.runs
+        parts.halts.halt(reason="manual", mode="reduce_only", actor="test", source=None, note="wiring")
+        doc = await parts.overview.build(actor="test")
+        assert doc["trading"]["halted"] and doc["trading"]["haltReason"] == "manual"
+        assert doc["pnl"]["equity"] == orc.pnl()["equity"] == orc.settings.starting_cash
+        client = parts.overview.client  # the agents were asked over HTTP (none answers here)
+        assert client is not None and not client.is_closed
+    finally:
+        await orc.stop()
+    assert client.is_closed  # closed with the agent

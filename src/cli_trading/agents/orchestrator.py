@@ -71,6 +71,9 @@ class Orchestrator(Agent[OrchestratorParts]):
             db_up=self.db_up,
             roll_day=self.roll_day,
             flatten=self.flatten,
+            pnl=self.pnl,
+            health=self.health_checks,
+            process=self.base_status,
         )
 
     async def on_start(self) -> None:
@@ -112,6 +115,7 @@ class Orchestrator(Agent[OrchestratorParts]):
             self._parts.halt_store.close()
             if self._parts.runs.held is not None:
                 self._parts.runs.held.close()
+            await self._parts.overview.close()
 
     def add_routes(self, app: FastAPI) -> None:
         from cli_trading.agents.orchestrator_api import add_routes

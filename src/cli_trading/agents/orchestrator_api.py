@@ -17,7 +17,6 @@ from starlette.routing import Route
 
 from cli_trading.contracts import HaltMode, HaltReason
 from cli_trading.control import history, streams
-from cli_trading.control.overview import Overview
 from cli_trading.control.params import AlreadyDecided
 from cli_trading.control.runs import RunRefused
 from cli_trading.exchanges.keys import RECON_KEY
@@ -108,17 +107,6 @@ router = APIRouter()
 
 def add_routes(app: FastAPI, orc: Orchestrator) -> None:
     app.state.orchestrator = orc
-    app.state.overview = Overview(
-        settings=orc.settings,
-        redis=orc.redis,
-        sessions=orc.session,
-        runs=orc.parts.runs,
-        clock=orc.clock,
-        pnl=orc.pnl,
-        halt_state=lambda: orc.parts.halts.state,
-        health=orc.health_checks,
-        process=orc.base_status,
-    )
     app.include_router(router)
     # The hottest route is also served ahead of FastAPI's middleware stack (web.Routes); the
     # FastAPI route stays for the OpenAPI document. Same function, same errors.
@@ -212,7 +200,7 @@ async def halts(request: Request, limit: int = Query(100, ge=1, le=1000)) -> dic
 async def overview(
     request: Request, logs: int = Query(100, ge=0, le=1000), agent: str | None = None, level: str | None = None
 ) -> dict[str, Any]:
-    board: Overview = request.app.state.overview
+    board = _orc(request).parts.overview
     return await board.build(actor=_actor(request), logs=logs, log_agent=agent, log_level=level)
 
 

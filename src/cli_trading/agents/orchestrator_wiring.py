@@ -14,6 +14,7 @@ from typing import Any
 
 from cli_trading.agents.wiring import Services
 from cli_trading.control.days import TradingDays
+from cli_trading.control.overview import Overview
 from cli_trading.control.params import Params
 from cli_trading.control.run_safety import RunSafety
 from cli_trading.control.runs import Run, RunBook, from_row
@@ -62,6 +63,7 @@ class OrchestratorParts:
     params: Params  # optimization requests and proposals
     safety: RunSafety  # a run accepted is durable; runs open at start are resolved
     watchdogs: Watchdogs  # the day's rollover, the halt's reconciliation, dead letters, the database
+    overview: Overview  # the console's one document (GET /admin/overview), its sources cached
 
 
 def wire_orchestrator(
@@ -72,10 +74,14 @@ def wire_orchestrator(
     db_up: Callable[[], Awaitable[bool]],
     roll_day: Callable[[], Awaitable[None]],
     flatten: Callable[[], Awaitable[list[str]]],
+    pnl: Callable[[], dict[str, Any]],
+    health: Callable[[], Awaitable[dict[str, dict[str, Any]]]],
+    process: Callable[[], dict[str, Any]],
 ) -> OrchestratorParts:
     """The orchestrator's parts from the settings (limits, symbols, halt thresholds, Redis URL),
     what was found at start and the agent's services; `roll_day` and `flatten` are the
-    orchestrator's own, called by the watchdogs."""
+    orchestrator's own, called by the watchdogs, `pnl`, `health` and `process` its views, read by
+    the overview."""
     s, sessions, redis, clock, audit, log = svc.settings, svc.sessions, svc.redis, svc.clock, svc.audit, svc.log
     runs, ledger = RunBook(), found.ledger
     for run in found.open_runs:
@@ -107,4 +113,15 @@ def wire_orchestrator(
         flatten=flatten,
         log=log,
     )
-    return OrchestratorParts(found, runs, ledger, days, store, recorder, halts, params, safety, watchdogs)
+    overview = Overview(
+        settings=s,
+        redis=redis,
+        sessions=sessions,
+        runs=runs,
+        clock=clock,
+        pnl=pnl,
+        halt_state=lambda: halts.state,
+        health=health,
+        process=process,
+    )
+    return OrchestratorParts(found, runs, ledger, days, store, recorder, halts, params, safety, watchdogs, overview)

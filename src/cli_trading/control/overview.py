@@ -111,6 +111,10 @@ class Overview:
         self.checklist = Cached(30.0, self._checklist)
         self.halts = Cached(2.0, self._halts)
 
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
     def _http(self) -> httpx.AsyncClient:
         if self.client is None:  # our own agents, possibly behind the edge's self-signed certificate
             self.client = httpx.AsyncClient(timeout=2.0, verify=False)  # noqa: S501

@@ -33,6 +33,9 @@ def _wire(s: Settings, found: Found, redis: Any) -> Any:
         db_up=_nothing,
         roll_day=_nothing,
         flatten=_nothing,
+        pnl=dict,
+        health=_nothing,
+        process=dict,
     )
 
 
@@ -55,6 +58,7 @@ async def test_parts_share_what_was_found_and_take_the_settings() -> None:
         assert parts.watchdogs.db_outage_halt_s == 7.5 and parts.params.symbols == ["BTC-USD"]
         assert parts.halts.gate.redis is redis and parts.safety.redis is redis is parts.watchdogs.redis
         assert parts.halts.agent == "orchestrator" and parts.days.clock() == NOW
+        assert parts.overview.runs is parts.runs and parts.overview.halt_state() == halted
     finally:
         parts.halt_store.close()
         await redis.aclose()
