@@ -44,6 +44,7 @@ MODULES = (
     "cli_trading.halt.policy",
     "cli_trading.backtest.engine",
     "cli_trading.backtest.metrics",
+    "cli_trading.backtest.runner",
 )
 MANIFEST = "manifest.json"
 
