@@ -34,12 +34,13 @@ from types import ModuleType
 from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# the backtest's hot path, minus the modules that define pydantic models (strategies, risk)
+# the backtest's hot path, minus the modules that define pydantic models (the strategies)
 MODULES = (
     "cli_trading.trading.indicators",
     "cli_trading.trading.fills",
     "cli_trading.trading.ledger",
     "cli_trading.trading.day",
+    "cli_trading.trading.risk",
     "cli_trading.halt.state",
     "cli_trading.halt.policy",
     "cli_trading.backtest.engine",

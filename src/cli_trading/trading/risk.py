@@ -15,30 +15,14 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
-from pydantic import Field
-
-from cli_trading.config import StrictModel
 from cli_trading.exchanges.markets import MarketRules
 from cli_trading.halt.policy import allows
 from cli_trading.halt.state import HaltState
 from cli_trading.trading.ledger import ZERO, Ledger
+from cli_trading.trading.risk_rules import RiskFile as RiskFile  # the rules' models, re-exported
+from cli_trading.trading.risk_rules import RiskRules as RiskRules
 
 ONE_MINUTE = timedelta(minutes=1)  # the rate rule's window
-
-
-class RiskRules(StrictModel):
-    min_confidence: float = Field(0.55, ge=0, le=1)
-    trading_window_utc: tuple[time, time] | None = None
-    blocked_sides: list[str] = Field(default_factory=list)
-    max_order_notional: Decimal = Decimal("2500")
-    max_position_notional: Decimal = Decimal("6000")
-    max_total_exposure: Decimal = Decimal("9000")
-    max_orders_per_minute: int = Field(120_000, ge=1)
-    manual_bypasses_confidence: bool = True
-
-
-class RiskFile(StrictModel):
-    risk: RiskRules = RiskRules()
 
 
 class Request(NamedTuple):
