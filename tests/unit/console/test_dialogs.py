@@ -4,10 +4,12 @@ Redis is out and back, from fixed overview documents."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Button
 
 from cli_trading.console.app import ConsoleApp
 from cli_trading.console.client import Refused
@@ -51,7 +53,13 @@ async def unhalt_refused(pilot: Pilot[Any]) -> None:
     await pilot.press("u")
     await pilot.pause()
     await pilot.click("#go")
-    await pilot.pause()
+    # The refusal is drawn and the pressed button's flash (a 0.2 s timer) is over before the
+    # snapshot: waiting a fixed pause instead caught the flash on a busy machine.
+    go = pilot.app.screen.query_one("#go", Button)
+    deadline = time.monotonic() + 10
+    while (not go.disabled or go.has_class("-active")) and time.monotonic() < deadline:
+        await pilot.pause(0.05)
+    await pilot.wait_for_scheduled_animations()
 
 
 @pytest.mark.parametrize("size", SIZES)
