@@ -18,7 +18,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             out = build()
         except (subprocess.CalledProcessError, OSError, RuntimeError) as exc:
-            detail = getattr(exc, "stderr", "") or str(exc)
+            # mypy's findings go to stdout, the compiler's to stderr
+            detail = f"{getattr(exc, 'stdout', '') or ''}{getattr(exc, 'stderr', '') or ''}" or str(exc)
             print(f"compiled core not built, plain Python is used: {detail.strip()[-2000:]}", file=sys.stderr)
             return 1
         print(f"compiled core built in {out}")

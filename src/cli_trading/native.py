@@ -158,14 +158,17 @@ def build(out: Path | None = None) -> Path:
     src_root = PACKAGE_DIR.parent
     with tempfile.TemporaryDirectory(prefix="cli-trading-native-") as tmp:
         work = Path(tmp)
-        # mypyc writes its C files under the working directory's build/
-        sources = [str(source_of(m)) for m in MODULES]
+        # a copy of the package: mypy takes an installed package's site-packages for a source
+        # root (and trips over the other modules there); mypyc writes its C files under build/
+        package = work / "src" / PACKAGE_DIR.name
+        shutil.copytree(PACKAGE_DIR, package, ignore=shutil.ignore_patterns("_native*", "__pycache__", "*.so"))
+        sources = [str(source_of(m, package)) for m in MODULES]
         project = src_root.parent / "pyproject.toml"  # a checkout: the project's mypy settings
         if not project.exists():
             project = work / "mypy.ini"
             project.write_text("[mypy]\nplugins = pydantic.mypy\n")
         config = ["--config-file", str(project)]
-        stamp = fingerprint()  # before compiling: sources edited meanwhile make the build stale
+        stamp = fingerprint(package)  # the copied sources: edited meanwhile, the build is stale
         subprocess.run(  # noqa: S603 - argv of our own: this interpreter, our sources
             [sys.executable, "-c", _SETUP, str(work / "lib"), *config, *sources],
             cwd=work,
