@@ -47,7 +47,7 @@ def _merged(series: Mapping[str, Iterable[Bar]], intervals: Mapping[str, timedel
             iv, it = intervals[symbol], iter(bars)
         else:
             iv, it = _peek_interval(bars)
-        streams.append((b.ts + iv, order, b) for b in it)
+        streams.append(_closing(it, iv, order))
     step: list[Bar] = []
     at: datetime | None = None
     for close, _, bar in heapq.merge(*streams, key=lambda e: (e[0], e[1])):
@@ -58,6 +58,14 @@ def _merged(series: Mapping[str, Iterable[Bar]], intervals: Mapping[str, timedel
         step.append(bar)
     if step:
         yield step
+
+
+def _closing(bars: Iterator[Bar], iv: timedelta, order: int) -> Iterator[tuple[datetime, int, Bar]]:
+    """Each bar with its closing time. A function of its own so that each symbol keeps its own
+    interval: a generator expression in the loop above read `iv` late, and every symbol took
+    the last one's bar length."""
+    for b in bars:
+        yield b.ts + iv, order, b
 
 
 def stream_csv(path: Path, symbol: str, gaps: GapPolicy | str = GapPolicy.ALLOW) -> Iterator[Bar]:

@@ -108,6 +108,9 @@ def test_symbols_are_merged_by_close_time_over_their_common_span() -> None:
     # a daily bar comes out with the hourly bar that closes at the same midnight, after it
     joint = [s for s in steps if len(s) == 2]
     assert [[b.symbol for b in s] for s in joint] == [["BTC-USD", "ETH-USD"]] * len(joint) and joint
+    # each bar with its own symbol's length: the hour that closes at midnight (23:00) meets the day
+    # (once every symbol took the last one's length, and the hour opening at midnight met it)
+    assert all(s[0].ts + timedelta(hours=1) == s[1].ts + timedelta(days=1) for s in joint)
     # only the span both cover: ETH's first day closes at the end of day 1, its third at day 3's end
     first_close = min(b.ts + intervals[b.symbol] for s in steps for b in s)
     assert first_close == T0 + timedelta(days=1)
@@ -147,4 +150,3 @@ def test_strategies_see_the_candles_the_live_analyst_gives_them() -> None:
     fields = ("symbol", "ts", "open", "high", "low", "close", "volume")
     plain = [SimpleNamespace(**{k: getattr(b, k) for k in fields}) for b in history]
     assert [Candle.of(p) for p in plain] == Recording.seen
-
