@@ -17,6 +17,7 @@ import os
 import resource
 import statistics
 import time
+from dataclasses import asdict
 
 from cli_trading.backtest import SimConfig
 from cli_trading.config import DEFAULTS_DIR, load_yaml
@@ -32,7 +33,7 @@ TARGET_S = 5.0
 def study() -> Study:
     rules = load_yaml(DEFAULTS_DIR / "risk.yaml", RiskFile).risk
     strategies = load_strategy_config(DEFAULTS_DIR / "strategies.yaml")
-    return Study.of("BTC-USD", load_bars("BTC-USD"), strategies, rules, **vars(SimConfig()))
+    return Study.of("BTC-USD", load_bars("BTC-USD"), strategies, rules, **asdict(SimConfig()))
 
 
 def _cpu() -> float:
