@@ -6,7 +6,7 @@ fingerprint of their sources and of the interpreter. `scripts/test.sh` runs it a
 `enable()` (called when `cli_trading` is imported) puts a finder first on `sys.meta_path` that
 loads the compiled modules instead of the `.py` files **only while the fingerprint matches**:
 an edited source, another Python, a missing or failed build (no C compiler) all mean the plain
-Python modules, which make the same decisions (tests/unit/test_native.py compares the fills).
+Python modules, which make the same decisions (tests/unit/backtest/test_native.py compares the fills).
 
 `CLI_TRADING_PURE=1` turns the compiled modules off; `CLI_TRADING_NATIVE_DIR` points at another
 build directory. `python -m cli_trading.build_native --status` tells which is in use.

@@ -28,8 +28,8 @@ import pytest
 from cli_trading.contracts import order_id_for
 from tests.e2e.conftest import System, start_system
 from tests.e2e.test_halts_e2e import quiet_strategies
-from tests.integration.simexchange import KEY, SECRET, Sim, start_sim
 from tests.support import pnl
+from tests.support.simexchange import KEY, SECRET, Sim, start_sim
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")

@@ -27,7 +27,7 @@ from cli_trading.exchanges.markets import ccxt_symbol, client_order_id
 from tests.e2e.conftest import System, start_system
 from tests.e2e.test_halts_e2e import quiet_strategies
 from tests.e2e.test_live_e2e import exchange_orders_with_id, live_env, pnl_is_the_fills, wait_for
-from tests.integration.simexchange import KEY, SECRET, Sim, start_sim
+from tests.support.simexchange import KEY, SECRET, Sim, start_sim
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from tests.support import postgres
 
 from cli_trading.config import normalize_database_url
 from cli_trading.db import engine as dbengine
 from cli_trading.embedded_redis import EmbeddedRedis
+from tests.support import postgres
 
 BACKENDS = ("postgresql", "sqlite")
 

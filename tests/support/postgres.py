@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
+from sqlalchemy.engine import make_url
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -19,6 +20,17 @@ PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.
 def url_of(name: str) -> str:
     """The plain postgresql:// URL of database `name` on the test server."""
     return f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+
+
+def address(url: str) -> tuple[str, int]:
+    """Where the server of `url` listens (host, port): TEST_PG_ADMIN_URL's server, not a guess."""
+    u = make_url(url)
+    return u.host or "127.0.0.1", u.port or 5432
+
+
+def via(url: str, host: str, port: int) -> str:
+    """`url`'s database reached through another address (a proxy in front of the server)."""
+    return make_url(url).set(host=host, port=port).render_as_string(hide_password=False)
 
 
 async def admin(sql: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from tests.support.deploy import DEPLOY, all_rules, load_yaml, run_ok, tool
 
 CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import redis
+
 from tests.support.deploy import AGENT_PORTS, AGENTS, COMPOSE_FILE, ROOT, run, tool
 
 REQUIRED_SERVICES = {

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from tests.support.deploy import (
     DASHBOARDS_DIR,
     DEPLOY,

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.support.deploy import run_ok, tool
 
 from cli_trading.config import load_settings
 from cli_trading.contracts import AGENT_PORTS
 from cli_trading.ops.edge import LocalEdge
 from cli_trading.ops.monitoring import LocalMonitoring
+from tests.support.deploy import run_ok, tool
 
 
 @pytest.fixture

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support.deploy import DEPLOY, run_ok, tool
 
 from cli_trading.ops import tls
+from tests.support.deploy import DEPLOY, run_ok, tool
 
 NGINX_DIR = DEPLOY / "nginx"
 CONF = NGINX_DIR / "nginx.conf"

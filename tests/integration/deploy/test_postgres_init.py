@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+
 from tests.support import postgres
 from tests.support.deploy import ROOT, run, run_ok, tool
 

@@ -5,6 +5,7 @@ export."""
 from __future__ import annotations
 
 import pytest
+
 from tests.support.deploy import (
     AGENT_PORTS,
     DECLARED_METRICS,

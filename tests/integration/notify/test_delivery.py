@@ -10,12 +10,12 @@ from typing import Any
 
 import orjson
 import pytest
-from tests.support.notify_pipeline import Pipeline, pipeline
-from tests.support.receivers import Mailbox, Receiver, policy
 
 from cli_trading.bus import requeue
 from cli_trading.contracts import Stream, dlq_of
 from cli_trading.db import notify_repo
+from tests.support.notify_pipeline import Pipeline, pipeline
+from tests.support.receivers import Mailbox, Receiver, policy
 
 pytestmark = pytest.mark.integration
 

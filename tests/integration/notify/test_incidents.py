@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.notify_pipeline import Pipeline, pipeline
-from tests.support.receivers import Mailbox, Receiver, policy
 
 from cli_trading.notify import oncall, postmortem
 from cli_trading.notify.dispatch import recent
 from cli_trading.notify.metrics import INCIDENTS_OPEN
+from tests.support.notify_pipeline import Pipeline, pipeline
+from tests.support.receivers import Mailbox, Receiver, policy
 
 pytestmark = pytest.mark.integration
 CRITICAL = "/slack/trading-critical"

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.notify_pipeline import pipeline
-from tests.support.receivers import Mailbox, Receiver, policy
 
 from cli_trading.contracts import Group, Stream
 from cli_trading.notify import oncall
+from tests.support.notify_pipeline import pipeline
+from tests.support.receivers import Mailbox, Receiver, policy
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from tests.support.receivers import free_port
 
 from cli_trading.contracts import NotifyEvent
 from cli_trading.notify.watchdog import Watchdog, probe_once
+from tests.support.receivers import free_port
 
 
 def test_transitions() -> None:

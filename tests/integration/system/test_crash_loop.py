@@ -10,13 +10,13 @@ from pathlib import Path
 
 import orjson
 import redis
-from tests.support import ports
 
 from cli_trading.config import load_settings
 from cli_trading.embedded_redis import EmbeddedRedis, free_port
 from cli_trading.supervised import Supervisor
 from cli_trading.supervision import SUPERVISION_KEY, Backoff
 from cli_trading.supervisor import prepare_env
+from tests.support import ports
 
 
 def test_a_crash_loop_is_loud_and_never_abandoned(tmp_path: Path) -> None:

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.conftest import Database
-from tests.integration.simexchange import KEY, SECRET, Sim, start_sim
 
 from cli_trading.contracts import OrderMsg, now_utc
 from cli_trading.db import exchange_repo, repo
@@ -26,6 +24,8 @@ from cli_trading.exchanges.markets import client_order_id
 from cli_trading.exchanges.orders import Fill, Tracked
 from cli_trading.exchanges.reconcile import Report, UnknownPolicy
 from cli_trading.halt.state import HaltState
+from tests.integration.conftest import Database
+from tests.support.simexchange import KEY, SECRET, Sim, start_sim
 
 pytestmark = pytest.mark.integration
 

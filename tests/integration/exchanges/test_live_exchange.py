@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.simexchange import KEY, SECRET, Sim, start_sim
 
 from cli_trading.exchanges.base import OrderRequest
 from cli_trading.exchanges.ccxt_adapter import CcxtExchange, create_ccxt
+from tests.support.simexchange import KEY, SECRET, Sim, start_sim
 
 pytestmark = pytest.mark.integration
 

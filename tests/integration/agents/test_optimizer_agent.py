@@ -10,7 +10,6 @@ from typing import Any
 
 import orjson
 import pytest
-from tests.support import ports
 
 from cli_trading.agents.optimizer import ParameterOptimizer
 from cli_trading.config import load_settings
@@ -19,6 +18,7 @@ from cli_trading.embedded_redis import EmbeddedRedis
 from cli_trading.market.bars import load_bars
 from cli_trading.market.datacheck import Row
 from cli_trading.market.download import write_atomic
+from tests.support import ports
 
 
 @pytest.fixture

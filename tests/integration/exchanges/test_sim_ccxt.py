@@ -10,7 +10,8 @@ from decimal import Decimal
 import ccxt
 import httpx
 import pytest
-from tests.integration.simproc import KEY, SimProcess
+
+from tests.integration.exchanges.simproc import KEY, SimProcess
 
 pytestmark = pytest.mark.integration
 SYMBOL = "BTC/USDT"

@@ -19,12 +19,12 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from tests.support import ports
 
 from cli_trading.agents.orchestrator import Orchestrator
 from cli_trading.config import load_settings
 from cli_trading.contracts import HALT_KEY, INFLIGHT_KEY
 from cli_trading.ops.tls import self_signed
+from tests.support import ports, postgres
 
 pytestmark = pytest.mark.integration
 TOKEN = "server-token-0123456789abcdef"
@@ -72,6 +72,7 @@ async def serving(tmp_path: Path, db_url: str, redis_url: str, **settings: Any) 
     finally:
         o.stop_event.set()
         await asyncio.wait_for(task, 15)
+        ports.release(port)
         await r.flushdb()
         await r.aclose()
 
@@ -242,12 +243,13 @@ async def test_a_database_outage_delays_neither_the_halt_nor_other_requests(
 ) -> None:
     hole: Blackhole | None = None
     if db_url.startswith("postgresql"):
-        hole = Blackhole(("127.0.0.1", 5432))
-        db_url = db_url.replace("127.0.0.1:5432", f"127.0.0.1:{hole.port}")
+        hole = Blackhole(postgres.address(db_url))
+        db_url = postgres.via(db_url, "127.0.0.1", hole.port)
     try:
         async with serving(tmp_path, db_url, own_redis_url) as srv:
             outage = contextlib.ExitStack()
             if hole is not None:
+                assert hole.socks, "the agent's database connections do not pass through the blackhole"
                 hole.flowing.clear()
                 outage.callback(hole.flowing.set)
             else:

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.simexchange import KEY, SECRET, Sim, start_sim
 
 from cli_trading.agents.base import StartupError
 from cli_trading.agents.executor import TradeExecutor
 from cli_trading.config import load_settings
 from cli_trading.exchanges.ccxt_adapter import CcxtExchange
 from cli_trading.exchanges.paper import PaperExchange
+from tests.support.simexchange import KEY, SECRET, Sim, start_sim
 
 pytestmark = pytest.mark.integration
 

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from klines_server import Klines, serve
 from typer.testing import CliRunner
 
 from cli_trading.cli import app
 from cli_trading.cli.data import make_exchange
 from cli_trading.market.bars import load_bars
 from cli_trading.market.download import download
+from tests.integration.market.klines_server import Klines, serve
 
 HOUR = 3_600_000
 SHIPPED = load_bars("BTC-USD")[:2600]

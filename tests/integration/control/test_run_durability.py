@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import structlog
 from sqlalchemy import text
-from tests.support import postgres
 
 from cli_trading.agents.audit import AuditBuffer
 from cli_trading.agents.orchestrator import Orchestrator
@@ -24,6 +23,7 @@ from cli_trading.contracts import Stream, order_id_for
 from cli_trading.control.runs import Run, RunBook
 from cli_trading.db import engine as dbengine
 from cli_trading.db import repo, run_repo
+from tests.support import postgres
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
