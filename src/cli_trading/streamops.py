@@ -65,6 +65,41 @@ async def trim_consumed(redis: Any, stream: str) -> int:
     return total
 
 
+READ_PAGE = 10_000  # entries per XRANGE / XPENDING call when reading what a group still owes
+
+
+def _name(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+async def unacknowledged(redis: Any, stream: str, group: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """The entries of `stream` that `group` has not acknowledged: those delivered and pending,
+    and those not delivered yet (every entry when the group does not exist yet: consumers create
+    theirs from the stream's start, `bus.Consumer.start_id`). Oldest first."""
+    try:
+        groups = await redis.xinfo_groups(stream)
+    except ResponseError:  # no such key (yet)
+        return []
+    info = next((g for g in groups if _name(g["name"]) == group), None)
+    last = parse_id(info["last-delivered-id"]) if info else (-1, 0)
+    pending: set[tuple[int, int]] = set()
+    low = "-"
+    while info and info["pending"]:  # in pages: a stalled consumer may owe hundreds of thousands
+        page = await redis.xpending_range(stream, group, min=low, max="+", count=READ_PAGE)
+        pending.update(parse_id(p["message_id"]) for p in page)
+        if len(page) < READ_PAGE:
+            break
+        low = "(" + _name(page[-1]["message_id"])
+    start = f"{min(pending)[0]}-{min(pending)[1]}" if pending else f"({last[0]}-{last[1]}" if info else "-"
+    out: list[tuple[bytes, dict[bytes, bytes]]] = []
+    while True:
+        page = await redis.xrange(stream, min=start, max="+", count=READ_PAGE)
+        out.extend(e for e in page if parse_id(e[0]) > last or parse_id(e[0]) in pending)
+        if len(page) < READ_PAGE:
+            return out
+        start = "(" + _name(page[-1][0])
+
+
 async def requeue(r: aioredis.Redis, dlq_stream: str, entry_id: str) -> str | None:
     """Move one DLQ entry back to its original stream. XADD and XDEL run in one MULTI/EXEC, so a
     crash can never lose the message between the two. Returns the new id, None if not found."""

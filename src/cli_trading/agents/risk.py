@@ -4,25 +4,29 @@ exec.status and market.bars, and reservations for approved orders not yet settle
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from cli_trading import metrics
 from cli_trading.agents.base import Agent, Subscription
 from cli_trading.agents.wiring import Services
 from cli_trading.bus import Delivery, Handled, MessageResult, Outgoing, PoisonMessage, decoded, failures, valid
 from cli_trading.config import Settings, load_yaml
-from cli_trading.contracts import BarMsg, Group, RiskRequest, RiskResponse, StatusMsg, Stream
-from cli_trading.db import exchange_repo, repo
+from cli_trading.contracts import BarMsg, Group, OrderMsg, RiskRequest, RiskResponse, StatusMsg, Stream
+from cli_trading.db import exchange_repo, repo, run_repo
 from cli_trading.exchanges.keys import BALANCES_KEY, MARKETS_KEY
 from cli_trading.exchanges.markets import MarketRules
 from cli_trading.halt.gate import HaltGate
+from cli_trading.streamops import unacknowledged
 from cli_trading.trading import risk
 from cli_trading.trading.ledger import Ledger, replay
+from cli_trading.trading.risk_recovery import InFlight, filled_by_request, rebuild
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def load_rules(path: Any) -> risk.RiskRules:
@@ -39,13 +43,59 @@ class RiskParts:
 
 async def wire_risk(svc: Services) -> RiskParts:
     """The risk manager's parts from the settings (risk.yaml, the starting cash) and the database:
-    the ledger replayed from the fills and marks, today's notional (the daily cap survives restarts)."""
+    the ledger replayed from the fills and marks, the reservations of the orders still in flight
+    (trading/risk_recovery.py) and today's notional (the daily cap survives restarts)."""
     s, today = svc.settings, svc.clock().date().isoformat()
-    book = risk.RiskBook()
     async with svc.sessions() as sess:
-        ledger = replay(s.starting_cash, await repo.all_fills(sess), await repo.load_marks(sess))
-        book.add_day(today, await exchange_repo.day_notional(sess, day=today))
-    return RiskParts(load_rules(s.config_file("risk.yaml")), HaltGate(svc.redis), ledger, book)
+        found, order_of = await found_in_flight(svc.redis, sess)  # before the fills: see risk_recovery
+        fills = await repo.all_fills(sess)
+        ledger = replay(s.starting_cash, fills, await repo.load_marks(sess))
+        day_notional = await exchange_repo.day_notional(sess, day=today)
+    found = replace(found, filled=filled_by_request(fills, order_of))
+    rebuilt = rebuild(found, day=today, day_notional=day_notional)
+    if rebuilt.book.reserved or rebuilt.unknown:
+        svc.log.info(
+            "reservations rebuilt from the orders in flight",
+            reserved=len(rebuilt.book.reserved),
+            notional=str(rebuilt.book.pending_notional()),
+            withoutRun=rebuilt.unknown[:10],
+        )
+    return RiskParts(load_rules(s.config_file("risk.yaml")), HaltGate(svc.redis), ledger, rebuilt.book)
+
+
+async def found_in_flight(redis: Any, sess: Any) -> tuple[InFlight, dict[str, str]]:
+    """Where the orders risk approved are now (trading/risk_recovery.py), read downstream: the
+    streams first, then the `orders` table, so that an order moving on meanwhile is found at its
+    later place. Also returned: order id → request id of the orders rows read (their fills)."""
+    answers = await unacknowledged(redis, Stream.RISK_RESPONSES, Group.ORCHESTRATOR)
+    answered = [m.requestId for m in _entries(RiskResponse, answers) if m.ok]
+    queued = _entries(OrderMsg, await unacknowledged(redis, Stream.ORDERS, Group.EXEC))
+    ids = [*answered, *(m.requestId for m in queued)]
+    rows = [*await repo.stale_pending_orders(sess), *await repo.orders_of_requests(sess, request_ids=ids)]
+    runs = await run_repo.get_runs(sess, request_ids=[*ids, *(o.request_id for o in rows)])
+    sized = {
+        r.request_id: risk.Request(r.request_id, r.symbol, r.side, r.qty, r.price, r.confidence or 0.0, r.manual)
+        for r in runs
+        if r.side and r.qty and r.price
+    }
+    terms = [
+        risk.Request(m.requestId, m.symbol, m.side, m.qty, m.price, 0.0)
+        for m in queued
+        if m.price  # the orchestrator always sends the run's price; without one, the run's sizing
+    ]
+    orders = {o.request_id: o.status for o in rows}  # the later read of a row wins
+    return InFlight(answered, terms, orders, sized), {o.order_id: o.request_id for o in rows}
+
+
+def _entries(model: type[M], entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[M]:
+    """The stream entries that are valid `model` messages (a bad one is the consumer's dead letter)."""
+    out: list[M] = []
+    for _, fields in entries:
+        try:
+            out.append(model.model_validate_json(fields[b"data"]))
+        except (KeyError, ValidationError):
+            continue
+    return out
 
 
 class RiskManager(Agent[RiskParts]):

@@ -140,6 +140,14 @@ async def get_orders(session: AsyncSession, *, order_ids: Sequence[str]) -> list
     return list((await session.scalars(select(Order).where(Order.order_id.in_(order_ids)))).all())
 
 
+async def orders_of_requests(session: AsyncSession, *, request_ids: Sequence[str]) -> list[Order]:
+    ids = list(dict.fromkeys(request_ids))
+    out: list[Order] = []
+    for i in range(0, len(ids), 1000):  # SQLite's bound on a statement's parameters
+        out.extend((await session.scalars(select(Order).where(Order.request_id.in_(ids[i : i + 1000])))).all())
+    return out
+
+
 async def settle_orders(
     session: AsyncSession, *, orders: Sequence[dict[str, Any]], fills: Sequence[dict[str, Any]]
 ) -> None:

@@ -66,6 +66,14 @@ async def get_run(session: AsyncSession, *, request_id: str) -> Run | None:
     return await session.get(Run, request_id)
 
 
+async def get_runs(session: AsyncSession, *, request_ids: Sequence[str]) -> list[Run]:
+    ids = list(dict.fromkeys(request_ids))
+    out: list[Run] = []
+    for i in range(0, len(ids), 1000):  # SQLite's bound on a statement's parameters
+        out.extend((await session.scalars(select(Run).where(Run.request_id.in_(ids[i : i + 1000])))).all())
+    return out
+
+
 async def open_runs(session: AsyncSession) -> list[Run]:
     return list((await session.scalars(select(Run).where(Run.outcome.is_(None)))).all())
 

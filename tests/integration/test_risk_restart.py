@@ -1,0 +1,213 @@
+"""kill -9 of the risk manager with orders in flight, with real processes, Redis and each database
+(issue 14): the restarted risk manager rebuilds its reservations from where the approved orders
+are (trading/risk_recovery.py), so an order that would breach the exposure limit with them counted
+is rejected, and one within it is still approved (the orders in flight counted once).
+
+The orders are held in flight by running no trade executor: approved, they wait on exec.orders."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal as D
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis
+
+from cli_trading.agents.risk import RiskManager
+from cli_trading.config import load_settings
+from cli_trading.contracts import BarMsg, Group, OrderMsg, RiskResponse, Stream
+from cli_trading.db import repo, run_repo
+from cli_trading.db.models import Order
+from cli_trading.exchanges.desk import ledger_row
+from cli_trading.exchanges.ledger_rows import fill_row
+
+pytestmark = pytest.mark.integration
+TOKEN = "r" * 24
+RULES = """risk:
+  max_order_notional: 2500
+  max_position_notional: 10000
+  max_total_exposure: 3000
+"""
+
+
+def until(cond: Callable[[], Any], what: str, within: float = 30) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        got = cond()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"not within {within}s: {what}"
+        time.sleep(0.1)
+
+
+class Agents:
+    def __init__(self, tmp: Path, env: dict[str, str], base: int) -> None:
+        self.tmp, self.env, self.base = tmp, env, base
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, port_offset: int) -> subprocess.Popen[bytes]:
+        log = (self.tmp / f"{name}-{len(self.procs)}.log").open("wb")
+        env = {**os.environ, **self.env, "CONSUMER_NAME": f"{name}-1"}  # a restart is the same consumer, as under `up`
+        p = subprocess.Popen(
+            [sys.executable, "-m", "cli_trading", "agent", name], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self.procs.append(p)
+        url = f"http://127.0.0.1:{self.base + port_offset}"
+
+        def healthy() -> bool:
+            assert p.poll() is None, f"{name} exited: {(self.tmp / log.name).read_text()[-2000:]}"
+            try:
+                return httpx.get(url + "/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        until(healthy, f"{name} healthy", within=60)
+        return p
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture
+def agents(tmp_path: Path, db_url: str, redis_url: str, port_block: Callable[[int], int]) -> Iterator[Agents]:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "risk.yaml").write_text(RULES)
+    env = {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": db_url,
+        "ADMIN_TOKEN": TOKEN,
+        "DATA_DIR": str(tmp_path),
+        "CONFIG_DIR": str(config),
+        "PORT_BASE": str(port_block(10)),
+        "SYMBOLS": "BTC-USD",
+        "LOG_STDERR": "true",
+    }
+    a = Agents(tmp_path, env, int(env["PORT_BASE"]))
+    try:
+        yield a
+    finally:
+        a.stop()
+
+
+def consumed(r: redis.Redis, stream: str, entry: bytes, groups: tuple[str, ...]) -> bool:
+    info = {g["name"].decode(): g for g in r.xinfo_groups(stream)}
+    return all(g in info and info[g]["last-delivered-id"] >= entry and info[g]["pending"] == 0 for g in groups)
+
+
+def queued_orders(r: redis.Redis) -> list[str]:
+    """The request ids of the orders waiting for the (absent) trade executor."""
+    return [orjson.loads(f[b"data"])["requestId"] for _, f in r.xrange(Stream.ORDERS)]
+
+
+def test_a_restarted_risk_manager_counts_the_orders_in_flight(agents: Agents, redis_url: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    orc = httpx.Client(base_url=f"http://127.0.0.1:{agents.base}", headers={"X-Admin-Token": TOKEN}, timeout=10)
+    risk_url = f"http://127.0.0.1:{agents.base + 3}"  # 7004 - 7001
+    agents.start("orchestrator", 0)
+    risk = agents.start("risk-manager", 3)
+    px = D(20000)
+    bar = BarMsg(symbol="BTC-USD", barTs=datetime.now(UTC).isoformat(), open=px, high=px, low=px, close=px, volume=1)
+    entry = r.xadd(Stream.BARS, {"data": bar.model_dump_json(exclude_none=True)})
+    until(lambda: consumed(r, Stream.BARS, entry, (Group.ORCHESTRATOR, Group.RISK)), "the bar marked by both")
+
+    def order(qty: str) -> str:
+        res = orc.post("/orchestrate/run", json={"symbol": "BTC-USD", "side": "buy", "qty": qty})
+        assert res.status_code == 202, res.text
+        return str(res.json()["requestId"])
+
+    first = order("0.1")  # 2000 of the 3000 allowed
+    until(lambda: first in queued_orders(r), "the first order approved, waiting for the executor")
+    assert httpx.get(risk_url + "/status", timeout=5).json()["reservations"] == 1
+
+    risk.send_signal(signal.SIGKILL)
+    risk.wait(10)
+    agents.start("risk-manager", 3)
+    assert httpx.get(risk_url + "/status", timeout=5).json()["reservations"] == 1  # found again
+
+    over = order("0.06")  # 2000 in flight + 1200 > 3000
+
+    def decided() -> dict[str, Any] | None:
+        assert over not in queued_orders(r), "approved: the order in flight was not counted"  # the old code's answer
+        run: dict[str, Any] = orc.get(f"/orchestrate/run/{over}").json()
+        return run if run.get("outcome") else None
+
+    run = until(decided, "the order over the limit decided")
+    assert (run["outcome"], run["reason"]) == ("rejected", "max_total_exposure")
+    within = order("0.04")  # 2000 + 800: approved, the first order counted once
+    until(lambda: within in queued_orders(r), "the order within the limit approved")
+    assert queued_orders(r) == [first, within]
+
+
+async def test_the_reservations_are_found_where_the_approved_orders_are(
+    tmp_path: Path, db_url: str, redis_url: str
+) -> None:
+    """In process, each place at once: an answer the orchestrator has not taken (approved; a
+    rejection and an answer it took are not), an order the executor has not taken, an order the
+    executor has, partly filled (the rest reserved), an order settled (not reserved)."""
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "risk.yaml").write_text(RULES)
+    s = load_settings(data_dir=tmp_path, config_dir=config, redis_url=redis_url, database_url=db_url)
+    first = RiskManager(s)
+    await first.start()  # the schema
+    now = first.clock()
+    try:
+        runs = [
+            {"request_id": rid, "created_at": now, "symbol": "BTC-USD", "manual": True, "side": "buy",
+             "qty": D(qty), "price": D(20000), "confidence": 1.0, "order_id": "ord-" + rid}
+            for rid, qty in (
+                ("answered", "0.01"), ("refused", "0.01"), ("taken", "0.01"), ("partly", "0.1"), ("settled", "0.02")
+            )
+        ]  # fmt: skip
+        partly = OrderMsg(orderId="ord-partly", requestId="partly", symbol="BTC-USD", side="buy", qty=D("0.1"))
+        settled = OrderMsg(orderId="ord-settled", requestId="settled", symbol="BTC-USD", side="buy", qty=D("0.02"))
+        async with first.session() as sess, sess.begin():
+            await run_repo.add_runs(sess, rows=runs)
+            await repo.claim_orders(sess, rows=[ledger_row(partly, now), ledger_row(settled, now)])
+            fill = fill_row(partly, now, trade_id="t-1", qty=D("0.04"), price=D(20000), fee=D(0))
+            await repo.insert_fills(sess, fills=[fill])
+            await repo.update_many(sess, Order.__table__, "order_id", [{"order_id": "ord-settled", "status": "filled"}])
+    finally:
+        await first.stop()
+    r = first.redis.__class__.from_url(redis_url)
+    await r.xgroup_create(Stream.RISK_RESPONSES, Group.ORCHESTRATOR, id="0", mkstream=True)
+    for rid, ok in (("taken", True), ("answered", True), ("refused", False), ("settled", True)):
+        await r.xadd(Stream.RISK_RESPONSES, {"data": RiskResponse(requestId=rid, ok=ok).model_dump_json()})
+        if rid == "taken":  # the orchestrator read it and acknowledged it (its order went on: not reserved here)
+            [[_, [(eid, _)]]] = await r.xreadgroup(Group.ORCHESTRATOR, "o", {Stream.RISK_RESPONSES: ">"}, count=1)
+            await r.xack(Stream.RISK_RESPONSES, Group.ORCHESTRATOR, eid)
+    queued = OrderMsg(
+        orderId="ord-queued", requestId="queued", symbol="BTC-USD", side="buy", qty=D("0.05"), price=D(20000)
+    )
+    await r.xadd(Stream.ORDERS, {"data": queued.model_dump_json()})  # no executor has its group yet: all of it is owed
+    await r.aclose()
+    agent = RiskManager(s)
+    await agent.start()
+    try:
+        book = agent.parts.book
+        assert {rid: r.qty for rid, r in book.reserved.items()} == {
+            "answered": D("0.01"), "queued": D("0.05"), "partly": D("0.06")
+        }  # fmt: skip
+        assert book.reserved_cash == D("2400.00")  # (0.01 + 0.05 + 0.06) × 20000
+        assert agent.parts.ledger.qty_of("BTC-USD") == D("0.04")  # the filled part is a position
+    finally:
+        await agent.stop()
