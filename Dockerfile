@@ -24,6 +24,18 @@ COPY src ./src
 RUN pip wheel --no-deps --wheel-dir /wheels . \
  && pip install --no-deps /wheels/*.whl
 
+# -- native: the compiled core, as the README's install builds it (the `fast` extra, then
+# `python -m cli_trading.build_native`; src/cli_trading/native.py) --------------------------------
+# mypy (mypyc), setuptools and the YAML stubs at the versions and hashes CI builds with
+# (requirements-dev.lock: the runtime's pins and the dev tools); they stay in this stage: only
+# the compiled modules (a few MB) go into the image. The build fails here rather than ship plain
+# Python: this stage has the compiler and Python's headers (the python image ships them).
+FROM builder AS native
+ENV CLI_TRADING_NATIVE_DIR=/opt/cli-trading-native
+COPY requirements-dev.lock ./
+RUN pip install --require-hashes -r requirements-dev.lock \
+ && python -m cli_trading.build_native
+
 # -- runtime -----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 # curl: the compose healthchecks (curl -fsS http://127.0.0.1:PORT/health);
@@ -37,7 +49,11 @@ RUN apt-get update \
 RUN groupadd --system --gid 10001 trader \
  && useradd --system --uid 10001 --gid trader --home-dir /app --no-create-home --shell /usr/sbin/nologin trader
 COPY --from=builder /opt/venv /opt/venv
+# The compiled core, loaded only while its fingerprint (the package's sources, this Python)
+# matches: the same installed sources as the builder's venv, the same base image
+COPY --from=native /opt/cli-trading-native /opt/cli-trading-native
 ENV PATH=/opt/venv/bin:$PATH \
+    CLI_TRADING_NATIVE_DIR=/opt/cli-trading-native \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     DATA_DIR=/app/data \
@@ -45,6 +61,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     BIND_HOST=0.0.0.0
 WORKDIR /app
 RUN mkdir -p /app/data /app/logs /app/config && chown -R trader:trader /app
+# The image's backtests and optimizer run compiled: a build whose fingerprint does not match
+# (another Python, edited sources) would load plain Python silently, so it fails the build here
+RUN python -c 'import cli_trading.backtest.engine, cli_trading.native as n; assert n.compiled(), "compiled core not loaded"'
 USER trader
 EXPOSE 7001-7007
 ENTRYPOINT ["cli-trading"]

@@ -45,6 +45,24 @@ def test_multi_stage_build_with_a_slim_runtime() -> None:
     assert "COPY --from=builder" in runtime
 
 
+def test_the_image_runs_the_compiled_core() -> None:
+    """The README's install builds the compiled core (the `fast` extra, then build_native): so
+    does the image, in a stage of its own whose tools (the dev lock's) stay there; the runtime
+    takes the build alone, points at it, and its build fails if it would not load."""
+    st = {frm.split(" AS ")[-1].strip(): body for frm, body in stages()}
+    assert stages()[1][0].startswith("FROM builder AS native")
+    native = st["native"]
+    assert "pip install --require-hashes -r requirements-dev.lock" in native
+    assert "python -m cli_trading.build_native" in native
+    out = re.search(r"^ENV CLI_TRADING_NATIVE_DIR=(\S+)$", native, re.M)
+    assert out, "the native stage builds into a folder of its own"
+    runtime = st["runtime"]
+    assert f"COPY --from=native {out[1]} {out[1]}" in runtime
+    assert re.search(rf"CLI_TRADING_NATIVE_DIR={re.escape(out[1])}\b", runtime)
+    assert "assert n.compiled()" in runtime
+    assert not re.search(r"COPY --from=native /opt/venv", runtime), "mypy and the dev tools stay out"
+
+
 def test_runtime_has_the_runbook_tools_and_no_root() -> None:
     _, runtime = stages()[-1]
     install = " ".join(re.findall(r"apt-get install[^\n]*(?:\\\n[^\n]*)*", runtime))

@@ -40,6 +40,8 @@ def test_runtime_lock_pins_every_dependency_within_its_bounds() -> None:
 def test_dev_lock_pins_dependencies_and_dev_extras_at_the_same_versions() -> None:
     dev = pins(ROOT / "requirements-dev.lock")
     assert unmet(PROJECT["dependencies"] + PROJECT["optional-dependencies"]["dev"], dev) == []
+    # the image builds its compiled core with the dev lock's tools (Dockerfile, stage `native`)
+    assert unmet(PROJECT["optional-dependencies"]["fast"], dev) == []
     runtime = pins(ROOT / "requirements.lock")
     assert {n: dev.get(n) for n in runtime} == runtime
 
