@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Table, bindparam, desc, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -18,6 +18,8 @@ from cli_trading.db.models import AuditEvent, Base, Fill, HaltEvent, HaltState, 
 from cli_trading.db.pgraw import dialect as _dialect
 from cli_trading.halt.state import HaltState as Halt
 from cli_trading.trading.ledger import FillRecord
+
+T = TypeVar("T", bound=Base)
 
 
 def _insert(session: AsyncSession | str, table: Table) -> Any:
@@ -140,12 +142,18 @@ async def get_orders(session: AsyncSession, *, order_ids: Sequence[str]) -> list
     return list((await session.scalars(select(Order).where(Order.order_id.in_(order_ids)))).all())
 
 
-async def orders_of_requests(session: AsyncSession, *, request_ids: Sequence[str]) -> list[Order]:
-    ids = list(dict.fromkeys(request_ids))
-    out: list[Order] = []
-    for i in range(0, len(ids), 1000):  # SQLite's bound on a statement's parameters
-        out.extend((await session.scalars(select(Order).where(Order.request_id.in_(ids[i : i + 1000])))).all())
+async def select_in(session: AsyncSession, model: type[T], column: Any, values: Sequence[str]) -> list[T]:
+    """The rows of `model` whose `column` is one of `values` (in chunks: SQLite bounds a
+    statement's parameters)."""
+    ids = list(dict.fromkeys(values))
+    out: list[T] = []
+    for i in range(0, len(ids), 1000):
+        out.extend((await session.scalars(select(model).where(column.in_(ids[i : i + 1000])))).all())
     return out
+
+
+async def orders_of_requests(session: AsyncSession, *, request_ids: Sequence[str]) -> list[Order]:
+    return await select_in(session, Order, Order.request_id, request_ids)
 
 
 async def settle_orders(

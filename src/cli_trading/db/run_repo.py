@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cli_trading.db import pgraw
 from cli_trading.db.models import Run
-from cli_trading.db.repo import insert_new, update_many
+from cli_trading.db.repo import insert_new, select_in, update_many
 
 
 async def add_runs(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> set[str]:
@@ -67,11 +67,7 @@ async def get_run(session: AsyncSession, *, request_id: str) -> Run | None:
 
 
 async def get_runs(session: AsyncSession, *, request_ids: Sequence[str]) -> list[Run]:
-    ids = list(dict.fromkeys(request_ids))
-    out: list[Run] = []
-    for i in range(0, len(ids), 1000):  # SQLite's bound on a statement's parameters
-        out.extend((await session.scalars(select(Run).where(Run.request_id.in_(ids[i : i + 1000])))).all())
-    return out
+    return await select_in(session, Run, Run.request_id, request_ids)
 
 
 async def open_runs(session: AsyncSession) -> list[Run]:
