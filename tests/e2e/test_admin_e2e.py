@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -191,8 +192,8 @@ def test_operator_cli_against_the_running_system(admin_system: System) -> None:
     assert shown.returncode == 0 and TOKEN not in shown.stdout and json.loads(shown.stdout)["admin_token"] == "***"
 
 
-def test_cli_says_when_nothing_runs(tmp_path: Path) -> None:
-    env = {**os.environ, "PORT_BASE": "29901", "DATA_DIR": str(tmp_path)}
+def test_cli_says_when_nothing_runs(tmp_path: Path, port_block: Callable[[int], int]) -> None:
+    env = {**os.environ, "PORT_BASE": str(port_block(10)), "DATA_DIR": str(tmp_path)}
     res = subprocess.run([sys.executable, "-m", "cli_trading", "status"], capture_output=True, text=True, env=env)
     assert res.returncode == 3 and "not running" in res.stderr
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,13 +15,9 @@ from typing import Any
 
 import httpx
 
+from tests.support import ports
+
 KEY, SECRET = "sim-key", "sim-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -58,7 +53,7 @@ class Sim:
 
 
 def start_sim(data_dir: Path, *args: str, port: int | None = None) -> Sim:
-    port = port or free_port()
+    port = port or ports.free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     python = os.environ.get("SIM_PYTHON", sys.executable)
     cmd = [python, "-m", "cli_trading", "exchange-sim", "--port", str(port), "--data-dir", str(data_dir),

@@ -7,7 +7,6 @@ orchestrator and the notification manager's incident routes, with TLS and rate l
 from __future__ import annotations
 
 import re
-import socket
 import ssl
 import subprocess
 import time
@@ -27,6 +26,7 @@ from cli_trading.ops import tls
 from tests.e2e.conftest import TOKEN, System, start_system
 from tests.e2e.console_pilot import acknowledge, incident_listed
 from tests.support.deploy import tool
+from tests.support.ports import free_port
 from tests.unit.console.screen import screen_text
 
 pytestmark = pytest.mark.e2e
@@ -55,12 +55,6 @@ class Stack:
                 return result
             time.sleep(0.5)
         raise AssertionError(f"{expr}: {result} after {timeout}s")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_cert(folder: Path) -> tuple[Path, Path]:

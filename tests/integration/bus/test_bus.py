@@ -139,8 +139,8 @@ async def test_concurrent_publishes_share_one_round_trip_and_keep_order(
     assert [orjson.loads(f[b"data"])["n"] for _, f in entries] == list(range(50))
 
 
-async def test_coalesced_publish_raises_for_every_waiting_publisher() -> None:
-    b = Bus("redis://127.0.0.1:1/0")
+async def test_coalesced_publish_raises_for_every_waiting_publisher(free_port: int) -> None:
+    b = Bus(f"redis://127.0.0.1:{free_port}/0")  # nothing listens there
     try:
         results = await asyncio.gather(*(b.publish("s", {"n": i}) for i in range(3)), return_exceptions=True)
         assert len(results) == 3 and all(isinstance(r, RedisConnectionError) for r in results)
@@ -171,8 +171,8 @@ async def test_handler_outputs_and_inflight_removal_land_with_the_acks(
     await redis_client.delete(INFLIGHT_KEY)
 
 
-async def test_ping_false_when_redis_unreachable() -> None:
-    b = Bus("redis://127.0.0.1:1/0")
+async def test_ping_false_when_redis_unreachable(free_port: int) -> None:
+    b = Bus(f"redis://127.0.0.1:{free_port}/0")  # nothing listens there
     try:
         assert await b.ping() is False
     finally:

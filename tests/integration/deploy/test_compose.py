@@ -7,7 +7,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 import redis
 
 from tests.support.deploy import AGENT_PORTS, AGENTS, COMPOSE_FILE, ROOT, run, tool
+from tests.support.ports import free_port
 
 REQUIRED_SERVICES = {
     *AGENTS,
@@ -244,17 +244,11 @@ def test_postgres_as_the_runbook_types_it(services: dict) -> None:
     assert pg["healthcheck"]["test"][1:4] == ["pg_isready", "-U", "trader"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_redis_command_line_runs_with_append_only_file(services: dict, tmp_path: Path) -> None:
     """Start a real redis-server with the compose service's arguments: they parse, and AOF is on."""
     args = [resolve(a) for a in services["redis"]["command"]]
     assert args[0] == "redis-server"
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             tool("redis-server"),

@@ -27,17 +27,12 @@ import pytest
 
 from cli_trading.ops import tls
 from tests.support.deploy import DEPLOY, run_ok, tool
+from tests.support.ports import free_port
 
 NGINX_DIR = DEPLOY / "nginx"
 CONF = NGINX_DIR / "nginx.conf"
 TOKEN = "test-admin-token-0123456789"
 SESSION = "_cli_trading_oauth2=signed-in"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_cert(folder: Path) -> tuple[Path, Path]:
@@ -228,7 +223,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         "oauth2": OAuth2Stub("oauth2"),
     }
     addr = {k: s.start() for k, s in stubs.items()}
-    ports = {"http": _free_port(), "https": _free_port(), "health": _free_port()}
+    ports = {"http": free_port(), "https": free_port(), "health": free_port()}
     conf = render(
         folder,
         ports=ports,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,20 +14,15 @@ from typing import Any
 import ccxt
 import httpx
 
+from tests.support import ports
+
 KEY, SECRET = "test-key", "test-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class SimProcess:
     def __init__(self, data_dir: Path, *args: str, port: int | None = None) -> None:
         self.data_dir, self.args = data_dir, list(args)
-        self.port = port or free_port()
+        self.port = port or ports.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 

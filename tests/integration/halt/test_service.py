@@ -179,7 +179,7 @@ def test_store_talks_to_the_real_redis_and_reconnects(own_redis_url: str) -> Non
     store.close()
 
 
-def test_store_gives_up_after_its_timeout() -> None:
+def test_store_gives_up_after_its_timeout(free_port: int) -> None:
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen()  # accepts (the kernel does), never answers
@@ -191,7 +191,7 @@ def test_store_gives_up_after_its_timeout() -> None:
     assert 0.25 <= time.monotonic() - started < 2
     silent.close()
     with pytest.raises(redis.ConnectionError):
-        HaltStore("redis://127.0.0.1:1/0").publish(HaltState())  # nothing listens there
+        HaltStore(f"redis://127.0.0.1:{free_port}/0").publish(HaltState())  # nothing listens there
 
 
 async def test_flatten_mode_keeps_closing_what_is_still_open(orc: Orchestrator) -> None:

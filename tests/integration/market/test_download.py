@@ -20,6 +20,7 @@ from cli_trading.cli.data import make_exchange
 from cli_trading.market.bars import load_bars
 from cli_trading.market.download import download
 from tests.integration.market.klines_server import Klines, serve
+from tests.support.ports import free_port
 
 HOUR = 3_600_000
 SHIPPED = load_bars("BTC-USD")[:2600]
@@ -154,21 +155,13 @@ def test_check_of_a_missing_file(tmp_path: Path, name: str) -> None:
 # -- against the project's Binance simulator -----------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_download_from_the_exchange_simulator_then_backtest_it(tmp_path: Path) -> None:
     import signal
     import time
 
     import httpx
 
-    port = _free_port()
+    port = free_port()
     exe = str(Path(sys.executable).with_name("cli-trading"))
     sim = subprocess.Popen(
         [exe, "exchange-sim", "--port", str(port), "--data-dir", str(tmp_path / "sim"), "--api-key", "k",

@@ -4,7 +4,6 @@ same JSON errors, request ids and metrics; everything else still reaches FastAPI
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -16,6 +15,7 @@ from prometheus_client import generate_latest
 from starlette.routing import Route
 
 from cli_trading.web import ApiError, Observe, Routes, json_body
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -39,12 +39,6 @@ async def validated(request: Request) -> JSONResponse:
     return JSONResponse({"qty": b.qty})
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 async def url() -> AsyncIterator[str]:
     app = FastAPI()
@@ -55,7 +49,7 @@ async def url() -> AsyncIterator[str]:
 
     routes = [Route("/hot", hot, methods=["POST"]), Route("/valid", validated, methods=["POST"])]
     asgi = Observe(Routes(routes, app, app=app), agent=None)  # type: ignore[arg-type]  # no /admin route here
-    port = _port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
     task = asyncio.create_task(server.serve())
     for _ in range(500):  # up to 5 s

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from cli_trading.control import overview_sources as src
 from cli_trading.control.overview import Cached, run_item
 from cli_trading.control.runs import Run, RunBook
 from cli_trading.halt.state import HaltState
+from tests.support.ports import free_port
 
 
 def write_log(folder: Path, agent: str, entries: list[dict[str, Any]], junk: str = "") -> None:
@@ -56,12 +56,6 @@ def test_a_long_log_is_read_from_its_end_only(tmp_path: Path) -> None:
     got = src.read_logs(tmp_path)["orchestrator"]
     assert got[-1]["event"] == "e2999" and 50 < len(got) < 3000  # the cut first line is dropped, not garbled
     assert all(e["event"].startswith("e") for e in got)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
