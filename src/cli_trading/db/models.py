@@ -136,8 +136,9 @@ class PnlDay(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class HaltState(Base):
-    """The durable copy of the halt flag (single row, id=1); Redis holds the live mirror."""
+class HaltStateRow(Base):
+    """The durable copy of the halt flag (single row, id=1); Redis holds the live mirror. `Row`: the
+    table, read into and written from halt.state.HaltState by db/repo.py."""
 
     __tablename__ = "halt_state"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

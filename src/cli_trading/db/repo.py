@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cli_trading.db import pgraw
 from cli_trading.db.engine import json_text
-from cli_trading.db.models import AuditEvent, Base, Fill, HaltEvent, HaltState, Mark, Order, Param, PnlDay
+from cli_trading.db.models import AuditEvent, Base, Fill, HaltEvent, HaltStateRow, Mark, Order, Param, PnlDay
 from cli_trading.db.pgraw import dialect as _dialect
-from cli_trading.halt.state import HaltState as Halt
+from cli_trading.halt.state import HaltState
 from cli_trading.trading.ledger import FillRecord
 
 T = TypeVar("T", bound=Base)
@@ -207,19 +207,19 @@ async def save_day(session: AsyncSession, *, row: dict[str, Any]) -> None:
 
 
 # -- halt -----------------------------------------------------------------------------------
-async def load_halt(session: AsyncSession) -> Halt:
-    row = await session.get(HaltState, 1)
+async def load_halt(session: AsyncSession) -> HaltState:
+    row = await session.get(HaltStateRow, 1)
     if row is None:
-        return Halt()
-    return Halt(row.halted, row.reason, row.mode, row.halted_at, row.halted_by, row.note)
+        return HaltState()
+    return HaltState(row.halted, row.reason, row.mode, row.halted_at, row.halted_by, row.note)
 
 
 async def halt_saved_at(session: AsyncSession) -> datetime | None:
     """When the halt state was last written (None: never)."""
-    return await session.scalar(select(HaltState.updated_at).where(HaltState.id == 1))
+    return await session.scalar(select(HaltStateRow.updated_at).where(HaltStateRow.id == 1))
 
 
-def halt_statements(dialect: str, *, state: Halt, event: dict[str, Any], now: datetime) -> list[Any]:
+def halt_statements(dialect: str, *, state: HaltState, event: dict[str, Any], now: datetime) -> list[Any]:
     """The state and its transition, atomically; the last statement returns the event's id. On
     PostgreSQL one statement (the upsert as a CTE of the event's insert), so an autocommit
     connection writes it in one round trip; on SQLite two, for the caller's transaction."""
@@ -232,7 +232,7 @@ def halt_statements(dialect: str, *, state: Halt, event: dict[str, Any], now: da
         "note": state.note,
         "updated_at": now,
     }
-    upsert = _insert(dialect, HaltState.__table__).values(id=1, **values)
+    upsert = _insert(dialect, HaltStateRow.__table__).values(id=1, **values)
     upsert = upsert.on_conflict_do_update(index_elements=["id"], set_=values)
     record = HaltEvent.__table__.insert().values(ts=now, **event).returning(HaltEvent.id)
     if dialect == "postgresql":
@@ -240,7 +240,7 @@ def halt_statements(dialect: str, *, state: Halt, event: dict[str, Any], now: da
     return [upsert, record]
 
 
-async def save_halt(session: AsyncSession, *, state: Halt, event: dict[str, Any], now: datetime) -> int:
+async def save_halt(session: AsyncSession, *, state: HaltState, event: dict[str, Any], now: datetime) -> int:
     """Write the state and its transition (the caller commits); returns the event's id."""
     for stmt in halt_statements(_dialect(session), state=state, event=event, now=now):
         result = await session.execute(stmt)

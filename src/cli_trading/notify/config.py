@@ -74,12 +74,16 @@ class Routing(StrictModel):
     category: dict[Category, list[str]] = Field(default_factory=dict)
 
 
-class Delivery(StrictModel):
+class DeliveryConfig(StrictModel):
+    """The `delivery:` section: retries of a notification (not bus.Delivery, a stream message)."""
+
     attempts: int = Field(3, ge=1, le=10)
     backoff_seconds: float = Field(0.5, ge=0)
 
 
-class Watchdog(StrictModel):
+class WatchdogConfig(StrictModel):
+    """The `watchdog:` section (not notify.watchdog.Watchdog, the probe's counts it configures)."""
+
     enabled: bool = True
     interval_seconds: float = Field(10, gt=0)
     failures: int = Field(3, ge=1)
@@ -95,9 +99,9 @@ class NotifyConfig(StrictModel):
     status_update_minutes: float = Field(30, gt=0)
     throttle_seconds: float = Field(300, ge=0)
     postmortem_due_hours: float = Field(48, gt=0)
-    delivery: Delivery = Field(default_factory=Delivery)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     loop_seconds: float = Field(5, gt=0)
-    watchdog: Watchdog = Field(default_factory=Watchdog)
+    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
     rules: list[Rule]
 
     @model_validator(mode="after")

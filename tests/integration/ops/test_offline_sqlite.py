@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from cli_trading.db import engine as dbengine
-from cli_trading.db.models import Fill, HaltState, Mark
+from cli_trading.db.models import Fill, HaltStateRow, Mark
 
 ROOT = Path(__file__).resolve().parents[3]
 NOTHING_LISTENS = "19901"
@@ -35,7 +35,7 @@ async def _db(url: str, *, fills: list[dict] | None = None) -> dict:
                 await s.execute(Fill.__table__.insert(), fills)
                 await s.merge(Mark(symbol="BTC-USD", price=Decimal("51000"), ts=datetime.now(UTC)))
             ids = [r for r in (await s.scalars(select(Fill.order_id).order_by(Fill.id))).all()]
-            halt = await s.get(HaltState, 1)
+            halt = await s.get(HaltStateRow, 1)
         return {"fills": ids, "halt": (halt.reason, halt.note) if halt else None}
     finally:
         await engine.dispose()
