@@ -63,8 +63,9 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
-class Run(Base):
-    """One decision: analysis (or a manual order) → risk → order → outcome."""
+class RunRow(Base):
+    """One decision: analysis (or a manual order) → risk → order → outcome. `Row`: the table, read
+    into control.runs.Run (from_row)."""
 
     __tablename__ = "runs"
     request_id: Mapped[str] = mapped_column(String(80), primary_key=True)

@@ -16,17 +16,17 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cli_trading.db import pgraw
-from cli_trading.db.models import Run
+from cli_trading.db.models import RunRow
 from cli_trading.db.repo import insert_new, select_in, update_many
 
 
 async def add_runs(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> set[str]:
-    return await insert_new(session, table=Run.__table__, rows=rows, key="request_id")
+    return await insert_new(session, table=RunRow.__table__, rows=rows, key="request_id")
 
 
 async def update_runs(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> None:
     """rows: dicts with request_id plus the columns to set."""
-    await update_many(session, Run.__table__, "request_id", rows)
+    await update_many(session, RunRow.__table__, "request_id", rows)
 
 
 async def fail_open_runs(
@@ -36,8 +36,8 @@ async def fail_open_runs(
     there and still open (a run that does not exist stays absent)."""
     for i in range(0, len(request_ids), 1000):  # within SQLite's limit of bound values
         stmt = (
-            update(Run)
-            .where(Run.request_id.in_(request_ids[i : i + 1000]), Run.outcome.is_(None))
+            update(RunRow)
+            .where(RunRow.request_id.in_(request_ids[i : i + 1000]), RunRow.outcome.is_(None))
             .values(outcome="failed", reason=reason, finished_at=finished_at)
         )
         await session.execute(stmt.execution_options(synchronize_session=False))
@@ -52,8 +52,11 @@ async def take_over_runs(
     taken: set[str] = set()
     for row in rows:
         stmt = (
-            update(Run)
-            .where(Run.request_id == row["request_id"], or_(Run.outcome.is_(None), Run.reason == refused_reason))
+            update(RunRow)
+            .where(
+                RunRow.request_id == row["request_id"],
+                or_(RunRow.outcome.is_(None), RunRow.reason == refused_reason),
+            )
             .values(**{k: v for k, v in row.items() if k != "request_id"})
         )
         result = await session.execute(stmt.execution_options(synchronize_session=False))
@@ -62,16 +65,16 @@ async def take_over_runs(
     return taken
 
 
-async def get_run(session: AsyncSession, *, request_id: str) -> Run | None:
-    return await session.get(Run, request_id)
+async def get_run(session: AsyncSession, *, request_id: str) -> RunRow | None:
+    return await session.get(RunRow, request_id)
 
 
-async def get_runs(session: AsyncSession, *, request_ids: Sequence[str]) -> list[Run]:
-    return await select_in(session, Run, Run.request_id, request_ids)
+async def get_runs(session: AsyncSession, *, request_ids: Sequence[str]) -> list[RunRow]:
+    return await select_in(session, RunRow, RunRow.request_id, request_ids)
 
 
-async def open_runs(session: AsyncSession) -> list[Run]:
-    return list((await session.scalars(select(Run).where(Run.outcome.is_(None)))).all())
+async def open_runs(session: AsyncSession) -> list[RunRow]:
+    return list((await session.scalars(select(RunRow).where(RunRow.outcome.is_(None)))).all())
 
 
 async def write_runs(
