@@ -40,7 +40,6 @@ from tests.e2e.test_halt_guarantee import ORDERS, _drive
 from tests.support import pnl
 
 pytestmark = pytest.mark.e2e
-PORT_BASE = 35301
 AGENT_FAULTS = (
     "trade-executor",
     "orchestrator",
@@ -208,7 +207,7 @@ def kill_agent(s: System, agent: str) -> Any:
 @pytest.mark.timeout(900)  # ten faults, each with its load, recovery and checks
 def test_the_invariant_holds_after_every_single_fault(tmp_path: Path, pg: PgCluster) -> None:  # noqa: F811
     env = {"DATABASE_URL": pg.url, "STARTING_CASH": str(STARTING_CASH)}
-    s = start_system(tmp_path, port_base=PORT_BASE, extra_env=env)
+    s = start_system(tmp_path, extra_env=env)
     try:
         for agent in filter(chosen, AGENT_FAULTS):
             run_fault(s, pg, f"kill -9 {agent}", kill_agent(s, agent))
@@ -235,7 +234,7 @@ def test_the_invariant_holds_after_every_single_fault(tmp_path: Path, pg: PgClus
         s.stop()
         print("recovery seconds per fault:", json.dumps(RECOVERY))
     if killed_at is not None:
-        new_up_takes_over(tmp_path, pg, env, killed_at)
+        new_up_takes_over(tmp_path, pg, env, killed_at, s.port_base)
 
 
 def kill_up_halted(s: System) -> float:
@@ -250,9 +249,9 @@ def kill_up_halted(s: System) -> float:
     return at
 
 
-def new_up_takes_over(tmp_path: Path, db: PgCluster, env: dict[str, str], killed_at: float) -> None:
+def new_up_takes_over(tmp_path: Path, db: PgCluster, env: dict[str, str], killed_at: float, port_base: int) -> None:
     """A new `up` takes over, still halted; after an unhalt the invariant holds across a fault."""
-    s2 = start_system(tmp_path, port_base=PORT_BASE, extra_env=env)
+    s2 = start_system(tmp_path, port_base=port_base, extra_env=env)  # the killed one's ports
     try:
         RECOVERY["kill -9 up, new up"] = round(time.monotonic() - killed_at, 1)
         pnl = httpx.get(s2.url() + "/pnl/status", timeout=5).json()
@@ -276,7 +275,7 @@ def test_halt_guarantee_under_load_on_postgresql(tmp_path: Path, pg: PgCluster) 
     production path (PostgreSQL, the halt door), not only SQLite."""
     import asyncio
 
-    s = start_system(tmp_path, port_base=PORT_BASE + 100, extra_env={"DATABASE_URL": pg.url})
+    s = start_system(tmp_path, extra_env={"DATABASE_URL": pg.url})
     try:
         answered_at, answer, codes = asyncio.run(_drive(s, halt_after=ORDERS // 2))
         assert answer["status"] == 200 and answer["body"]["haltReason"] == "emergency_stop", answer

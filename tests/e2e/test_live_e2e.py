@@ -33,7 +33,6 @@ from tests.support.simexchange import KEY, SECRET, Sim, start_sim
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
-PORT_BASE = 38101
 
 
 def wait_for(fn: Callable[[], T | None], timeout: float = 30, what: str = "condition") -> T:
@@ -75,7 +74,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
 @pytest.fixture(scope="module")
 def live(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     tmp = tmp_path_factory.mktemp("live")
-    s = start_system(tmp, port_base=PORT_BASE, extra_env=live_env(sim, tmp), args=["--live", "--yes-live-trading"])
+    s = start_system(tmp, extra_env=live_env(sim, tmp), args=["--live", "--yes-live-trading"])
     yield s
     s.stop()
 
