@@ -1,6 +1,8 @@
 """An agent's audit: events queued as decisions are made (a decision makes several) and written
 in batches, one transaction per interval (`AuditBuffer`; a failed write keeps them, the latest
-`KEEP_AFTER_FAILURE`, for the next try), and the admin access log (`Auditor`)."""
+`KEEP_AFTER_FAILURE`, for the next try), and the admin access log (`Auditor`). On PostgreSQL the
+batch is one statement on a connection the auditor keeps (`pgraw.Held`: no session, no BEGIN and
+COMMIT around it; it commits by itself); on SQLite a session's transaction."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 import orjson
 
 from cli_trading.db import repo
+from cli_trading.db.pgraw import Held
 from cli_trading.logs import file_logger
 
 KEEP_AFTER_FAILURE = 50_000
@@ -46,15 +49,19 @@ class AuditBuffer:
             }
         )
 
-    async def flush(self, sessions: Callable[[], Any]) -> None:
-        """Write what is queued in one transaction; on failure it stays queued for the next try."""
+    async def flush(self, sessions: Callable[[], Any], held: Held | None = None) -> None:
+        """Write what is queued in one transaction (`held`: one statement on that connection);
+        on failure it stays queued for the next try."""
         async with self._writing:
             if not self.rows:
                 return
             rows, self.rows = self.rows, []
             try:
-                async with sessions() as s, s.begin():
-                    await repo.add_audit(s, rows=rows)
+                if held is not None:
+                    await repo.add_audit(held, rows=rows)
+                else:
+                    async with sessions() as s, s.begin():
+                        await repo.add_audit(s, rows=rows)
             except Exception as exc:  # noqa: BLE001 - keep them for the next try
                 self.rows[:0] = rows[-KEEP_AFTER_FAILURE:]
                 self.log.warning("buffered write failed, will retry", error=str(exc)[:200])
@@ -75,6 +82,9 @@ class Auditor:
         self._loop: asyncio.AbstractEventLoop | None = None  # the agent's, once started (`bind`)
         self._loop_thread = threading.get_ident()
         self._access_log = file_logger(access_log, "cli_trading.admin_access")
+        # PostgreSQL: the connection the rows are written on (set by the agent at start, closed
+        # by it at stop after the last flush)
+        self.held: Held | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The agent's event loop (at start): events from other threads are handed to it."""
@@ -109,7 +119,7 @@ class Auditor:
 
     async def flush(self, sessions: Callable[[], Any] | None) -> None:
         if sessions is not None:
-            await self.buffer.flush(sessions)
+            await self.buffer.flush(sessions, self.held)
 
     async def run(self, stop: asyncio.Event, sessions: Callable[[], Any] | None, interval_s: float) -> None:
         """Write what is queued every `interval_s` until `stop` (one transaction per interval)."""

@@ -35,6 +35,7 @@ from cli_trading.bus import REDIS_DOWN, BatchHandler, Bus, Consumer
 from cli_trading.config import Settings, read_secret_file, redact_url
 from cli_trading.contracts import NotifyEvent, Stream, now_utc
 from cli_trading.db import engine as dbengine
+from cli_trading.db.pgraw import Held
 from cli_trading.logs import get_logger
 
 Clock = Callable[[], datetime]
@@ -272,6 +273,8 @@ class Agent(Generic[P]):
                     "(check DATABASE_URL, that the server runs and the user may connect)"
                 ) from exc
             self.sessions = dbengine.sessionmaker(self.engine)
+            if self.engine.dialect.name == "postgresql":  # audit rows without a session (db/pgraw.py)
+                self.auditor.held = Held(self.engine)
         self._parts = await self.wire(self.services())
         await self.on_start()
         for sub in self.subscriptions():
@@ -316,6 +319,8 @@ class Agent(Generic[P]):
             t.cancel()
         await self.on_stop()
         await self.flush_audit()
+        if self.auditor.held is not None:
+            self.auditor.held.close()
         for c in self.consumers:
             await c.close()
         if self.bus:

@@ -20,20 +20,27 @@ Columns = Sequence[tuple[str, str]]  # (column, PostgreSQL type) pairs
 
 class Held:
     """One connection of the engine's pool kept by a writer that commits many times a second (the
-    run book's group commit), for statements that commit by themselves. A session costs ~270 us of
-    CPU per transaction around a ~140 us statement (its checkout, begin, commit and close); this
-    asks the pool once. A statement that fails invalidates it (the next takes a new one from the
-    pool); `close` gives it back."""
+    run book's group commit, an agent's audit rows), for statements that commit by themselves. A
+    session costs ~270 us of CPU per transaction around a ~140 us statement (its checkout, begin,
+    commit and close); this asks the pool once. One statement at a time (the writer's own lock).
+    A statement that fails invalidates it (the next takes a new one from the pool); `close`
+    gives it back."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._pooled: Any = None
 
     async def fetch_column(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        return [r[0] for r in await self._send("fetch", sql, args)]
+
+    async def execute(self, sql: str, args: Sequence[Any]) -> None:
+        await self._send("execute", sql, args)
+
+    async def _send(self, how: str, sql: str, args: Sequence[Any]) -> Any:
         if self._pooled is None:
             self._pooled = await self.engine.raw_connection()
         try:
-            return [r[0] for r in await self._pooled.driver_connection.fetch(sql, *args)]
+            return await getattr(self._pooled.driver_connection, how)(sql, *args)
         except Exception:
             pooled, self._pooled = self._pooled, None
             pooled.invalidate()  # the server may have dropped it: not back to the pool as good
@@ -66,7 +73,9 @@ async def _driver(session: AsyncSession) -> tuple[Any, Any]:
     return conn, pooled.driver_connection
 
 
-async def execute(session: AsyncSession, sql: str, args: Sequence[Any]) -> None:
+async def execute(session: AsyncSession | Held, sql: str, args: Sequence[Any]) -> None:
+    if isinstance(session, Held):
+        return await session.execute(sql, args)
     conn, driver = await _driver(session)
     try:
         await driver.execute(sql, *args)

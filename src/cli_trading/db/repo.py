@@ -108,10 +108,11 @@ _AUDIT_INSERT_PG = (
 )
 
 
-async def add_audit(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> None:
+async def add_audit(session: AsyncSession | pgraw.Held, *, rows: Sequence[dict[str, Any]]) -> None:
+    """On PostgreSQL one statement (on a `pgraw.Held` connection it commits by itself)."""
     if not rows:
         return
-    if _dialect(session) != "postgresql":
+    if isinstance(session, AsyncSession) and _dialect(session) != "postgresql":
         await session.execute(_AUDIT_INSERT, list(rows))
         return
     arrays: list[list[Any]] = [[r[c] for r in rows] for c, _ in _AUDIT_COLUMNS[:-1]]
