@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import psycopg
 import pytest
@@ -19,15 +20,6 @@ from cli_trading.db import engine as dbengine
 from cli_trading.db.pgraw import Held
 
 pytestmark = pytest.mark.integration
-NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
-
-
-class Log:
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def warning(self, event: str, **_: Any) -> None:
-        self.warnings.append(event)
 
 
 def no_sessions() -> Any:
@@ -52,8 +44,10 @@ async def engine(own_pg_database: str) -> AsyncIterator[AsyncEngine]:
 async def test_rows_go_on_the_held_connection_and_survive_a_dropped_one(
     engine: AsyncEngine, own_pg_database: str, tmp_path: Path
 ) -> None:
-    log = Log()
-    auditor = Auditor("trade-executor", clock=lambda: NOW, log=log, uses_db=True, access_log=tmp_path / "a.log")
+    log = mock.Mock()
+    auditor = Auditor(
+        "trade-executor", clock=lambda: datetime.now(UTC), log=log, uses_db=True, access_log=tmp_path / "a.log"
+    )
     auditor.held = Held(engine)
     auditor.add("order:filled", request_id="r1", target="ord-r1", qty="0.01")
     auditor.add("order:rejected", request_id="r2", result="insufficient_cash")
@@ -66,7 +60,7 @@ async def test_rows_go_on_the_held_connection_and_survive_a_dropped_one(
         c.execute("SELECT pg_terminate_backend(%s)", (held_pid,))
     auditor.add("order:filled", request_id="r3", target="ord-r3")
     await auditor.flush(no_sessions)
-    assert log.warnings == ["buffered write failed, will retry"]
+    assert [c.args[0] for c in log.warning.call_args_list] == ["buffered write failed, will retry"]
     assert [r["request_id"] for r in auditor.buffer.rows] == ["r3"]
     await auditor.flush(no_sessions)  # a new connection from the pool
     assert committed(own_pg_database)[-1] == ("order:filled", "r3")
