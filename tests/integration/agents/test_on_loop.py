@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support import ports
 
 from cli_trading.agents import server as server_mod
 from cli_trading.agents.server import OnLoop, agent_server
+from tests.support import ports
 
 pytestmark = pytest.mark.integration
 
