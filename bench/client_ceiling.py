@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """How fast can the load generator itself go? Starts a raw asyncio HTTP server that answers every
 request at once (202, a fixed body, no application at all) in its own process, and drives it with
-the two clients the pipeline benchmarks use, exactly as they use them (32 workers, keep-alive,
-POST /orchestrate/run with a JSON body): httpx, as the acceptance check does, and aiohttp, as
-bench/pipeline_driver.py does. Prints one JSON line per client: requests per second and the
-client's own CPU per request. No system under test can be measured faster than its client."""
+the clients the pipeline benchmarks use (32 workers, keep-alive, POST /orchestrate/run with a
+JSON body): httpx, as the acceptance check does, aiohttp (bench/pipeline_driver.py --client
+aiohttp) and the lean client of bench/lean_http.py (the driver's default). Prints one JSON line
+per client: requests per second and the client's own CPU per request. No system under test can
+be measured faster than its client."""
 
 from __future__ import annotations
 
@@ -52,6 +53,15 @@ async def drive(kind: str, url: str, n: int, c: int) -> dict[str, Any]:
 
         async def post(body: dict[str, Any]) -> None:
             await client.post(url, json=body, headers={"X-Request-Id": str(uuid.uuid4())})
+    elif kind == "lean":  # bench/lean_http.py, bench/pipeline_driver.py's default
+        import orjson
+        from lean_http import LeanClient
+
+        client = LeanClient(max(c, 64))
+
+        async def post(body: dict[str, Any]) -> None:
+            headers = {"X-Request-Id": str(uuid.uuid4()), "Content-Type": "application/json"}
+            await client.post(url, orjson.dumps(body), headers)
     else:
         import aiohttp
 
@@ -70,7 +80,7 @@ async def drive(kind: str, url: str, n: int, c: int) -> dict[str, Any]:
     cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     await asyncio.gather(*[worker() for _ in range(c)])
     wall, cpu1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
-    await (client.aclose() if kind == "httpx" else client.close())
+    await (client.aclose() if kind == "httpx" else client.close())  # LeanClient.close too
     cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
     return {"client": kind, "requests": n, "concurrency": c, "requests_per_s": round(n / wall, 1),
             "client_cpu_ms_per_request": round(cpu / n * 1000, 3)}
@@ -86,11 +96,17 @@ def main() -> None:
     server.start()
     time.sleep(0.5)
     try:
-        for kind in ("httpx", "aiohttp"):
+        for kind in ("httpx", "aiohttp", "lean"):
             print(json.dumps(asyncio.run(drive(kind, f"http://127.0.0.1:{a.port}/orchestrate/run", a.n, a.c))))
     finally:
         server.terminate()
 
 
 if __name__ == "__main__":
+    try:  # the event loop bench/pipeline_driver.py runs on
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
     main()

@@ -6,8 +6,10 @@ or risk.responses ok=false, matched by requestId. Two modes: --rate R (open loop
 --for-seconds S (closed loop until stopped, used as background load). Prints one JSON line.
 
 Same method and output as the acceptance check's pipeline_bench.py. The HTTP client differs:
-aiohttp by default, because httpx's connection pool costs 2-6 ms of CPU per request on this
-machine (docs/benchmarks.md), which would measure the load generator instead of the system.
+by default the lean keep-alive client of bench/lean_http.py (httptools parses the answers),
+because httpx's connection pool costs 2-6 ms of CPU per request on this machine and aiohttp
+~0.07 ms more than the lean one (docs/benchmarks.md): on two cores the load generator's CPU is
+taken from the system it measures. `--client aiohttp` is the driver before 2026-11-30 23:30 UTC;
 `--client httpx` reproduces the check exactly."""
 
 from __future__ import annotations
@@ -58,16 +60,21 @@ async def tail(r: aioredis.Redis, starts: dict[str, bytes], done: dict[str, Any]
 
 
 class Client:
-    """One keep-alive HTTP client, aiohttp or httpx, behind a single `post`."""
+    """One keep-alive HTTP client (lean, aiohttp or httpx) behind a single `post`."""
 
     def __init__(self, kind: str, connections: int) -> None:
         self.kind, self.connections = kind, connections
 
     async def __aenter__(self) -> Post:
-        if self.kind == "httpx":
+        if self.kind == "lean":
+            from lean_http import LeanClient
+
+            self._c: Any = LeanClient(self.connections)
+            post: Post = self._c.post
+        elif self.kind == "httpx":
             import httpx
 
-            self._c: Any = httpx.AsyncClient(
+            self._c = httpx.AsyncClient(
                 timeout=30, limits=httpx.Limits(max_connections=self.connections), verify=False  # noqa: S501 - bench TLS
             )
 
@@ -90,7 +97,7 @@ class Client:
         return post
 
     async def __aexit__(self, *exc: object) -> None:
-        await (self._c.aclose() if self.kind == "httpx" else self._c.close())
+        await (self._c.aclose() if self.kind == "httpx" else self._c.close())  # LeanClient.close too
 
 
 async def main() -> None:
@@ -104,7 +111,7 @@ async def main() -> None:
     ap.add_argument("--for-seconds", type=float, default=0.0, help="closed loop for this long instead of -n")
     ap.add_argument("--notional", type=float, default=10.0)
     ap.add_argument("--stall", type=float, default=15.0)
-    ap.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp")
+    ap.add_argument("--client", choices=("lean", "aiohttp", "httpx"), default="lean")
     ap.add_argument("--token", default=os.environ.get("ADMIN_TOKEN", ""),
                     help="admin token sent with each manual order (X-Admin-Token); default $ADMIN_TOKEN")
     a = ap.parse_args()
