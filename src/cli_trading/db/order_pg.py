@@ -1,5 +1,5 @@
 """The paper executor's batch on PostgreSQL, straight to asyncpg: claim the orders, then settle
-them and insert their fills, in one transaction the caller opens (`pgraw.transaction`, whose
+them and insert their fills, in one transaction the caller opens (`pgraw.Held.transaction`, whose
 asyncpg connection these functions take). The same effects as `repo.claim_orders` and
 `repo.settle_orders`, without SQLAlchemy's per-statement work (its session, compile, parameter
 processing, greenlet hops): two statements, each prepared once by asyncpg, instead of three and

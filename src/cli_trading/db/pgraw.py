@@ -1,5 +1,6 @@
 """Statements sent straight to asyncpg on a session's pooled connection (PostgreSQL only), for
-the writes made several times a second under load (audit rows, the run book's group commit).
+the writes made several times a second under load (audit rows, the run book's group commit,
+the paper executor's batch).
 
 Through SQLAlchemy each such write costs a BEGIN, SQLAlchemy's per-row parameter work and a
 COMMIT. Here it is one statement taking one array per column (`unnest`: the same statement for
@@ -20,11 +21,12 @@ Columns = Sequence[tuple[str, str]]  # (column, PostgreSQL type) pairs
 
 class Held:
     """One connection of the engine's pool kept by a writer that commits many times a second (the
-    run book's group commit, an agent's audit rows), for statements that commit by themselves. A
-    session costs ~270 us of CPU per transaction around a ~140 us statement (its checkout, begin,
-    commit and close); this asks the pool once. One statement at a time (the writer's own lock).
-    A statement that fails invalidates it (the next takes a new one from the pool); `close`
-    gives it back."""
+    run book's group commit, an agent's audit rows, the paper executor's batch), for statements
+    that commit by themselves or for one transaction at a time (`transaction`). A session costs
+    ~270 us of CPU per transaction around a ~140 us statement (its checkout, begin, commit and
+    close); this asks the pool once. One statement or transaction at a time (the writer's own
+    lock, or its one batch at a time). A statement that fails invalidates it (the next takes a new
+    one from the pool); `close` gives it back."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -44,6 +46,20 @@ class Held:
         except Exception:
             pooled, self._pooled = self._pooled, None
             pooled.invalidate()  # the server may have dropped it: not back to the pool as good
+            raise
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        """BEGIN … COMMIT on the held connection (ROLLBACK on an exception, and the connection
+        invalidated as in `fetch_column`), yielding the asyncpg connection for its statements."""
+        if self._pooled is None:
+            self._pooled = await self.engine.raw_connection()
+        try:
+            async with self._pooled.driver_connection.transaction():
+                yield self._pooled.driver_connection
+        except BaseException:
+            pooled, self._pooled = self._pooled, None
+            pooled.invalidate()
             raise
 
     def close(self) -> None:
@@ -95,19 +111,4 @@ async def fetch_column(session: AsyncSession | Held, sql: str, args: Sequence[An
         return [r[0] for r in await driver.fetch(sql, *args)]
     except Exception:
         await conn.invalidate()  # as in `execute`
-        raise
-
-
-@asynccontextmanager
-async def transaction(session: AsyncSession) -> AsyncIterator[Any]:
-    """An asyncpg transaction on the session's connection (BEGIN … COMMIT, ROLLBACK on an
-    exception), yielding the asyncpg connection for the statements in it: fetched once, where
-    each `execute` asks SQLAlchemy's session for it again. Not to be mixed with SQLAlchemy
-    statements on the same session (they would begin a transaction of their own)."""
-    conn, driver = await _driver(session)
-    try:
-        async with driver.transaction():
-            yield driver
-    except Exception:
-        await conn.invalidate()  # as in `execute`: the pool gets no connection in doubt back
         raise
