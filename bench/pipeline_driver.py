@@ -9,7 +9,7 @@ Same method and output as the acceptance check's pipeline_bench.py. The HTTP cli
 by default the lean keep-alive client of bench/lean_http.py (httptools parses the answers),
 because httpx's connection pool costs 2-6 ms of CPU per request on this machine and aiohttp
 ~0.07 ms more than the lean one (docs/benchmarks.md): on two cores the load generator's CPU is
-taken from the system it measures. `--client aiohttp` is the driver before 2026-11-30 23:30 UTC;
+taken from the system it measures. `--client aiohttp` is the driver before 2026-11-30 23:45 UTC;
 `--client httpx` reproduces the check exactly."""
 
 from __future__ import annotations
