@@ -17,7 +17,9 @@ Consumer semantics (design brief):
 - a batch's writes (acks, idempotency keys, outputs, DLQ entries) run atomically in one Lua call
   that shares the round trip of the next XREADGROUP; while messages are waiting, that call also
   reads the next batch and says which of its keys were handled before (busops.READ): one round
-  trip per batch; otherwise a blocking XREADGROUP, then an MGET of the idempotency keys: two.
+  trip per batch. With nothing waiting, the same round trip holds a blocking XREAD of the stream
+  after the last entry the group was given, then READ: Redis runs READ as soon as an entry
+  arrives (busops.read_blocking), so a batch's keys are never asked for separately.
 """
 
 from __future__ import annotations
@@ -212,6 +214,7 @@ class Consumer:
         self.healthy = False
         self._unsettled = _Ops()  # the last batch's writes, sent with the next read (one round trip)
         self._backlog = False  # the last read found several messages: more are likely waiting
+        self._top: bytes | None = None  # every entry up to this id is delivered to the group
         self.stalled: str | None = None  # why the last batch could not be handled, until one is
         self._stalls = 0
         self.handled = 0
@@ -240,6 +243,7 @@ class Consumer:
                     await self.ensure_group()
                     self.healthy = True
                     self._retry_at = 0.0  # re-read what we held before the outage
+                    self._top = None  # a recreated group starts again: read before waiting
                 await self._step(block=True)
                 backoff = 0.2
             except ResponseError as exc:
@@ -304,20 +308,27 @@ class Consumer:
 
     async def _read(self, from_id: str, block_ms: int | None = None) -> tuple[list[Entry], list[int]]:
         """The next entries and whether each key was handled before (busops.READ's flags), after
-        the last batch's writes in the same round trip. A read that may block uses READ only
-        while messages are likely waiting (else it is one more round trip before blocking)."""
+        the last batch's writes in the same round trip. A read that may block reads at once only
+        while messages are likely waiting (else it is one more round trip before blocking), or
+        to learn the stream's top; it then waits for an entry after that top and reads it, keys
+        looked up, still in one round trip (busops.read_blocking)."""
         ops, self._unsettled = self._unsettled, _Ops()
-        if block_ms is None or self._backlog:
-            args = (self.stream, self.group, self.name, self.batch, from_id, self._idem_key(""), self.key or "")
-            entries, flags = await read(self._reader, args, ops)
-            self._backlog = len(entries) > 1
+        args = (self.stream, self.group, self.name, self.batch, from_id, self._idem_key(""), self.key or "")
+        if block_ms is None or self._backlog or self._top is None:
+            entries, flags, top = await read(self._reader, args, ops)
+            self._noted(entries, top)
             if entries or block_ms is None:
                 return entries, flags
             ops = _Ops()  # run by READ
-        kw = {"from_id": from_id, "count": self.batch, "block": block_ms}
-        entries = await read_blocking(self._reader, ops, self.group, self.name, self.stream, **kw)
+        top = self._top or b"0-0"  # a read of new entries that found none has reported it
+        entries, flags, top = await read_blocking(self._reader, ops, args, top, block_ms)
+        self._noted(entries, top)
+        return entries, flags
+
+    def _noted(self, entries: list[Entry], top: bytes | None) -> None:
         self._backlog = len(entries) > 1
-        return entries, [UNKNOWN] * len(entries)
+        if top is not None:
+            self._top = top
 
     async def settle(self) -> None:
         """Run the last batch's writes now (when no read follows: a burst's end, stopping)."""

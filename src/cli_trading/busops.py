@@ -1,6 +1,6 @@
 """The bus's Redis plumbing: connections that pack commands in C, a batch's writes (acks,
 idempotency keys, outputs, DLQ entries) run atomically as one Lua call, and the read that runs
-them, reads the next batch and looks up its idempotency keys in one round trip."""
+them, reads the next batch and looks up its idempotency keys in one round trip, blocking or not."""
 
 from __future__ import annotations
 
@@ -86,17 +86,18 @@ end
 ATOMIC = _run_writes(1) + "return 1\n"
 
 
-# A consumer's read when messages are waiting (Consumer._read): the last batch's writes (as
-# ATOMIC, from ARGV[8] on), then a non-blocking XREADGROUP, and for each entry whether its
-# idempotency key is set (the prefix ARGV[6] and the payload's string field ARGV[7]; none: no
-# key) — one round trip where a read and a separate MGET of the keys took two. ARGV: stream,
-# group, consumer, count, from id, key prefix, key field. Returns {entries, flags} (entries as
-# XREADGROUP gives them: {id, {field, value, ...} or false}; flags 1 = seen, 0 = not, 2 = not
-# known: a payload Lua's JSON decoder refused, to be looked up by the caller), or {} when none.
+# A consumer's read (Consumer._read): the last batch's writes (as ATOMIC, from ARGV[8] on), then a
+# non-blocking XREADGROUP, and for each entry whether its idempotency key is set (the prefix
+# ARGV[6] and the payload's string field ARGV[7]; none: no key) — one round trip where a read and a
+# separate MGET of the keys took two. ARGV: stream, group, consumer, count, from id, key prefix,
+# key field. Returns {entries, flags, top}: entries as XREADGROUP gives them ({id, {field, value,
+# ...} or false}); flags 1 = seen, 0 = not, 2 = not known (a payload Lua's JSON decoder refused,
+# to be looked up by the caller); top, for a read of new entries ('>') that found fewer than
+# count, the id of the stream's last entry (every entry up to it is delivered to the group: a
+# blocking wait for entries after it cannot miss one, see read_blocking), else ''.
 READ = _run_writes(8) + """
 local res = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4], 'STREAMS', ARGV[1], ARGV[5])
-if not res then return {} end
-local entries, flags = res[1][2], {}
+local entries, flags = res and res[1][2] or {}, {}
 for j, e in ipairs(entries) do
   flags[j] = 0
   local fields = e[2]
@@ -114,7 +115,16 @@ for j, e in ipairs(entries) do
     end
   end
 end
-return {entries, flags}
+local top = ''
+if ARGV[5] == '>' and #entries < tonumber(ARGV[4]) then
+  if #entries > 0 then
+    top = entries[#entries][1]  -- fewer than count: it read up to the stream's end
+  else
+    local last = redis.call('XREVRANGE', ARGV[1], '+', '-', 'COUNT', 1)
+    top = last[1] and last[1][1] or '0-0'
+  end
+end
+return {entries, flags, top}
 """
 
 
@@ -128,24 +138,32 @@ def key_of(payload: dict[str, Any], field: str | None) -> str | None:
     return k if isinstance(k, str) and k else None
 
 
-async def read(reader: Any, args: tuple[Any, ...], ops: Ops) -> tuple[list[Entry], list[int]]:
+Read = tuple[list[Entry], list[int], bytes | None]  # entries, READ's flags, top (None: not known)
+
+
+async def read(reader: Any, args: tuple[Any, ...], ops: Ops) -> Read:
     """READ with its arguments and the writes to run first: the entries (fields as a dict, as
-    redis-py's XREADGROUP gives them) and a flag for each."""
-    res = await reader.execute_command("EVAL", READ, 0, *args, *ops.args)
-    if not res:
-        return [], []
+    redis-py's XREADGROUP gives them), a flag for each, and the top it reports."""
+    return _read_reply(await reader.execute_command("EVAL", READ, 0, *args, *ops.args))
+
+
+def _read_reply(res: Any) -> Read:
     entries: list[Entry] = [(eid, dict(zip(f[::2], f[1::2], strict=True)) if f else None) for eid, f in res[0]]
-    return entries, [int(x) for x in res[1]]
+    return entries, [int(x) for x in res[1]], res[2] or None
 
 
-async def read_blocking(reader: Any, ops: Ops, group: str, name: str, stream: str, **kw: Any) -> list[Entry]:
-    """XREADGROUP (`kw`: from_id, count, block), preceded in the same round trip by the writes:
-    both packed and sent at once on a connection of the reader's pool, the replies read in order,
-    with redis-py's retry of a lost connection (what its pipeline did, with several times the
-    Python work per call: a pipeline object, its command stack and response callbacks)."""
+async def read_blocking(reader: Any, ops: Ops, args: tuple[Any, ...], top: bytes, block_ms: int) -> Read:
+    """READ (`args` as `read`'s) once an entry after `top` is in the stream, or after `block_ms`:
+    the writes (ATOMIC), `XREAD BLOCK` on the stream from `top`, then READ, sent at once on a
+    connection of the reader's pool — Redis runs a client's next command only once its blocking
+    one has returned, so READ reads what woke it, its keys looked up, in the same round trip
+    (XREADGROUP BLOCK cannot run in Lua, and its entries needed an MGET of their keys after it).
+    XREAD takes nothing from the group; an entry after `top` already delivered (to another
+    consumer of the group) wakes it for nothing, and READ then reports the new top. The replies
+    are read in order, with redis-py's retry of a lost connection."""
     cmds: list[tuple[Any, ...]] = [("EVAL", ATOMIC, 0, *ops.args)] if ops.args else []
-    read_cmd = ("XREADGROUP", "GROUP", group, name, "COUNT", kw["count"], "BLOCK", kw["block"])
-    cmds.append((*read_cmd, "STREAMS", stream, kw["from_id"]))
+    cmds.append(("XREAD", "COUNT", 1, "BLOCK", block_ms, "STREAMS", args[0], top))
+    cmds.append(("EVAL", READ, 0, *args))
     pool = reader.connection_pool
     conn = await pool.get_connection()
 
@@ -172,15 +190,7 @@ async def read_blocking(reader: Any, ops: Ops, group: str, name: str, stream: st
     for reply in replies:
         if isinstance(reply, ResponseError):
             raise reply
-    return _entries(replies[-1])
-
-
-def _entries(reply: Any) -> list[Entry]:
-    """XREADGROUP's reply for one stream (RESP3 a map, RESP2 a list; none: None) as entries."""
-    if not reply:
-        return []
-    found = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
-    return [(eid, dict(zip(f[::2], f[1::2], strict=True)) if f else None) for eid, f in found]
+    return _read_reply(replies[-1])
 
 
 async def count_failures(redis: Any, key: str, ids: list[str]) -> list[int]:

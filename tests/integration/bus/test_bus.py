@@ -397,13 +397,21 @@ async def test_duplicate_key_in_one_batch_handled_once(
     assert await pending(redis_client, stream) == 0
 
 
-async def test_duplicates_skipped_whether_the_read_or_an_mget_looks_the_keys_up(
-    bus: Bus, make_consumer: Callable[..., Consumer], stream: str, monkeypatch: pytest.MonkeyPatch
+async def blocked_in_xread(r: aioredis.Redis, n: int = 1) -> bool:
+    """`n` clients wait in a blocking XREAD now (the test session's Redis is its own)."""
+    clients = await r.client_list()
+    return sum(c.get("cmd") == "xread" and "b" in c.get("flags", "") for c in clients) >= n
+
+
+async def test_duplicates_skipped_whether_waiting_or_woken_without_an_mget(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A backlog is read with its keys looked up in the same call (no MGET); a message the
-    blocking read brings is looked up by an MGET. Duplicates are skipped either way."""
+    """A backlog is read with its keys looked up in the same call; so is a message that wakes a
+    consumer waiting on an empty stream (busops.read_blocking): no MGET either way, and the
+    duplicate that arrives while it waits is skipped."""
     rec = Recorder()
-    c = make_consumer(rec, key=by_request_id, batch=3, block_ms=100)
+    c = make_consumer(rec, key=by_request_id, batch=3, block_ms=5000)
     mgets: list[int] = []
     mget = bus.redis.mget
 
@@ -415,18 +423,50 @@ async def test_duplicates_skipped_whether_the_read_or_an_mget_looks_the_keys_up(
     rids = ["r1", "r2", "r2", "r3", "r1", "r4", "r2", "", "r5"]
     await bus.publish_many([(stream, {"requestId": rid, "n": n}) for n, rid in enumerate(rids)])
     await c.burst()  # batches of 3: the duplicates fall within a batch and across batches
-    assert rec.ok_payloads() == [0, 1, 3, 5, 7, 8] and mgets == []
+    assert rec.ok_payloads() == [0, 1, 3, 5, 7, 8]
     stop = asyncio.Event()
     task = asyncio.create_task(c.run(stop))
     try:
-        await asyncio.sleep(0.05)  # blocked in XREADGROUP: nothing is waiting
-        await bus.publish(stream, {"requestId": "r3", "n": 9})
-        await bus.publish(stream, {"requestId": "r6", "n": 10})
-        await wait_for(lambda: 10 in rec.ok_payloads())
+        for n, rid in [(9, "r3"), (10, "r6"), (11, "r6")]:  # one at a time, each to a waiting consumer
+            await wait_for_async(lambda: blocked_in_xread(redis_client))
+            before = c.handled
+            await bus.publish(stream, {"requestId": rid, "n": n})
+            await wait_for(lambda before=before: c.handled > before)  # well before the 5 s wait's end
     finally:
         stop.set()
-        await asyncio.wait_for(task, 5)
-    assert rec.ok_payloads() == [0, 1, 3, 5, 7, 8, 10] and mgets
+        await asyncio.wait_for(task, 10)
+    assert rec.ok_payloads() == [0, 1, 3, 5, 7, 8, 10] and mgets == []
+    assert await pending(redis_client, stream) == 0
+
+
+async def wait_for_async(cond: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_payload_lua_cannot_decode_has_its_key_asked_for(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
+) -> None:
+    """cjson refuses some JSON that orjson reads (here: nesting deeper than
+    cjson's 1000 levels, within orjson's 1024); READ flags such a message not known and the consumer looks its key up
+    itself: a duplicate is still skipped."""
+    rec = Recorder()
+    c = make_consumer(rec, key=by_request_id)
+    deep = "[" * 1010 + "]" * 1010
+    data = b'{"requestId": "r1", "n": 1, "deep": ' + deep.encode() + b"}"
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pytest.fail("orjson must read what cjson refuses for this test to mean anything")
+    await redis_client.set(c._idem_key("r1"), 1)
+    await redis_client.xadd(stream, {"data": data})
+    await bus.publish(stream, {"requestId": "r2", "n": 2})
+    await c.burst()
+    assert rec.ok_payloads() == [2]
+    assert await pending(redis_client, stream) == 0
 
 
 async def test_duplicate_suppression_is_per_group(
@@ -601,23 +641,47 @@ async def test_blocking_read_runs_the_writes_first_and_an_error_leaves_the_conne
     bus: Bus, redis_client: aioredis.Redis, stream: str
 ) -> None:
     await redis_client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    args = (stream, GROUP, "c1", 10, ">", f"{stream}:idem:", "requestId")
     first = await redis_client.xadd(stream, {"data": b'{"n": 1}'})
     ops = busops.Ops()
     ops.set(f"{stream}:written-first", 60)
-    [(eid, fields)] = await busops.read_blocking(bus.redis, ops, GROUP, "c1", stream, from_id=">", count=10, block=1)
-    assert (eid, fields) == (first, {b"data": b'{"n": 1}'})
+    got = await busops.read_blocking(bus.redis, ops, args, b"0-0", 1)
+    assert got == ([(first, {b"data": b'{"n": 1}'})], [0], first)  # read to the end: its top
     assert await redis_client.exists(f"{stream}:written-first") == 1
-    # an error in the writes (a wrong command) is raised after both replies are read: the next
-    # read on the same connection gets its own reply, not the one left behind
+    # an error in the writes (a wrong command) is raised after every reply is read: the next
+    # read on the same connection gets its own reply, not one left behind
     bad = busops.Ops()
     bad._cmd("NOSUCHCOMMAND", "x")
     with pytest.raises(ResponseError, match="Unknown Redis command"):
-        await busops.read_blocking(bus.redis, bad, GROUP, "c1", stream, from_id=">", count=10, block=1)
-    second = await redis_client.xadd(stream, {"data": b'{"n": 2}'})
-    got = await busops.read_blocking(bus.redis, busops.Ops(), GROUP, "c1", stream, from_id=">", count=10, block=1)
-    assert got == [(second, {b"data": b'{"n": 2}'})]
-    nothing = await busops.read_blocking(bus.redis, busops.Ops(), GROUP, "c1", stream, from_id=">", count=10, block=1)
-    assert nothing == []
+        await busops.read_blocking(bus.redis, bad, args, first, 1)
+    await redis_client.set(f"{stream}:idem:r2", 1)  # r2 handled before
+    second = await redis_client.xadd(stream, {"data": b'{"requestId": "r2"}'})
+    got = await busops.read_blocking(bus.redis, busops.Ops(), args, first, 1)
+    assert got == ([(second, {b"data": b'{"requestId": "r2"}'})], [busops.SEEN], second)
+    assert await busops.read_blocking(bus.redis, busops.Ops(), args, second, 1) == ([], [], second)  # timed out
     # a group that is gone: NOGROUP, as the consumer expects to recreate it
     with pytest.raises(ResponseError, match="NOGROUP"):
-        await busops.read_blocking(bus.redis, busops.Ops(), "nogroup", "c1", stream, from_id=">", count=10, block=1)
+        await busops.read_blocking(bus.redis, busops.Ops(), (stream, "nogroup", *args[2:]), second, 1)
+
+
+async def test_blocking_read_wakes_on_a_new_entry_and_reads_it_with_its_key(
+    bus: Bus, redis_client: aioredis.Redis, stream: str
+) -> None:
+    await redis_client.xgroup_create(stream, GROUP, id="$", mkstream=True)
+    args = (stream, GROUP, "c1", 10, ">", f"{stream}:idem:", "requestId")
+    assert await busops.read(bus.redis, args, busops.Ops()) == ([], [], b"0-0")  # empty stream
+    waiting = asyncio.create_task(busops.read_blocking(bus.redis, busops.Ops(), args, b"0-0", 10_000))
+    await wait_for_async(lambda: blocked_in_xread(redis_client))
+    await redis_client.set(f"{stream}:idem:r1", 1)
+    eid = await redis_client.xadd(stream, {"data": b'{"requestId": "r1"}'})
+    entries, flags, top = await asyncio.wait_for(waiting, 5)  # not the 10 s of the wait
+    assert [e for e, _ in entries] == [eid] and flags == [busops.SEEN] and top == eid
+    # an entry after the top given to another consumer of the group wakes the wait for nothing:
+    # READ finds no entry for this one and reports the new top
+    other = await redis_client.xadd(stream, {"data": b'{"requestId": "r2"}'})
+    await redis_client.xreadgroup(GROUP, "c2", {stream: ">"})
+    assert await busops.read_blocking(bus.redis, busops.Ops(), args, eid, 10_000) == ([], [], other)
+    # an entry that arrived before the wait began (after the top) is read at once
+    late = await redis_client.xadd(stream, {"data": b'{"requestId": "r3"}'})
+    got = await asyncio.wait_for(busops.read_blocking(bus.redis, busops.Ops(), args, other, 10_000), 5)
+    assert got == ([(late, {b"data": b'{"requestId": "r3"}'})], [0], late)

@@ -56,10 +56,11 @@ async def test_two_instances_share_the_work_without_duplicates(
 
 
 async def _both_blocked_reading(redis: Any) -> bool:
-    """Both consumers are waiting in XREADGROUP right now (so new events go to both of them);
-    the test's Redis server is private to this test session, no one else reads from it."""
+    """Both consumers are waiting on the stream (a blocking XREAD) right now (so new events wake
+    both of them); the test's Redis server is private to this test session, no one else reads
+    from it."""
     clients = await redis.client_list()
-    return sum(c.get("cmd") == "xreadgroup" and "b" in c.get("flags", "") for c in clients) >= 2
+    return sum(c.get("cmd") == "xread" and "b" in c.get("flags", "") for c in clients) >= 2
 
 
 @pytest.mark.parametrize("sessions", ["sqlite", "postgresql"], indirect=True)
