@@ -23,9 +23,12 @@ TRIM_STEP = 10_000  # entries per XTRIM call
 TRIM_MAX_STEPS = 100  # per stream and interval: up to 100,000 entries a second
 
 
+def _name(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
 def parse_id(eid: bytes | str) -> tuple[int, int]:
-    s = eid.decode() if isinstance(eid, bytes) else eid
-    ms, _, seq = s.partition("-")
+    ms, _, seq = _name(eid).partition("-")
     return int(ms), int(seq or 0)
 
 
@@ -66,10 +69,6 @@ async def trim_consumed(redis: Any, stream: str) -> int:
 
 
 READ_PAGE = 10_000  # entries per XRANGE / XPENDING call when reading what a group still owes
-
-
-def _name(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
 
 
 async def unacknowledged(redis: Any, stream: str, group: str) -> list[tuple[bytes, dict[bytes, bytes]]]:

@@ -39,28 +39,34 @@ class Held:
         await self._send("execute", sql, args)
 
     async def _send(self, how: str, sql: str, args: Sequence[Any]) -> Any:
-        if self._pooled is None:
-            self._pooled = await self.engine.raw_connection()
+        driver = await self._driver()
         try:
-            return await getattr(self._pooled.driver_connection, how)(sql, *args)
+            return await getattr(driver, how)(sql, *args)
         except Exception:
-            pooled, self._pooled = self._pooled, None
-            pooled.invalidate()  # the server may have dropped it: not back to the pool as good
+            self._drop()
             raise
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Any]:
         """BEGIN … COMMIT on the held connection (ROLLBACK on an exception, and the connection
         invalidated as in `fetch_column`), yielding the asyncpg connection for its statements."""
+        driver = await self._driver()
+        try:
+            async with driver.transaction():
+                yield driver
+        except BaseException:
+            self._drop()
+            raise
+
+    async def _driver(self) -> Any:
         if self._pooled is None:
             self._pooled = await self.engine.raw_connection()
-        try:
-            async with self._pooled.driver_connection.transaction():
-                yield self._pooled.driver_connection
-        except BaseException:
-            pooled, self._pooled = self._pooled, None
-            pooled.invalidate()
-            raise
+        return self._pooled.driver_connection
+
+    def _drop(self) -> None:
+        pooled, self._pooled = self._pooled, None
+        if pooled is not None:
+            pooled.invalidate()  # the server may have dropped it: not back to the pool as good
 
     def close(self) -> None:
         pooled, self._pooled = self._pooled, None
