@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 
 from cli_trading.config import normalize_database_url
 from tests.support import ports, postgres
-from tests.support.redis_server import PrivateRedis
+from tests.support.redis_server import LEFTOVERS, PrivateRedis
 
 TESTS = Path(__file__).resolve().parent
 
@@ -33,6 +33,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         layer = item.path.relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else ""
         if layer in ("integration", "e2e"):
             item.add_marker(layer)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Redis clients earlier tests left connected (a leaked process or task): their databases
+    were not handed out again, but the test that left them should end what it starts."""
+    if LEFTOVERS:
+        terminalreporter.section("Redis clients left by earlier tests")
+        for line in dict.fromkeys(LEFTOVERS):
+            terminalreporter.write_line(line)
 
 
 # -- ports -----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from rich.table import Table
 from cli_trading.config import Settings, redact_url
 from cli_trading.contracts import AGENTS
 from cli_trading.embedded_redis import EmbeddedRedis, UpError
+from cli_trading.files import write_atomic
 from cli_trading.supervised import Supervisor
 from cli_trading.ticker import Ticker
 from cli_trading.uplock import LockHeld, UpLock, reap_leftovers
@@ -70,8 +71,8 @@ def ensure_token(settings: Settings) -> Path | None:
 
 
 def write_runtime(settings: Settings, info: dict[str, Any]) -> None:
-    p = settings.data_dir / RUNTIME_FILE
-    p.write_text(json.dumps(info, indent=2))
+    # whole or not at all: `status`, the CLI and takeovers read it while `up` rewrites it
+    write_atomic(settings.data_dir / RUNTIME_FILE, json.dumps(info, indent=2).encode())
 
 
 def read_runtime(data_dir: Path) -> dict[str, Any]:

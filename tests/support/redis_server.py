@@ -16,6 +16,7 @@ from cli_trading.embedded_redis import redis_binary
 from tests.support import ports
 
 DATABASES = 64
+LEFTOVERS: list[str] = []  # clients left connected by earlier tests (fresh_db)
 
 
 @dataclass
@@ -52,10 +53,20 @@ class PrivateRedis:
 
     def fresh_db(self) -> str:
         """The URL of an emptied database no other test of this session is using (1..63 in turn;
-        database 0 is left to whatever runs without one)."""
-        db = next(self._next)
-        redis.Redis(port=self.port, db=db).flushdb()
-        return self.url(db)
+        database 0 is left to whatever runs without one). A database a client of an earlier test
+        is still connected to (a process or task it left running) is passed over: that client
+        could consume what the new test publishes. Each one passed over is named at the end of
+        the session (`LEFTOVERS`, printed by tests/conftest.py)."""
+        with redis.Redis(port=self.port) as admin:
+            for _ in range(DATABASES - 1):
+                db = next(self._next)
+                users = [c for c in admin.client_list() if int(c["db"]) == db]
+                if not users:
+                    with redis.Redis(port=self.port, db=db) as r:
+                        r.flushdb()
+                    return self.url(db)
+                LEFTOVERS.extend(f"db {db}: {c['addr']} cmd={c['cmd']} idle={c['idle']}s" for c in users)
+        raise RuntimeError(f"every Redis database has a client left by an earlier test: {LEFTOVERS[-5:]}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

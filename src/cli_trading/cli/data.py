@@ -182,7 +182,7 @@ def import_cmd(
     except ValueError as exc:
         raise _fail(str(exc)) from None
     target = Path(out_dir) / f"{symbol.replace('/', '-')}_{timeframe}.csv"
-    dl.write_atomic(target, rows)
+    dl.write_csv(target, rows)
     _print_report(report, json_, {"written": str(target), "candles": len(rows)})
     if not json_:
         out.print(f"wrote {len(rows)} candles to {target}")

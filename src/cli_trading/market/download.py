@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from cli_trading.files import write_atomic
 from cli_trading.market.bars import check_file, parse_timeframe, read_rows
 from cli_trading.market.ccxt_feed import from_ccxt_symbol
 from cli_trading.market.datacheck import COLUMNS, Report, Row, check
@@ -75,26 +75,13 @@ def render_csv(rows: Sequence[Row]) -> str:
     return buf.getvalue()
 
 
-def write_atomic(path: Path, rows: Sequence[Row]) -> None:
+def write_csv(path: Path, rows: Sequence[Row]) -> None:
     """Replace `path` with `rows`, never leaving a half-written file (gzip when it ends in .gz)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = render_csv(rows).encode()
     if path.suffix == ".gz":
         data = gzip.compress(data, mtime=0)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a power cut
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, data, durable=True)
 
 
 def _row(candle: Sequence[Any]) -> Row:
@@ -167,12 +154,12 @@ def download(
             rows += [_row(c) for _, c in fresh]
             start_ms, dirty = fresh[-1][0] + tf_ms, True
             if monotonic() - written_at >= checkpoint_seconds:
-                write_atomic(path, rows)
+                write_csv(path, rows)
                 written_at, dirty = monotonic(), False
             on_progress(progress())
     finally:
         if dirty:  # also when the exchange failed half-way: what was fetched is kept, to resume after it
-            write_atomic(path, rows)
+            write_csv(path, rows)
     report = Report(str(path), 0, tf)
     if rows:
         found, unreadable = read_rows(path)

@@ -17,15 +17,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cli_trading.files import write_atomic
+
 OAUTH2_PROVIDER_FILES = ("oauth2_client_id", "oauth2_client_secret")
 
 
 def _write(path: Path, data: bytes, *, secret: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    tmp.chmod(0o600 if secret else 0o644)
-    tmp.replace(path)  # atomic: nginx never reads half a certificate
+    write_atomic(path, data, mode=0o600 if secret else 0o644)  # nginx never reads half a certificate
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

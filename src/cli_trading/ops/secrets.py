@@ -29,6 +29,7 @@ from cli_trading.busops import encode
 from cli_trading.contracts import NotifyEvent, Stream, iso, now_utc
 from cli_trading.db import engine as dbengine
 from cli_trading.db import repo
+from cli_trading.files import write_atomic
 from cli_trading.ops import redisdump
 from cli_trading.ops.locate import Located
 
@@ -61,13 +62,8 @@ def secrets_dir() -> Path:
 
 
 def _write_secret(path: Path, value: str) -> None:
-    """Atomic write, mode 0600 from the start (never briefly world-readable)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value + ("\n" if value else ""))
-    os.replace(tmp, path)
+    write_atomic(path, (value + ("\n" if value else "")).encode(), mode=0o600)
 
 
 def init(folder: Path) -> list[dict[str, str]]:

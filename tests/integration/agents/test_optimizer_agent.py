@@ -17,7 +17,7 @@ from cli_trading.contracts import OptRequest, Stream, dlq_of
 from cli_trading.embedded_redis import EmbeddedRedis
 from cli_trading.market.bars import load_bars
 from cli_trading.market.datacheck import Row
-from cli_trading.market.download import write_atomic
+from cli_trading.market.download import write_csv
 from tests.support import ports
 
 
@@ -33,7 +33,7 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
 async def agent(tmp_path: Path, redis_url: str) -> AsyncIterator[ParameterOptimizer]:
     data = tmp_path / "candles"
     rows = [Row(0, b.ts, b.open, b.high, b.low, b.close, b.volume) for b in load_bars("BTC-USD")[:1600]]
-    write_atomic(data / "BTC-USD_1h.csv", rows)
+    write_csv(data / "BTC-USD_1h.csv", rows)
     settings = load_settings(redis_url=redis_url, data_dir=tmp_path, market_data_dir=data, port_base=ports.reserve(10))
     a = ParameterOptimizer(settings)
     await a.start()
