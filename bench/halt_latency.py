@@ -47,16 +47,25 @@ async def settled(r: aioredis.Redis, order_ids: set[str], start_id: bytes, limit
     return None if order_ids else (time.perf_counter() - t0) * 1000
 
 
+async def _curl(*args: str) -> bytes:
+    """curl in a session of its own, as from an operator's shell: with the kernel's autogroup
+    scheduling on (the default of most distributions), a process in the load generator's session
+    shares that session's CPU share with it and waits behind it (docs/benchmarks.md)."""
+    proc = await asyncio.create_subprocess_exec(
+        *os.environ.get("CURL_PREFIX", "").split(), "curl", *args, stdout=asyncio.subprocess.PIPE,
+        start_new_session=True)
+    out, _ = await proc.communicate()
+    return out
+
+
 async def curl_halt(url: str, token: str) -> tuple[float, float, dict]:
     """The runbook's own command; curl's time_total (connect to last byte, not its start-up); -k
     for the self-signed certificates of bench/halt_figures.sh's TLS and edge modes. Also the time
     after the connection is ready (time_total − time_appconnect; − time_connect on plain HTTP):
     the request and its answer without curl's TLS handshake."""
-    cmd = ["curl", "-s", "-k", "-X", "POST", "-H", f"X-Admin-Token: {token}", f"{url}/admin/orchestrate/halt",
-           "-d", '{"reason":"manual","note":"bench"}', "-w", "\\n%{time_connect} %{time_appconnect} %{time_total}"]
-    proc = await asyncio.create_subprocess_exec(
-        *os.environ.get("CURL_PREFIX", "").split(), *cmd, stdout=asyncio.subprocess.PIPE)
-    out, _ = await proc.communicate()
+    timing = "\\n%{time_connect} %{time_appconnect} %{time_total}"
+    out = await _curl("-s", "-k", "-X", "POST", "-H", f"X-Admin-Token: {token}", f"{url}/admin/orchestrate/halt",
+                      "-d", '{"reason":"manual","note":"bench"}', "-w", timing)
     body, times = out.decode().rsplit("\n", 1)
     connect, appconnect, total = (float(t) for t in times.split())
     return total * 1000, (total - max(connect, appconnect)) * 1000, json.loads(body)
@@ -64,11 +73,7 @@ async def curl_halt(url: str, token: str) -> tuple[float, float, dict]:
 
 async def curl_probe(url: str) -> float:
     """A plain GET with the same curl, timed the same way (the floor a path cannot go under)."""
-    proc = await asyncio.create_subprocess_exec(
-        *os.environ.get("CURL_PREFIX", "").split(), "curl", "-s", "-k", "-o", "/dev/null", "-w", "%{time_total}", url,
-        stdout=asyncio.subprocess.PIPE)
-    out, _ = await proc.communicate()
-    return float(out.decode()) * 1000
+    return float((await _curl("-s", "-k", "-o", "/dev/null", "-w", "%{time_total}", url)).decode()) * 1000
 
 
 def summary(ms: list[float]) -> list[float | None]:
