@@ -90,12 +90,21 @@ class LeanClient:
         self.all.append(conn)
         return conn
 
+    async def _idle_or_new(self) -> _Connection:
+        """A kept connection the server has not closed meanwhile (its keep-alive timeout), or a new one."""
+        while self.idle:
+            conn = self.idle.pop()
+            if conn.transport is not None:
+                return conn
+            self.all.remove(conn)
+        return await self._connect()
+
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         """The answer's status code, once the whole answer has arrived."""
         lines = [self._head(url), *(f"{k}: {v}\r\n".encode() for k, v in headers.items())]
         request = b"".join([*lines, b"Content-Length: %d\r\n\r\n" % len(body), body])
         async with self.slots:
-            conn = self.idle.pop() if self.idle else await self._connect()
+            conn = await self._idle_or_new()
             ok = False
             try:
                 async with asyncio.timeout(self.timeout_s):
