@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -16,14 +17,15 @@ from cli_trading.agents.base import Agent, Subscription
 from cli_trading.agents.wiring import Services
 from cli_trading.bus import Delivery, Handled, MessageResult, Outgoing, PoisonMessage, decoded, failures, valid
 from cli_trading.config import Settings, load_yaml
-from cli_trading.contracts import BarMsg, Group, OrderMsg, RiskRequest, RiskResponse, StatusMsg, Stream
+from cli_trading.contracts import BarMsg, Group, OrderMsg, RiskRequest, RiskResponse, StatusMsg, Stream, iso
 from cli_trading.db import exchange_repo, repo, run_repo
 from cli_trading.exchanges.keys import BALANCES_KEY, MARKETS_KEY
 from cli_trading.exchanges.markets import MarketRules
+from cli_trading.exchanges.reconcile import ADOPTED_PREFIX
 from cli_trading.halt.gate import HaltGate
 from cli_trading.streamops import unacknowledged
 from cli_trading.trading import risk
-from cli_trading.trading.ledger import Ledger, replay
+from cli_trading.trading.ledger import ZERO, Ledger, replay
 from cli_trading.trading.risk_recovery import InFlight, filled_by_request, rebuild
 
 M = TypeVar("M", bound=BaseModel)
@@ -44,34 +46,43 @@ class RiskParts:
 async def wire_risk(svc: Services) -> RiskParts:
     """The risk manager's parts from the settings (risk.yaml, the starting cash) and the database:
     the ledger replayed from the fills and marks, the reservations of the orders still in flight
-    (trading/risk_recovery.py) and today's notional (the daily cap survives restarts)."""
-    s, today = svc.settings, svc.clock().date().isoformat()
+    (trading/risk_recovery.py), today's notional (the daily cap survives restarts) and the rate
+    rule's window (the approvals of the last minute)."""
+    s, now = svc.settings, svc.clock()
+    today = now.date().isoformat()
     async with svc.sessions() as sess:
-        found, order_of = await found_in_flight(svc.redis, sess)  # before the fills: see risk_recovery
+        found, order_of = await found_in_flight(svc.redis, sess, now=now)  # before the fills: see risk_recovery
         fills = await repo.all_fills(sess)
         ledger = replay(s.starting_cash, fills, await repo.load_marks(sess))
         day_notional = await exchange_repo.day_notional(sess, day=today)
-    found = replace(found, filled=filled_by_request(fills, order_of))
-    rebuilt = rebuild(found, day=today, day_notional=day_notional)
-    if rebuilt.book.reserved or rebuilt.unknown:
+    found = replace(found, filled=filled_by_request(fills, order_of), marks=ledger.marks)
+    rebuilt = rebuild(found, day=today, day_notional=day_notional, now=now)
+    if rebuilt.book.reserved or rebuilt.unknown or rebuilt.book.recent:
         svc.log.info(
             "reservations rebuilt from the orders in flight",
             reserved=len(rebuilt.book.reserved),
+            adopted=sum(1 for rid in rebuilt.book.reserved if rid in found.adopted),
             notional=str(rebuilt.book.pending_notional()),
-            withoutRun=rebuilt.unknown[:10],
+            approvedLastMinute=len(rebuilt.book.recent),
+            notReserved=rebuilt.unknown[:10],
         )
     return RiskParts(load_rules(s.config_file("risk.yaml")), HaltGate(svc.redis), ledger, rebuilt.book)
 
 
-async def found_in_flight(redis: Any, sess: Any) -> tuple[InFlight, dict[str, str]]:
+async def found_in_flight(redis: Any, sess: Any, *, now: datetime) -> tuple[InFlight, dict[str, str]]:
     """Where the orders risk approved are now (trading/risk_recovery.py), read downstream: the
     streams first, then the `orders` table, so that an order moving on meanwhile is found at its
     later place. Also returned: order id → request id of the orders rows read (their fills)."""
-    answers = await unacknowledged(redis, Stream.RISK_RESPONSES, Group.ORCHESTRATOR)
-    answered = [m.requestId for m in _entries(RiskResponse, answers) if m.ok]
+    approvals = [
+        m
+        for m in _entries(RiskResponse, await unacknowledged(redis, Stream.RISK_RESPONSES, Group.ORCHESTRATOR))
+        if m.ok
+    ]
+    answered = [m.requestId for m in approvals]
     queued = _entries(OrderMsg, await unacknowledged(redis, Stream.ORDERS, Group.EXEC))
     ids = [*answered, *(m.requestId for m in queued)]
     rows = [*await repo.stale_pending_orders(sess), *await repo.orders_of_requests(sess, request_ids=ids)]
+    claimed = await repo.orders_since(sess, since=now - risk.ONE_MINUTE)  # settled ones too: the rate
     runs = await run_repo.get_runs(sess, request_ids=[*ids, *(o.request_id for o in rows)])
     sized = {
         r.request_id: risk.Request(r.request_id, r.symbol, r.side, r.qty, r.price, r.confidence or 0.0, r.manual)
@@ -84,7 +95,32 @@ async def found_in_flight(redis: Any, sess: Any) -> tuple[InFlight, dict[str, st
         if m.price  # the orchestrator always sends the run's price; without one, the run's sizing
     ]
     orders = {o.request_id: o.status for o in rows}  # the later read of a row wins
-    return InFlight(answered, terms, orders, sized), {o.order_id: o.request_id for o in rows}
+    adopted = [o for o in rows if o.request_id.startswith(ADOPTED_PREFIX) and orders[o.request_id] == "pending"]
+    limits = {o.order_id: o.limit_price for o in await exchange_repo.open_orders(sess)} if adopted else {}
+    sent: list[RiskResponse | OrderMsg] = [*approvals, *queued]
+    approved = [*((m.requestId, _at(m.ts, now)) for m in sent), *claimed]
+    found = InFlight(
+        answered,
+        terms,
+        orders,
+        sized,
+        adopted={
+            o.request_id: risk.Request(o.request_id, o.symbol, o.side, o.qty, limits.get(o.order_id) or ZERO, 0.0)
+            for o in adopted
+        },
+        approved=approved,
+    )
+    return found, {o.order_id: o.request_id for o in rows}
+
+
+def _at(ts: str, now: datetime) -> datetime:
+    """A message's time (`ts`, its sender's clock, UTC); a message without a readable one counts as
+    sent now (kept in the rate window for the longest)."""
+    try:
+        at = datetime.fromisoformat(ts)
+    except ValueError:
+        return now
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _entries(model: type[M], entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[M]:
@@ -172,7 +208,10 @@ class RiskManager(Agent[RiskParts]):
             responses.append(
                 (
                     Stream.RISK_RESPONSES,
-                    RiskResponse(requestId=msg.requestId, ok=reason is None, reason=reason, traceId=msg.traceId),
+                    # ts: the decision's time, the one the rate window holds (rebuilt from it at a restart)
+                    RiskResponse(
+                        requestId=msg.requestId, ok=reason is None, reason=reason, traceId=msg.traceId, ts=iso(now)
+                    ),
                 )
             )
             out.append(None)

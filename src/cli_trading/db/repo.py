@@ -174,6 +174,12 @@ async def stale_pending_orders(session: AsyncSession) -> list[Order]:
     return list((await session.scalars(select(Order).where(Order.status == "pending"))).all())
 
 
+async def orders_since(session: AsyncSession, *, since: datetime) -> list[tuple[str, datetime]]:
+    """(request id, created_at) of the orders claimed at or after `since`, whatever their status."""
+    rows = await session.execute(select(Order.request_id, Order.created_at).where(Order.created_at >= since))
+    return [(rid, at) for rid, at in rows.all()]
+
+
 async def all_fills(session: AsyncSession) -> list[FillRecord]:
     rows = await session.execute(
         select(Fill.order_id, Fill.symbol, Fill.side, Fill.qty, Fill.price, Fill.fee, Fill.trade_id).order_by(Fill.id)

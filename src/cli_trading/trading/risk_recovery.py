@@ -19,16 +19,28 @@ Requests risk has not answered yet (pending in `risk.requests`) are not reserved
 decided after the start, and reserved then if approved. A risk rejection is in none of these.
 agents/risk.py reads the facts (streams first, then the database: an order moving on meanwhile
 is seen at its later place, or twice, never not at all); this module decides.
+
+The same places give the rate rule's window (`RiskBook.recent`, the approvals of the last
+minute): an approval of the last minute is on one of the two streams or has an `orders` row
+claimed since — settled ones included, which are no longer in flight but still count for the rate.
+
+An order adopted from the exchange (live, `EXCHANGE_UNKNOWN_ORDERS=adopt`) was never approved by
+risk and has no run, but while it is `pending` it is an open order of ours: reserved at its
+`orders` row's terms (symbol, side, amount) at its limit price, or at the symbol's mark for a
+market order, and never counted as an approval (rate, daily cap).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
+from cli_trading.exchanges.reconcile import ADOPTED_PREFIX
 from cli_trading.trading.ledger import ZERO, FillRecord
-from cli_trading.trading.risk import Request, RiskBook
+from cli_trading.trading.risk import ONE_MINUTE, Request, RiskBook
 
 
 @dataclass(frozen=True)
@@ -40,12 +52,18 @@ class InFlight:
     orders: Mapping[str, str] = field(default_factory=dict)  # request id → its `orders` row's status
     sized: Mapping[str, Request] = field(default_factory=dict)  # request id → its run's sizing (what risk was asked)
     filled: Mapping[str, Decimal] = field(default_factory=dict)  # request id → its order's quantity in `fills`
+    adopted: Mapping[str, Request] = field(
+        default_factory=dict
+    )  # request id → a pending adopted order (price 0: market)
+    marks: Mapping[str, Decimal] = field(default_factory=dict)  # symbol → last mark (an adopted market order's price)
+    # (request id, a time at or after its approval) wherever an approval was seen: the rate window
+    approved: Sequence[tuple[str, datetime]] = ()
 
 
 @dataclass(frozen=True)
 class Rebuilt:
     book: RiskBook
-    unknown: list[str]  # in flight but with no sizing to reserve (an order adopted from the exchange: no run)
+    unknown: list[str]  # in flight but with nothing to reserve it at (no run; adopted at market, no mark)
 
 
 def filled_by_request(fills: Iterable[FillRecord], order_of: Mapping[str, str]) -> dict[str, Decimal]:
@@ -68,7 +86,7 @@ def in_flight(found: InFlight, *, day: str) -> tuple[list[Request], list[str]]:
     for rid in ids:
         if found.orders.get(rid, "pending") != "pending":  # settled: its fills are in the ledger already
             continue
-        r = terms.get(rid) or found.sized.get(rid)
+        r = terms.get(rid) or found.sized.get(rid) or _adopted(found, rid)
         if r is None:
             unknown.append(rid)
         else:
@@ -76,11 +94,33 @@ def in_flight(found: InFlight, *, day: str) -> tuple[list[Request], list[str]]:
     return out, unknown
 
 
-def rebuild(found: InFlight, *, day: str, day_notional: Decimal) -> Rebuilt:
+def _adopted(found: InFlight, rid: str) -> Request | None:
+    """An adopted order's terms, priced: its limit, else (a market order) the symbol's mark."""
+    r = found.adopted.get(rid)
+    if r is None or r.price > 0:
+        return r
+    mark = found.marks.get(r.symbol)
+    return r._replace(price=mark) if mark else None
+
+
+def rate_window(approved: Iterable[tuple[str, datetime]], *, now: datetime) -> deque[datetime]:
+    """The rate rule's window at start (`RiskBook.recent`): one time per request approved within
+    the minute before `now`, oldest first. Every place an approval is seen at gives a time at or
+    after it (the answer's own, the order's sending, its row's claim), so a request's earliest is
+    the nearest, and a late one only keeps it in the window a little longer; a time ahead of
+    `now` (another process's clock) counts as now. Adopted orders were never approved."""
+    first: dict[str, datetime] = {}
+    for rid, at in approved:
+        if not rid.startswith(ADOPTED_PREFIX) and (rid not in first or at < first[rid]):
+            first[rid] = at
+    return deque(sorted(min(at, now) for at in first.values() if now - at <= ONE_MINUTE))
+
+
+def rebuild(found: InFlight, *, day: str, day_notional: Decimal, now: datetime) -> Rebuilt:
     """The book a risk manager starts with: every order in flight reserved, less what it has
-    filled already (that part is a position in the replayed ledger), and today's notional — the
+    filled already (that part is a position in the replayed ledger), today's notional — the
     fills of the day (`day_notional`) plus what is still reserved, as the running book counts an
-    order from its approval."""
+    order from its approval — and the rate window of the approvals of the last minute."""
     book = RiskBook()
     book.add_day(day, day_notional)
     requests, unknown = in_flight(found, day=day)
@@ -89,5 +129,7 @@ def rebuild(found: InFlight, *, day: str, day_notional: Decimal) -> Rebuilt:
         done = found.filled.get(r.request_id, ZERO)
         if done > 0:
             book.fill(r.request_id, done)  # the rest stays reserved; a later report of it changes nothing
-        book.add_day(day, max(r.qty - done, ZERO) * r.price)
+        if r.request_id not in found.adopted:  # not approved by risk: its fills count, as they come
+            book.add_day(day, max(r.qty - done, ZERO) * r.price)
+    book.recent = rate_window(found.approved, now=now)
     return Rebuilt(book, unknown)

@@ -1,7 +1,8 @@
 """kill -9 of the risk manager with orders in flight, with real processes, Redis and each database
 (issue 14): the restarted risk manager rebuilds its reservations from where the approved orders
 are (trading/risk_recovery.py), so an order that would breach the exposure limit with them counted
-is rejected, and one within it is still approved (the orders in flight counted once).
+is rejected, and one within it is still approved (the orders in flight counted once); and its rate
+window from the approvals of the last minute, so the order rate limit holds across the restart.
 
 The orders are held in flight by running no trade executor: approved, they wait on exec.orders."""
 
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,12 @@ import redis
 from cli_trading.agents.risk import RiskManager
 from cli_trading.config import load_settings
 from cli_trading.contracts import BarMsg, Group, OrderMsg, RiskResponse, Stream
-from cli_trading.db import repo, run_repo
+from cli_trading.db import exchange_repo, repo, run_repo
 from cli_trading.db.models import Order
-from cli_trading.exchanges.desk import ledger_row
+from cli_trading.exchanges.desk import ledger_row, order_row
 from cli_trading.exchanges.ledger_rows import fill_row
+from cli_trading.exchanges.orders import Tracked
+from cli_trading.exchanges.reconcile import ADOPTED_PREFIX
 
 pytestmark = pytest.mark.integration
 TOKEN = "r" * 24
@@ -37,6 +40,9 @@ RULES = """risk:
   max_order_notional: 2500
   max_position_notional: 10000
   max_total_exposure: 3000
+"""
+RATE_RULES = """risk:
+  max_orders_per_minute: 2
 """
 
 
@@ -118,43 +124,83 @@ def queued_orders(r: redis.Redis) -> list[str]:
     return [orjson.loads(f[b"data"])["requestId"] for _, f in r.xrange(Stream.ORDERS)]
 
 
-def test_a_restarted_risk_manager_counts_the_orders_in_flight(agents: Agents, redis_url: str) -> None:
-    r = redis.Redis.from_url(redis_url)
-    orc = httpx.Client(base_url=f"http://127.0.0.1:{agents.base}", headers={"X-Admin-Token": TOKEN}, timeout=10)
-    risk_url = f"http://127.0.0.1:{agents.base + 3}"  # 7004 - 7001
-    agents.start("orchestrator", 0)
-    risk = agents.start("risk-manager", 3)
-    px = D(20000)
-    bar = BarMsg(symbol="BTC-USD", barTs=datetime.now(UTC).isoformat(), open=px, high=px, low=px, close=px, volume=1)
-    entry = r.xadd(Stream.BARS, {"data": bar.model_dump_json(exclude_none=True)})
-    until(lambda: consumed(r, Stream.BARS, entry, (Group.ORCHESTRATOR, Group.RISK)), "the bar marked by both")
+class Desk:
+    """The orchestrator and the risk manager running (no trade executor: approved orders wait on
+    exec.orders), BTC-USD marked at 20000; manual buys sent through the orchestrator."""
 
-    def order(qty: str) -> str:
-        res = orc.post("/orchestrate/run", json={"symbol": "BTC-USD", "side": "buy", "qty": qty})
+    def __init__(self, agents: Agents, redis_url: str) -> None:
+        self.agents, self.r = agents, redis.Redis.from_url(redis_url)
+        self.orc = httpx.Client(
+            base_url=f"http://127.0.0.1:{agents.base}", headers={"X-Admin-Token": TOKEN}, timeout=10
+        )
+        self.risk_url = f"http://127.0.0.1:{agents.base + 3}"  # 7004 - 7001
+        agents.start("orchestrator", 0)
+        self.risk = agents.start("risk-manager", 3)
+        px = D(20000)
+        bar = BarMsg(
+            symbol="BTC-USD", barTs=datetime.now(UTC).isoformat(), open=px, high=px, low=px, close=px, volume=1
+        )
+        entry = self.r.xadd(Stream.BARS, {"data": bar.model_dump_json(exclude_none=True)})
+        until(lambda: consumed(self.r, Stream.BARS, entry, (Group.ORCHESTRATOR, Group.RISK)), "the bar marked by both")
+
+    def order(self, qty: str) -> str:
+        res = self.orc.post("/orchestrate/run", json={"symbol": "BTC-USD", "side": "buy", "qty": qty})
         assert res.status_code == 202, res.text
         return str(res.json()["requestId"])
 
-    first = order("0.1")  # 2000 of the 3000 allowed
-    until(lambda: first in queued_orders(r), "the first order approved, waiting for the executor")
-    assert httpx.get(risk_url + "/status", timeout=5).json()["reservations"] == 1
+    def reservations(self) -> int:
+        return int(httpx.get(self.risk_url + "/status", timeout=5).json()["reservations"])
 
-    risk.send_signal(signal.SIGKILL)
-    risk.wait(10)
-    agents.start("risk-manager", 3)
-    assert httpx.get(risk_url + "/status", timeout=5).json()["reservations"] == 1  # found again
+    def kill_and_restart_risk(self) -> None:
+        self.risk.send_signal(signal.SIGKILL)
+        self.risk.wait(10)
+        self.risk = self.agents.start("risk-manager", 3)
 
-    over = order("0.06")  # 2000 in flight + 1200 > 3000
+    def rejected(self, rid: str, old_answer: str) -> str:
+        """The reason risk rejected `rid` for; failing at once if it was approved (`old_answer`:
+        why that is what the old code did)."""
 
-    def decided() -> dict[str, Any] | None:
-        assert over not in queued_orders(r), "approved: the order in flight was not counted"  # the old code's answer
-        run: dict[str, Any] = orc.get(f"/orchestrate/run/{over}").json()
-        return run if run.get("outcome") else None
+        def decided() -> dict[str, Any] | None:
+            assert rid not in queued_orders(self.r), f"approved: {old_answer}"
+            run: dict[str, Any] = self.orc.get(f"/orchestrate/run/{rid}").json()
+            return run if run.get("outcome") else None
 
-    run = until(decided, "the order over the limit decided")
-    assert (run["outcome"], run["reason"]) == ("rejected", "max_total_exposure")
-    within = order("0.04")  # 2000 + 800: approved, the first order counted once
-    until(lambda: within in queued_orders(r), "the order within the limit approved")
-    assert queued_orders(r) == [first, within]
+        run = until(decided, f"{rid} decided")
+        assert run["outcome"] == "rejected", run
+        return str(run["reason"])
+
+
+def test_a_restarted_risk_manager_counts_the_orders_in_flight(agents: Agents, redis_url: str) -> None:
+    desk = Desk(agents, redis_url)
+    first = desk.order("0.1")  # 2000 of the 3000 allowed
+    until(lambda: first in queued_orders(desk.r), "the first order approved, waiting for the executor")
+    assert desk.reservations() == 1
+
+    desk.kill_and_restart_risk()
+    assert desk.reservations() == 1  # found again
+
+    over = desk.order("0.06")  # 2000 in flight + 1200 > 3000
+    assert desk.rejected(over, "the order in flight was not counted") == "max_total_exposure"
+    within = desk.order("0.04")  # 2000 + 800: approved, the first order counted once
+    until(lambda: within in queued_orders(desk.r), "the order within the limit approved")
+    assert queued_orders(desk.r) == [first, within]
+
+
+def test_a_restarted_risk_manager_keeps_the_order_rate_limit(agents: Agents, redis_url: str) -> None:
+    """Two orders approved, two a minute allowed: the running risk manager would reject a third
+    within the minute, and so does one restarted after a kill -9 (the old start began with an
+    empty window and approved it). Exposure is far from its limits: only the rate decides."""
+    (agents.tmp / "config" / "risk.yaml").write_text(RATE_RULES)
+    desk = Desk(agents, redis_url)
+    first, second = desk.order("0.01"), desk.order("0.01")
+    until(lambda: queued_orders(desk.r) == [first, second], "both approved, waiting for the executor")
+    approved_at = time.monotonic()
+
+    desk.kill_and_restart_risk()
+    # decided well within the approvals' minute (after it, an approval would be right)
+    assert time.monotonic() - approved_at < 45, "the restart took most of a minute: nothing to show"
+    third = desk.order("0.01")
+    assert desk.rejected(third, "the rate window began empty") == "max_orders_per_minute"
 
 
 async def test_the_reservations_are_found_where_the_approved_orders_are(
@@ -162,7 +208,9 @@ async def test_the_reservations_are_found_where_the_approved_orders_are(
 ) -> None:
     """In process, each place at once: an answer the orchestrator has not taken (approved; a
     rejection and an answer it took are not), an order the executor has not taken, an order the
-    executor has, partly filled (the rest reserved), an order settled (not reserved)."""
+    executor has, partly filled (the rest reserved), an order settled (not reserved), an order
+    adopted from the exchange (a limit buy, reserved at its limit). The rate window: the approvals
+    of the last minute — not the adopted order, nor an order settled two minutes ago."""
     config = tmp_path / "config"
     config.mkdir()
     (config / "risk.yaml").write_text(RULES)
@@ -180,12 +228,20 @@ async def test_the_reservations_are_found_where_the_approved_orders_are(
         ]  # fmt: skip
         partly = OrderMsg(orderId="ord-partly", requestId="partly", symbol="BTC-USD", side="buy", qty=D("0.1"))
         settled = OrderMsg(orderId="ord-settled", requestId="settled", symbol="BTC-USD", side="buy", qty=D("0.02"))
+        old = OrderMsg(orderId="ord-old", requestId="old", symbol="BTC-USD", side="buy", qty=D("0.02"))
+        adopted = OrderMsg(
+            orderId="cid-1", requestId=ADOPTED_PREFIX + "cid-1", symbol="BTC-USD", side="buy", qty=D("0.01"),
+            type="limit", price=D(19000),
+        )  # fmt: skip
         async with first.session() as sess, sess.begin():
             await run_repo.add_runs(sess, rows=runs)
-            await repo.claim_orders(sess, rows=[ledger_row(partly, now), ledger_row(settled, now)])
+            claims = [ledger_row(partly, now), ledger_row(settled, now), ledger_row(adopted, now)]
+            await repo.claim_orders(sess, rows=[*claims, ledger_row(old, now - timedelta(minutes=2))])
             fill = fill_row(partly, now, trade_id="t-1", qty=D("0.04"), price=D(20000), fee=D(0))
             await repo.insert_fills(sess, fills=[fill])
-            await repo.update_many(sess, Order.__table__, "order_id", [{"order_id": "ord-settled", "status": "filled"}])
+            final = [{"order_id": "ord-settled", "status": "filled"}, {"order_id": "ord-old", "status": "filled"}]
+            await repo.update_many(sess, Order.__table__, "order_id", final)
+            await exchange_repo.save_tracked(sess, order=order_row(adopted), tracked=Tracked("cid-1"), now=now)
     finally:
         await first.stop()
     r = first.redis.__class__.from_url(redis_url)
@@ -205,9 +261,10 @@ async def test_the_reservations_are_found_where_the_approved_orders_are(
     try:
         book = agent.parts.book
         assert {rid: r.qty for rid, r in book.reserved.items()} == {
-            "answered": D("0.01"), "queued": D("0.05"), "partly": D("0.06")
+            "answered": D("0.01"), "queued": D("0.05"), "partly": D("0.06"), "adopted-cid-1": D("0.01")
         }  # fmt: skip
-        assert book.reserved_cash == D("2400.00")  # (0.01 + 0.05 + 0.06) × 20000
+        assert book.reserved_cash == D("2590.00")  # (0.01 + 0.05 + 0.06) × 20000 + 0.01 × 19000
         assert agent.parts.ledger.qty_of("BTC-USD") == D("0.04")  # the filled part is a position
+        assert len(book.recent) == 4  # answered, settled (on the stream and in orders: once), queued, partly
     finally:
         await agent.stop()
