@@ -39,7 +39,18 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cli_trading import metrics
 from cli_trading.busops import ATOMIC as _ATOMIC
-from cli_trading.busops import SEEN, UNKNOWN, Entry, connect, count_failures, encode, key_of, read, read_blocking
+from cli_trading.busops import (
+    SEEN,
+    UNKNOWN,
+    Entry,
+    connect,
+    count_failures,
+    encode,
+    key_of,
+    pipelined,
+    read,
+    read_blocking,
+)
 from cli_trading.busops import Ops as _Ops
 from cli_trading.contracts import INFLIGHT_KEY, dlq_of, iso
 from cli_trading.faults import is_outage
@@ -83,11 +94,8 @@ class Bus:
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # let the rest of this iteration's publishers join
         batch, self._pending = self._pending, []
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for stream, data, _ in batch:
-                    pipe.xadd(stream, {"data": data})  # no length cap: trimmed by consumption
-                ids = await pipe.execute()
+        try:  # no length cap: trimmed by consumption
+            ids = await pipelined(self.redis, [("XADD", stream, "*", "data", data) for stream, data, _ in batch])
         except asyncio.CancelledError:
             for *_, fut in batch:
                 fut.cancel()
@@ -98,7 +106,11 @@ class Bus:
                     fut.set_exception(exc)
             return
         for (*_, fut), eid in zip(batch, ids, strict=True):
-            if not fut.done():
+            if fut.done():
+                continue
+            if isinstance(eid, ResponseError):
+                fut.set_exception(eid)  # this stream's (a key of another type): its publisher's alone
+            else:
                 fut.set_result(eid.decode())
 
     async def publish_many(self, items: Sequence[tuple[str, BaseModel | dict[str, Any]]]) -> None:
@@ -206,6 +218,7 @@ class Consumer:
         self.max_failures, self.retry_backoff_s = max_failures, retry_backoff_s
         self.claim_idle_ms, self.idem_ttl_s, self.start_id = claim_idle_ms, idem_ttl_s, start_id
         self.dlq = dlq_of(stream)
+        self._idem_prefix = f"cli-trading:idem:{stream}:{group}:"
         self._reader = connect(bus.url)  # blocking reads never starve the command connection
         self._retry_at = 0.0  # own pending list to be re-read at or after this monotonic time
         self._next_claim = 0.0
@@ -221,7 +234,7 @@ class Consumer:
 
     # -- keys ------------------------------------------------------------------------------
     def _idem_key(self, k: str) -> str:
-        return f"cli-trading:idem:{self.stream}:{self.group}:{k}"
+        return self._idem_prefix + k
 
     @property
     def _fail_key(self) -> str:
@@ -313,7 +326,7 @@ class Consumer:
         to learn the stream's top; it then waits for an entry after that top and reads it, keys
         looked up, still in one round trip (busops.read_blocking)."""
         ops, self._unsettled = self._unsettled, _Ops()
-        args = (self.stream, self.group, self.name, self.batch, from_id, self._idem_key(""), self.key or "")
+        args = (self.stream, self.group, self.name, self.batch, from_id, self._idem_prefix, self.key or "")
         if block_ms is None or self._backlog or self._top is None:
             entries, flags, top = await read(self._reader, args, ops)
             self._noted(entries, top)
@@ -333,7 +346,7 @@ class Consumer:
     async def settle(self) -> None:
         """Run the last batch's writes now (when no read follows: a burst's end, stopping)."""
         ops, self._unsettled = self._unsettled, _Ops()
-        if ops.args:
+        if ops:
             await self.bus.redis.execute_command("EVAL", _ATOMIC, 0, *ops.args)
 
     async def _claim(self) -> int:
@@ -399,7 +412,7 @@ class Consumer:
             if dup or by_id.get(d.id) is None:
                 ops.xack(self.stream, self.group, d.id)
                 if k and not dup:
-                    ops.set(self._idem_key(k), self.idem_ttl_s)
+                    ops.set(self._idem_prefix, k, self.idem_ttl_s)
         if ok_ids := [d.id for d in fresh if by_id[d.id] is None]:
             ops.hdel(self._fail_key, *ok_ids)  # failure counts of earlier attempts: done with
         for (d, err), n in zip(failed, counts, strict=True):

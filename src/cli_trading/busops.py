@@ -69,12 +69,19 @@ def connect(url: str, **kw: Any) -> aioredis.Redis:
 
 def _run_writes(first: int) -> str:
     """The Lua that runs a batch's writes: the [n, command, arg…] groups of ARGV from ARGV[first]
-    on (ATOMIC's and READ's opening)."""
+    on (ATOMIC's and READ's opening). A SET_ALL group ([n, 'SET_ALL', prefix, ttl, key…], see
+    `Ops.set`) sets each prefix..key to 1 for ttl seconds: one short argument per idempotency key
+    where a SET group took six."""
     return f"""
 local i = {first}
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
+  if ARGV[i + 1] == 'SET_ALL' then
+    local p, ttl = ARGV[i + 2], ARGV[i + 3]
+    for j = i + 4, i + n do redis.call('SET', p .. ARGV[j], 1, 'EX', ttl) end
+  else
+    redis.call(unpack(ARGV, i + 1, i + n))
+  end
   i = i + n + 1
 end
 """
@@ -95,7 +102,9 @@ ATOMIC = _run_writes(1) + "return 1\n"
 # to be looked up by the caller); top, for a read of new entries ('>') that found fewer than
 # count, the id of the stream's last entry (every entry up to it is delivered to the group: a
 # blocking wait for entries after it cannot miss one, see read_blocking), else ''.
-READ = _run_writes(8) + """
+READ = (
+    _run_writes(8)
+    + """
 local res = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4], 'STREAMS', ARGV[1], ARGV[5])
 local entries, flags = res and res[1][2] or {}, {}
 for j, e in ipairs(entries) do
@@ -126,6 +135,7 @@ if ARGV[5] == '>' and #entries < tonumber(ARGV[4]) then
 end
 return {entries, flags, top}
 """
+)
 
 
 Entry = tuple[bytes, dict[bytes, bytes] | None]  # (id, fields; None when trimmed while pending)
@@ -159,18 +169,30 @@ async def read_blocking(reader: Any, ops: Ops, args: tuple[Any, ...], top: bytes
     one has returned, so READ reads what woke it, its keys looked up, in the same round trip
     (XREADGROUP BLOCK cannot run in Lua, and its entries needed an MGET of their keys after it).
     XREAD takes nothing from the group; an entry after `top` already delivered (to another
-    consumer of the group) wakes it for nothing, and READ then reports the new top. The replies
-    are read in order, with redis-py's retry of a lost connection."""
-    cmds: list[tuple[Any, ...]] = [("EVAL", ATOMIC, 0, *ops.args)] if ops.args else []
+    consumer of the group) wakes it for nothing, and READ then reports the new top."""
+    cmds: list[tuple[Any, ...]] = [("EVAL", ATOMIC, 0, *ops.args)] if ops else []
     cmds.append(("XREAD", "COUNT", 1, "BLOCK", block_ms, "STREAMS", args[0], top))
     cmds.append(("EVAL", READ, 0, *args))
-    pool = reader.connection_pool
+    replies = await pipelined(reader, cmds)
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return _read_reply(replies[-1])
+
+
+async def pipelined(redis: Any, cmds: list[tuple[Any, ...]]) -> list[Any]:
+    """The raw replies of `cmds`, sent at once on a connection of the client's pool, a command's
+    error (ResponseError) in its place: redis-py's pipeline without its per-call bookkeeping (its
+    command stack, reply callbacks, fieldset preparation, timing), which costs more than the
+    round trip's own work for a few commands. Every reply is read, an error's too, so the
+    connection stays in step; a lost connection is retried as redis-py retries a pipeline."""
+    pool = redis.connection_pool
     conn = await pool.get_connection()
 
     async def send_and_read() -> list[Any]:
         await conn.send_packed_command(conn.pack_commands(cmds))
         replies: list[Any] = []
-        for _ in cmds:  # every reply is read, an error's too, before one is raised
+        for _ in cmds:
             try:
                 replies.append(await conn.read_response())
             except ResponseError as exc:
@@ -181,16 +203,12 @@ async def read_blocking(reader: Any, ops: Ops, args: tuple[Any, ...], top: bytes
         await conn.disconnect()
 
     try:
-        replies = await conn.retry.call_with_retry(send_and_read, lost)
+        return await conn.retry.call_with_retry(send_and_read, lost)
     except BaseException:
         await conn.disconnect(nowait=True)  # cancelled mid-read (stopping) or gone: not reused
         raise
     finally:
         await pool.release(conn)
-    for reply in replies:
-        if isinstance(reply, ResponseError):
-            raise reply
-    return _read_reply(replies[-1])
 
 
 async def count_failures(redis: Any, key: str, ids: list[str]) -> list[int]:
@@ -205,22 +223,40 @@ async def count_failures(redis: Any, key: str, ids: list[str]) -> list[int]:
 
 class Ops:
     """The writes that settle a batch (acks, idempotency keys, outputs, DLQ entries), recorded
-    to be run atomically by `ATOMIC`."""
+    to be run atomically by `ATOMIC`. The acks of one stream and group go in one XACK, the keys of
+    one prefix and lifetime in one SET_ALL group, both after the other writes: a batch costs two
+    commands there, not two for each message."""
 
     def __init__(self) -> None:
-        self.args: list[Any] = []
+        self._writes: list[Any] = []
+        self._acks: dict[tuple[str, str], list[str]] = {}
+        self._keys: dict[tuple[str, int], list[str]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._writes or self._acks or self._keys)
+
+    @property
+    def args(self) -> list[Any]:
+        """ATOMIC's ARGV: [n, command, arg…] groups."""
+        out = list(self._writes)
+        for (stream, group), ids in self._acks.items():
+            out += [len(ids) + 3, "XACK", stream, group, *ids]
+        for (prefix, ttl_s), keys in self._keys.items():
+            out += [len(keys) + 3, "SET_ALL", prefix, ttl_s, *keys]
+        return out
 
     def _cmd(self, *cmd: Any) -> None:
-        self.args += [len(cmd), *cmd]
+        self._writes += [len(cmd), *cmd]
 
     def xack(self, stream: str, group: str, *ids: str) -> None:
-        self._cmd("XACK", stream, group, *ids)
+        self._acks.setdefault((stream, group), []).extend(ids)
+
+    def set(self, prefix: str, key: str, ttl_s: int) -> None:
+        """SET prefix+key 1 EX ttl_s (an idempotency key)."""
+        self._keys.setdefault((prefix, ttl_s), []).append(key)
 
     def xadd(self, stream: str, data: bytes) -> None:
         self._cmd("XADD", stream, "*", "data", data)
-
-    def set(self, key: str, ttl_s: int) -> None:
-        self._cmd("SET", key, 1, "EX", ttl_s)
 
     def hdel(self, key: str, *fields: str) -> None:
         self._cmd("HDEL", key, *fields)

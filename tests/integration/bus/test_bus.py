@@ -59,8 +59,7 @@ async def make_consumer(bus: Bus, stream: str) -> AsyncIterator[Callable[..., Co
 class Recorder:
     """A handler that records what it saw; `fail` decides per delivery whether to raise."""
 
-    def __init__(self, fail: Callable[[Delivery, int], BaseException | None] | None = None,
-                 delay: float = 0.0) -> None:
+    def __init__(self, fail: Callable[[Delivery, int], BaseException | None] | None = None, delay: float = 0.0) -> None:
         self.seen: list[Delivery] = []
         self.ok: list[Delivery] = []
         self.attempts: Counter[str] = Counter()
@@ -120,23 +119,37 @@ async def test_publish_and_publish_many(bus: Bus, redis_client: aioredis.Redis, 
 
 
 async def test_concurrent_publishes_share_one_round_trip_and_keep_order(
-    bus: Bus, redis_client: aioredis.Redis, stream: str
+    bus: Bus, redis_client: aioredis.Redis, stream: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipelines = 0
-    real = bus.redis.pipeline
+    sent: list[int] = []
+    real = busops.pipelined
 
-    def counting(*a: Any, **kw: Any) -> Any:
-        nonlocal pipelines
-        pipelines += 1
-        return real(*a, **kw)
+    async def counting(redis: Any, cmds: list[tuple[Any, ...]]) -> list[Any]:
+        sent.append(len(cmds))
+        return await real(redis, cmds)
 
-    bus.redis.pipeline = counting  # type: ignore[method-assign]
+    monkeypatch.setattr("cli_trading.bus.pipelined", counting)
     ids = await asyncio.gather(*(bus.publish(stream, {"n": i}) for i in range(50)))
-    assert pipelines == 1  # fifty publishers in one event-loop iteration: one round trip
+    assert sent == [50]  # fifty publishers in one event-loop iteration: one round trip
     assert len(set(ids)) == 50
     entries = await redis_client.xrange(stream)
     assert [e[0].decode() for e in entries] == list(ids)
     assert [orjson.loads(f[b"data"])["n"] for _, f in entries] == list(range(50))
+
+
+async def test_a_publish_redis_refuses_fails_alone(bus: Bus, redis_client: aioredis.Redis, stream: str) -> None:
+    await redis_client.set(f"{stream}.str", "not a stream")
+    got = await asyncio.gather(
+        bus.publish(stream, {"n": 1}),
+        bus.publish(f"{stream}.str", {"n": 2}),
+        bus.publish(stream, {"n": 3}),
+        return_exceptions=True,
+    )
+    assert isinstance(got[1], ResponseError) and "WRONGTYPE" in str(got[1])
+    entries = await redis_client.xrange(stream)
+    assert [e[0].decode() for e in entries] == [got[0], got[2]]  # the others are in, in order
+    # the connection is still in step: the next publish gets its own reply
+    assert (await redis_client.xrange(stream, min=await bus.publish(stream, {"n": 4})))[0][1] == {b"data": b'{"n":4}'}
 
 
 async def test_coalesced_publish_raises_for_every_waiting_publisher(free_port: int) -> None:
@@ -155,8 +168,9 @@ async def test_handler_outputs_and_inflight_removal_land_with_the_acks(
     await redis_client.sadd(INFLIGHT_KEY, "o1", "o2", "keep")
 
     async def handler(batch: list[Delivery]) -> Handled:
-        return Handled([None] * len(batch), emit=[(out, {"echo": d.payload["n"]}) for d in batch],
-                       inflight_done=["o1", "o2"])
+        return Handled(
+            [None] * len(batch), emit=[(out, {"echo": d.payload["n"]}) for d in batch], inflight_done=["o1", "o2"]
+        )
 
     c = Consumer(bus, stream, GROUP, "c1", handler)
     try:
@@ -195,9 +209,7 @@ async def test_two_consumers_in_one_group_share_the_messages(
     assert await pending(redis_client, stream) == 0
 
 
-async def test_two_consumers_share_in_run_loops(
-    bus: Bus, make_consumer: Callable[..., Consumer], stream: str
-) -> None:
+async def test_two_consumers_share_in_run_loops(bus: Bus, make_consumer: Callable[..., Consumer], stream: str) -> None:
     rec_a, rec_b = Recorder(delay=0.001), Recorder(delay=0.001)
     a = make_consumer(rec_a, "agent-1", batch=10, block_ms=50)
     b = make_consumer(rec_b, "agent-2", batch=10, block_ms=50)
@@ -349,7 +361,10 @@ async def test_poison_message_dead_lettered_at_once(
     "fields", [{"data": b"not json"}, {"data": b"[1, 2]"}, {"other": b"{}"}], ids=["not-json", "not-object", "no-data"]
 )
 async def test_undecodable_entry_dead_lettered_and_consumer_carries_on(
-    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str,
+    bus: Bus,
+    make_consumer: Callable[..., Consumer],
+    redis_client: aioredis.Redis,
+    stream: str,
     fields: dict[str, bytes],
 ) -> None:
     rec = Recorder()
@@ -385,13 +400,52 @@ async def test_duplicate_key_handled_once_across_reads(
     assert await redis_client.ttl(c._idem_key("r1")) > 0  # keys expire
 
 
+async def test_a_batch_settles_in_one_xack_and_one_key_group_all_or_nothing(
+    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
+) -> None:
+    rec = Recorder(fail=lambda d, n: RuntimeError("once") if d.payload["n"] == 2 and n == 1 else None)
+    c = make_consumer(rec, key=by_request_id)
+    await c.ensure_group()
+    ids = await asyncio.gather(*(bus.publish(stream, {"requestId": f"r{n}", "n": n}) for n in range(4)))
+    dup = await bus.publish(stream, {"requestId": "r0", "n": 9})  # r0 again in the same batch
+    assert await c._step(block=False) == 5
+    ops = c._unsettled.args  # the writes that settle the batch, not yet sent
+    acks = [i for i, a in enumerate(ops) if a == "XACK"]
+    sets = [i for i, a in enumerate(ops) if a == "SET_ALL"]
+    assert len(acks) == 1 and len(sets) == 1  # one group each, whatever the batch's size
+    n_ack, n_set = ops[acks[0] - 1], ops[sets[0] - 1]
+    assert sorted(ops[acks[0] + 3 : acks[0] + n_ack]) == sorted([ids[0], ids[1], ids[3], dup])  # not the failed one
+    assert ops[sets[0] + 1 : sets[0] + n_set] == [c._idem_key(""), c.idem_ttl_s, "r0", "r1", "r3"]
+    # a crash between the handler and the settle: nothing of the batch is acked nor any key set;
+    # another consumer of the group claims it all and handles it again
+    assert await pending(redis_client, stream) == 5
+    assert await redis_client.exists(*(c._idem_key(f"r{n}") for n in range(4))) == 0
+    await asyncio.sleep(0.15)
+    after = Recorder()
+    survivor = make_consumer(after, "survivor", key=by_request_id, claim_idle_ms=100)
+    await survivor.burst()
+    assert sorted(after.ok_payloads()) == [0, 1, 2, 3]  # r0's duplicate skipped by its key
+    assert await pending(redis_client, stream) == 0
+    assert await redis_client.exists(*(c._idem_key(f"r{n}") for n in range(4))) == 4
+    assert min([await redis_client.ttl(c._idem_key(f"r{n}")) for n in range(4)]) > 0
+    await bus.publish(stream, {"requestId": "r3", "n": 10})  # published again: skipped by its key
+    await survivor.burst()
+    assert sorted(after.ok_payloads()) == [0, 1, 2, 3] and await pending(redis_client, stream) == 0
+
+
 async def test_duplicate_key_in_one_batch_handled_once(
     bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str
 ) -> None:
     rec = Recorder()
     c = make_consumer(rec, key=by_request_id)
-    await bus.publish_many([(stream, {"requestId": "r1", "n": 1}), (stream, {"requestId": "r1", "n": 2}),
-                            (stream, {"requestId": "r2", "n": 3}), (stream, {"requestId": "r1", "n": 4})])
+    await bus.publish_many(
+        [
+            (stream, {"requestId": "r1", "n": 1}),
+            (stream, {"requestId": "r1", "n": 2}),
+            (stream, {"requestId": "r2", "n": 3}),
+            (stream, {"requestId": "r1", "n": 4}),
+        ]
+    )
     await c.burst()
     assert rec.ok_payloads() == [1, 3]
     assert await pending(redis_client, stream) == 0
@@ -404,7 +458,10 @@ async def blocked_in_xread(r: aioredis.Redis, n: int = 1) -> bool:
 
 
 async def test_duplicates_skipped_whether_waiting_or_woken_without_an_mget(
-    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str,
+    bus: Bus,
+    make_consumer: Callable[..., Consumer],
+    redis_client: aioredis.Redis,
+    stream: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A backlog is read with its keys looked up in the same call; so is a message that wakes a
@@ -544,7 +601,10 @@ async def test_claim_in_run_loop(
 
 # -- the run loop and NOGROUP recovery -------------------------------------------------------
 async def _run_loop_recovers(
-    bus: Bus, make_consumer: Callable[..., Consumer], redis_client: aioredis.Redis, stream: str,
+    bus: Bus,
+    make_consumer: Callable[..., Consumer],
+    redis_client: aioredis.Redis,
+    stream: str,
     lose_group: Callable[[], Awaitable[Any]],
 ) -> Recorder:
     rec = Recorder()
@@ -644,7 +704,7 @@ async def test_blocking_read_runs_the_writes_first_and_an_error_leaves_the_conne
     args = (stream, GROUP, "c1", 10, ">", f"{stream}:idem:", "requestId")
     first = await redis_client.xadd(stream, {"data": b'{"n": 1}'})
     ops = busops.Ops()
-    ops.set(f"{stream}:written-first", 60)
+    ops.set(f"{stream}:", "written-first", 60)
     got = await busops.read_blocking(bus.redis, ops, args, b"0-0", 1)
     assert got == ([(first, {b"data": b'{"n": 1}'})], [0], first)  # read to the end: its top
     assert await redis_client.exists(f"{stream}:written-first") == 1
