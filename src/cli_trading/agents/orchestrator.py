@@ -293,7 +293,7 @@ class Orchestrator(Agent[OrchestratorParts]):
                 self.parts.runs.finish(run, "rejected", reason=answer.reason or "risk", now=self.clock())
                 self.audit("run:rejected", request_id=run.request_id, result=answer.reason)
                 continue
-            self.parts.runs.touch(run, "ordered")
+            self.parts.runs.step(run, "ordered")
             self.audit("run:order", request_id=run.request_id, target=run.order_id)
             orders.append(
                 (

@@ -127,6 +127,20 @@ async def test_durable_writes_new_runs_then_their_changes(db: FakeDb) -> None:
     assert db.commits[1:] == [{"new": [], "changed": ["r1"]}]
 
 
+async def test_a_step_the_row_does_not_hold_is_shown_not_written(db: FakeDb) -> None:
+    book = RunBook()
+    r = run()
+    book.add(r)
+    await book.durable(db)
+    book.step(r, "ordered")  # the order sent: no column of the row changes
+    await book.durable(db)
+    assert db.commits == [{"new": ["r1"], "changed": []}] and not book.dirty
+    assert r.to_api()["state"] == "ordered"
+    book.finish(r, "filled", reason=None, now=NOW)
+    await book.durable(db)
+    assert db.commits[1:] == [{"new": [], "changed": ["r1"]}]
+
+
 async def test_a_failed_commit_is_written_by_the_next(db: FakeDb) -> None:
     book = RunBook()
     book.add(run())
