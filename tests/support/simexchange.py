@@ -1,5 +1,6 @@
 """`cli-trading exchange-sim` for tests: started on a free port in a folder of its own, driven
-through its /sim/ admin endpoints, stopped afterwards."""
+through its /sim/ admin endpoints and by ccxt's own `binance` class pointed at it (only its URLs
+changed), stopped afterwards."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ccxt
 import httpx
 
 from tests.support import ports
@@ -41,12 +43,36 @@ class Sim:
     def state(self) -> Any:
         return self.admin("GET", "/sim/state")
 
-    def stop(self) -> None:
+    def set_price(self, symbol: str, price: str, depth: str | None = None) -> Any:
+        return self.admin("POST", "/sim/price", {"symbol": symbol, "price": price, "depth": depth})
+
+    def client(self, secret: str = SECRET, key: str = KEY, timeout_ms: int = 10000) -> Any:
+        """ccxt's own `binance` class with its URLs pointed at the simulator."""
+        ex = ccxt.binance(
+            {
+                "apiKey": key,
+                "secret": secret,
+                "timeout": timeout_ms,
+                "enableRateLimit": False,
+                "options": {"fetchCurrencies": False, "fetchMarkets": {"types": ["spot"]}},
+            }
+        )
+
+        def point(v: Any) -> Any:
+            if isinstance(v, dict):
+                return {k: point(x) for k, x in v.items()}
+            return v.replace("https://api.binance.com", self.url) if isinstance(v, str) else v
+
+        ex.urls["api"] = point(ex.urls["api"])
+        return ex
+
+    def stop(self, sig: int = signal.SIGINT) -> None:
+        """Stop it with `sig` (SIGKILL: a crash, its saved state left as it was)."""
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGINT)
+                os.killpg(self.proc.pid, sig)
             try:
-                self.proc.wait(10)
+                self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
@@ -56,8 +82,21 @@ def start_sim(data_dir: Path, *args: str, port: int | None = None) -> Sim:
     port = port or ports.free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     python = os.environ.get("SIM_PYTHON", sys.executable)
-    cmd = [python, "-m", "cli_trading", "exchange-sim", "--port", str(port), "--data-dir", str(data_dir),
-           "--api-key", KEY, "--api-secret", SECRET, *args]
+    cmd = [
+        python,
+        "-m",
+        "cli_trading",
+        "exchange-sim",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--api-key",
+        KEY,
+        "--api-secret",
+        SECRET,
+        *args,
+    ]
     out = open(data_dir / "sim.out", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     sim = Sim(port, data_dir, proc)

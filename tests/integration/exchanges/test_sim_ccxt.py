@@ -11,25 +11,25 @@ import ccxt
 import httpx
 import pytest
 
-from tests.integration.exchanges.simproc import KEY, SimProcess
+from tests.support.simexchange import KEY, Sim, start_sim
 
 pytestmark = pytest.mark.integration
 SYMBOL = "BTC/USDT"
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
     # a frozen clock (prices move only when a test moves them) and a thin book (200 USDT per level)
     data = tmp_path_factory.mktemp("sim") / "data"
-    proc = SimProcess(
+    proc = start_sim(
         data, "--speed", "0", "--depth", "200", "--balance", "USDT=100000", "--balance", "BTC=1", "--balance", "ETH=10"
-    ).start()
+    )
     yield proc
     proc.stop()
 
 
 @pytest.fixture
-def ex(sim: SimProcess) -> ccxt.binance:
+def ex(sim: Sim) -> ccxt.binance:
     sim.set_price("BTCUSDT", "10000")
     client = sim.client()
     client.load_markets()
@@ -48,7 +48,7 @@ def test_load_markets_reads_filters_as_precision_and_limits(ex: ccxt.binance) ->
     assert "ETH/USDT" in ex.markets
 
 
-def test_tickers_book_and_candles(ex: ccxt.binance, sim: SimProcess) -> None:
+def test_tickers_book_and_candles(ex: ccxt.binance, sim: Sim) -> None:
     t = ex.fetch_ticker(SYMBOL)
     assert t["last"] == 10000 and t["bid"] < 10000 < t["ask"]
     assert set(ex.fetch_tickers([SYMBOL, "ETH/USDT"])) == {SYMBOL, "ETH/USDT"}
@@ -94,7 +94,7 @@ def test_filters_and_funds_refused_with_binances_errors(ex: ccxt.binance) -> Non
         ex.fetch_order("1", "ETH/BTC")
 
 
-def test_wrong_secret_or_key_is_an_authentication_error(sim: SimProcess) -> None:
+def test_wrong_secret_or_key_is_an_authentication_error(sim: Sim) -> None:
     with pytest.raises(ccxt.AuthenticationError, match="-1022"):
         sim.client(secret="wrong-secret").fetch_balance()
     with pytest.raises(ccxt.AuthenticationError, match="-2015"):
@@ -105,7 +105,7 @@ def test_wrong_secret_or_key_is_an_authentication_error(sim: SimProcess) -> None
     assert r.status_code == 400 and r.json()["code"] == -1021  # a stale timestamp, before the signature
 
 
-def test_limit_order_fills_when_the_price_crosses(ex: ccxt.binance, sim: SimProcess) -> None:
+def test_limit_order_fills_when_the_price_crosses(ex: ccxt.binance, sim: Sim) -> None:
     o = ex.create_order(SYMBOL, "limit", "buy", 0.01, 9900, params={"newClientOrderId": cid()})
     assert o["status"] == "open" and o["filled"] == 0
     assert ex.fetch_balance()["USDT"]["used"] >= 99
@@ -118,7 +118,7 @@ def test_limit_order_fills_when_the_price_crosses(ex: ccxt.binance, sim: SimProc
     assert trade["price"] == 9900 and trade["takerOrMaker"] == "maker"
 
 
-def test_partial_fills_over_price_moves(ex: ccxt.binance, sim: SimProcess) -> None:
+def test_partial_fills_over_price_moves(ex: ccxt.binance, sim: Sim) -> None:
     # 0.05 BTC at 9900 is ~495 USDT; the book gives 200 USDT worth per move
     o = ex.create_order(SYMBOL, "limit", "buy", 0.05, 9900, params={"newClientOrderId": cid()})
     sim.set_price("BTCUSDT", "9800")
@@ -135,7 +135,7 @@ def test_partial_fills_over_price_moves(ex: ccxt.binance, sim: SimProcess) -> No
     assert sum(Decimal(str(t["amount"])) for t in fills) == Decimal("0.05")
 
 
-def test_each_move_of_a_frozen_clock_fills_one_part_its_depth_chosen(ex: ccxt.binance, sim: SimProcess) -> None:
+def test_each_move_of_a_frozen_clock_fills_one_part_its_depth_chosen(ex: ccxt.binance, sim: Sim) -> None:
     """The clock frozen (--speed 0), nothing fills on its own: each POST /sim/price is one move,
     filling at most its `depth` (the book's --depth when left out) of a resting order."""
     o = ex.create_order(SYMBOL, "limit", "buy", 0.05, 9900, params={"newClientOrderId": cid()})

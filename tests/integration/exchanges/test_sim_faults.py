@@ -13,21 +13,21 @@ import ccxt
 import httpx
 import pytest
 
-from tests.integration.exchanges.simproc import KEY, SimProcess
+from tests.support.simexchange import KEY, Sim, start_sim
 
 pytestmark = pytest.mark.integration
 SYMBOL = "BTC/USDT"
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
-    proc = SimProcess(tmp_path_factory.mktemp("simf") / "data", "--speed", "0").start()
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
+    proc = start_sim(tmp_path_factory.mktemp("simf") / "data", "--speed", "0")
     yield proc
     proc.stop()
 
 
 @pytest.fixture
-def ex(sim: SimProcess) -> Iterator[ccxt.binance]:
+def ex(sim: Sim) -> Iterator[ccxt.binance]:
     sim.admin("DELETE", "/sim/faults")
     sim.set_price("BTCUSDT", "10000")
     client = sim.client(timeout_ms=1500)
@@ -40,7 +40,7 @@ def cid() -> str:
     return "f-" + uuid.uuid4().hex[:16]
 
 
-def test_latency(ex: ccxt.binance, sim: SimProcess) -> None:
+def test_latency(ex: ccxt.binance, sim: Sim) -> None:
     sim.faults(latency_ms=400)
     start = time.monotonic()
     ex.fetch_balance()
@@ -51,7 +51,7 @@ def test_latency(ex: ccxt.binance, sim: SimProcess) -> None:
     assert time.monotonic() - start < 0.4
 
 
-def test_5xx_is_a_ccxt_exception_and_nothing_is_done(ex: ccxt.binance, sim: SimProcess) -> None:
+def test_5xx_is_a_ccxt_exception_and_nothing_is_done(ex: ccxt.binance, sim: Sim) -> None:
     sim.faults(error_next=1)
     client_id = cid()
     with pytest.raises(ccxt.ExchangeNotAvailable):
@@ -62,7 +62,7 @@ def test_5xx_is_a_ccxt_exception_and_nothing_is_done(ex: ccxt.binance, sim: SimP
 
 
 @pytest.mark.parametrize("status", [429, 418])
-def test_throttled_with_retry_after(ex: ccxt.binance, sim: SimProcess, status: int) -> None:
+def test_throttled_with_retry_after(ex: ccxt.binance, sim: Sim, status: int) -> None:
     sim.faults(throttle_next=1, throttle_status=status, retry_after_s=3)
     r = httpx.get(f"{sim.url}/api/v3/ticker/price", params={"symbol": "BTCUSDT"})
     assert r.status_code == status and r.headers["Retry-After"] == "3" and r.json()["code"] == -1003
@@ -73,7 +73,7 @@ def test_throttled_with_retry_after(ex: ccxt.binance, sim: SimProcess, status: i
 
 
 @pytest.mark.parametrize("mode", ["timeout", "drop", "error"])
-def test_order_done_but_answer_lost_then_found_by_client_id(ex: ccxt.binance, sim: SimProcess, mode: str) -> None:
+def test_order_done_but_answer_lost_then_found_by_client_id(ex: ccxt.binance, sim: Sim, mode: str) -> None:
     sim.faults(lose_answer_next=1, lose_answer_mode=mode, lose_answer_hold_s=3)
     client_id = cid()
     expected = {"timeout": ccxt.RequestTimeout, "drop": ccxt.NetworkError, "error": ccxt.RequestTimeout}
@@ -86,7 +86,7 @@ def test_order_done_but_answer_lost_then_found_by_client_id(ex: ccxt.binance, si
     assert [o["clientOrderId"] for o in ex.fetch_orders(SYMBOL)].count(client_id) == 1
 
 
-def test_rejected_orders(ex: ccxt.binance, sim: SimProcess) -> None:
+def test_rejected_orders(ex: ccxt.binance, sim: Sim) -> None:
     sim.faults(reject_next=1)
     client_id = cid()
     with pytest.raises(ccxt.InvalidOrder, match="-2010"):
@@ -96,7 +96,7 @@ def test_rejected_orders(ex: ccxt.binance, sim: SimProcess) -> None:
     assert ex.create_order(SYMBOL, "market", "buy", 0.001)["status"] == "closed"
 
 
-def test_admin_needs_the_key_and_checks_bodies(sim: SimProcess) -> None:
+def test_admin_needs_the_key_and_checks_bodies(sim: Sim) -> None:
     assert httpx.post(f"{sim.url}/sim/faults", json={}).status_code == 401
     bad = httpx.post(f"{sim.url}/sim/faults", json={"error_rate": 2}, headers={"X-MBX-APIKEY": KEY})
     assert bad.status_code == 422
@@ -104,7 +104,7 @@ def test_admin_needs_the_key_and_checks_bodies(sim: SimProcess) -> None:
     assert neg.status_code == 409
 
 
-def test_balance_changed_behind_the_back(ex: ccxt.binance, sim: SimProcess) -> None:
+def test_balance_changed_behind_the_back(ex: ccxt.binance, sim: Sim) -> None:
     before = ex.fetch_balance()["BTC"]["free"]
     sim.admin("POST", "/sim/balance", {"asset": "BTC", "delta": "-0.01"})
     assert ex.fetch_balance()["BTC"]["free"] == pytest.approx(before - 0.01)
@@ -112,7 +112,7 @@ def test_balance_changed_behind_the_back(ex: ccxt.binance, sim: SimProcess) -> N
 
 def test_restart_keeps_orders_trades_balances_and_clock(tmp_path: Path) -> None:
     """Killed with SIGKILL right after its answers, then stopped with SIGTERM: nothing lost."""
-    sim = SimProcess(tmp_path / "data", "--speed", "0").start()
+    sim = start_sim(tmp_path / "data", "--speed", "0")
     try:
         ex = sim.client()
         ex.load_markets()
@@ -124,7 +124,7 @@ def test_restart_keeps_orders_trades_balances_and_clock(tmp_path: Path) -> None:
     finally:
         sim.stop(signal.SIGKILL)
     for restart in range(2):
-        sim = SimProcess(tmp_path / "data", "--balance", "USDT=1", port=sim.port).start()  # speed: as saved (0)
+        sim = start_sim(tmp_path / "data", "--balance", "USDT=1", port=sim.port)  # speed: as saved (0)
         try:
             ex = sim.client()
             ex.load_markets()
@@ -146,7 +146,7 @@ def test_restart_keeps_orders_trades_balances_and_clock(tmp_path: Path) -> None:
             sim.stop(signal.SIGTERM)
 
 
-def test_late_answer_the_order_is_done_before_the_client_hears(ex: ccxt.binance, sim: SimProcess) -> None:
+def test_late_answer_the_order_is_done_before_the_client_hears(ex: ccxt.binance, sim: Sim) -> None:
     sim.faults(answer_delay_ms=2500)
     client_id = cid()
     with pytest.raises(ccxt.RequestTimeout):
@@ -155,7 +155,7 @@ def test_late_answer_the_order_is_done_before_the_client_hears(ex: ccxt.binance,
     assert ex.fetch_order(None, SYMBOL, params={"origClientOrderId": client_id})["status"] == "closed"
 
 
-def test_cancel_done_but_answer_lost(ex: ccxt.binance, sim: SimProcess) -> None:
+def test_cancel_done_but_answer_lost(ex: ccxt.binance, sim: Sim) -> None:
     o = ex.create_order(SYMBOL, "limit", "buy", 0.001, 9000, params={"newClientOrderId": cid()})
     sim.faults(lose_answer_next=1, lose_answer_mode="drop")
     with pytest.raises(ccxt.NetworkError):
@@ -166,7 +166,7 @@ def test_cancel_done_but_answer_lost(ex: ccxt.binance, sim: SimProcess) -> None:
 
 
 def test_request_limit_429_then_418(tmp_path: Path) -> None:
-    sim = SimProcess(tmp_path / "data", "--speed", "0", "--request-limit", "5").start()  # the start used one
+    sim = start_sim(tmp_path / "data", "--speed", "0", "--request-limit", "5")  # the start used one
     try:
         url = f"{sim.url}/api/v3/ticker/price"
         codes = [httpx.get(url, params={"symbol": "BTCUSDT"}).status_code for _ in range(10)]
