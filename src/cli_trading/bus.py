@@ -69,8 +69,9 @@ class Bus:
     """Publishing side plus the shared command connection.
 
     `publish` coalesces: every publish made in the same event-loop iteration goes out in one
-    round trip (busops.pipelined), and each caller resumes once its message is in Redis. Under load (many HTTP
-    requests per iteration) that is one round trip for all of them instead of one each."""
+    round trip (busops.pipelined), and each caller resumes once its message is in Redis. Under
+    load (many HTTP requests per iteration) that is one round trip for all of them instead of one
+    each."""
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -52,9 +52,8 @@ class InFlight:
     orders: Mapping[str, str] = field(default_factory=dict)  # request id → its `orders` row's status
     sized: Mapping[str, Request] = field(default_factory=dict)  # request id → its run's sizing (what risk was asked)
     filled: Mapping[str, Decimal] = field(default_factory=dict)  # request id → its order's quantity in `fills`
-    adopted: Mapping[str, Request] = field(
-        default_factory=dict
-    )  # request id → a pending adopted order (price 0: market)
+    # request id → a pending order adopted from the exchange (price 0: a market order)
+    adopted: Mapping[str, Request] = field(default_factory=dict)
     marks: Mapping[str, Decimal] = field(default_factory=dict)  # symbol → last mark (an adopted market order's price)
     # (request id, a time at or after its approval) wherever an approval was seen: the rate window
     approved: Sequence[tuple[str, datetime]] = ()
