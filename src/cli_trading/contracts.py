@@ -211,11 +211,15 @@ class StatusMsg(StreamMessage):
         return [FillRecord(o, sym, side, f.qty, f.price, f.fee, f.fillId) for f in self.fills]
 
 
+ADOPTED_PREFIX = "adopted-"  # the request id of an order taken over from the exchange
+
+
 def status_id(order_id: str, fills: list[FillPart] | None = None) -> str:
     """An exec.status message's idempotency key (`statusId`, what its consumers dedupe on): the
-    order id for its final status; a `pending` message with partial fills has one per set of
-    fills, so that it never makes the order's final status look like a repeat."""
-    return f"{order_id}:pending:" + ",".join(f.fillId for f in fills) if fills else order_id
+    order id for its final status; a `pending` message has one per set of fills (none: an order
+    adopted from the exchange, announced), so that it never makes the order's final status look
+    like a repeat."""
+    return order_id if fills is None else f"{order_id}:pending:" + ",".join(f.fillId for f in fills)
 
 
 class BarMsg(StreamMessage):

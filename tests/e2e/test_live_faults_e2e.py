@@ -346,8 +346,10 @@ def test_an_order_id_taken_in_another_market_is_a_clear_rejection(live: System, 
 def test_an_order_placed_by_hand_is_adopted_and_its_fill_reaches_the_ledger(live: System, sim: Sim) -> None:
     """EXCHANGE_UNKNOWN_ORDERS=adopt: a limit order placed at the exchange by hand is taken in by
     reconciliation, followed, and when it fills it gets its `fills` row; /pnl/status agrees with
-    the PnL recomputed from the fills table."""
+    the PnL recomputed from the fills table. The running risk manager holds a reservation for it
+    while it is open (announced on exec.status), not only from its next start."""
     cid = f"hand-{uuid.uuid4().hex[:10]}"
+    held = reservations(live)
     price = D(sim.state()["prices"]["BTCUSDT"])
     limit = (price * D("0.97")).quantize(D("0.01"))
     at_exchange(
@@ -362,6 +364,7 @@ def test_an_order_placed_by_hand_is_adopted_and_its_fill_reaches_the_ledger(live
         (f"adopted-{cid}", "pending")
     ]
     assert db_rows(live, "select * from fills where order_id = ?", cid) == []
+    wait_for(lambda: reservations(live) == held + 1, 30, "the risk manager to reserve the adopted order")
     before = httpx.get(live.url() + "/pnl/status", timeout=10).json()
     sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(limit - 1)})  # crosses it: fills
     sim.admin("POST", "/sim/price", {"symbol": "BTCUSDT", "price": str(price)})
@@ -377,6 +380,11 @@ def test_an_order_placed_by_hand_is_adopted_and_its_fill_reaches_the_ledger(live
     after = httpx.get(live.url() + "/pnl/status", timeout=10).json()
     assert D(str(after["cash"])) == D(str(before["cash"])) - D(qty) * D(px) - D(fee)
     assert position(after, "BTC-USDT") == position(before, "BTC-USDT") + D("0.004")
+    wait_for(lambda: reservations(live) == held, 30, "the filled order's reservation released")
+
+
+def reservations(live: System) -> int:
+    return int(httpx.get(live.url("risk-manager") + "/status", timeout=10).json()["reservations"])
 
 
 def position(pnl: dict[str, Any], symbol: str) -> D:

@@ -291,7 +291,8 @@ class TradeExecutor(Agent[ExecutorParts]):
         """The desk saw new trades of an order still open: each is a fill row now (committed,
         retried until it lands), then an exec.status `pending` carrying them, so positions and PnL
         move with each partial fill. A trade recorded again (a restart, a redelivery) is one row,
-        and the consumers apply it once."""
+        and the consumers apply it once. No trades: an order just adopted from the exchange,
+        announced (`fills` empty), so that the risk manager reserves it."""
         now = self.clock()
         await self._settle([], [trade_row(m, f, now) for f in new])
         st = self._status(m, ExecResult("pending", t.average, t.fee_quote, f"{t.status} at the exchange", tracked=t))

@@ -326,8 +326,10 @@ class Orchestrator(Agent[OrchestratorParts]):
                 self.exec_failures = 0
             elif st.status == "failed":
                 self.exec_failures += 1
+            if st.status == "pending":  # partial fills (applied above), an adopted order's announcement
+                continue
             run = await self.lookup_run(st.requestId)
-            if run is None or st.status == "pending":
+            if run is None:
                 continue
             if st.status == "filled" and run.outcome not in (None, "filled"):
                 corrected = self.parts.safety.filled_after_all(run, st.orderId)

@@ -17,16 +17,25 @@ from cli_trading.agents.base import Agent, Subscription
 from cli_trading.agents.wiring import Services
 from cli_trading.bus import Delivery, Handled, MessageResult, Outgoing, PoisonMessage, decoded, failures, valid
 from cli_trading.config import Settings, load_yaml
-from cli_trading.contracts import BarMsg, Group, OrderMsg, RiskRequest, RiskResponse, StatusMsg, Stream, iso
+from cli_trading.contracts import (
+    ADOPTED_PREFIX,
+    BarMsg,
+    Group,
+    OrderMsg,
+    RiskRequest,
+    RiskResponse,
+    StatusMsg,
+    Stream,
+    iso,
+)
 from cli_trading.db import exchange_repo, repo, run_repo
 from cli_trading.exchanges.keys import BALANCES_KEY, MARKETS_KEY
 from cli_trading.exchanges.markets import MarketRules
-from cli_trading.exchanges.reconcile import ADOPTED_PREFIX
 from cli_trading.halt.gate import HaltGate
 from cli_trading.streamops import unacknowledged
 from cli_trading.trading import risk
 from cli_trading.trading.ledger import ZERO, Ledger, replay
-from cli_trading.trading.risk_recovery import InFlight, filled_by_request, rebuild
+from cli_trading.trading.risk_recovery import InFlight, filled_by_request, priced, rebuild
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -96,7 +105,6 @@ async def found_in_flight(redis: Any, sess: Any, *, now: datetime) -> tuple[InFl
     ]
     orders = {o.request_id: o.status for o in rows}  # the later read of a row wins
     adopted = [o for o in rows if o.request_id.startswith(ADOPTED_PREFIX) and orders[o.request_id] == "pending"]
-    limits = {o.order_id: o.limit_price for o in await exchange_repo.open_orders(sess)} if adopted else {}
     sent: list[RiskResponse | OrderMsg] = [*approvals, *queued]
     approved = [*((m.requestId, _at(m.ts, now)) for m in sent), *claimed]
     found = InFlight(
@@ -104,13 +112,20 @@ async def found_in_flight(redis: Any, sess: Any, *, now: datetime) -> tuple[InFl
         terms,
         orders,
         sized,
-        adopted={
-            o.request_id: risk.Request(o.request_id, o.symbol, o.side, o.qty, limits.get(o.order_id) or ZERO, 0.0)
-            for o in adopted
-        },
+        adopted=await adopted_terms(sess, adopted),
         approved=approved,
     )
     return found, {o.order_id: o.request_id for o in rows}
+
+
+async def adopted_terms(sess: Any, pending: list[Any]) -> dict[str, risk.Request]:
+    """The terms of pending orders adopted from the exchange (`orders` rows): their amount, at
+    their limit price (price 0: a market order, priced at the mark by `risk_recovery.priced`)."""
+    limits = {o.order_id: o.limit_price for o in await exchange_repo.open_orders(sess)} if pending else {}
+    return {
+        o.request_id: risk.Request(o.request_id, o.symbol, o.side, o.qty, limits.get(o.order_id) or ZERO, 0.0)
+        for o in pending
+    }
 
 
 def _at(ts: str, now: datetime) -> datetime:
@@ -220,6 +235,7 @@ class RiskManager(Agent[RiskParts]):
     async def handle_status(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(StatusMsg, batch)
         ledger, book = self.parts.ledger, self.parts.book
+        await self._reserve_adopted(valid(msgs))
         for st in msgs:
             if isinstance(st, PoisonMessage):
                 continue
@@ -230,6 +246,27 @@ class RiskManager(Agent[RiskParts]):
             elif st.fills:  # partly filled (qty: so far): that part is a position now, the rest stays reserved
                 book.fill(st.requestId, st.qty)
         return failures(msgs)
+
+    async def _reserve_adopted(self, statuses: list[StatusMsg]) -> None:
+        """Orders adopted from the exchange since the start (announced `pending`, exchanges/desk.py)
+        are reserved like those found at start, by their `orders` rows' terms, before their fills
+        (if any) are applied; a settled one (an old message delivered again) is not."""
+        book = self.parts.book
+        rids = {
+            st.requestId
+            for st in statuses
+            if st.status == "pending" and st.requestId.startswith(ADOPTED_PREFIX) and st.requestId not in book.reserved
+        }
+        if not rids:
+            return
+        async with self.session() as sess:
+            rows = [o for o in await repo.orders_of_requests(sess, request_ids=sorted(rids)) if o.status == "pending"]
+            terms = await adopted_terms(sess, rows)
+        day = self.clock().date().isoformat()
+        for adopted in terms.values():
+            if (r := priced(adopted, self.parts.ledger.marks)) is not None:
+                book.reserve(r._replace(day=day))
+                self.log.info("reserved an order adopted from the exchange", requestId=r.request_id, qty=str(r.qty))
 
     async def handle_bars(self, batch: list[Delivery]) -> list[MessageResult]:
         msgs = decoded(BarMsg, batch)

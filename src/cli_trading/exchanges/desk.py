@@ -393,6 +393,7 @@ class Desk:
         )
         self.open[msg.orderId] = Open(msg, t, time.monotonic())  # followed from now on, whatever happens next
         try:
+            await self.partial(msg, t, [])  # announced, no trades: the running risk manager reserves it
             await self.track(msg, t)
         except Exception as exc:  # noqa: BLE001 - in the ledger now: the next tick follows it
             log.warning("could not follow an adopted order yet", orderId=msg.orderId, error=str(exc)[:200])

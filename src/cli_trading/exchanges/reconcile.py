@@ -16,12 +16,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
-from cli_trading.contracts import OrderMsg
+from cli_trading.contracts import ADOPTED_PREFIX, OrderMsg
 from cli_trading.exchanges.markets import client_order_id, our_symbol
 from cli_trading.exchanges.orders import Fill
 
 ZERO = Decimal(0)
-ADOPTED_PREFIX = "adopted-"  # the request id of an order taken over from the exchange
 UnknownPolicy = Literal["cancel", "adopt", "ignore"]  # EXCHANGE_UNKNOWN_ORDERS
 UnknownAction = Literal["cancel", "adopt", "drift"]
 

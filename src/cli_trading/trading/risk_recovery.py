@@ -27,7 +27,9 @@ claimed since — settled ones included, which are no longer in flight but still
 An order adopted from the exchange (live, `EXCHANGE_UNKNOWN_ORDERS=adopt`) was never approved by
 risk and has no run, but while it is `pending` it is an open order of ours: reserved at its
 `orders` row's terms (symbol, side, amount) at its limit price, or at the symbol's mark for a
-market order, and never counted as an approval (rate, daily cap).
+market order, and never counted as an approval (rate, daily cap). One adopted while the risk
+manager runs is announced on exec.status (`pending`, no fills: exchanges/desk.py); the running
+risk manager reserves it then, by the same terms (`priced`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from cli_trading.exchanges.reconcile import ADOPTED_PREFIX
+from cli_trading.contracts import ADOPTED_PREFIX
 from cli_trading.trading.ledger import ZERO, FillRecord
 from cli_trading.trading.risk import ONE_MINUTE, Request, RiskBook
 
@@ -85,7 +87,8 @@ def in_flight(found: InFlight, *, day: str) -> tuple[list[Request], list[str]]:
     for rid in ids:
         if found.orders.get(rid, "pending") != "pending":  # settled: its fills are in the ledger already
             continue
-        r = terms.get(rid) or found.sized.get(rid) or _adopted(found, rid)
+        adopted = priced(found.adopted[rid], found.marks) if rid in found.adopted else None
+        r = terms.get(rid) or found.sized.get(rid) or adopted
         if r is None:
             unknown.append(rid)
         else:
@@ -93,13 +96,13 @@ def in_flight(found: InFlight, *, day: str) -> tuple[list[Request], list[str]]:
     return out, unknown
 
 
-def _adopted(found: InFlight, rid: str) -> Request | None:
-    """An adopted order's terms, priced: its limit, else (a market order) the symbol's mark."""
-    r = found.adopted.get(rid)
-    if r is None or r.price > 0:
-        return r
-    mark = found.marks.get(r.symbol)
-    return r._replace(price=mark) if mark else None
+def priced(adopted: Request, marks: Mapping[str, Decimal]) -> Request | None:
+    """An adopted order's terms as reserved: at its limit, else (a market order, price 0) at the
+    symbol's mark; None without one."""
+    if adopted.price > 0:
+        return adopted
+    mark = marks.get(adopted.symbol)
+    return adopted._replace(price=mark) if mark else None
 
 
 def rate_window(approved: Iterable[tuple[str, datetime]], *, now: datetime) -> deque[datetime]:

@@ -8,6 +8,7 @@ The orders are held in flight by running no trade executor: approved, they wait 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -26,13 +27,22 @@ import redis
 
 from cli_trading.agents.risk import RiskManager
 from cli_trading.config import load_settings
-from cli_trading.contracts import BarMsg, Group, OrderMsg, RiskResponse, Stream
+from cli_trading.contracts import (
+    ADOPTED_PREFIX,
+    BarMsg,
+    FillPart,
+    Group,
+    OrderMsg,
+    RiskResponse,
+    StatusMsg,
+    Stream,
+    status_id,
+)
 from cli_trading.db import exchange_repo, repo, run_repo
 from cli_trading.db.models import Order
 from cli_trading.exchanges.desk import ledger_row, order_row
 from cli_trading.exchanges.ledger_rows import fill_row
 from cli_trading.exchanges.orders import Tracked
-from cli_trading.exchanges.reconcile import ADOPTED_PREFIX
 
 pytestmark = pytest.mark.integration
 TOKEN = "r" * 24
@@ -266,5 +276,60 @@ async def test_the_reservations_are_found_where_the_approved_orders_are(
         assert book.reserved_cash == D("2590.00")  # (0.01 + 0.05 + 0.06) × 20000 + 0.01 × 19000
         assert agent.parts.ledger.qty_of("BTC-USD") == D("0.04")  # the filled part is a position
         assert len(book.recent) == 4  # answered, settled (on the stream and in orders: once), queued, partly
+    finally:
+        await agent.stop()
+
+
+async def test_an_order_adopted_while_running_is_reserved_from_its_announcement(
+    tmp_path: Path, db_url: str, redis_url: str
+) -> None:
+    """A running risk manager reserves an order adopted from the exchange when the desk announces
+    it on exec.status (`pending`, no fills), at its limit, by its `orders` row's amount; its partial
+    fill leaves the rest reserved; its end releases it. An announcement of an order settled since
+    (delivered late) reserves nothing. Before, an adoption was reserved only from the next start."""
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "risk.yaml").write_text(RULES)
+    s = load_settings(data_dir=tmp_path, config_dir=config, redis_url=redis_url, database_url=db_url)
+    agent = RiskManager(s)
+    await agent.start()
+    try:
+        now, book = agent.clock(), agent.parts.book
+        live = OrderMsg(
+            orderId="cid-2", requestId=ADOPTED_PREFIX + "cid-2", symbol="BTC-USD", side="buy", qty=D("0.01"),
+            type="limit", price=D(19000),
+        )  # fmt: skip
+        gone = live.model_copy(update={"orderId": "cid-3", "requestId": ADOPTED_PREFIX + "cid-3"})
+        async with agent.session() as sess, sess.begin():
+            await repo.claim_orders(sess, rows=[ledger_row(live, now), ledger_row(gone, now)])
+            for o in (live, gone):
+                await exchange_repo.save_tracked(sess, order=order_row(o), tracked=Tracked(o.orderId), now=now)
+            await repo.update_many(sess, Order.__table__, "order_id", [{"order_id": "cid-3", "status": "filled"}])
+
+        async def publish(o: OrderMsg, status: str, fills: list[FillPart] | None, qty: str = "0") -> None:
+            st = StatusMsg(
+                orderId=o.orderId, requestId=o.requestId, status=status, symbol=o.symbol, side=o.side,
+                qty=D(qty), price=o.price, fills=fills,
+                statusId=status_id(o.orderId, fills if status == "pending" else None),  # final: the order's id
+            )  # fmt: skip
+            await agent.redis.xadd(Stream.STATUS, {"data": st.model_dump_json()})
+
+        async def reserved(want: dict[str, D]) -> None:
+            for _ in range(100):
+                if {rid: r.qty for rid, r in book.reserved.items()} == want:
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"reserved {book.reserved}, wanted {want}")
+
+        await publish(gone, "pending", [])
+        await publish(live, "pending", [])
+        await reserved({live.requestId: D("0.01")})
+        assert book.reserved_cash == D("190.00")  # at its limit
+        part = [FillPart(fillId="t-1", qty=D("0.004"), price=D(19000))]
+        await publish(live, "pending", part, qty="0.004")
+        await reserved({live.requestId: D("0.006")})
+        await publish(live, "filled", part, qty="0.004")  # cancelled after its partial fill, say
+        await reserved({})
+        assert agent.parts.ledger.qty_of("BTC-USD") == D("0.004")
     finally:
         await agent.stop()

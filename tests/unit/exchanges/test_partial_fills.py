@@ -98,8 +98,9 @@ def _record(row: dict) -> FillRecord:
 
 def test_a_partial_fill_message_never_makes_the_final_status_a_repeat() -> None:
     """The exec.status consumers drop a message whose idempotency key (statusId) they have seen:
-    a pending message with partial fills must not take the key of the order's final status."""
+    a pending message with partial fills, or without any (an adopted order's announcement), must
+    not take the key of the order's final status."""
     first, second = fill_parts([trade("7", "0.1", "1")]), fill_parts([trade("8", "0.1", "1")])
-    keys = [status_id("o1", first), status_id("o1", second), status_id("o1")]
-    assert len(set(keys)) == 3 and keys[2] == "o1"
+    keys = [status_id("o1", first), status_id("o1", second), status_id("o1", []), status_id("o1")]
+    assert len(set(keys)) == 4 and keys[3] == "o1"
     assert TradeExecutor._status(ORDER, ExecResult("filled", D(1), D(0))).statusId == ORDER.orderId
