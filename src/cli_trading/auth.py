@@ -17,10 +17,11 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from cli_trading.contracts import now_utc
+from cli_trading.isotime import parse_iso
 
 
 def fingerprint(token: str) -> str:
@@ -61,12 +62,12 @@ class TokenStore:
             self._prev_mtime = pm
             try:
                 d = json.loads(prev.read_text())
-                token, until = d["token"], datetime.fromisoformat(d["validUntil"].replace("Z", "+00:00"))
+                # a hand-written validUntil without a zone is UTC (parse_iso)
+                token, until = d["token"], parse_iso(d["validUntil"])
                 if not isinstance(token, str):
                     raise ValueError("token is not a string")
-                # A hand-written validUntil without a zone is UTC; never let a bad grace file
-                # break the check of the current token.
-                self._previous = (token, until if until.tzinfo else until.replace(tzinfo=UTC))
+                # never let a bad grace file break the check of the current token
+                self._previous = (token, until)
             except (ValueError, KeyError, TypeError, AttributeError):
                 self._previous = None
 

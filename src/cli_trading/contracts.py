@@ -6,13 +6,14 @@ Agents know each other only through this module (no agent imports another agent)
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cli_trading.isotime import iso as iso  # re-exported: the messages' time format
+from cli_trading.isotime import now_utc as now_utc
 from cli_trading.trading.ledger import FillRecord
 
 AGENT_PORTS: dict[str, int] = {
@@ -95,14 +96,6 @@ class HaltMode(StrEnum):
 
 Side = Literal["buy", "sell"]
 Severity = Literal["info", "warning", "critical"]
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(ts: datetime | None = None) -> str:
-    return (ts or now_utc()).isoformat().replace("+00:00", "Z")
 
 
 def new_id() -> str:

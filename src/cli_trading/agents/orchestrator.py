@@ -48,7 +48,7 @@ from cli_trading.control.runs import Run, RunRefused, limit_fields
 from cli_trading.db.pgraw import Held
 from cli_trading.halt import policy
 from cli_trading.halt.policy import allows
-from cli_trading.market.bars import parse_ts
+from cli_trading.isotime import parse_iso
 from cli_trading.supervision import fetch as fetch_supervision
 from cli_trading.supervision import health_entry
 from cli_trading.trading.fills import qty_for_notional, size_order
@@ -353,7 +353,7 @@ class Orchestrator(Agent[OrchestratorParts]):
             self.parts.ledger.mark(sym, px)
         if self.settings.market_feed == "replay":  # the trading day follows the replayed market
             days = self.parts.days
-            await days.follow_market(max((parse_ts(bar.barTs) for bar in bars), default=days.market_now))
+            await days.follow_market(max((parse_iso(bar.barTs) for bar in bars), default=days.market_now))
         await self.roll_day()
         await self._check_auto_halt()
         if not self.parts.halts.state.halted:

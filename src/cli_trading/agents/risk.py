@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -32,6 +32,7 @@ from cli_trading.db import exchange_repo, repo, run_repo
 from cli_trading.exchanges.keys import BALANCES_KEY, MARKETS_KEY
 from cli_trading.exchanges.markets import MarketRules
 from cli_trading.halt.gate import HaltGate
+from cli_trading.isotime import parse_iso
 from cli_trading.streamops import unacknowledged
 from cli_trading.trading import risk
 from cli_trading.trading.ledger import ZERO, Ledger, replay
@@ -132,10 +133,9 @@ def _at(ts: str, now: datetime) -> datetime:
     """A message's time (`ts`, its sender's clock, UTC); a message without a readable one counts as
     sent now (kept in the rate window for the longest)."""
     try:
-        at = datetime.fromisoformat(ts)
+        return parse_iso(ts)
     except ValueError:
         return now
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _entries(model: type[M], entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[M]:

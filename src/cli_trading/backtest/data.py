@@ -13,7 +13,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from cli_trading.market.bars import Bar, bar_interval, load_bars, parse_timeframe, parse_ts, stream_file
+from cli_trading.isotime import parse_iso
+from cli_trading.market.bars import Bar, bar_interval, load_bars, parse_timeframe, stream_file
 from cli_trading.market.datacheck import GapPolicy
 
 Step = Sequence[Bar]
@@ -142,4 +143,4 @@ def _common_span(series: dict[str, Iterable[Bar]], intervals: dict[str, timedelt
 
 def parse_date(value: str | None) -> datetime | None:
     """`2018-01-01` or an ISO timestamp, as UTC; None stays None."""
-    return parse_ts(value) if value else None
+    return parse_iso(value) if value else None

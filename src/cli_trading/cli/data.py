@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from cli_trading.isotime import parse_iso
 from cli_trading.market import download as dl
 from cli_trading.market.bars import check_file, parse_timeframe
 from cli_trading.market.ccxt_feed import from_ccxt_symbol
@@ -37,10 +38,9 @@ def _fail(msg: str, code: int = 2) -> typer.Exit:
 
 def _since(value: str) -> datetime:
     try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_iso(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a date (2024-01-01 or 2024-01-01T12:00)") from None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 def _point(urls: Any, base: str) -> Any:

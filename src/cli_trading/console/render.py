@@ -3,11 +3,13 @@ No I/O and no clock of its own (`now` is passed in), so snapshots and unit tests
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from rich.text import Text
+
+from cli_trading.isotime import parse_iso
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 
@@ -42,10 +44,9 @@ def parse_ts(ts: str | None) -> datetime | None:
     if not ts:
         return None
     try:
-        t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+        return parse_iso(ts)
     except ValueError:
         return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def age(ts: str | None, now: datetime) -> str:

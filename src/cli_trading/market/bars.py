@@ -15,12 +15,13 @@ import gzip
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
+from cli_trading.isotime import parse_iso
 from cli_trading.market.datacheck import (
     DataError,
     GapPolicy,
@@ -40,12 +41,6 @@ _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 class UnknownSymbol(ValueError):
     pass
-
-
-def parse_ts(value: str) -> datetime:
-    """ISO-8601 to a tz-aware UTC datetime; a naive value is taken as UTC."""
-    ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 def parse_timeframe(timeframe: str) -> timedelta:
@@ -103,7 +98,7 @@ class Bar:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Bar:
         o, h, lo, c, v = (Decimal(str(d[k])) for k in ("open", "high", "low", "close", "volume"))
-        return cls(d["symbol"], parse_ts(d["ts"]), o, h, lo, c, v)
+        return cls(d["symbol"], parse_iso(d["ts"]), o, h, lo, c, v)
 
 
 def _files(folder: Path) -> dict[str, tuple[Path, str]]:

@@ -27,6 +27,8 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
+from cli_trading.isotime import parse_iso
+
 PRICES = ("open", "high", "low", "close")
 COLUMNS = ("ts", *PRICES, "volume")
 MAX_LISTED = 20  # problems listed by `Report.describe`; the count says how many there are in all
@@ -141,8 +143,7 @@ def parse_ts(value: str) -> datetime:
     value = value.strip()
     if value.isdigit():
         return datetime.fromtimestamp(int(value) / 1000, UTC)
-    ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    return parse_iso(value)
 
 
 def parse_record(line: int, rec: Mapping[str, str | None]) -> Row | Problem:
@@ -256,7 +257,7 @@ def check(
     problems += order
     if gaps == GapPolicy.REFUSE:
         problems += [Problem("gap", g.lines, g.detail + " (gaps refused)") for g in gap_list]
-    problems.sort(key=lambda p: (p.lines or (0,)))
+    problems.sort(key=lambda p: p.lines or (0,))
     stamps = [r.ts for r in rows]
     return Report(
         source,
@@ -344,6 +345,6 @@ def scan(
         problems.append(Problem("empty", (), "no bars"))
     if gaps == GapPolicy.REFUSE:
         problems += [Problem("gap", g.lines, g.detail + " (gaps refused)") for g in gap_list]
-    problems.sort(key=lambda p: (p.lines or (0,)))
+    problems.sort(key=lambda p: p.lines or (0,))
     last = prev.ts if prev else None
     return Report(source, rows, iv or timedelta(0), tuple(problems), tuple(gap_list), missing, first=first, last=last)

@@ -24,7 +24,7 @@ class Observed:
 
 def parse_ts(value: Any, default: datetime) -> datetime:
     try:
-        ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        ts = datetime.fromisoformat(str(value))
         return ts if ts.tzinfo else default
     except ValueError:
         return default

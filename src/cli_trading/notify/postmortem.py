@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from cli_trading.isotime import parse_iso
 from cli_trading.notify.templates import span, when
 
 TARGET_S = {"P0": 5 * 60, "P1": 15 * 60, "P2": 3600, "P3": 4 * 3600}
@@ -15,7 +16,7 @@ TODO = "_to be completed_"
 
 
 def _t(v: str | None) -> datetime | None:
-    return datetime.fromisoformat(v.replace("Z", "+00:00")) if v else None
+    return parse_iso(v) if v else None
 
 
 def _clock(v: str | None) -> str:

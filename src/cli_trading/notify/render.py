@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from cli_trading.isotime import parse_iso
 from cli_trading.notify import templates as t
 from cli_trading.notify.classify import Classification
 from cli_trading.notify.config import Contact, NotifyConfig
@@ -143,6 +144,6 @@ def for_lifecycle(cfg: NotifyConfig, event: dict[str, Any], inc: Any, now: datet
 
 def ctx_time(ctx: dict[str, Any], key: str) -> datetime | None:
     try:
-        return datetime.fromisoformat(str(ctx[key]).replace("Z", "+00:00"))
+        return parse_iso(str(ctx[key]))
     except (KeyError, ValueError):
         return None

@@ -30,6 +30,7 @@ from typing import Any
 
 from cli_trading.config import redact_url
 from cli_trading.contracts import iso
+from cli_trading.isotime import parse_iso
 from cli_trading.ops import dbtools, redisdump
 from cli_trading.ops.locate import Located
 
@@ -57,7 +58,7 @@ class BackupInfo:
 
     @property
     def created(self) -> datetime:
-        return datetime.fromisoformat(self.manifest["createdAt"].replace("Z", "+00:00"))
+        return parse_iso(self.manifest["createdAt"])
 
     def age_s(self) -> float:
         return (datetime.now(UTC) - self.created).total_seconds()
@@ -101,8 +102,9 @@ def _fill(loc: Located, folder: Path, bid: str, *, with_redis: bool) -> dict[str
         try:
             part = redisdump.dump(redisdump.client(loc.redis_url), folder / "redis.jsonl")
         except redisdump.redis.RedisError as exc:
-            raise BackupError(f"Redis at {redact_url(loc.redis_url)} not readable ({exc}); "
-                              "--skip-redis backs up the database alone") from exc
+            raise BackupError(
+                f"Redis at {redact_url(loc.redis_url)} not readable ({exc}); --skip-redis backs up the database alone"
+            ) from exc
         redis_part = {"file": "redis.jsonl", **part}
     config_files = _backup_config(loc, folder)
     return {
@@ -110,8 +112,11 @@ def _fill(loc: Located, folder: Path, bid: str, *, with_redis: bool) -> dict[str
         "id": bid,
         "createdAt": iso(),
         "durationS": round(time.monotonic() - started, 2),
-        "database": {"kind": "postgresql" if loc.is_postgres else "sqlite", "file": db_file,
-                     "url": redact_url(loc.db_url)},
+        "database": {
+            "kind": "postgresql" if loc.is_postgres else "sqlite",
+            "file": db_file,
+            "url": redact_url(loc.db_url),
+        },
         "redis": redis_part,
         "config": config_files,
         "ledger": summary,
@@ -190,8 +195,9 @@ def check_sums(folder: Path) -> list[str]:
         problems.append(f"{MANIFEST} is not covered by {SUMS}")
     elif not problems:
         manifest = json.loads((folder / MANIFEST).read_text())
-        problems += [f"{n} is listed in the manifest but not in {SUMS}" for n in manifest.get("files", {})
-                     if n not in listed]
+        problems += [
+            f"{n} is listed in the manifest but not in {SUMS}" for n in manifest.get("files", {}) if n not in listed
+        ]
     return problems
 
 
