@@ -12,23 +12,25 @@ stream every few seconds; several doing it at once is harmless (the floor only m
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+T = TypeVar("T")
 TRIM_INTERVAL_S = 10.0
 TRIM_STEP = 10_000  # entries per XTRIM call
 TRIM_MAX_STEPS = 100  # per stream and interval: up to 100,000 entries a second
 
 
-def _name(v: bytes | str) -> str:
+def text(v: bytes | T) -> str | T:
+    """A Redis reply's bytes as a str (the clients here do not decode replies); anything else as is."""
     return v.decode() if isinstance(v, bytes) else v
 
 
 def parse_id(eid: bytes | str) -> tuple[int, int]:
-    ms, _, seq = _name(eid).partition("-")
+    ms, _, seq = text(eid).partition("-")
     return int(ms), int(seq or 0)
 
 
@@ -79,7 +81,7 @@ async def unacknowledged(redis: Any, stream: str, group: str) -> list[tuple[byte
         groups = await redis.xinfo_groups(stream)
     except ResponseError:  # no such key (yet)
         return []
-    info = next((g for g in groups if _name(g["name"]) == group), None)
+    info = next((g for g in groups if text(g["name"]) == group), None)
     last = parse_id(info["last-delivered-id"]) if info else (-1, 0)
     pending: set[tuple[int, int]] = set()
     low = "-"
@@ -88,7 +90,7 @@ async def unacknowledged(redis: Any, stream: str, group: str) -> list[tuple[byte
         pending.update(parse_id(p["message_id"]) for p in page)
         if len(page) < READ_PAGE:
             break
-        low = "(" + _name(page[-1]["message_id"])
+        low = "(" + text(page[-1]["message_id"])
     start = f"{min(pending)[0]}-{min(pending)[1]}" if pending else f"({last[0]}-{last[1]}" if info else "-"
     out: list[tuple[bytes, dict[bytes, bytes]]] = []
     while True:
@@ -96,7 +98,7 @@ async def unacknowledged(redis: Any, stream: str, group: str) -> list[tuple[byte
         out.extend(e for e in page if parse_id(e[0]) > last or parse_id(e[0]) in pending)
         if len(page) < READ_PAGE:
             return out
-        start = "(" + _name(page[-1][0])
+        start = "(" + text(page[-1][0])
 
 
 async def requeue(r: aioredis.Redis, dlq_stream: str, entry_id: str) -> str | None:

@@ -10,6 +10,7 @@ from redis.exceptions import ResponseError
 
 from cli_trading.bus import requeue
 from cli_trading.contracts import SUBSCRIPTIONS, dlq_of
+from cli_trading.streamops import text
 
 
 class NotFound(LookupError):
@@ -19,12 +20,8 @@ class NotFound(LookupError):
 KNOWN = {str(s) for s in SUBSCRIPTIONS} | {dlq_of(str(s)) for s in SUBSCRIPTIONS}
 
 
-def _s(v: Any) -> Any:
-    return v.decode() if isinstance(v, bytes) else v
-
-
 async def _exists(r: Any, stream: str) -> bool:
-    return bool(await r.exists(stream)) and _s(await r.type(stream)) == "stream"
+    return bool(await r.exists(stream)) and text(await r.type(stream)) == "stream"
 
 
 async def require_stream(r: Any, stream: str) -> None:
@@ -40,8 +37,8 @@ async def pending(r: Any, *, stream: str, group: str) -> dict[str, Any]:
         if "NOGROUP" in str(exc):
             raise NotFound(f"no group {group!r} on stream {stream!r}") from exc
         raise
-    count, lo, hi = info["pending"], _s(info["min"]), _s(info["max"])
-    per = [[_s(c["name"]), int(c["pending"])] for c in info["consumers"] or []]
+    count, lo, hi = info["pending"], text(info["min"]), text(info["max"])
+    per = [[text(c["name"]), int(c["pending"])] for c in info["consumers"] or []]
     oldest_idle_ms = None
     if count:
         first = await r.xpending_range(stream, group, min="-", max="+", count=1)
@@ -64,10 +61,10 @@ async def dlq_entries(r: Any, *, stream: str, count: int = 50, start: str = "-")
         try:
             entry = orjson.loads(fields[b"data"])
         except (KeyError, ValueError):
-            entry = {"raw": {_s(k): _s(v) for k, v in fields.items()}}
+            entry = {"raw": {text(k): text(v) for k, v in fields.items()}}
         # "id" is the DLQ entry's own id (what requeue takes); the dead message's id is "originalId"
-        entries.append({**entry, "originalId": entry.get("id"), "id": _s(eid)})
-    nxt = _s(rows[count][0]) if len(rows) > count else None
+        entries.append({**entry, "originalId": entry.get("id"), "id": text(eid)})
+    nxt = text(rows[count][0]) if len(rows) > count else None
     return {"stream": stream, "length": await r.xlen(stream), "entries": entries, "next": nxt}
 
 
@@ -77,7 +74,7 @@ async def requeue_entries(r: Any, *, dlq_stream: str, entry_id: str | None, all_
         raise ValueError(f"{dlq_stream!r} is not a dead-letter stream (names end in .dlq)")
     ids = [entry_id] if entry_id else []
     if all_:
-        ids = [_s(eid) for eid, _ in await r.xrange(dlq_stream, "-", "+")]
+        ids = [text(eid) for eid, _ in await r.xrange(dlq_stream, "-", "+")]
     out = []
     for eid in ids:
         new = await requeue(r, dlq_stream, eid)
@@ -97,7 +94,7 @@ async def overview(r: Any) -> list[dict[str, Any]]:
                 "stream": str(stream),
                 "length": await r.xlen(stream) if exists else 0,
                 "groups": [
-                    {"name": _s(g["name"]), "pending": g["pending"], "consumers": g["consumers"], "lag": g.get("lag")}
+                    {"name": text(g["name"]), "pending": g["pending"], "consumers": g["consumers"], "lag": g.get("lag")}
                     for g in info_groups
                 ],
                 "expectedGroups": [str(g) for g in groups],

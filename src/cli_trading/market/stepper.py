@@ -21,6 +21,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from cli_trading.contracts import SUBSCRIPTIONS, Stream
+from cli_trading.streamops import parse_id, text
 
 # what one bar sets off, and who reads it
 PIPELINE: dict[str, tuple[str, ...]] = {
@@ -36,15 +37,6 @@ PIPELINE: dict[str, tuple[str, ...]] = {
     )
 }
 BARS_READ: dict[str, tuple[str, ...]] = {Stream.BARS: SUBSCRIPTIONS[Stream.BARS]}
-
-
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _id(v: Any) -> tuple[int, int]:
-    ms, _, seq = _text(v).partition("-")
-    return int(ms), int(seq or 0)
 
 
 class Stepper:
@@ -66,14 +58,14 @@ class Stepper:
             return False
         for k, groups in enumerate(streams.values()):
             info, found = answers[2 * k], answers[2 * k + 1]
-            last = _id(info.get("last-generated-id") or info.get(b"last-generated-id") or "0-0")
-            by_name = {_text(g.get("name") or g.get(b"name")): g for g in found}
+            last = parse_id(info.get("last-generated-id") or info.get(b"last-generated-id") or "0-0")
+            by_name = {text(g.get("name") or g.get(b"name")): g for g in found}
             for group in groups:
                 g = by_name.get(group)
                 if g is None:
                     return False
                 pending = int(g.get("pending", g.get(b"pending", 0)))
-                delivered = _id(g.get("last-delivered-id") or g.get(b"last-delivered-id") or "0-0")
+                delivered = parse_id(g.get("last-delivered-id") or g.get(b"last-delivered-id") or "0-0")
                 if pending or delivered < last:
                     return False
         return True
