@@ -26,7 +26,7 @@ import pytest
 import redis
 
 from cli_trading.agents.risk import RiskManager
-from cli_trading.config import load_settings
+from cli_trading.config import Settings, load_settings
 from cli_trading.contracts import (
     ADOPTED_PREFIX,
     BarMsg,
@@ -54,6 +54,14 @@ RULES = """risk:
 RATE_RULES = """risk:
   max_orders_per_minute: 2
 """
+
+
+def in_process(tmp_path: Path, db_url: str, redis_url: str) -> Settings:
+    """Settings for a risk manager run in the test's process, with RULES."""
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "risk.yaml").write_text(RULES)
+    return load_settings(data_dir=tmp_path, config_dir=config, redis_url=redis_url, database_url=db_url)
 
 
 def until(cond: Callable[[], Any], what: str, within: float = 30) -> Any:
@@ -221,10 +229,7 @@ async def test_the_reservations_are_found_where_the_approved_orders_are(
     executor has, partly filled (the rest reserved), an order settled (not reserved), an order
     adopted from the exchange (a limit buy, reserved at its limit). The rate window: the approvals
     of the last minute — not the adopted order, nor an order settled two minutes ago."""
-    config = tmp_path / "config"
-    config.mkdir()
-    (config / "risk.yaml").write_text(RULES)
-    s = load_settings(data_dir=tmp_path, config_dir=config, redis_url=redis_url, database_url=db_url)
+    s = in_process(tmp_path, db_url, redis_url)
     first = RiskManager(s)
     await first.start()  # the schema
     now = first.clock()
@@ -287,10 +292,7 @@ async def test_an_order_adopted_while_running_is_reserved_from_its_announcement(
     it on exec.status (`pending`, no fills), at its limit, by its `orders` row's amount; its partial
     fill leaves the rest reserved; its end releases it. An announcement of an order settled since
     (delivered late) reserves nothing. Before, an adoption was reserved only from the next start."""
-    config = tmp_path / "config"
-    config.mkdir()
-    (config / "risk.yaml").write_text(RULES)
-    s = load_settings(data_dir=tmp_path, config_dir=config, redis_url=redis_url, database_url=db_url)
+    s = in_process(tmp_path, db_url, redis_url)
     agent = RiskManager(s)
     await agent.start()
     try:
