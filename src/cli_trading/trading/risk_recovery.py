@@ -17,8 +17,8 @@ acknowledges it):
 
 Requests risk has not answered yet (pending in `risk.requests`) are not reserved: they are
 decided after the start, and reserved then if approved. A risk rejection is in none of these.
-agents/risk_wiring.py reads the facts (streams first, then the database: an order moving on meanwhile
-is seen at its later place, or twice, never not at all); this module decides.
+agents/risk_wiring.py reads the facts (streams first, then the database: an order moving on
+meanwhile is seen at its later place, or twice, never not at all); this module decides.
 
 The same places give the rate rule's window (`RiskBook.recent`, the approvals of the last
 minute): an approval of the last minute is on one of the two streams or has an `orders` row
